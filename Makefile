@@ -1,0 +1,49 @@
+# kubento — `make test` runs every tier on a fresh machine; `make help` lists targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+
+.PHONY: help test unit integration deps venv kube crds crds-check controlplane-up controlplane-down clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+test: deps venv kube  ## every tier: unit, integration (real kube-apiserver)
+	$(PYTEST) tests
+
+unit: venv  ## unit tests only (no cluster, seconds)
+	$(PYTEST) tests/unit
+
+integration: deps venv kube  ## integration tier against a real kube-apiserver + etcd + controller-manager
+	$(PYTEST) tests/integration
+
+deps:  ## Debian packages and toolchain checks
+	@hack/install-deps.sh
+
+venv: $(VENV)/.installed  ## Python virtualenv with kubento and test dependencies
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+kube:  ## build (or reuse from ~/.cache/kubento) the Kubernetes components
+	@e2e/kubebin/build.sh >/dev/null
+
+crds: venv  ## regenerate crds/ from operator/kubento/api
+	$(VENV)/bin/kubento crds
+
+crds-check: venv  ## fail if crds/ is out of date
+	$(VENV)/bin/kubento crds --check
+
+controlplane-up: kube  ## start etcd + kube-apiserver + controller-manager (e2e/controlplane)
+	e2e/controlplane up
+
+controlplane-down:  ## stop them
+	e2e/controlplane down
+
+clean:  ## remove the virtualenv (the Go build cache in ~/.cache/kubento stays)
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,3 @@
+package main
+
+const kubernetesVersion = "v1.34.4"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the tests need that the machine may lack: Debian packages
+# (only when missing, so a prepared machine makes no network calls) and checks
+# the Go toolchain that builds the Kubernetes components.
+set -euo pipefail
+need=()
+for pkg in openssl curl ca-certificates; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  echo "installing Debian packages: ${need[*]}" >&2
+  if [[ $(id -u) -ne 0 ]]; then sudo=sudo; else sudo=; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+command -v go >/dev/null || { echo "Go (>= 1.24) is required to build the Kubernetes components: https://go.dev/dl/" >&2; exit 1; }

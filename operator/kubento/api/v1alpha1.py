@@ -1,0 +1,456 @@
+"""ModelDeployment, serving.kubento.io/v1alpha1.
+
+These models are the one definition of the API. The CRD in crds/ (its OpenAPI
+schema, descriptions for ``kubectl explain`` and the CEL rules) is generated
+from them, and the operator parses every object it handles with them.
+
+Cross-field rules are written twice on purpose, side by side: as CEL (so the
+API server rejects bad specs at ``kubectl apply``) and as a pydantic validator
+(so the operator and unit tests see the same rule). ``tests/unit`` runs one
+table of invalid specs through pydantic; the integration tier sends the same
+table to a real API server.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Optional, Union
+
+from kubernetes.client import (
+    V1Affinity,
+    V1EnvVar,
+    V1LocalObjectReference,
+    V1Toleration,
+)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+GROUP = "serving.kubento.io"
+VERSION = "v1alpha1"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ["md"]
+CATEGORIES = ["kubento"]
+
+# The API server's own quantity grammar (as kubebuilder emits it).
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+ARCHIVE_URI_PATTERN = r"^(s3|https?|pvc)://[^\s]+$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def _check_quantity(value: Union[int, str]) -> Union[int, str]:
+    if isinstance(value, str) and not re.match(QUANTITY_PATTERN, value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2Gi, 1)")
+    return value
+
+
+Quantity = Annotated[
+    Union[int, str],
+    AfterValidator(_check_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+
+
+def cel(rule: str, message: str, field_path: Optional[str] = None) -> dict[str, str]:
+    """One ``x-kubernetes-validations`` entry."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def _rules(*entries: dict[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": list(entries)}
+
+
+class Model(BaseModel):
+    """Base: camelCase on the wire, unknown fields are errors."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=False,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The object as it appears in the Kubernetes API (camelCase, no nulls)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+# --------------------------------------------------------------------- bento
+
+
+class SecretReference(Model):
+    """A Secret in the ModelDeployment's namespace."""
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Name of the Secret."
+    )
+
+
+class ArchiveSource(Model):
+    """A ``.bento`` archive written by ``bentoml export``, imported into the
+    runtime image when the pod starts."""
+
+    uri: str = Field(
+        pattern=ARCHIVE_URI_PATTERN,
+        max_length=2048,
+        description=(
+            "Where the archive is: s3://bucket/key.bento, http(s)://host/path.bento or "
+            "pvc://claim-name/path/in/volume.bento."
+        ),
+    )
+    secret_ref: Optional[SecretReference] = Field(
+        default=None,
+        description=(
+            "Secret with credentials for the URI (s3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+            "optional AWS_ENDPOINT_URL; http: an Authorization header value under 'authorization')."
+        ),
+    )
+
+
+class ConfigMapProjectSource(Model):
+    """A BentoML project (service.py, bentofile.yaml, ...) stored as ConfigMap keys."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="ConfigMap name.")
+
+
+class PVCProjectSource(Model):
+    """A BentoML project in a PersistentVolumeClaim."""
+
+    claim_name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="PersistentVolumeClaim name."
+    )
+    path: str = Field(default="/", max_length=1024, description="Directory of the project inside the volume.")
+
+
+class GitProjectSource(Model):
+    """A BentoML project in a git repository."""
+
+    url: str = Field(
+        pattern=r"^(https?|ssh|git)://[^\s]+$|^[^\s@]+@[^\s:]+:[^\s]+$",
+        max_length=2048,
+        description="Repository URL (https://, ssh://, git:// or user@host:path).",
+    )
+    ref: str = Field(default="HEAD", max_length=256, description="Branch, tag or commit to build.")
+    path: str = Field(default=".", max_length=1024, description="Directory of the project inside the repository.")
+    secret_ref: Optional[SecretReference] = Field(
+        default=None, description="Secret with git credentials ('username'/'password' or 'ssh-privatekey')."
+    )
+
+
+class BuildSource(Model):
+    """A BentoML project (service.py + bentofile.yaml) that kubento builds in the
+    cluster with an unprivileged Job (``bentoml build`` then ``bentoml export``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            cel(
+                "[has(self.configMap), has(self.pvc), has(self.git)].filter(x, x).size() == 1",
+                "exactly one of configMap, pvc or git must be set",
+            )
+        )
+    )
+
+    config_map: Optional[ConfigMapProjectSource] = Field(default=None, description="Project files from a ConfigMap.")
+    pvc: Optional[PVCProjectSource] = Field(default=None, description="Project directory in a PVC.")
+    git: Optional[GitProjectSource] = Field(default=None, description="Project in a git repository.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "BuildSource":
+        if sum(x is not None for x in (self.config_map, self.pvc, self.git)) != 1:
+            raise ValueError("exactly one of configMap, pvc or git must be set")
+        return self
+
+
+class BentoSource(Model):
+    """The BentoML service to serve. Set exactly one of image, archive or build."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            cel(
+                "[has(self.image), has(self.archive), has(self.build)].filter(x, x).size() == 1",
+                "exactly one of image, archive or build must be set",
+            )
+        )
+    )
+
+    image: Optional[str] = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        pattern=r"^\S+$",
+        description="A container image made by `bentoml containerize` (e.g. registry/iris:1.0).",
+    )
+    archive: Optional[ArchiveSource] = Field(
+        default=None, description="A .bento archive (bentoml export), imported into runtimeImage at pod start."
+    )
+    build: Optional[BuildSource] = Field(
+        default=None, description="A BentoML project that kubento builds into a .bento archive in-cluster."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "BentoSource":
+        if sum(x is not None for x in (self.image, self.archive, self.build)) != 1:
+            raise ValueError("exactly one of image, archive or build must be set")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "image" if self.image else "archive" if self.archive else "build"
+
+
+# ---------------------------------------------------------------- resources
+
+
+class Resources(Model):
+    """Compute resources of each model server container. Keys are resource
+    names: cpu, memory, ephemeral-storage, or extended resources such as
+    nvidia.com/gpu (for which requests, if set, must equal limits)."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, description="Minimum resources reserved, e.g. {cpu: 500m, memory: 1Gi}."
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, description="Maximum resources, e.g. {memory: 2Gi, nvidia.com/gpu: 1}."
+    )
+
+
+# -------------------------------------------------------------- autoscaling
+
+Metric = Literal["cpu", "memory", "concurrency", "rps"]
+
+DEFAULT_TARGETS: dict[str, int] = {"cpu": 80, "memory": 80, "concurrency": 10, "rps": 50}
+
+
+class Autoscaling(Model):
+    """Horizontal autoscaling. cpu and memory use a HorizontalPodAutoscaler
+    (target: average utilization in percent of requests); concurrency and rps
+    use kubento's own autoscaler on BentoML's metrics (target: in-flight
+    requests, or requests per second, per replica)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            cel(
+                "self.minReplicas <= self.maxReplicas",
+                "minReplicas must be less than or equal to maxReplicas",
+                ".minReplicas",
+            )
+        )
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas.")
+    max_replicas: int = Field(ge=1, le=1000, description="Most replicas.")
+    metric: Metric = Field(default="cpu", description="What to scale on: cpu, memory, concurrency or rps.")
+    target: Optional[int] = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description=(
+            "Target value per replica. Defaults: cpu 80 (%), memory 80 (%), "
+            "concurrency 10 (in-flight requests), rps 50 (requests/s)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Autoscaling":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must be less than or equal to maxReplicas")
+        return self
+
+    @property
+    def effective_target(self) -> int:
+        return self.target if self.target is not None else DEFAULT_TARGETS[self.metric]
+
+
+# ------------------------------------------------------------------ rollout
+
+
+class RolloutStep(Model):
+    """One canary step: send ``weight`` percent of replicas to the new
+    revision, then hold for ``pause`` while analysis runs."""
+
+    weight: int = Field(ge=1, le=100, description="Percent of replicas on the new revision (1-100).")
+    pause: Optional[Duration] = Field(default=None, description="How long to hold this step, e.g. 30s, 5m.")
+
+
+class Analysis(Model):
+    """Health checks on the new revision, from its BentoML metrics. A failed
+    check rolls back when autoRollback is true."""
+
+    max_error_rate: float = Field(default=0.05, ge=0, le=1, description="Largest share of 5xx responses (0-1).")
+    max_latency_p95: Optional[Duration] = Field(default=None, description="Largest 95th percentile latency, e.g. 500ms.")
+    min_requests: int = Field(default=20, ge=0, description="Requests needed before a verdict.")
+    interval: Duration = Field(default="30s", description="How often metrics are checked.")
+
+
+class Rollout(Model):
+    """How a new revision replaces the running one."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            cel(
+                "!has(self.steps) || size(self.steps) == 0 || self.strategy == 'Canary'",
+                "steps are only allowed with strategy Canary",
+                ".steps",
+            ),
+            cel(
+                "!has(self.steps) || (self.steps.map(s, s.weight).isSorted() && "
+                "self.steps.all(s, self.steps.exists_one(t, t.weight == s.weight)))",
+                "step weights must be strictly ascending",
+                ".steps",
+            ),
+        )
+    )
+
+    strategy: Literal["RollingUpdate", "Canary", "BlueGreen"] = Field(
+        default="RollingUpdate", description="RollingUpdate, Canary or BlueGreen."
+    )
+    steps: list[RolloutStep] = Field(
+        default_factory=list, max_length=20, description="Canary steps, weights strictly ascending."
+    )
+    analysis: Optional[Analysis] = Field(default=None, description="Automatic checks of the new revision.")
+    progress_deadline_seconds: int = Field(
+        default=600, ge=10, le=86400, description="Seconds a new revision may take to become ready before it fails."
+    )
+    auto_rollback: bool = Field(default=True, description="Return to the stable revision when the new one fails.")
+    revision_history_limit: int = Field(default=10, ge=0, le=100, description="Old revisions kept in status.history.")
+
+    @model_validator(mode="after")
+    def _steps(self) -> "Rollout":
+        if self.steps and self.strategy != "Canary":
+            raise ValueError("steps are only allowed with strategy Canary")
+        weights = [s.weight for s in self.steps]
+        if any(a >= b for a, b in zip(weights, weights[1:])):
+            raise ValueError("step weights must be strictly ascending")
+        return self
+
+
+# --------------------------------------------------------------------- spec
+
+
+class ModelDeploymentSpec(Model):
+    """A BentoML service to serve: where the bento comes from, how its pods
+    run, how it scales and how new versions roll out."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            cel(
+                "!has(self.runtimeImage) || !has(self.bento.image)",
+                "runtimeImage applies to bento.archive and bento.build only",
+                ".runtimeImage",
+            ),
+            cel(
+                "!has(self.autoscaling) || !(self.autoscaling.metric in ['cpu', 'memory']) || "
+                "(has(self.resources) && has(self.resources.requests) && "
+                "self.autoscaling.metric in self.resources.requests)",
+                "autoscaling on cpu or memory needs resources.requests for that resource "
+                "(utilization is measured against the request)",
+                ".autoscaling",
+            ),
+        )
+    )
+
+    bento: BentoSource = Field(description="The BentoML service: exactly one of image, archive or build.")
+    runtime_image: Optional[str] = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        pattern=r"^\S+$",
+        description="Image that runs an imported archive or build (default: the operator's runtime image).",
+    )
+    replicas: int = Field(default=1, ge=0, le=1000, description="Model server pods, when autoscaling is not set.")
+    port: int = Field(default=3000, ge=1, le=65535, description="Port the BentoML server listens on.")
+    resources: Optional[Resources] = Field(default=None, description="CPU, memory and GPU requests and limits.")
+    env: list[V1EnvVar] = Field(default_factory=list, max_length=256, description="Environment variables of the model server.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods must match.")
+    tolerations: list[V1Toleration] = Field(default_factory=list, max_length=64, description="Taints the pods tolerate.")
+    affinity: Optional[V1Affinity] = Field(default=None, description="Pod scheduling constraints.")
+    service_account_name: Optional[str] = Field(
+        default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="ServiceAccount the pods run as."
+    )
+    image_pull_secrets: list[V1LocalObjectReference] = Field(
+        default_factory=list, max_length=16, description="Secrets (in this namespace) used to pull the images."
+    )
+    pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the pods.")
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the pods.")
+    autoscaling: Optional[Autoscaling] = Field(default=None, description="Scale between minReplicas and maxReplicas.")
+    rollout: Rollout = Field(default_factory=Rollout, description="How new revisions replace the running one.")
+
+    @model_validator(mode="after")
+    def _runtime_image(self) -> "ModelDeploymentSpec":
+        if self.runtime_image and self.bento.image:
+            raise ValueError("runtimeImage applies to bento.archive and bento.build only")
+        scaling = self.autoscaling
+        if scaling and scaling.metric in ("cpu", "memory"):
+            if self.resources is None or scaling.metric not in self.resources.requests:
+                raise ValueError(
+                    "autoscaling on cpu or memory needs resources.requests for that resource "
+                    "(utilization is measured against the request)"
+                )
+        return self
+
+
+# ------------------------------------------------------------------- status
+
+Phase = Literal["Pending", "Building", "Progressing", "Ready", "Degraded", "RolledBack", "Failed"]
+ConditionType = Literal["Ready", "Progressing", "Available", "Degraded", "RolledBack", "BuildSucceeded"]
+
+
+class Condition(Model):
+    """An observation of one aspect of the ModelDeployment."""
+
+    type: str = Field(description="Ready, Progressing, Available, Degraded, RolledBack or BuildSucceeded.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason for the last transition.")
+    message: str = Field(default="", description="Human-readable detail.")
+    last_transition_time: Optional[str] = Field(default=None, description="When status last changed (RFC 3339).")
+    observed_generation: Optional[int] = Field(default=None, description="Generation this condition was set for.")
+
+
+class HistoryEntry(Model):
+    """A revision that ran."""
+
+    revision: str = Field(description="Revision hash.")
+    bento: str = Field(description="The bento it served (image, archive URI or build source).")
+    time: str = Field(description="When it was recorded (RFC 3339).")
+    outcome: str = Field(description="Succeeded, RolledBack, Failed or Superseded.")
+
+
+class ModelDeploymentStatus(Model):
+    """Observed state, written by the operator."""
+
+    phase: Optional[Phase] = Field(
+        default=None, description="Pending, Building, Progressing, Ready, Degraded, RolledBack or Failed."
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Current conditions.")
+    observed_generation: Optional[int] = Field(default=None, description="The spec generation last acted on.")
+    current_revision: Optional[str] = Field(default=None, description="Revision the operator is rolling out or running.")
+    stable_revision: Optional[str] = Field(default=None, description="Last revision that became Ready.")
+    canary_weight: Optional[int] = Field(default=None, description="Percent of replicas on the new revision.")
+    history: list[HistoryEntry] = Field(default_factory=list, description="Revisions that ran, newest last.")
+    url: Optional[str] = Field(default=None, description="In-cluster URL of the model's Service.")
+    replicas: Optional[int] = Field(default=None, description="Model server pods (all revisions).")
+    ready_replicas: Optional[int] = Field(default=None, description="Pods passing their readiness probe.")
+    selector: Optional[str] = Field(default=None, description="Label selector of the pods (scale subresource).")

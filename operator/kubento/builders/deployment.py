@@ -1,0 +1,152 @@
+"""The model server's Deployment and pod template."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubento.api.v1alpha1 import ModelDeploymentSpec
+from kubento.builders.meta import (
+    LABEL_REVISION,
+    Owner,
+    common_labels,
+    digest,
+    object_meta,
+    selector_labels,
+    with_applied_hash,
+)
+from kubento.builders.validate import validated
+
+CONTAINER_NAME = "bento"
+PORT_NAME = "http"
+# BentoML's containerized images run as the "bentoml" user with this uid; a
+# numeric uid lets the kubelet enforce runAsNonRoot.
+BENTO_UID = 1034
+PRESTOP_SECONDS = 5  # let endpoint removal reach kube-proxy before the server stops
+TERMINATION_GRACE_SECONDS = 35
+# BentoML's /readyz hangs (rather than failing) while the service loads, so
+# every probe carries a timeout; the startup probe allows 10 minutes to load.
+STARTUP_PERIOD, STARTUP_FAILURES = 5, 120
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": PORT_NAME},
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+    }
+
+
+def _env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    ours = [{"name": "BENTOML_PORT", "value": str(spec.port)}]
+    users = [e.model_dump(by_alias=True, exclude_none=True, mode="json") for e in spec.env]
+    user_names = {e["name"] for e in users}
+    # env is a list-map keyed by name: a duplicate name would fail the apply.
+    return [e for e in ours if e["name"] not in user_names] + users
+
+
+def _resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    if spec.resources is None:
+        return {}
+    out = {}
+    for key in ("requests", "limits"):
+        values = getattr(spec.resources, key)
+        if values:
+            out[key] = {name: str(q) for name, q in values.items()}
+    return out
+
+
+def container(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    return {
+        "name": CONTAINER_NAME,
+        "image": spec.bento.image,
+        "ports": [{"name": PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}],
+        "env": _env(spec),
+        "resources": _resources(spec),
+        "startupProbe": _probe("/readyz", STARTUP_PERIOD, STARTUP_FAILURES),
+        "readinessProbe": _probe("/readyz", 5, 3),
+        "livenessProbe": _probe("/livez", 10, 3),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+
+
+def pod_spec(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "containers": [container(spec)],
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": BENTO_UID,
+            "runAsGroup": BENTO_UID,
+            "fsGroup": BENTO_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if spec.service_account_name:
+        pod["serviceAccountName"] = spec.service_account_name
+    if spec.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s.name} for s in spec.image_pull_secrets]
+    if spec.node_selector:
+        pod["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in spec.tolerations]
+    if spec.affinity is not None:
+        pod["affinity"] = spec.affinity.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return pod
+
+
+def revision(spec: ModelDeploymentSpec) -> str:
+    """Hash of everything that shapes the model's pods."""
+    return digest(
+        {
+            "pod": pod_spec(spec),
+            "labels": spec.pod_labels,
+            "annotations": spec.pod_annotations,
+        }
+    )
+
+
+def desired_replicas(spec: ModelDeploymentSpec) -> int | None:
+    """Replicas to write on the Deployment; None when an HPA owns the field."""
+    if spec.autoscaling is None:
+        return spec.replicas
+    if spec.autoscaling.metric in ("cpu", "memory"):
+        return None
+    return spec.autoscaling.min_replicas  # kubento's own autoscaler is not implemented yet
+
+
+def deployment(spec: ModelDeploymentSpec, owner: Owner) -> dict[str, Any]:
+    rev = revision(spec)
+    pod_labels = {**spec.pod_labels, **common_labels(owner), LABEL_REVISION: rev}
+    pod_annotations = {
+        **spec.pod_annotations,
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(spec.port),
+        "prometheus.io/path": "/metrics",
+    }
+    dep_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(owner)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
+        "revisionHistoryLimit": min(spec.rollout.revision_history_limit, 10),
+        "template": {
+            "metadata": {"labels": pod_labels, "annotations": pod_annotations},
+            "spec": pod_spec(spec),
+        },
+    }
+    replicas = desired_replicas(spec)
+    if replicas is not None:
+        dep_spec["replicas"] = replicas
+    manifest = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(owner, owner.name, {LABEL_REVISION: rev}),
+        "spec": dep_spec,
+    }
+    return validated(with_applied_hash(manifest))

@@ -1,0 +1,38 @@
+"""HorizontalPodAutoscaler for the cpu and memory metrics."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from kubento.api.v1alpha1 import ModelDeploymentSpec
+from kubento.builders.meta import Owner, object_meta, with_applied_hash
+from kubento.builders.validate import validated
+
+HPA_METRICS = ("cpu", "memory")
+
+
+def horizontal_pod_autoscaler(spec: ModelDeploymentSpec, owner: Owner) -> Optional[dict[str, Any]]:
+    """The HPA, or None when the spec does not call for one."""
+    scaling = spec.autoscaling
+    if scaling is None or scaling.metric not in HPA_METRICS:
+        return None
+    manifest = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": object_meta(owner, owner.name),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": scaling.metric,
+                        "target": {"type": "Utilization", "averageUtilization": scaling.effective_target},
+                    },
+                }
+            ],
+        },
+    }
+    return validated(with_applied_hash(manifest))

@@ -1,0 +1,122 @@
+"""The thin I/O layer: every call kubento makes to the Kubernetes API."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import os
+from typing import Any, Optional
+
+from kubernetes import client, config, dynamic
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import NotFoundError
+
+from kubento.api import v1alpha1 as api
+
+FIELD_MANAGER = "kubento"
+
+
+@functools.lru_cache(maxsize=1)
+def configuration() -> client.Configuration:
+    """In-cluster credentials when running in a pod, else the kubeconfig
+    (``$KUBECONFIG`` as it is now, or ~/.kube/config; current context). kopf
+    logs in with the same credentials (see handlers.login)."""
+    cfg = client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=cfg)
+    else:
+        path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        config.load_kube_config(config_file=path, client_configuration=cfg)
+    return cfg
+
+
+@functools.lru_cache(maxsize=1)
+def api_client() -> client.ApiClient:
+    return client.ApiClient(configuration())
+
+
+@functools.lru_cache(maxsize=1)
+def dynamic_client() -> dynamic.DynamicClient:
+    return dynamic.DynamicClient(api_client())
+
+
+def _resource(api_version: str, kind: str) -> Any:
+    return dynamic_client().resources.get(api_version=api_version, kind=kind)
+
+
+def get(api_version: str, kind: str, namespace: str, name: str) -> Optional[dict[str, Any]]:
+    try:
+        return _resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+    except NotFoundError:
+        return None
+
+
+def apply(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply with kubento's field manager, taking ownership of
+    the fields it sets (``force_conflicts``; a ``force=`` keyword is ignored)."""
+    meta = manifest["metadata"]
+    return (
+        _resource(manifest["apiVersion"], manifest["kind"])
+        .server_side_apply(
+            body=manifest,
+            name=meta["name"],
+            namespace=meta["namespace"],
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        .to_dict()
+    )
+
+
+def delete(api_version: str, kind: str, namespace: str, name: str) -> None:
+    try:
+        _resource(api_version, kind).delete(name=name, namespace=namespace)
+    except NotFoundError:
+        pass
+
+
+def missing_secrets(namespace: str, names: list[str]) -> list[str]:
+    """Those of ``names`` that are not Secrets in ``namespace``."""
+    core = client.CoreV1Api(api_client())
+    missing = []
+    for name in names:
+        try:
+            core.read_namespaced_secret(name, namespace, _preload_content=False).release_conn()
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            missing.append(name)
+    return missing
+
+
+def patch_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
+    client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
+        api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": patch}
+    )
+
+
+def post_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    """A core/v1 Event about ``obj`` (what `kubectl describe` shows)."""
+    meta = obj["metadata"]
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    event = {
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion", f"{api.GROUP}/{api.VERSION}"),
+            "kind": obj.get("kind", api.KIND),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": "kubento"},
+        "reportingComponent": "kubento",
+        "reportingInstance": os.environ.get("HOSTNAME", "kubento"),
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+    client.CoreV1Api(api_client()).create_namespaced_event(meta["namespace"], event)

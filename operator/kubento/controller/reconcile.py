@@ -1,0 +1,190 @@
+"""One reconcile pass over a ModelDeployment.
+
+Level-triggered and idempotent: read the world, apply only children whose
+applied-hash differs, delete children no longer wanted, then write status
+only if it changed. A pass over an unchanged object makes no write call.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+from collections import defaultdict
+from typing import Any, Callable, Optional
+
+from pydantic import ValidationError
+
+from kubento.api import v1alpha1 as api
+from kubento.api.v1alpha1 import ModelDeploymentSpec
+from kubento.builders import Owner, desired_children
+from kubento.builders.children import MANAGED_KINDS
+from kubento.builders.deployment import revision
+from kubento.builders.meta import ANNOTATION_APPLIED_HASH, selector_string, service_url
+from kubento.controller import kube
+from kubento.controller.status import Observed, Problem, compute_status, status_patch, transition_event
+
+log = logging.getLogger("kubento.reconcile")
+
+# The same object can be reconciled from its own handler and from a child's
+# event at once; one lock per object keeps passes in order.
+_locks: dict[tuple[str, str], threading.RLock] = defaultdict(threading.RLock)
+
+EventSink = Callable[[str, str, str], None]
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def unsupported(spec: ModelDeploymentSpec) -> list[Problem]:
+    """Spec fields whose behaviour later releases implement. Blocking when
+    nothing sensible can run without them."""
+    problems = []
+    if spec.bento.image is None:
+        problems.append(
+            Problem("NotImplemented", f"bento.{spec.bento.kind} is not implemented yet; use bento.image")
+        )
+    if spec.autoscaling and spec.autoscaling.metric in ("concurrency", "rps"):
+        problems.append(
+            Problem(
+                "NotImplemented",
+                f"autoscaling.metric {spec.autoscaling.metric} is not implemented yet; "
+                f"running minReplicas ({spec.autoscaling.min_replicas}) replicas",
+                blocking=False,
+            )
+        )
+    if spec.rollout.strategy != "RollingUpdate" or spec.rollout.analysis is not None:
+        problems.append(
+            Problem(
+                "NotImplemented",
+                f"rollout strategy {spec.rollout.strategy}"
+                + (" with analysis" if spec.rollout.analysis else "")
+                + " is not implemented yet; new revisions replace old ones by a rolling update",
+                blocking=False,
+            )
+        )
+    if not spec.rollout.auto_rollback:
+        pass  # nothing rolls back automatically yet, so false is already honoured
+    return problems
+
+
+def _needs_apply(live: Optional[dict[str, Any]], manifest: dict[str, Any]) -> bool:
+    if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
+        return True
+    applied = ((live.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_APPLIED_HASH)
+    return applied != manifest["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]
+
+
+def _owned_by(live: dict[str, Any], owner: Owner) -> bool:
+    refs = (live.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("uid") == owner.uid for r in refs)
+
+
+def sync_children(spec: ModelDeploymentSpec, owner: Owner) -> Optional[dict[str, Any]]:
+    """Apply what differs, delete what is no longer wanted; return the live Deployment."""
+    wanted = desired_children(spec, owner)
+    wanted_kinds = {(m["apiVersion"], m["kind"]) for m in wanted}
+    deployment = None
+    for manifest in wanted:
+        live = kube.get(manifest["apiVersion"], manifest["kind"], owner.namespace, manifest["metadata"]["name"])
+        if _needs_apply(live, manifest):
+            log.info("applying %s %s/%s", manifest["kind"], owner.namespace, manifest["metadata"]["name"])
+            live = kube.apply(manifest)
+        if manifest["kind"] == "Deployment":
+            deployment = live
+    for api_version, kind in MANAGED_KINDS:
+        if (api_version, kind) in wanted_kinds:
+            continue
+        live = kube.get(api_version, kind, owner.namespace, owner.name)
+        if live is not None and _owned_by(live, owner):
+            log.info("deleting %s %s/%s: no longer wanted", kind, owner.namespace, owner.name)
+            kube.delete(api_version, kind, owner.namespace, owner.name)
+    return deployment
+
+
+def reconcile(body: dict[str, Any], post_event: EventSink) -> dict[str, Any]:
+    """Bring the children and status of one ModelDeployment in line with its
+    spec. Returns the status it stored (or found current)."""
+    meta = body["metadata"]
+    owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    generation = meta.get("generation", 1)
+    previous = dict(body.get("status") or {})
+    with _locks[(owner.namespace, owner.name)]:
+        try:
+            spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            # Admission should have caught this (e.g. a CRD older than the operator).
+            new = dict(previous)
+            new.update({"phase": "Failed", "observedGeneration": generation})
+            new["conditions"] = [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "InvalidSpec",
+                    "message": str(exc).replace("\n", " "),
+                    "lastTransitionTime": now(),
+                    "observedGeneration": generation,
+                }
+            ]
+            _store(owner, previous, new, post_event)
+            return new
+
+        problems = unsupported(spec)
+        pull_secrets = [s.name for s in spec.image_pull_secrets]
+        missing = kube.missing_secrets(owner.namespace, pull_secrets) if pull_secrets else []
+        if missing:
+            problems.insert(
+                0,
+                Problem(
+                    "SecretNotFound",
+                    "imagePullSecrets name Secret(s) that do not exist in namespace "
+                    f"{owner.namespace}: {', '.join(missing)}; the model server was not changed",
+                ),
+            )
+        blocked = any(p.blocking for p in problems)
+        if blocked:
+            deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
+        else:
+            deployment = sync_children(spec, owner)
+        observed = Observed(
+            spec=spec,
+            generation=generation,
+            revision=revision(spec) if spec.bento.image else None,
+            url=service_url(owner),
+            selector=selector_string(owner),
+            deployment=deployment,
+            problems=problems,
+        )
+        if blocked and deployment is not None:
+            # Still serving the last applied revision; say which.
+            labels = (deployment.get("metadata") or {}).get("labels") or {}
+            observed.revision = labels.get("serving.kubento.io/revision", observed.revision)
+        new = compute_status(observed, previous, now())
+        _store(owner, previous, new, post_event)
+        return new
+
+
+def reconcile_named(namespace: str, name: str) -> Optional[dict[str, Any]]:
+    """Reconcile the ModelDeployment as it is now in the API (read under the
+    object's lock, so a pass never works from a status an earlier pass replaced)."""
+    with _locks[(namespace, name)]:
+        body = kube.get(f"{api.GROUP}/{api.VERSION}", api.KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            _locks.pop((namespace, name), None)
+            return None
+
+        def post(type_: str, reason: str, message: str) -> None:
+            kube.post_event(body, type_, reason, message)
+
+        return reconcile(body, post)
+
+
+def _store(owner: Owner, previous: dict[str, Any], new: dict[str, Any], post_event: EventSink) -> None:
+    patch = status_patch(previous, new)
+    if patch is None:
+        return
+    kube.patch_status(owner.namespace, owner.name, patch)
+    event = transition_event(previous, new)
+    if event is not None:
+        post_event(*event)

@@ -1,0 +1,184 @@
+"""Integration tier: a real kube-apiserver + etcd + kube-controller-manager
+(started by e2e/controlplane), the CRD applied with kubectl, and the operator
+running in-process under kopf's KopfRunner.
+
+There is no kubelet and the controller-manager runs without its Deployment,
+ReplicaSet and HPA controllers: the tests play the Deployment controller by
+writing Deployment status. Garbage collection is real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+RESYNC_SECONDS = 2.0
+# Read by kubento.controller.handlers at import, before KopfRunner loads it.
+os.environ["KUBENTO_RESYNC_SECONDS"] = str(RESYNC_SECONDS)
+
+
+@dataclass
+class ControlPlane:
+    dir: Path
+    kube_bin: str
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.dir / "admin.kubeconfig"
+
+    @property
+    def operator_kubeconfig(self) -> Path:
+        return self.dir / "operator.kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.dir / "audit.log"
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [self.kube_bin, "kubectl", "--kubeconfig", str(self.admin_kubeconfig), *args],
+            input=input, capture_output=True, text=True, timeout=60,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}")
+        return proc
+
+    def log_tail(self, lines: int = 40) -> str:
+        out = []
+        for log in sorted((self.dir / "logs").glob("*.log")):
+            out.append(f"--- {log} (last {lines} lines)")
+            out.extend(log.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(out)
+
+
+@pytest.fixture(scope="session")
+def controlplane() -> ControlPlane:
+    env = {
+        **os.environ,
+        "KUBENTO_CP_DIR": os.environ.get("KUBENTO_CP_DIR", "/tmp/kubento-controlplane"),
+        "KUBENTO_CP_CONTROLLERS": "*,-deployment-controller,-replicaset-controller,-horizontal-pod-autoscaler-controller",
+    }
+    script = str(ROOT / "e2e" / "controlplane")
+    subprocess.run([script, "down"], env=env, capture_output=True)  # a fresh state every session
+    proc = subprocess.run([script, "up"], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        # Fail, never skip: this tier is meaningless without a real API server.
+        pytest.fail(f"the control plane did not start:\n{proc.stderr}", pytrace=False)
+    kube_bin = subprocess.run(
+        [str(ROOT / "e2e" / "kubebin" / "build.sh")], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    cp = ControlPlane(Path(proc.stdout.strip().splitlines()[-1]), kube_bin)
+    cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    cp.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.serving.kubento.io", "--timeout=30s")
+    yield cp
+    if not os.environ.get("KUBENTO_KEEP_CLUSTER"):
+        subprocess.run([script, "down"], env=env, capture_output=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    cp = item.funcargs.get("controlplane") if hasattr(item, "funcargs") else None
+    if report.failed and cp is not None:
+        report.sections.append(("control plane logs", cp.log_tail()))
+
+
+@pytest.fixture(scope="session")
+def admin(controlplane):
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(controlplane.admin_kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def namespace(controlplane) -> str:
+    name = "kubento-it"
+    controlplane.kubectl("create", "namespace", name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def operator(controlplane, namespace):
+    """kubento's handlers under KopfRunner, as the kubento-operator user."""
+    from kopf.testing import KopfRunner
+
+    os.environ["KUBECONFIG"] = str(controlplane.operator_kubeconfig)
+    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubento.controller.handlers", "--verbose"]
+    with KopfRunner(args, timeout=60) as runner:
+        time.sleep(2)  # let the watches start
+        yield runner
+    assert runner.exception is None, runner.exception
+    assert runner.exit_code == 0, runner.output[-3000:]
+
+
+@pytest.fixture
+def md(controlplane, namespace, operator):
+    """Apply ModelDeployments with kubectl; deletes them after the test."""
+    created: list[str] = []
+
+    def apply(spec: dict[str, Any], name: str | None = None) -> str:
+        name = name or f"md-{uuid.uuid4().hex[:6]}"
+        body = {
+            "apiVersion": "serving.kubento.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+        controlplane.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
+        created.append(name)
+        return name
+
+    yield apply
+    for name in created:
+        controlplane.kubectl("delete", "md", name, "-n", namespace, "--ignore-not-found", "--wait=false", check=False)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0, interval: float = 0.3) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` and
+    the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except Exception as exc:  # noqa: BLE001 - keep polling, report at the end
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def get_json(cp: ControlPlane, *args: str) -> dict[str, Any] | None:
+    proc = cp.kubectl("get", *args, "-o", "json", check=False)
+    if proc.returncode != 0:
+        if "NotFound" in proc.stderr:
+            return None
+        raise AssertionError(proc.stderr)
+    return json.loads(proc.stdout)
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond["type"] == type_:
+            return cond
+    return {}
+
+
+def audit_events(cp: ControlPlane, since: int) -> list[dict[str, Any]]:
+    """The operator's audited API calls after byte offset ``since``."""
+    with open(cp.audit_log, "rb") as fh:
+        fh.seek(since)
+        return [json.loads(line) for line in fh.read().splitlines() if line.strip()]

@@ -1,0 +1,51 @@
+"""Invalid specs are rejected at `kubectl apply` by the real API server, with
+the offending field named; the CRD explains itself and prints its columns."""
+
+import pytest
+import yaml
+
+from tests.specs import FULL_SPEC, INVALID
+
+
+def manifest(name, spec, namespace):
+    return yaml.safe_dump(
+        {
+            "apiVersion": "serving.kubento.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+    )
+
+
+@pytest.mark.parametrize("case", INVALID, ids=lambda c: c.id)
+def test_invalid_spec_is_rejected_naming_the_field(controlplane, namespace, case):
+    proc = controlplane.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=manifest(case.name, case.spec, namespace), check=False
+    )
+    assert proc.returncode != 0, f"{case.id} was accepted"
+    assert case.field in proc.stderr, proc.stderr
+
+
+def test_full_valid_spec_is_accepted(controlplane, namespace):
+    controlplane.kubectl("apply", "--dry-run=server", "-f", "-", input=manifest("full", FULL_SPEC, namespace))
+
+
+def test_kubectl_explain_describes_the_fields(controlplane):
+    out = controlplane.kubectl("explain", "modeldeployment.spec.bento").stdout
+    assert "exactly one of image, archive or build" in out
+    assert "bentoml containerize" in out
+    out = controlplane.kubectl("explain", "md.spec.autoscaling.metric").stdout
+    assert "cpu, memory, concurrency or rps" in out
+
+
+def test_kubectl_get_shows_the_printer_columns(controlplane, namespace):
+    controlplane.kubectl("apply", "-f", "-", input=manifest("columns", {"bento": {"image": "x:1"}}, namespace))
+    try:
+        header = controlplane.kubectl("get", "md", "columns", "-n", namespace).stdout.splitlines()[0].split()
+        assert header == ["NAME", "READY", "PHASE", "REVISION", "REPLICAS", "URL", "AGE"]
+        wide = controlplane.kubectl("get", "md", "columns", "-n", namespace, "-o", "wide").stdout.splitlines()[0]
+        assert "AVAILABLE" in wide
+        assert "md" in controlplane.kubectl("api-resources", "--api-group=serving.kubento.io").stdout
+    finally:
+        controlplane.kubectl("delete", "md", "columns", "-n", namespace)

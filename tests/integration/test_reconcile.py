@@ -1,0 +1,196 @@
+"""The operator against a real API server: children, status, updates,
+deletion, run-time failures and write-free resyncs."""
+
+import os
+import time
+
+from kubernetes import client
+
+from tests.integration.conftest import RESYNC_SECONDS, audit_events, condition, get_json, wait_for
+from tests.specs import VALID_SPEC
+
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def play_deployment_controller(admin, namespace, name, ready=None):
+    """Do what the Deployment controller and kubelets would: report every
+    desired replica of the current generation as updated and ready."""
+    apps = client.AppsV1Api(admin)
+    dep = apps.read_namespaced_deployment(name, namespace)
+    replicas = dep.spec.replicas if ready is None else ready
+    status = {
+        "observedGeneration": dep.metadata.generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "ok"},
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": "done"},
+        ],
+    }
+    apps.patch_namespaced_deployment_status(name, namespace, {"status": status})
+
+
+def md_get(cp, namespace, name):
+    return get_json(cp, "md", name, "-n", namespace)
+
+
+def test_create_makes_children_that_match_the_spec(controlplane, namespace, md):
+    spec = {
+        **VALID_SPEC,
+        "port": 3100,
+        "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}},
+        "env": [{"name": "MODEL_MODE", "value": "fast"}],
+        "autoscaling": {"minReplicas": 2, "maxReplicas": 4, "metric": "cpu", "target": 60},
+    }
+    name = md(spec)
+    dep = wait_for(
+        "the Deployment",
+        lambda: get_json(controlplane, "deployment", name, "-n", namespace, "--show-managed-fields"),
+    )
+    svc = wait_for("the Service", lambda: get_json(controlplane, "service", name, "-n", namespace))
+    hpa = wait_for("the HPA", lambda: get_json(controlplane, "hpa", name, "-n", namespace))
+    owner = md_get(controlplane, namespace, name)
+
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == VALID_SPEC["bento"]["image"]
+    assert container["ports"][0]["containerPort"] == 3100
+    assert {"name": "MODEL_MODE", "value": "fast"} in container["env"]
+    assert container["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for child in (dep, svc, hpa):
+        ref = child["metadata"]["ownerReferences"][0]
+        assert (ref["kind"], ref["name"], ref["uid"]) == ("ModelDeployment", name, owner["metadata"]["uid"])
+        assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubento"
+    assert svc["spec"]["selector"] == {"serving.kubento.io/model-deployment": name}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+    # All of it by server-side apply, under one field manager.
+    managers = {m["manager"] for m in dep["metadata"]["managedFields"] if m["operation"] == "Apply"}
+    assert managers == {"kubento"}
+
+    status = wait_for("status", lambda: md_get(controlplane, namespace, name).get("status", {}).get("url"))
+    assert status == f"http://{name}.{namespace}.svc.cluster.local"
+    st = md_get(controlplane, namespace, name)["status"]
+    assert st["observedGeneration"] == 1
+    assert st["selector"] == f"serving.kubento.io/model-deployment={name}"
+    assert st["currentRevision"] == dep["metadata"]["labels"]["serving.kubento.io/revision"]
+
+
+def test_status_follows_the_deployment_and_events_mark_transitions(controlplane, admin, namespace, md):
+    name = md({**VALID_SPEC, "replicas": 2})
+    wait_for("the Deployment", lambda: get_json(controlplane, "deployment", name, "-n", namespace))
+    progressing = wait_for(
+        "phase Progressing", lambda: md_get(controlplane, namespace, name) if md_get(controlplane, namespace, name).get("status", {}).get("phase") == "Progressing" else None
+    )
+    assert condition(progressing, "Ready")["status"] == "False"
+
+    play_deployment_controller(admin, namespace, name)
+    ready = wait_for(
+        "phase Ready",
+        lambda: (lambda o: o if o.get("status", {}).get("phase") == "Ready" else None)(md_get(controlplane, namespace, name)),
+    )
+    assert condition(ready, "Ready")["status"] == "True"
+    assert condition(ready, "Available")["status"] == "True"
+    assert ready["status"]["readyReplicas"] == 2
+    assert ready["status"]["stableRevision"] == ready["status"]["currentRevision"]
+    events = wait_for(
+        "a Ready event",
+        lambda: [e for e in get_json(controlplane, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"] if e["reason"] == "Ready"],
+    )
+    assert events[0]["type"] == "Normal"
+    printed = controlplane.kubectl("get", "md", name, "-n", namespace).stdout.splitlines()[1].split()
+    assert printed[1:3] == ["True", "Ready"]
+
+
+def test_spec_update_updates_children_and_observed_generation(controlplane, admin, namespace, md):
+    name = md({**VALID_SPEC, "resources": {"requests": {"cpu": "100m"}}, "autoscaling": {"maxReplicas": 3}})
+    wait_for("the HPA", lambda: get_json(controlplane, "hpa", name, "-n", namespace))
+    first_rev = wait_for("a revision", lambda: md_get(controlplane, namespace, name).get("status", {}).get("currentRevision"))
+
+    md({"bento": {"image": "registry.local/iris:2.0"}, "replicas": 3}, name=name)
+    dep = wait_for(
+        "the new image",
+        lambda: (lambda d: d if d["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.0") else None)(
+            get_json(controlplane, "deployment", name, "-n", namespace)
+        ),
+    )
+    assert dep["spec"]["replicas"] == 3
+    wait_for("the HPA to go", lambda: get_json(controlplane, "hpa", name, "-n", namespace) is None)
+    st = wait_for(
+        "observedGeneration 2",
+        lambda: (lambda s: s if s.get("observedGeneration") == 2 else None)(md_get(controlplane, namespace, name).get("status", {})),
+    )
+    assert st["currentRevision"] != first_rev
+    assert condition({"status": st}, "Ready")["observedGeneration"] == 2
+
+    # `kubectl scale` works through the scale subresource.
+    controlplane.kubectl("scale", "md", name, "-n", namespace, "--replicas=5")
+    wait_for("5 replicas", lambda: get_json(controlplane, "deployment", name, "-n", namespace)["spec"]["replicas"] == 5)
+
+
+def test_delete_garbage_collects_the_children(controlplane, namespace, md):
+    name = md({**VALID_SPEC, "resources": {"requests": {"memory": "64Mi"}}, "autoscaling": {"maxReplicas": 2, "metric": "memory"}})
+    for kind in ("deployment", "service", "hpa"):
+        wait_for(f"the {kind}", lambda kind=kind: get_json(controlplane, kind, name, "-n", namespace))
+    controlplane.kubectl("delete", "md", name, "-n", namespace)
+    for kind in ("deployment", "service", "hpa"):
+        wait_for(f"the {kind} to be collected", lambda kind=kind: get_json(controlplane, kind, name, "-n", namespace) is None, timeout=60)
+
+
+def test_missing_pull_secret_gives_condition_and_event_then_recovers(controlplane, admin, namespace, md, operator):
+    name = md({**VALID_SPEC, "imagePullSecrets": [{"name": "regcred-missing"}]})
+    failed = wait_for(
+        "condition SecretNotFound",
+        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "SecretNotFound" else None)(md_get(controlplane, namespace, name)),
+    )
+    assert failed["status"]["phase"] == "Failed"
+    assert "regcred-missing" in condition(failed, "Ready")["message"]
+    events = wait_for(
+        "a SecretNotFound event",
+        lambda: [e for e in get_json(controlplane, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"] if e["reason"] == "SecretNotFound"],
+    )
+    assert events[0]["type"] == "Warning" and "regcred-missing" in events[0]["message"]
+    assert get_json(controlplane, "deployment", name, "-n", namespace) is None  # nothing half-applied
+
+    # The operator keeps working: other models reconcile...
+    other = md(VALID_SPEC)
+    wait_for("another model's Deployment", lambda: get_json(controlplane, "deployment", other, "-n", namespace))
+    # ...and this one recovers on its own once the Secret exists.
+    client.CoreV1Api(admin).create_namespaced_secret(
+        namespace,
+        {"metadata": {"name": "regcred-missing"}, "type": "kubernetes.io/dockerconfigjson",
+         "data": {".dockerconfigjson": "eyJhdXRocyI6e319"}},
+    )
+    wait_for("recovery", lambda: get_json(controlplane, "deployment", name, "-n", namespace), timeout=5 * RESYNC_SECONDS + 10)
+
+
+def test_not_implemented_source_is_reported_not_ignored(controlplane, namespace, md):
+    name = md({"bento": {"archive": {"uri": "s3://models/iris.bento"}}})
+    obj = wait_for(
+        "NotImplemented",
+        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "NotImplemented" else None)(md_get(controlplane, namespace, name)),
+    )
+    assert obj["status"]["phase"] == "Failed"
+    assert "bento.archive" in condition(obj, "Ready")["message"]
+
+
+def test_resync_of_an_unchanged_object_writes_nothing(controlplane, admin, namespace, md):
+    name = md({**VALID_SPEC, "replicas": 1})
+    wait_for("the Deployment", lambda: get_json(controlplane, "deployment", name, "-n", namespace))
+    play_deployment_controller(admin, namespace, name)
+    wait_for("phase Ready", lambda: md_get(controlplane, namespace, name).get("status", {}).get("phase") == "Ready")
+    time.sleep(RESYNC_SECONDS)  # let in-flight passes and event posting settle
+
+    start = os.path.getsize(controlplane.audit_log)
+    time.sleep(4 * RESYNC_SECONDS + 1)
+    calls = [
+        e for e in audit_events(controlplane, start)
+        if e.get("stage") == "ResponseComplete" and (e.get("objectRef") or {}).get("namespace") == namespace
+        and name in ((e.get("objectRef") or {}).get("name") or "")
+    ]
+    writes = [(e["verb"], e["objectRef"].get("resource"), e["objectRef"].get("subresource")) for e in calls if e["verb"] in WRITE_VERBS]
+    reads = [e for e in calls if e["verb"] == "get" and e["objectRef"].get("resource") == "deployments"]
+    assert len(reads) >= 3, f"expected several resync passes to read the Deployment, saw {len(reads)}"
+    assert writes == []

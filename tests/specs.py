@@ -1,0 +1,115 @@
+"""ModelDeployment specs shared by the unit and integration tiers.
+
+INVALID is one table: unit tests feed each spec to the pydantic models, the
+integration tier sends each to a real API server with ``kubectl apply`` and
+checks the error names the field.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+VALID_SPEC: dict[str, Any] = {"bento": {"image": "registry.local/iris:1.0"}}
+
+FULL_SPEC: dict[str, Any] = {
+    "bento": {"image": "registry.local/iris:1.0"},
+    "replicas": 2,
+    "port": 3000,
+    "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi", "nvidia.com/gpu": 1}},
+    "env": [{"name": "MODEL_THRESHOLD", "value": "0.5"}],
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 1, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}}
+            ]
+        }
+    },
+    "serviceAccountName": "model-runner",
+    "podLabels": {"team": "ml"},
+    "podAnnotations": {"owner": "ml-platform"},
+    "autoscaling": {"minReplicas": 1, "maxReplicas": 5, "metric": "cpu", "target": 70},
+    "rollout": {"strategy": "RollingUpdate", "progressDeadlineSeconds": 300, "revisionHistoryLimit": 5},
+}
+
+
+def with_(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(base)
+    spec.update(changes)
+    return spec
+
+
+@dataclass(frozen=True)
+class Invalid:
+    id: str
+    spec: dict[str, Any]
+    field: str  # what the API server's message must name
+    pydantic: bool = True  # the spec models see it too (metadata rules they cannot)
+    name: str = "bad"
+
+
+INVALID = [
+    Invalid("two-sources", {"bento": {"image": "a:1", "archive": {"uri": "s3://b/k.bento"}}}, "spec.bento"),
+    Invalid("no-source", {"bento": {}}, "spec.bento"),
+    Invalid("no-bento", {"replicas": 1}, "spec.bento"),
+    Invalid("empty-image", {"bento": {"image": ""}}, "spec.bento.image"),
+    Invalid("bad-uri-scheme", {"bento": {"archive": {"uri": "ftp://host/x.bento"}}}, "spec.bento.archive.uri"),
+    Invalid(
+        "two-build-sources",
+        {"bento": {"build": {"configMap": {"name": "p"}, "git": {"url": "https://git.local/p.git"}}}},
+        "spec.bento.build",
+    ),
+    Invalid("negative-replicas", with_(VALID_SPEC, replicas=-1), "spec.replicas"),
+    Invalid("port-out-of-range", with_(VALID_SPEC, port=70000), "spec.port"),
+    Invalid("unknown-field", with_(VALID_SPEC, replica=2), "spec.replica"),
+    Invalid(
+        "min-above-max",
+        with_(VALID_SPEC, resources={"requests": {"cpu": "1"}}, autoscaling={"minReplicas": 5, "maxReplicas": 2}),
+        "spec.autoscaling.minReplicas",
+    ),
+    Invalid(
+        "unknown-metric",
+        with_(VALID_SPEC, autoscaling={"maxReplicas": 2, "metric": "gpu"}),
+        "spec.autoscaling.metric",
+    ),
+    Invalid(
+        "cpu-scaling-without-request",
+        with_(VALID_SPEC, autoscaling={"maxReplicas": 3, "metric": "cpu"}),
+        "spec.autoscaling",
+    ),
+    Invalid("bad-quantity", with_(VALID_SPEC, resources={"limits": {"memory": "lots"}}), "spec.resources.limits.memory"),
+    Invalid(
+        "weight-over-100",
+        with_(VALID_SPEC, rollout={"strategy": "Canary", "steps": [{"weight": 150}]}),
+        "spec.rollout.steps[0].weight",
+    ),
+    Invalid(
+        "steps-not-ascending",
+        with_(VALID_SPEC, rollout={"strategy": "Canary", "steps": [{"weight": 50}, {"weight": 20}]}),
+        "spec.rollout.steps",
+    ),
+    Invalid(
+        "steps-without-canary",
+        with_(VALID_SPEC, rollout={"strategy": "RollingUpdate", "steps": [{"weight": 50}]}),
+        "spec.rollout.steps",
+    ),
+    Invalid(
+        "bad-pause",
+        with_(VALID_SPEC, rollout={"strategy": "Canary", "steps": [{"weight": 50, "pause": "soon"}]}),
+        "spec.rollout.steps[0].pause",
+    ),
+    Invalid(
+        "error-rate-above-1",
+        with_(VALID_SPEC, rollout={"analysis": {"maxErrorRate": 2}}),
+        "spec.rollout.analysis.maxErrorRate",
+    ),
+    Invalid("unknown-strategy", with_(VALID_SPEC, rollout={"strategy": "Shadow"}), "spec.rollout.strategy"),
+    Invalid(
+        "runtime-image-with-image", with_(VALID_SPEC, runtimeImage="runtime:1"), "spec.runtimeImage"
+    ),
+    Invalid("env-without-name", with_(VALID_SPEC, env=[{"value": "x"}]), "spec.env[0].name"),
+    Invalid("name-too-long", VALID_SPEC, "metadata.name", pydantic=False, name="m" * 53),
+]

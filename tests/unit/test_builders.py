@@ -1,0 +1,108 @@
+import copy
+
+from hypothesis import given, strategies as st
+
+from kubento.api.v1alpha1 import ModelDeploymentSpec
+from kubento.builders import Owner, desired_children
+from kubento.builders.deployment import revision
+from kubento.builders.meta import ANNOTATION_APPLIED_HASH, LABEL_MODEL, LABEL_REVISION
+from tests.specs import FULL_SPEC, VALID_SPEC
+
+OWNER = Owner(name="iris", namespace="models", uid="1234")
+
+
+def children(raw):
+    return {c["kind"]: c for c in desired_children(ModelDeploymentSpec.model_validate(raw), OWNER)}
+
+
+def test_image_bento_gets_deployment_and_service_owned_by_the_model():
+    kids = children(VALID_SPEC)
+    assert set(kids) == {"Deployment", "Service"}
+    for child in kids.values():
+        meta = child["metadata"]
+        assert meta["namespace"] == "models"
+        assert meta["ownerReferences"][0]["uid"] == "1234"
+        assert meta["ownerReferences"][0]["controller"] is True
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "kubento"
+        assert meta["labels"]["app.kubernetes.io/instance"] == "iris"
+    svc = kids["Service"]["spec"]
+    assert svc["selector"] == {LABEL_MODEL: "iris"}
+    assert svc["ports"][0]["targetPort"] == "http"
+
+
+def test_model_server_pod_probes_security_and_passthrough():
+    dep = children(FULL_SPEC)["Deployment"]
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["image"] == "registry.local/iris:1.0"
+    assert c["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert all(c[p]["timeoutSeconds"] > 0 for p in ("startupProbe", "readinessProbe", "livenessProbe"))
+    assert c["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
+    # Pod Security "restricted"
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    # passed through
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {"name": "MODEL_THRESHOLD", "value": "0.5"} in c["env"]
+    assert pod["nodeSelector"] == FULL_SPEC["nodeSelector"]
+    assert pod["tolerations"] == FULL_SPEC["tolerations"]
+    assert pod["affinity"] == FULL_SPEC["affinity"]
+    assert pod["serviceAccountName"] == "model-runner"
+    assert dep["spec"]["template"]["metadata"]["labels"]["team"] == "ml"
+    assert dep["spec"]["template"]["metadata"]["annotations"]["owner"] == "ml-platform"
+    assert dep["spec"]["progressDeadlineSeconds"] == 300
+
+
+def test_zero_downtime_rolling_update():
+    strategy = children(VALID_SPEC)["Deployment"]["spec"]["strategy"]
+    assert strategy["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+
+
+def test_cpu_autoscaling_makes_an_hpa_and_leaves_replicas_to_it():
+    kids = children(FULL_SPEC)
+    hpa = kids["HorizontalPodAutoscaler"]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 5)
+    assert hpa["metrics"][0]["resource"] == {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}
+    assert hpa["scaleTargetRef"]["name"] == "iris"
+    assert "replicas" not in kids["Deployment"]["spec"]
+
+
+def test_user_env_overrides_kubentos_by_name():
+    raw = {**VALID_SPEC, "env": [{"name": "BENTOML_PORT", "value": "4000"}]}
+    env = children(raw)["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "BENTOML_PORT", "value": "4000"}]
+
+
+def test_archive_and_build_sources_have_no_children_yet():
+    assert children({"bento": {"archive": {"uri": "s3://b/iris.bento"}}}) == {}
+
+
+def test_revision_tracks_the_pod_template_not_the_scale():
+    base = ModelDeploymentSpec.model_validate(VALID_SPEC)
+    scaled = ModelDeploymentSpec.model_validate({**VALID_SPEC, "replicas": 7})
+    new_image = ModelDeploymentSpec.model_validate({"bento": {"image": "registry.local/iris:2.0"}})
+    assert revision(base) == revision(scaled)
+    assert revision(base) != revision(new_image)
+    dep = desired_children(base, OWNER)[0]
+    assert dep["metadata"]["labels"][LABEL_REVISION] == revision(base)
+
+
+@given(
+    image=st.from_regex(r"[a-z0-9]{1,12}(/[a-z0-9]{1,8})?:[a-z0-9.]{1,6}", fullmatch=True),
+    replicas=st.integers(0, 1000),
+    port=st.integers(1, 65535),
+)
+def test_builders_are_deterministic_and_hash_what_they_apply(image, replicas, port):
+    raw = {"bento": {"image": image}, "replicas": replicas, "port": port}
+    first = desired_children(ModelDeploymentSpec.model_validate(raw), OWNER)
+    second = desired_children(ModelDeploymentSpec.model_validate(copy.deepcopy(raw)), OWNER)
+    assert first == second
+    dep = first[0]
+    assert dep["spec"]["replicas"] == replicas
+    assert dep["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == port
+    other = desired_children(ModelDeploymentSpec.model_validate({**raw, "replicas": (replicas + 1) % 1001}), OWNER)
+    assert other[0]["metadata"]["annotations"][ANNOTATION_APPLIED_HASH] != dep["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]

@@ -1,0 +1,56 @@
+from pathlib import Path
+
+from kubento.api import crd
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_crds_directory_matches_the_models():
+    for name, text in crd.render().items():
+        path = ROOT / "crds" / name
+        assert path.exists(), f"{path} missing: run `kubento crds`"
+        assert path.read_text() == text, f"{path} is out of date: run `kubento crds`"
+
+
+def _walk(node, path="spec"):
+    yield path, node
+    for name, sub in (node.get("properties") or {}).items():
+        yield from _walk(sub, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        yield from _walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from _walk(node["additionalProperties"], f"{path}{{}}")
+
+
+def schema():
+    return crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def test_schema_is_structural():
+    for path, node in _walk(schema()):
+        assert "$ref" not in node and "title" not in node, path
+        if "anyOf" in node:
+            assert node.get("x-kubernetes-int-or-string"), path
+        else:
+            assert "type" in node, f"{path} has no type"
+
+
+def test_every_spec_field_is_described_for_kubectl_explain():
+    spec = schema()["properties"]["spec"]
+    # Scalar list items and map values are described by their field.
+    missing = [
+        p for p, node in _walk(spec)
+        if not node.get("description") and not (p.endswith(("[]", "{}")) and node.get("type") != "object")
+    ]
+    assert missing == []
+
+
+def test_cross_field_rules_and_printer_columns_are_present():
+    version = crd.crd()["spec"]["versions"][0]
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert "exactly one of image, archive or build" in str(spec["properties"]["bento"]["x-kubernetes-validations"])
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Ready", "Phase", "Revision", "Replicas", "Available", "URL", "Age",
+    ]
+    assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
+    assert spec["properties"]["autoscaling"]["properties"]["metric"]["enum"] == ["cpu", "memory", "concurrency", "rps"]

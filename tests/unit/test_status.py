@@ -1,0 +1,111 @@
+from kubento.api.v1alpha1 import ModelDeploymentSpec
+from kubento.controller.status import (
+    Observed,
+    Problem,
+    compute_status,
+    status_patch,
+    transition_event,
+)
+from tests.specs import VALID_SPEC
+
+SPEC = ModelDeploymentSpec.model_validate(VALID_SPEC)
+
+
+def deployment(desired=2, ready=2, updated=2, replicas=2, generation=1, observed=1, available=True, progressing_reason="NewReplicaSetAvailable"):
+    return {
+        "metadata": {"generation": generation, "labels": {}},
+        "spec": {"replicas": desired},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "updatedReplicas": updated,
+            "conditions": [
+                {"type": "Available", "status": "True" if available else "False"},
+                {"type": "Progressing", "status": "True", "reason": progressing_reason, "message": "deadline message"},
+            ],
+        },
+    }
+
+
+def observe(dep=None, problems=(), generation=3):
+    return Observed(SPEC, generation, "abc123", "http://iris.ns.svc.cluster.local", "k=v", dep, list(problems))
+
+
+def cond(status, type_):
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+def test_all_replicas_ready_is_ready_with_url_and_revision():
+    st = compute_status(observe(deployment()), {}, "T1")
+    assert st["phase"] == "Ready"
+    assert cond(st, "Ready")["status"] == "True"
+    assert cond(st, "Progressing")["status"] == "False"
+    assert st["url"] == "http://iris.ns.svc.cluster.local"
+    assert (st["currentRevision"], st["stableRevision"]) == ("abc123", "abc123")
+    assert (st["replicas"], st["readyReplicas"], st["observedGeneration"]) == (2, 2, 3)
+
+
+def test_rolling_out_is_progressing_and_not_ready():
+    st = compute_status(observe(deployment(ready=1, updated=1, replicas=3)), {}, "T1")
+    assert st["phase"] == "Progressing"
+    assert cond(st, "Ready")["reason"] == "RollingOut"
+    assert "stableRevision" not in st
+
+
+def test_deployment_not_yet_observed_is_not_ready():
+    st = compute_status(observe(deployment(generation=2, observed=1)), {}, "T1")
+    assert st["phase"] == "Progressing"
+    assert cond(st, "Ready")["status"] == "False"
+
+
+def test_progress_deadline_exceeded_fails():
+    st = compute_status(observe(deployment(ready=0, progressing_reason="ProgressDeadlineExceeded", available=False)), {}, "T1")
+    assert st["phase"] == "Failed"
+    assert cond(st, "Ready")["reason"] == "ProgressDeadlineExceeded"
+    assert cond(st, "Degraded")["status"] == "True"
+
+
+def test_blocking_problem_without_deployment_fails_with_its_reason():
+    st = compute_status(observe(None, [Problem("SecretNotFound", "missing: regcred")]), {}, "T1")
+    assert st["phase"] == "Failed"
+    assert cond(st, "Ready") | {"lastTransitionTime": None} == {
+        "type": "Ready", "status": "False", "reason": "SecretNotFound", "message": "missing: regcred",
+        "lastTransitionTime": None, "observedGeneration": 3,
+    }
+    assert "url" not in st
+
+
+def test_non_blocking_problem_keeps_serving_but_degraded():
+    st = compute_status(observe(deployment(), [Problem("NotImplemented", "Canary later", blocking=False)]), {}, "T1")
+    assert st["phase"] == "Degraded"
+    assert cond(st, "Ready")["status"] == "True"
+    assert cond(st, "Degraded")["reason"] == "NotImplemented"
+
+
+def test_unchanged_world_gives_identical_status_and_no_patch():
+    first = compute_status(observe(deployment()), {}, "T1")
+    second = compute_status(observe(deployment()), first, "T2")
+    assert second == first
+    assert status_patch(first, second) is None
+    assert transition_event(first, second) is None
+
+
+def test_transition_times_move_only_when_status_flips():
+    ready = compute_status(observe(deployment()), {}, "T1")
+    rolling = compute_status(observe(deployment(ready=1, updated=1, replicas=3)), ready, "T2")
+    assert cond(rolling, "Ready")["lastTransitionTime"] == "T2"
+    assert cond(rolling, "Available")["lastTransitionTime"] == "T1"
+    patch = status_patch(ready, rolling)
+    assert patch["phase"] == "Progressing" and "selector" not in patch
+
+
+def test_status_patch_nulls_removed_fields():
+    assert status_patch({"url": "x", "phase": "Ready"}, {"phase": "Ready"}) == {"url": None}
+
+
+def test_events_on_phase_changes():
+    ready = compute_status(observe(deployment()), {}, "T1")
+    assert transition_event({}, ready) == ("Normal", "Ready", "2 of 2 replicas ready")
+    failed = compute_status(observe(None, [Problem("SecretNotFound", "missing: regcred")]), {}, "T1")
+    assert transition_event({}, failed) == ("Warning", "SecretNotFound", "missing: regcred")
