@@ -5,18 +5,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: help test unit integration deps venv kube crds crds-check controlplane-up controlplane-down clean
+.PHONY: help test unit chart integration deps venv kube helm install-yaml crds crds-check controlplane-up controlplane-down clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-test: deps venv kube  ## every tier: unit, integration (real kube-apiserver)
+test: deps venv kube helm  ## every tier: unit, chart, integration (real kube-apiserver)
 	$(PYTEST) tests
 
 unit: venv  ## unit tests only (no cluster, seconds)
 	$(PYTEST) tests/unit
 
-integration: deps venv kube  ## integration tier against a real kube-apiserver + etcd + controller-manager
+chart: venv helm  ## helm lint/template tests and dist/install.yaml sync
+	$(PYTEST) tests/chart
+
+integration: deps venv kube helm  ## integration tier against a real kube-apiserver + etcd + controller-manager
 	$(PYTEST) tests/integration
 
 deps:  ## Debian packages and toolchain checks
@@ -33,8 +36,14 @@ $(VENV)/.installed: pyproject.toml
 kube:  ## build (or reuse from ~/.cache/kubento) the Kubernetes components
 	@e2e/kubebin/build.sh >/dev/null
 
-crds: venv  ## regenerate crds/ from operator/kubento/api
+helm:  ## build (or reuse from ~/.cache/kubento) Helm from its Go module
+	@hack/helm.sh >/dev/null
+
+crds: venv  ## regenerate crds/ and charts/kubento/crds from operator/kubento/api
 	$(VENV)/bin/kubento crds
+
+install-yaml: helm  ## regenerate dist/install.yaml from the chart
+	hack/render-install.sh
 
 crds-check: venv  ## fail if crds/ is out of date
 	$(VENV)/bin/kubento crds --check

@@ -5,14 +5,21 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${KUBENTO_CACHE:-$HOME/.cache/kubento}/kube"
-key="$(cat "$here/VERSION")-$(cat "$here"/go.mod "$here"/go.sum "$here"/*.go | sha256sum | cut -c1-12)"
+version="$(cat "$here/VERSION")"
+key="$version-$(cat "$here"/go.mod "$here"/go.sum "$here"/*.go "$here/build.sh" | sha256sum | cut -c1-12)"
 bin="$cache/$key/kubento-kube"
 if [[ ! -x "$bin" ]]; then
   command -v go >/dev/null || { echo "build.sh: Go is needed to build the Kubernetes binaries" >&2; exit 1; }
   mkdir -p "$cache/$key"
   echo "building Kubernetes $(cat "$here/VERSION") components into $bin (first time: ~10-20 min on 2 cores)..." >&2
   start=$SECONDS
-  (cd "$here" && go build -trimpath -ldflags "-s -w" -o "$bin.tmp" .)
+  minor="${version#v1.}"; minor="${minor%%.*}"
+  ldflags="-s -w"
+  # Stamp the version the components report (Helm's kubeVersion checks read it).
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  (cd "$here" && go build -trimpath -ldflags "$ldflags" -o "$bin.tmp" .)
   mv "$bin.tmp" "$bin"
   echo "built in $((SECONDS - start))s" >&2
 fi

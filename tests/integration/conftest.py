@@ -108,12 +108,38 @@ def namespace(controlplane) -> str:
     return name
 
 
+OPERATOR_NAMESPACE = "kubento-system"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:kubento"
+
+
 @pytest.fixture(scope="session")
-def operator(controlplane, namespace):
-    """kubento's handlers under KopfRunner, as the kubento-operator user."""
+def operator_kubeconfig(controlplane, namespace, helm) -> Path:
+    """Install the chart (namespaced mode) and return a kubeconfig holding a
+    token of its ServiceAccount: the in-process operator gets exactly the
+    chart's RBAC, no more."""
+    proc = subprocess.run(
+        [helm, "install", "kubento", str(ROOT / "charts" / "kubento"), "--namespace", OPERATOR_NAMESPACE,
+         "--create-namespace", "--skip-crds", "--set", f"watch.namespaces={{{namespace}}}",
+         "--kubeconfig", str(controlplane.admin_kubeconfig), "--wait=false"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    token = controlplane.kubectl("create", "token", "kubento", "-n", OPERATOR_NAMESPACE, "--duration=6h").stdout.strip()
+    cfg = yaml.safe_load(controlplane.admin_kubeconfig.read_text())
+    cfg["users"] = [{"name": "kubento", "user": {"token": token}}]
+    cfg["contexts"] = [{"name": "kubento", "context": {"cluster": cfg["clusters"][0]["name"], "user": "kubento"}}]
+    cfg["current-context"] = "kubento"
+    path = controlplane.dir / "operator-sa.kubeconfig"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="session")
+def operator(controlplane, namespace, operator_kubeconfig):
+    """kubento's handlers under KopfRunner, as the chart's ServiceAccount."""
     from kopf.testing import KopfRunner
 
-    os.environ["KUBECONFIG"] = str(controlplane.operator_kubeconfig)
+    os.environ["KUBECONFIG"] = str(operator_kubeconfig)
     args = ["run", "--standalone", "--namespace", namespace, "-m", "kubento.controller.handlers", "--verbose"]
     with KopfRunner(args, timeout=60) as runner:
         time.sleep(2)  # let the watches start

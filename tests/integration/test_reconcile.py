@@ -6,7 +6,7 @@ import time
 
 from kubernetes import client
 
-from tests.integration.conftest import RESYNC_SECONDS, audit_events, condition, get_json, wait_for
+from tests.integration.conftest import OPERATOR_USER, RESYNC_SECONDS, audit_events, condition, get_json, wait_for
 from tests.specs import VALID_SPEC
 
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
@@ -187,10 +187,40 @@ def test_resync_of_an_unchanged_object_writes_nothing(controlplane, admin, names
     time.sleep(4 * RESYNC_SECONDS + 1)
     calls = [
         e for e in audit_events(controlplane, start)
-        if e.get("stage") == "ResponseComplete" and (e.get("objectRef") or {}).get("namespace") == namespace
+        if e.get("stage") == "ResponseComplete" and e["user"]["username"] == OPERATOR_USER
+        and (e.get("objectRef") or {}).get("namespace") == namespace
         and name in ((e.get("objectRef") or {}).get("name") or "")
     ]
     writes = [(e["verb"], e["objectRef"].get("resource"), e["objectRef"].get("subresource")) for e in calls if e["verb"] in WRITE_VERBS]
     reads = [e for e in calls if e["verb"] == "get" and e["objectRef"].get("resource") == "deployments"]
     assert len(reads) >= 3, f"expected several resync passes to read the Deployment, saw {len(reads)}"
     assert writes == []
+
+
+def test_pod_image_pull_failure_becomes_a_condition_and_event(controlplane, admin, namespace, md):
+    """No kubelet here: the test creates the model's pod and reports the
+    pull failure in its status, as a kubelet would."""
+    name = md({"bento": {"image": "registry.local/does-not-exist:1"}})
+    wait_for("the Deployment", lambda: get_json(controlplane, "deployment", name, "-n", namespace))
+    core = client.CoreV1Api(admin)
+    pod_name = f"{name}-7d9f-abcde"
+    core.create_namespaced_pod(namespace, {
+        "metadata": {"name": pod_name, "labels": {"serving.kubento.io/model-deployment": name, "app.kubernetes.io/managed-by": "kubento"}},
+        "spec": {"containers": [{"name": "bento", "image": "registry.local/does-not-exist:1"}]},
+    })
+    core.patch_namespaced_pod_status(pod_name, namespace, {"status": {"containerStatuses": [{
+        "name": "bento", "image": "registry.local/does-not-exist:1", "imageID": "", "ready": False, "restartCount": 0,
+        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}},
+    }]}})
+    failed = wait_for(
+        "condition ImagePullBackOff",
+        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ImagePullBackOff" else None)(md_get(controlplane, namespace, name)),
+    )
+    assert "registry.local/does-not-exist:1" in condition(failed, "Ready")["message"]
+    assert failed["status"]["phase"] == "Failed"
+    wait_for(
+        "a Warning event",
+        lambda: [e for e in get_json(controlplane, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"]
+                 if e["reason"] == "ImagePullBackOff" and e["type"] == "Warning"],
+    )
+    core.delete_namespaced_pod(pod_name, namespace, grace_period_seconds=0)

@@ -1,15 +1,18 @@
 from pathlib import Path
 
+import pytest
+
 from kubento.api import crd
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_crds_directory_matches_the_models():
+@pytest.mark.parametrize("directory", ["crds", "charts/kubento/crds"])
+def test_generated_crds_match_the_models(directory):
     for name, text in crd.render().items():
-        path = ROOT / "crds" / name
-        assert path.exists(), f"{path} missing: run `kubento crds`"
-        assert path.read_text() == text, f"{path} is out of date: run `kubento crds`"
+        path = ROOT / directory / name
+        assert path.exists(), f"{path} missing: run `make crds`"
+        assert path.read_text() == text, f"{path} is out of date: run `make crds`"
 
 
 def _walk(node, path="spec"):

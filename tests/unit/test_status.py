@@ -2,6 +2,7 @@ from kubento.api.v1alpha1 import ModelDeploymentSpec
 from kubento.controller.status import (
     Observed,
     Problem,
+    pod_problems,
     compute_status,
     status_patch,
     transition_event,
@@ -109,3 +110,49 @@ def test_events_on_phase_changes():
     assert transition_event({}, ready) == ("Normal", "Ready", "2 of 2 replicas ready")
     failed = compute_status(observe(None, [Problem("SecretNotFound", "missing: regcred")]), {}, "T1")
     assert transition_event({}, failed) == ("Warning", "SecretNotFound", "missing: regcred")
+
+
+def pod(name="iris-abc", waiting=None, last=None, restarts=0, unschedulable=None):
+    status = {"containerStatuses": [{
+        "name": "bento", "image": "registry.local/iris:9", "restartCount": restarts,
+        "state": {"waiting": waiting} if waiting else {"running": {}},
+        "lastState": {"terminated": last} if last else {},
+    }]}
+    if unschedulable:
+        status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": unschedulable}]
+    return {"metadata": {"name": name}, "status": status}
+
+
+def test_image_pull_failure_names_the_image_and_fails_when_nothing_serves():
+    pods = [pod(waiting={"reason": "ImagePullBackOff", "message": "not found"})]
+    obs = observe(deployment(ready=0, updated=1, replicas=1, desired=1, available=False))
+    obs.pods = pods
+    st = compute_status(obs, {}, "T1")
+    assert st["phase"] == "Failed"
+    ready = cond(st, "Ready")
+    assert ready["reason"] == "ImagePullBackOff"
+    assert "registry.local/iris:9" in ready["message"] and "iris-abc" in ready["message"]
+    assert transition_event({}, st)[:2] == ("Warning", "ImagePullBackOff")
+
+
+def test_crash_loop_and_oom_are_told_apart():
+    crash = pod(waiting={"reason": "CrashLoopBackOff"}, last={"exitCode": 1, "reason": "Error"}, restarts=4)
+    oom = pod(name="iris-def", waiting={"reason": "CrashLoopBackOff"}, last={"exitCode": 137, "reason": "OOMKilled"}, restarts=2)
+    problems = pod_problems([crash, oom])
+    assert [p.reason for p in problems] == ["CrashLoopBackOff", "OOMKilled"]
+    assert "code 1" in problems[0].message and "4 restarts" in problems[0].message
+    assert "resources.limits.memory" in problems[1].message
+
+
+def test_unschedulable_and_healthy_pods():
+    assert [p.reason for p in pod_problems([pod(unschedulable="0/1 nodes: insufficient cpu")])] == ["Unschedulable"]
+    assert pod_problems([pod()]) == []
+
+
+def test_pod_failures_while_some_replicas_serve_is_degraded():
+    obs = observe(deployment(desired=2, ready=1, updated=2, replicas=2))
+    obs.pods = [pod(), pod(name="iris-x", waiting={"reason": "CrashLoopBackOff"}, last={"exitCode": 2})]
+    st = compute_status(obs, {}, "T1")
+    assert st["phase"] == "Degraded"
+    assert cond(st, "Ready")["reason"] == "CrashLoopBackOff"
+    assert cond(st, "Degraded")["status"] == "True"

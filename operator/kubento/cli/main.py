@@ -32,18 +32,20 @@ def _run(args: argparse.Namespace) -> int:
 def _crds(args: argparse.Namespace) -> int:
     from kubento.api import crd
 
+    dirs = args.dir or [Path("crds"), Path("charts/kubento/crds")]
     if args.check:
         stale = [
-            name for name, text in crd.render().items()
-            if not (args.dir / name).exists() or (args.dir / name).read_text() != text
+            str(d / name) for d in dirs for name, text in crd.render().items()
+            if not (d / name).exists() or (d / name).read_text() != text
         ]
         if stale:
-            print(f"out of date in {args.dir}: {', '.join(stale)} (run `kubento crds`)", file=sys.stderr)
+            print(f"out of date: {', '.join(stale)} (run `kubento crds`)", file=sys.stderr)
             return 1
-        print(f"{args.dir} is up to date")
+        print(f"up to date: {', '.join(map(str, dirs))}")
         return 0
-    for path in crd.write(args.dir):
-        print(f"wrote {path}")
+    for d in dirs:
+        for path in crd.write(d):
+            print(f"wrote {path}")
     return 0
 
 
@@ -62,7 +64,10 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
-    crds.add_argument("--dir", type=Path, default=Path("crds"), help="output directory (default: crds)")
+    crds.add_argument(
+        "--dir", type=Path, action="append",
+        help="output directory, repeatable (default: crds and charts/kubento/crds)",
+    )
     crds.add_argument("--check", action="store_true", help="fail if the files differ from what would be written")
     crds.set_defaults(func=_crds)
     return p

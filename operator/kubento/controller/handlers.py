@@ -3,7 +3,7 @@
 
 - any watch event of a ModelDeployment (including the initial listing when
   the operator starts, so nothing is missed while it was down);
-- any event of a Deployment kubento manages (its status drives ours);
+- any event of a Deployment or pod kubento manages (their status drives ours);
 - a periodic resync of every known ModelDeployment, which notices drift and
   conditions that resolve by themselves (a Secret that appears later).
 
@@ -89,6 +89,12 @@ def model_deployment_event(type: str, namespace: str, name: str, **_: Any) -> No
 
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MODEL: kopf.PRESENT, "app.kubernetes.io/managed-by": MANAGED_BY})
 def child_deployment_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
+    _pass(namespace, labels[LABEL_MODEL])
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_MODEL: kopf.PRESENT, "app.kubernetes.io/managed-by": MANAGED_BY})
+def model_pod_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
+    # Image pull failures and crash loops show on pods first.
     _pass(namespace, labels[LABEL_MODEL])
 
 

@@ -75,6 +75,11 @@ def delete(api_version: str, kind: str, namespace: str, name: str) -> None:
         pass
 
 
+def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
+    pods = client.CoreV1Api(api_client()).list_namespaced_pod(namespace, label_selector=selector)
+    return [api_client().sanitize_for_serialization(p) for p in pods.items]
+
+
 def missing_secrets(namespace: str, names: list[str]) -> list[str]:
     """Those of ``names`` that are not Secrets in ``namespace``."""
     core = client.CoreV1Api(api_client())

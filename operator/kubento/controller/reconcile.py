@@ -147,6 +147,7 @@ def reconcile(body: dict[str, Any], post_event: EventSink) -> dict[str, Any]:
             deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
         else:
             deployment = sync_children(spec, owner)
+        pods = kube.list_pods(owner.namespace, selector_string(owner)) if deployment is not None else []
         observed = Observed(
             spec=spec,
             generation=generation,
@@ -155,6 +156,7 @@ def reconcile(body: dict[str, Any], post_event: EventSink) -> dict[str, Any]:
             selector=selector_string(owner),
             deployment=deployment,
             problems=problems,
+            pods=pods,
         )
         if blocked and deployment is not None:
             # Still serving the last applied revision; say which.

@@ -35,6 +35,48 @@ class Observed:
     selector: str
     deployment: Optional[dict[str, Any]] = None
     problems: list[Problem] = field(default_factory=list)
+    pods: list[dict[str, Any]] = field(default_factory=list)
+
+
+# Container waiting reasons that mean the pod will not start on its own.
+PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+CONFIG_FAILURES = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+
+
+def pod_problems(pods: list[dict[str, Any]]) -> list[Problem]:
+    """Why the model's pods are not becoming ready, one Problem per kind of
+    failure (the first pod showing it is named)."""
+    found: dict[str, Problem] = {}
+    for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("name", "")):
+        name = (pod.get("metadata") or {}).get("name", "?")
+        st = pod.get("status") or {}
+        for cond in st.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+                found.setdefault("Unschedulable", Problem("Unschedulable", f"pod {name} cannot be scheduled: {cond.get('message', '')}".strip(), False))
+        for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason", "")
+            last = ((cs.get("lastState") or {}).get("terminated")) or {}
+            detail = waiting.get("message", "")
+            if reason in PULL_FAILURES:
+                found.setdefault("ImagePullBackOff", Problem(
+                    "ImagePullBackOff",
+                    f"pod {name} cannot pull image {cs.get('image', '')} ({reason}){': ' + detail if detail else ''}",
+                    False,
+                ))
+            elif reason == "CrashLoopBackOff":
+                why = last.get("reason", "Error")
+                key = "OOMKilled" if why == "OOMKilled" else "CrashLoopBackOff"
+                found.setdefault(key, Problem(
+                    key,
+                    f"container {cs.get('name')} in pod {name} is crash-looping: exited with code "
+                    f"{last.get('exitCode', '?')} ({why}), {cs.get('restartCount', 0)} restarts"
+                    + (" — raise resources.limits.memory" if key == "OOMKilled" else ""),
+                    False,
+                ))
+            elif reason in CONFIG_FAILURES:
+                found.setdefault(reason, Problem(reason, f"pod {name}: {detail or reason}", False))
+    return list(found.values())
 
 
 @dataclass(frozen=True)
@@ -118,6 +160,12 @@ def desired_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
         ready = _cond("Ready", False, "ProgressDeadlineExceeded", state.message or "the rollout did not finish in time")
         progressing = _cond("Progressing", False, "ProgressDeadlineExceeded", ready["message"])
         phase = "Failed" if state.ready == 0 else "Degraded"
+    elif not state.complete and pod_problems(obs.pods):
+        failures = pod_problems(obs.pods)
+        text = "; ".join(p.message for p in failures)
+        ready = _cond("Ready", False, failures[0].reason, text)
+        progressing = _cond("Progressing", True, "RollingOut", f"{state.updated} of {state.desired} replicas updated, {state.ready} ready")
+        phase = "Failed" if state.ready == 0 else "Degraded"
     elif state.complete:
         if state.desired == 0:
             ready = _cond("Ready", True, "ScaledToZero", "replicas is 0: no pod serves requests")
@@ -138,7 +186,7 @@ def desired_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
         if blocking:
             ready = _cond("Ready", False, blocking[0].reason, text)
         phase = "Degraded" if phase in ("Ready", "Progressing") else phase
-    elif phase == "Failed" or (phase == "Degraded"):
+    elif phase in ("Failed", "Degraded"):
         degraded = _cond("Degraded", True, ready["reason"], ready["message"])
     else:
         degraded = _cond("Degraded", False, "AsExpected", "")
