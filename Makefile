@@ -4,11 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
+CLUSTER ?= local
 
-.PHONY: help test unit chart integration deps venv kube helm install-yaml crds crds-check controlplane-up controlplane-down clean
+.PHONY: demo help test unit chart integration deps venv kube helm install-yaml crds crds-check controlplane-up controlplane-down clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+demo: deps kube helm  ## a served prediction on a local cluster (CLUSTER=current: use your kubeconfig)
+	CLUSTER=$(CLUSTER) hack/demo.sh
 
 test: deps venv kube helm  ## every tier: unit, chart, integration (real kube-apiserver)
 	$(PYTEST) tests

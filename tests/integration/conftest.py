@@ -21,6 +21,8 @@ from typing import Any, Callable
 import pytest
 import yaml
 
+from tests.helpers import condition, wait_for  # noqa: F401  (re-exported for the tests)
+
 ROOT = Path(__file__).resolve().parents[2]
 RESYNC_SECONDS = 2.0
 # Read by kubento.controller.handlers at import, before KopfRunner loads it.
@@ -170,21 +172,6 @@ def md(controlplane, namespace, operator):
         controlplane.kubectl("delete", "md", name, "-n", namespace, "--ignore-not-found", "--wait=false", check=False)
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0, interval: float = 0.3) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` and
-    the last value seen."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except Exception as exc:  # noqa: BLE001 - keep polling, report at the end
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def get_json(cp: ControlPlane, *args: str) -> dict[str, Any] | None:
@@ -196,11 +183,6 @@ def get_json(cp: ControlPlane, *args: str) -> dict[str, Any] | None:
     return json.loads(proc.stdout)
 
 
-def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if cond["type"] == type_:
-            return cond
-    return {}
 
 
 def audit_events(cp: ControlPlane, since: int) -> list[dict[str, Any]]:

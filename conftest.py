@@ -1,4 +1,4 @@
-"""Fixtures shared by the tiers."""
+"""Fixtures shared by the tiers (tests/ and e2e/)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")
