@@ -6,16 +6,19 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 CLUSTER ?= local
 
-.PHONY: demo help test unit chart integration deps venv kube helm install-yaml crds crds-check controlplane-up controlplane-down clean
+.PHONY: demo help test unit chart integration e2e cluster-up cluster-down images deps venv kube helm install-yaml crds crds-check controlplane-up controlplane-down clean
 
 help:  ## list targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 demo: deps kube helm  ## a served prediction on a local cluster (CLUSTER=current: use your kubeconfig)
 	CLUSTER=$(CLUSTER) hack/demo.sh
 
-test: deps venv kube helm  ## every tier: unit, chart, integration (real kube-apiserver)
-	$(PYTEST) tests
+test: deps venv kube helm  ## every tier: unit, chart, integration (real kube-apiserver), e2e (real node; root)
+	$(PYTEST) tests e2e
+
+e2e: deps venv kube helm  ## e2e only: local cluster, images, helm install, real BentoML pods
+	$(PYTEST) e2e
 
 unit: venv  ## unit tests only (no cluster, seconds)
 	$(PYTEST) tests/unit
@@ -51,6 +54,15 @@ install-yaml: helm  ## regenerate dist/install.yaml from the chart
 
 crds-check: venv  ## fail if crds/ is out of date
 	$(VENV)/bin/kubento crds --check
+
+cluster-up: deps kube  ## start the local single-node cluster (e2e/cluster; root)
+	e2e/cluster up
+
+cluster-down:  ## stop it and remove everything it made
+	e2e/cluster down
+
+images:  ## build the operator, runtime, iris and crashing images (no Docker; cached)
+	e2e/images/build all
 
 controlplane-up: kube  ## start etcd + kube-apiserver + controller-manager (e2e/controlplane)
 	e2e/controlplane up

@@ -66,7 +66,8 @@ for _ in $(seq 30); do
   sleep 2
 done
 echo "=> $answer"
-[[ "$answer" == '["setosa","virginica"]' ]] || { echo "unexpected prediction" >&2; false; }
+python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1]) != ["setosa", "virginica"])' "$answer" ||
+  { echo "unexpected prediction (expected setosa, virginica)" >&2; false; }
 
 begin "kubectl get md"
 kubectl get md -o wide

@@ -4,8 +4,8 @@
 # the Go toolchain that builds the Kubernetes components.
 set -euo pipefail
 need=()
-for pkg in openssl curl ca-certificates; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+for pkg in openssl curl ca-certificates debootstrap; do
+  [[ "$(dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null)" == "install ok installed" ]] || need+=("$pkg")
 done
 if ((${#need[@]})); then
   echo "installing Debian packages: ${need[*]}" >&2

@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+# The BentoML runtime image, for users with Docker: the same contents as
+# `e2e/images/build runtime` (which builds it without Docker, from a debootstrap
+# rootfs). kubento runs imported .bento archives (bento.archive) and project
+# builds (bento.build) in it.
+#
+#   docker build -f e2e/images/runtime.Dockerfile -t kubento.local/bentoml-runtime:1.4.39 e2e/images
+#
+# Behind a TLS-intercepting proxy, pass its CA bundle as a build secret (it is
+# not kept in the image):  --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
+
+ARG BENTOML_VERSION=1.4.39
+ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    BENTOML_DO_NOT_TRACK=True \
+    HOME=/home/bentoml \
+    BENTOML_HOME=/home/bentoml/bentoml
+
+COPY constraints.txt /tmp/constraints.txt
+# uv too: `bentoml build` always runs it, and pip-installs it when missing.
+# Test suites are dropped; byte-code is compiled ahead of time (the container's
+# uid cannot write it, and serving starts ~3x faster with it).
+RUN --mount=type=secret,id=ca,target=/run/secrets/ca.crt,required=false \
+    set -eu; \
+    if [ -s /run/secrets/ca.crt ]; then export PIP_CERT=/run/secrets/ca.crt; fi; \
+    python3 -m venv /opt/venv; \
+    /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -c /tmp/constraints.txt \
+        "pip==25.1.1"; \
+    /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -c /tmp/constraints.txt \
+        "bentoml==${BENTOML_VERSION}" uv; \
+    find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} +; \
+    python3 -m compileall -q --invalidation-mode unchecked-hash /opt/venv/lib >/dev/null || true; \
+    groupadd -g 1034 bentoml; \
+    useradd -u 1034 -g 1034 -d /home/bentoml -m -s /bin/sh bentoml; \
+    install -d -o 1034 -g 1034 /home/bentoml/bentoml; \
+    rm -f /tmp/constraints.txt
+
+USER 1034:1034
+WORKDIR /home/bentoml
+EXPOSE 3000
+CMD ["bentoml", "--help"]

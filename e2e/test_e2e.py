@@ -1,0 +1,125 @@
+"""kubento on a real node: the operator as a pod (installed by Helm), BentoML
+pods serving the example model, predictions through the Service."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from e2e.conftest import NAMESPACE, condition, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+IRIS_CLASSES = ["setosa", "virginica", "versicolor"]
+
+
+def apply_md(cluster, name: str, spec: dict) -> None:
+    body = {"apiVersion": "serving.kubento.io/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec}
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
+
+
+def example_spec(images) -> dict:
+    spec = yaml.safe_load((ROOT / "examples" / "iris" / "modeldeployment.yaml").read_text())["spec"]
+    spec["bento"]["image"] = images["iris"]
+    return spec
+
+
+def md(cluster, name):
+    return cluster.get("md", name, "-n", NAMESPACE)
+
+
+def ready(cluster, name):
+    obj = md(cluster, name)
+    return obj if condition(obj, "Ready").get("status") == "True" else None
+
+
+def predict(cluster, name, rows):
+    ip = cluster.get("service", name, "-n", NAMESPACE)["spec"]["clusterIP"]
+    if os.environ.get("KUBENTO_E2E_IN_CLUSTER"):  # kind: ClusterIPs answer only inside the cluster
+        script = (
+            "import json,sys,urllib.request as u; r=u.Request(sys.argv[1], data=sys.argv[2].encode(), "
+            "headers={'content-type':'application/json'}); print(u.urlopen(r, timeout=10).read().decode())"
+        )
+        out = cluster.kubectl("exec", "-n", NAMESPACE, f"deploy/{name}", "--", "python3", "-c", script,
+                              f"http://{ip}/classify", json.dumps({"features": rows})).stdout
+        return json.loads(out)
+    req = urllib.request.Request(
+        f"http://{ip}/classify", data=json.dumps({"features": rows}).encode(),
+        headers={"content-type": "application/json"}, method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture
+def iris(cluster, operator, images):
+    name = f"iris-{uuid.uuid4().hex[:5]}"
+    apply_md(cluster, name, example_spec(images))
+    yield name
+    cluster.kubectl("delete", "md", name, "-n", NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
+
+
+def test_example_serves_correct_predictions_through_the_service(cluster, iris):
+    obj = wait_for("the example to be Ready", lambda: ready(cluster, iris), timeout=300, interval=1)
+    assert obj["status"]["phase"] == "Ready"
+    assert obj["status"]["readyReplicas"] == 1
+    assert wait_for("a prediction", lambda: predict(cluster, iris, IRIS_ROWS), timeout=60) == IRIS_CLASSES
+    # What `kubectl get md` shows the user.
+    row = cluster.kubectl("get", "md", iris, "-n", NAMESPACE).stdout.splitlines()[1].split()
+    assert row[1:3] == ["True", "Ready"]
+
+
+def test_changing_replicas_scales_and_deleting_removes_everything(cluster, iris, images):
+    wait_for("the example to be Ready", lambda: ready(cluster, iris), timeout=300, interval=1)
+    apply_md(cluster, iris, {**example_spec(images), "replicas": 2})
+    wait_for("2 ready replicas", lambda: (md(cluster, iris)["status"].get("readyReplicas") == 2 and ready(cluster, iris)), timeout=300)
+    pods = cluster.get("pods", "-n", NAMESPACE, "-l", f"serving.kubento.io/model-deployment={iris}")["items"]
+    assert len([p for p in pods if p["status"].get("phase") == "Running"]) == 2
+    assert predict(cluster, iris, IRIS_ROWS[:1]) == IRIS_CLASSES[:1]
+
+    cluster.kubectl("delete", "md", iris, "-n", NAMESPACE)
+    for kind in ("deployment", "service"):
+        wait_for(f"the {kind} to go", lambda kind=kind: cluster.get(kind, iris, "-n", NAMESPACE) is None, timeout=120)
+    wait_for(
+        "the pods to go",
+        lambda: not cluster.get("pods", "-n", NAMESPACE, "-l", f"serving.kubento.io/model-deployment={iris}")["items"],
+        timeout=120,
+    )
+
+
+def test_missing_image_gives_a_pull_failure_condition_and_event_within_60s(cluster, operator):
+    name = f"noimage-{uuid.uuid4().hex[:5]}"
+    apply_md(cluster, name, {"bento": {"image": "kubento.local/does-not-exist:1"}})
+    try:
+        obj = wait_for(
+            "an image pull condition",
+            lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ImagePullBackOff" else None)(md(cluster, name)),
+            timeout=60,
+        )
+        assert "kubento.local/does-not-exist:1" in condition(obj, "Ready")["message"]
+        events = cluster.get("events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={name}")["items"]
+        assert any(e["reason"] == "ImagePullBackOff" and e["type"] == "Warning" for e in events), events
+    finally:
+        cluster.kubectl("delete", "md", name, "-n", NAMESPACE, "--wait=false", check=False)
+
+
+def test_model_server_crashing_at_start_gives_a_crash_loop_condition(cluster, operator, images):
+    name = f"crash-{uuid.uuid4().hex[:5]}"
+    apply_md(cluster, name, {"bento": {"image": images["crashing"]}})
+    try:
+        obj = wait_for(
+            "a crash loop condition",
+            lambda: (lambda o: o if condition(o, "Ready").get("reason") == "CrashLoopBackOff" else None)(md(cluster, name)),
+            timeout=180,
+        )
+        assert "crash-looping" in condition(obj, "Ready")["message"]
+        assert obj["status"]["phase"] == "Failed"
+    finally:
+        cluster.kubectl("delete", "md", name, "-n", NAMESPACE, "--wait=false", check=False)
