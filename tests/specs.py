@@ -49,22 +49,24 @@ class Invalid:
     field: str  # what the API server's message must name
     pydantic: bool = True  # the spec models see it too (metadata rules they cannot)
     name: str = "bad"
+    message: str = ""  # and, where the field alone is ambiguous, what it must say
 
 
 INVALID = [
-    Invalid("two-sources", {"bento": {"image": "a:1", "archive": {"uri": "s3://b/k.bento"}}}, "spec.bento"),
-    Invalid("no-source", {"bento": {}}, "spec.bento"),
-    Invalid("no-bento", {"replicas": 1}, "spec.bento"),
+    Invalid("two-sources", {"bento": {"image": "a:1", "archive": {"uri": "s3://b/k.bento"}}}, "spec.bento", message="exactly one of image, archive or build"),
+    Invalid("no-source", {"bento": {}}, "spec.bento", message="exactly one of image, archive or build"),
+    Invalid("no-bento", {"replicas": 1}, "spec.bento", message="Required value"),
     Invalid("empty-image", {"bento": {"image": ""}}, "spec.bento.image"),
     Invalid("bad-uri-scheme", {"bento": {"archive": {"uri": "ftp://host/x.bento"}}}, "spec.bento.archive.uri"),
     Invalid(
         "two-build-sources",
         {"bento": {"build": {"configMap": {"name": "p"}, "git": {"url": "https://git.local/p.git"}}}},
         "spec.bento.build",
+        message="exactly one of configMap, pvc or git",
     ),
     Invalid("negative-replicas", with_(VALID_SPEC, replicas=-1), "spec.replicas"),
     Invalid("port-out-of-range", with_(VALID_SPEC, port=70000), "spec.port"),
-    Invalid("unknown-field", with_(VALID_SPEC, replica=2), "spec.replica"),
+    Invalid("unknown-field", with_(VALID_SPEC, replica=2), "spec.replica", message="unknown field"),
     Invalid(
         "min-above-max",
         with_(VALID_SPEC, resources={"requests": {"cpu": "1"}}, autoscaling={"minReplicas": 5, "maxReplicas": 2}),
@@ -79,6 +81,7 @@ INVALID = [
         "cpu-scaling-without-request",
         with_(VALID_SPEC, autoscaling={"maxReplicas": 3, "metric": "cpu"}),
         "spec.autoscaling",
+        message="needs resources.requests",
     ),
     Invalid("bad-quantity", with_(VALID_SPEC, resources={"limits": {"memory": "lots"}}), "spec.resources.limits.memory"),
     Invalid(
@@ -90,11 +93,13 @@ INVALID = [
         "steps-not-ascending",
         with_(VALID_SPEC, rollout={"strategy": "Canary", "steps": [{"weight": 50}, {"weight": 20}]}),
         "spec.rollout.steps",
+        message="strictly ascending",
     ),
     Invalid(
         "steps-without-canary",
         with_(VALID_SPEC, rollout={"strategy": "RollingUpdate", "steps": [{"weight": 50}]}),
         "spec.rollout.steps",
+        message="only allowed with strategy Canary",
     ),
     Invalid(
         "bad-pause",

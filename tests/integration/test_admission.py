@@ -25,6 +25,7 @@ def test_invalid_spec_is_rejected_naming_the_field(controlplane, namespace, case
     )
     assert proc.returncode != 0, f"{case.id} was accepted"
     assert case.field in proc.stderr, proc.stderr
+    assert case.message in proc.stderr, proc.stderr
 
 
 def test_full_valid_spec_is_accepted(controlplane, namespace):
