@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from e2e.conftest import NAMESPACE, condition, wait_for
+from e2e.conftest import NAMESPACE
+from tests.helpers import condition, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]

@@ -6,7 +6,8 @@ import time
 
 from kubernetes import client
 
-from tests.integration.conftest import OPERATOR_USER, RESYNC_SECONDS, audit_events, condition, get_json, wait_for
+from tests.helpers import condition, wait_for
+from tests.integration.conftest import OPERATOR_USER, RESYNC_SECONDS, audit_events, get_json
 from tests.specs import VALID_SPEC
 
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}

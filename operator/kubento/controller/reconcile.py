@@ -64,8 +64,6 @@ def unsupported(spec: ModelDeploymentSpec) -> list[Problem]:
                 blocking=False,
             )
         )
-    if not spec.rollout.auto_rollback:
-        pass  # nothing rolls back automatically yet, so false is already honoured
     return problems
 
 
