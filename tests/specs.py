@@ -116,5 +116,19 @@ INVALID = [
         "runtime-image-with-image", with_(VALID_SPEC, runtimeImage="runtime:1"), "spec.runtimeImage"
     ),
     Invalid("env-without-name", with_(VALID_SPEC, env=[{"value": "x"}]), "spec.env[0].name"),
+    Invalid(
+        "duplicate-env",
+        with_(VALID_SPEC, env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        "spec.env[1]",
+        message="Duplicate value",
+    ),
+    Invalid(
+        "bentoml-port-in-env",
+        with_(VALID_SPEC, env=[{"name": "BENTOML_PORT", "value": "4000"}]),
+        "spec.env",
+        message="set port instead",
+    ),
+    Invalid("pull-secret-without-name", with_(VALID_SPEC, imagePullSecrets=[{}]), "spec.imagePullSecrets[0].name"),
+    Invalid("negative-quantity", with_(VALID_SPEC, resources={"requests": {"cpu": "-1"}}), "spec.resources.requests.cpu"),
     Invalid("name-too-long", VALID_SPEC, "metadata.name", pydantic=False, name="m" * 53),
 ]

@@ -225,3 +225,61 @@ def test_pod_image_pull_failure_becomes_a_condition_and_event(controlplane, admi
                  if e["reason"] == "ImagePullBackOff" and e["type"] == "Warning"],
     )
     core.delete_namespaced_pod(pod_name, namespace, grace_period_seconds=0)
+
+
+def test_rejected_child_becomes_a_condition_not_a_retry_loop(controlplane, namespace, md):
+    # Passes the CRD (podLabels are free-form) but not Deployment validation.
+    name = md({**VALID_SPEC, "podLabels": {"team": "ml platform!"}})
+    failed = wait_for(
+        "condition ApplyFailed",
+        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ApplyFailed" else None)(md_get(controlplane, namespace, name)),
+    )
+    assert "ml platform!" in condition(failed, "Ready")["message"]
+    assert failed["status"]["phase"] == "Failed"
+    events = wait_for(
+        "an ApplyFailed event",
+        lambda: [e for e in get_json(controlplane, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"] if e["reason"] == "ApplyFailed"],
+    )
+    assert events[0]["type"] == "Warning"
+
+
+def test_existing_object_with_the_same_name_is_not_taken_over(controlplane, admin, namespace, md):
+    name = "taken"
+    client.CoreV1Api(admin).create_namespaced_service(
+        namespace, {"metadata": {"name": name}, "spec": {"ports": [{"port": 8080}], "selector": {"app": "theirs"}}}
+    )
+    md(VALID_SPEC, name=name)
+    obj = wait_for(
+        "condition ChildConflict",
+        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ChildConflict" else None)(md_get(controlplane, namespace, name)),
+    )
+    assert "Service taken" in condition(obj, "Ready")["message"]
+    svc = get_json(controlplane, "service", name, "-n", namespace)
+    assert svc["spec"]["selector"] == {"app": "theirs"} and not svc["metadata"].get("ownerReferences")
+
+
+def test_turning_on_autoscaling_keeps_the_running_replicas(controlplane, namespace, md):
+    name = md({**VALID_SPEC, "replicas": 3, "resources": {"requests": {"cpu": "100m"}}})
+    wait_for("3 replicas", lambda: (get_json(controlplane, "deployment", name, "-n", namespace) or {}).get("spec", {}).get("replicas") == 3)
+    md({**VALID_SPEC, "replicas": 3, "resources": {"requests": {"cpu": "100m"}},
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 5}}, name=name)
+    wait_for("the HPA", lambda: get_json(controlplane, "hpa", name, "-n", namespace))
+    time.sleep(RESYNC_SECONDS)
+    dep = get_json(controlplane, "deployment", name, "-n", namespace, "--show-managed-fields")
+    assert dep["spec"]["replicas"] == 3  # not reset to 1 while the HPA takes over
+    kubento = [m for m in dep["metadata"]["managedFields"] if m["manager"] == "kubento"]
+    assert "f:replicas" not in kubento[0]["fieldsV1"]["f:spec"]
+
+
+def test_changes_made_by_others_to_the_deployment_are_reverted(controlplane, admin, namespace, md):
+    name = md(VALID_SPEC)
+    wait_for("the Deployment", lambda: get_json(controlplane, "deployment", name, "-n", namespace))
+    client.AppsV1Api(admin).patch_namespaced_deployment(
+        name, namespace, {"spec": {"template": {"spec": {"containers": [{"name": "bento", "image": "someone/else:1"}]}}}}
+    )
+    wait_for(
+        "the image to be reverted",
+        lambda: get_json(controlplane, "deployment", name, "-n", namespace)["spec"]["template"]["spec"]["containers"][0]["image"]
+        == VALID_SPEC["bento"]["image"],
+        timeout=3 * RESYNC_SECONDS + 10,
+    )

@@ -71,10 +71,10 @@ def test_cpu_autoscaling_makes_an_hpa_and_leaves_replicas_to_it():
     assert "replicas" not in kids["Deployment"]["spec"]
 
 
-def test_user_env_overrides_kubentos_by_name():
-    raw = {**VALID_SPEC, "env": [{"name": "BENTOML_PORT", "value": "4000"}]}
+def test_the_server_listens_on_spec_port_and_user_env_follows():
+    raw = {**VALID_SPEC, "port": 4000, "env": [{"name": "A", "value": "1"}]}
     env = children(raw)["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert env == [{"name": "BENTOML_PORT", "value": "4000"}]
+    assert env == [{"name": "BENTOML_PORT", "value": "4000"}, {"name": "A", "value": "1"}]
 
 
 def test_archive_and_build_sources_have_no_children_yet():

@@ -149,10 +149,38 @@ def test_unschedulable_and_healthy_pods():
     assert pod_problems([pod()]) == []
 
 
-def test_pod_failures_while_some_replicas_serve_is_degraded():
+def test_pod_failures_while_some_replicas_serve_is_degraded_but_ready():
     obs = observe(deployment(desired=2, ready=1, updated=2, replicas=2))
     obs.pods = [pod(), pod(name="iris-x", waiting={"reason": "CrashLoopBackOff"}, last={"exitCode": 2})]
     st = compute_status(obs, {}, "T1")
     assert st["phase"] == "Degraded"
-    assert cond(st, "Ready")["reason"] == "CrashLoopBackOff"
-    assert cond(st, "Degraded")["status"] == "True"
+    assert cond(st, "Ready")["status"] == "True"  # the model answers
+    assert cond(st, "Degraded")["reason"] == "CrashLoopBackOff"
+
+
+def test_crash_loop_does_not_flap_between_restarts():
+    waiting = observe(deployment(desired=1, ready=0, updated=1, replicas=1, progressing_reason="ReplicaSetUpdated"))
+    waiting.pods = [pod(waiting={"reason": "CrashLoopBackOff"}, last={"exitCode": 1}, restarts=3)]
+    running = observe(deployment(desired=1, ready=0, updated=1, replicas=1, progressing_reason="ReplicaSetUpdated"))
+    running.pods = [pod(last={"exitCode": 1, "reason": "Error"}, restarts=4)]  # started again, not ready yet
+    first = compute_status(waiting, {}, "T1")
+    second = compute_status(running, first, "T2")
+    assert first["phase"] == second["phase"] == "Failed"
+    assert cond(second, "Ready")["reason"] == "CrashLoopBackOff"
+    assert transition_event(first, second) is None
+
+
+def test_scaling_up_stays_ready():
+    st = compute_status(observe(deployment(desired=3, ready=2, updated=3, replicas=3)), {}, "T1")
+    assert st["phase"] == "Ready" and cond(st, "Ready")["status"] == "True"
+    assert cond(st, "Ready")["message"] == "2 of 3 replicas ready"
+
+
+def test_replica_failure_is_reported_with_the_controllers_message():
+    dep = deployment(desired=1, ready=0, updated=0, replicas=0, progressing_reason="ReplicaSetUpdated")
+    dep["status"]["conditions"].append({"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                                        "message": 'pods "iris-1" is forbidden: exceeded quota'})
+    st = compute_status(observe(dep), {}, "T1")
+    assert st["phase"] == "Failed"
+    assert cond(st, "Ready")["reason"] == "ReplicaFailure"
+    assert "exceeded quota" in cond(st, "Ready")["message"]

@@ -29,14 +29,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{/* What the operator does in each watched namespace. */}}
+{{/* What the operator does in each watched namespace: nothing more. */}}
 {{- define "kubento.namespacedRules" -}}
 - apiGroups: [serving.kubento.io]
   resources: [modeldeployments]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch]
 - apiGroups: [serving.kubento.io]
   resources: [modeldeployments/status]
-  verbs: [get, patch]
+  verbs: [patch]
+# Server-side apply creates and updates children (create + patch).
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
@@ -46,14 +47,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [get, create, patch, delete]
+# Pod status tells image pull failures and crash loops.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 # Existence checks of the Secrets a ModelDeployment names (imagePullSecrets).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
-- apiGroups: ["", events.k8s.io]
+- apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end -}}

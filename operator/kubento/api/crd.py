@@ -18,8 +18,9 @@ from kubento.api import v1alpha1 as api
 
 CRD_FILENAME = f"{api.GROUP}_{api.PLURAL}.yaml"
 
-# Services are named after the ModelDeployment (DNS-1035 label) and revision
-# Deployments append "-<10 char hash>", which must still fit in 63 chars.
+# The Service is named after the ModelDeployment (a DNS-1035 label). 52, not
+# 63, leaves room for the "-<10 char revision>" suffix that per-revision
+# Deployments (canary, blue-green) will need.
 NAME_RULE = api.cel(
     "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 52",
     "metadata.name must start with a letter, contain only lowercase letters, digits and '-', "

@@ -19,7 +19,6 @@ from typing import Annotated, Any, Literal, Optional, Union
 from kubernetes.client import (
     V1Affinity,
     V1EnvVar,
-    V1LocalObjectReference,
     V1Toleration,
 )
 from pydantic import (
@@ -40,9 +39,10 @@ SINGULAR = "modeldeployment"
 SHORT_NAMES = ["md"]
 CATEGORIES = ["kubento"]
 
-# The API server's own quantity grammar (as kubebuilder emits it).
+# The API server's quantity grammar (as kubebuilder emits it), without the
+# minus sign: no resource amount is negative.
 QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
@@ -69,6 +69,10 @@ Quantity = Annotated[
     ),
 ]
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+
+
+# Lists whose items are unique by name (server-side apply merges them by name).
+LIST_MAP_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
 
 
 def cel(rule: str, message: str, field_path: Optional[str] = None) -> dict[str, str]:
@@ -362,6 +366,11 @@ class ModelDeploymentSpec(Model):
                 ".runtimeImage",
             ),
             cel(
+                "!has(self.env) || self.env.all(e, e.name != 'BENTOML_PORT')",
+                "BENTOML_PORT is set from spec.port; set port instead",
+                ".env",
+            ),
+            cel(
                 "!has(self.autoscaling) || !(self.autoscaling.metric in ['cpu', 'memory']) || "
                 "(has(self.resources) && has(self.resources.requests) && "
                 "self.autoscaling.metric in self.resources.requests)",
@@ -383,15 +392,23 @@ class ModelDeploymentSpec(Model):
     replicas: int = Field(default=1, ge=0, le=1000, description="Model server pods, when autoscaling is not set.")
     port: int = Field(default=3000, ge=1, le=65535, description="Port the BentoML server listens on.")
     resources: Optional[Resources] = Field(default=None, description="CPU, memory and GPU requests and limits.")
-    env: list[V1EnvVar] = Field(default_factory=list, max_length=256, description="Environment variables of the model server.")
+    env: list[V1EnvVar] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Environment variables of the model server (BENTOML_PORT is set from port).",
+        json_schema_extra=LIST_MAP_BY_NAME,
+    )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods must match.")
     tolerations: list[V1Toleration] = Field(default_factory=list, max_length=64, description="Taints the pods tolerate.")
     affinity: Optional[V1Affinity] = Field(default=None, description="Pod scheduling constraints.")
     service_account_name: Optional[str] = Field(
         default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="ServiceAccount the pods run as."
     )
-    image_pull_secrets: list[V1LocalObjectReference] = Field(
-        default_factory=list, max_length=16, description="Secrets (in this namespace) used to pull the images."
+    image_pull_secrets: list[SecretReference] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Secrets (in this namespace) used to pull the images.",
+        json_schema_extra=LIST_MAP_BY_NAME,
     )
     pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the pods.")
     pod_annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the pods.")
@@ -402,6 +419,11 @@ class ModelDeploymentSpec(Model):
     def _runtime_image(self) -> "ModelDeploymentSpec":
         if self.runtime_image and self.bento.image:
             raise ValueError("runtimeImage applies to bento.archive and bento.build only")
+        if any(e.name == "BENTOML_PORT" for e in self.env):
+            raise ValueError("BENTOML_PORT is set from spec.port; set port instead")
+        names = [e.name for e in self.env]
+        if len(names) != len(set(names)):
+            raise ValueError("env names must be unique")
         scaling = self.autoscaling
         if scaling and scaling.metric in ("cpu", "memory"):
             if self.resources is None or scaling.metric not in self.resources.requests:

@@ -38,11 +38,9 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 
 def _env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    # The API forbids BENTOML_PORT in spec.env: probes and the Service target spec.port.
     ours = [{"name": "BENTOML_PORT", "value": str(spec.port)}]
-    users = [e.model_dump(by_alias=True, exclude_none=True, mode="json") for e in spec.env]
-    user_names = {e["name"] for e in users}
-    # env is a list-map keyed by name: a duplicate name would fail the apply.
-    return [e for e in ours if e["name"] not in user_names] + users
+    return ours + [e.model_dump(by_alias=True, exclude_none=True, mode="json") for e in spec.env]
 
 
 def _resources(spec: ModelDeploymentSpec) -> dict[str, Any]:

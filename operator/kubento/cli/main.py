@@ -20,8 +20,7 @@ def _run(args: argparse.Namespace) -> int:
         print("kubento run: give -n/--namespace (repeatable) or -A/--all-namespaces", file=sys.stderr)
         return 2
     kopf.run(
-        standalone=not args.peering,
-        peering_name=args.peering or None,
+        standalone=True,  # one active replica (the chart's Deployment); no peering objects needed
         clusterwide=args.all_namespaces,
         namespaces=args.namespace or (),
         liveness_endpoint=args.liveness or None,
@@ -59,7 +58,6 @@ def parser() -> argparse.ArgumentParser:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL ('' to disable)")
     run.add_argument("--log-format", choices=["plain", "json"], default="plain")
-    run.add_argument("--peering", default="", help="peering object name for HA (default: standalone)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)
 

@@ -4,8 +4,9 @@
 - any watch event of a ModelDeployment (including the initial listing when
   the operator starts, so nothing is missed while it was down);
 - any event of a Deployment or pod kubento manages (their status drives ours);
-- a periodic resync of every known ModelDeployment, which notices drift and
-  conditions that resolve by themselves (a Secret that appears later).
+- a periodic resync of every known ModelDeployment, which reverts changes
+  others made to its Deployment or HPA spec and notices conditions that
+  resolve by themselves (a Secret that appears later).
 
 Only watch-event handlers are used: kopf's change handlers and timers would
 add annotations and a finalizer, and a finalizer would block deleting models

@@ -51,7 +51,7 @@ def get(api_version: str, kind: str, namespace: str, name: str) -> Optional[dict
         return None
 
 
-def apply(manifest: dict[str, Any]) -> dict[str, Any]:
+def apply(manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
     """Server-side apply with kubento's field manager, taking ownership of
     the fields it sets (``force_conflicts``; a ``force=`` keyword is ignored)."""
     meta = manifest["metadata"]
@@ -61,7 +61,7 @@ def apply(manifest: dict[str, Any]) -> dict[str, Any]:
             body=manifest,
             name=meta["name"],
             namespace=meta["namespace"],
-            field_manager=FIELD_MANAGER,
+            field_manager=field_manager,
             force_conflicts=True,
         )
         .to_dict()

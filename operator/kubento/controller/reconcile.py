@@ -8,11 +8,12 @@ only if it changed. A pass over an unchanged object makes no write call.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import threading
-from collections import defaultdict
 from typing import Any, Callable, Optional
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from kubento.api import v1alpha1 as api
@@ -22,13 +23,26 @@ from kubento.builders.children import MANAGED_KINDS
 from kubento.builders.deployment import revision
 from kubento.builders.meta import ANNOTATION_APPLIED_HASH, selector_string, service_url
 from kubento.controller import kube
-from kubento.controller.status import Observed, Problem, compute_status, status_patch, transition_event
+from kubento.controller.status import (
+    Observed,
+    Problem,
+    compute_status,
+    merge_conditions,
+    status_patch,
+    transition_event,
+)
 
 log = logging.getLogger("kubento.reconcile")
 
 # The same object can be reconciled from its own handler and from a child's
 # event at once; one lock per object keeps passes in order.
-_locks: dict[tuple[str, str], threading.RLock] = defaultdict(threading.RLock)
+_locks: dict[tuple[str, str], threading.RLock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock(namespace: str, name: str) -> threading.RLock:
+    with _locks_guard:
+        return _locks.setdefault((namespace, name), threading.RLock())
 
 EventSink = Callable[[str, str, str], None]
 
@@ -67,38 +81,102 @@ def unsupported(spec: ModelDeploymentSpec) -> list[Problem]:
     return problems
 
 
-def _needs_apply(live: Optional[dict[str, Any]], manifest: dict[str, Any]) -> bool:
-    if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
-        return True
-    applied = ((live.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_APPLIED_HASH)
-    return applied != manifest["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]
+# Generation of each child as kubento last applied or saw it: a different
+# generation with the same applied-hash means someone else changed the spec.
+_seen_generation: dict[tuple[str, str, str], int] = {}
 
 
-def _owned_by(live: dict[str, Any], owner: Owner) -> bool:
+def _key(manifest: dict[str, Any]) -> tuple[str, str, str]:
+    return manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+
+
+def _needs_apply(live: Optional[dict[str, Any]], manifest: dict[str, Any]) -> Optional[str]:
+    """Why ``manifest`` must be applied over ``live``, or None."""
+    if live is None:
+        return "missing"
+    meta = live.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return "being deleted"
+    if (meta.get("annotations") or {}).get(ANNOTATION_APPLIED_HASH) != manifest["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]:
+        return "spec changed"
+    seen = _seen_generation.setdefault(_key(manifest), meta.get("generation", 0))
+    if seen != meta.get("generation", 0):
+        return "changed by someone else"
+    return None
+
+
+def _controlled_by(live: dict[str, Any], owner: Owner) -> bool:
     refs = (live.get("metadata") or {}).get("ownerReferences") or []
-    return any(r.get("uid") == owner.uid for r in refs)
+    return any(r.get("uid") == owner.uid and r.get("controller") for r in refs)
 
 
-def sync_children(spec: ModelDeploymentSpec, owner: Owner) -> Optional[dict[str, Any]]:
-    """Apply what differs, delete what is no longer wanted; return the live Deployment."""
+def _applied_fields(live: dict[str, Any], manager: str) -> dict[str, Any]:
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == manager and entry.get("operation") == "Apply":
+            return entry.get("fieldsV1") or {}
+    return {}
+
+
+def _hand_over_replicas(live: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Switching to an HPA: kubento stops applying spec.replicas. Left alone,
+    server-side apply would drop the field (back to 1 replica) before the HPA
+    acts; another field manager keeps the live count until the HPA owns it."""
+    if "replicas" in manifest["spec"] or "f:replicas" not in _applied_fields(live, kube.FIELD_MANAGER).get("f:spec", {}):
+        return
+    kube.apply(
+        {"apiVersion": manifest["apiVersion"], "kind": manifest["kind"],
+         "metadata": {"name": manifest["metadata"]["name"], "namespace": manifest["metadata"]["namespace"]},
+         "spec": {"replicas": (live.get("spec") or {}).get("replicas", 1)}},
+        field_manager=f"{kube.FIELD_MANAGER}-handover",
+    )
+
+
+def _rejection(exc: ApiException) -> str:
+    try:
+        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
+    except ValueError:
+        return str(exc.body or exc.reason)
+
+
+def sync_children(spec: ModelDeploymentSpec, owner: Owner) -> tuple[Optional[dict[str, Any]], list[Problem]]:
+    """Apply what differs, delete what is no longer wanted. Returns the live
+    Deployment and the problems that stopped a child from being applied."""
     wanted = desired_children(spec, owner)
     wanted_kinds = {(m["apiVersion"], m["kind"]) for m in wanted}
-    deployment = None
+    deployment, problems = None, []
     for manifest in wanted:
-        live = kube.get(manifest["apiVersion"], manifest["kind"], owner.namespace, manifest["metadata"]["name"])
-        if _needs_apply(live, manifest):
-            log.info("applying %s %s/%s", manifest["kind"], owner.namespace, manifest["metadata"]["name"])
-            live = kube.apply(manifest)
-        if manifest["kind"] == "Deployment":
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        live = kube.get(manifest["apiVersion"], kind, owner.namespace, name)
+        if live is not None and not _controlled_by(live, owner):
+            problems.append(Problem(
+                "ChildConflict",
+                f"{kind} {name} already exists and is not controlled by this ModelDeployment; "
+                "kubento leaves it alone (delete or rename it)",
+            ))
+            continue
+        why = _needs_apply(live, manifest)
+        if why:
+            log.info("applying %s %s/%s (%s)", kind, owner.namespace, name, why)
+            try:
+                if live is not None and kind == "Deployment":
+                    _hand_over_replicas(live, manifest)
+                live = kube.apply(manifest)
+            except ApiException as exc:
+                if exc.status in (409, 429) or exc.status >= 500:
+                    raise  # transient: retried by the next event or resync
+                problems.append(Problem("ApplyFailed", f"the API server rejected {kind} {name}: {_rejection(exc)}"))
+            else:
+                _seen_generation[_key(manifest)] = (live.get("metadata") or {}).get("generation", 0)
+        if kind == "Deployment":
             deployment = live
     for api_version, kind in MANAGED_KINDS:
         if (api_version, kind) in wanted_kinds:
             continue
         live = kube.get(api_version, kind, owner.namespace, owner.name)
-        if live is not None and _owned_by(live, owner):
+        if live is not None and _controlled_by(live, owner):
             log.info("deleting %s %s/%s: no longer wanted", kind, owner.namespace, owner.name)
             kube.delete(api_version, kind, owner.namespace, owner.name)
-    return deployment
+    return deployment, problems
 
 
 def reconcile(body: dict[str, Any], post_event: EventSink) -> dict[str, Any]:
@@ -108,23 +186,15 @@ def reconcile(body: dict[str, Any], post_event: EventSink) -> dict[str, Any]:
     owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
     generation = meta.get("generation", 1)
     previous = dict(body.get("status") or {})
-    with _locks[(owner.namespace, owner.name)]:
+    with _lock(owner.namespace, owner.name):
         try:
             spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
             # Admission should have caught this (e.g. a CRD older than the operator).
             new = dict(previous)
             new.update({"phase": "Failed", "observedGeneration": generation})
-            new["conditions"] = [
-                {
-                    "type": "Ready",
-                    "status": "False",
-                    "reason": "InvalidSpec",
-                    "message": str(exc).replace("\n", " "),
-                    "lastTransitionTime": now(),
-                    "observedGeneration": generation,
-                }
-            ]
+            ready = {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": " ".join(str(exc).split())}
+            new["conditions"] = merge_conditions(previous.get("conditions", []), [ready], generation, now())
             _store(owner, previous, new, post_event)
             return new
 
@@ -144,7 +214,8 @@ def reconcile(body: dict[str, Any], post_event: EventSink) -> dict[str, Any]:
         if blocked:
             deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
         else:
-            deployment = sync_children(spec, owner)
+            deployment, rejected = sync_children(spec, owner)
+            problems = rejected + problems
         pods = kube.list_pods(owner.namespace, selector_string(owner)) if deployment is not None else []
         observed = Observed(
             spec=spec,
@@ -168,10 +239,13 @@ def reconcile(body: dict[str, Any], post_event: EventSink) -> dict[str, Any]:
 def reconcile_named(namespace: str, name: str) -> Optional[dict[str, Any]]:
     """Reconcile the ModelDeployment as it is now in the API (read under the
     object's lock, so a pass never works from a status an earlier pass replaced)."""
-    with _locks[(namespace, name)]:
+    with _lock(namespace, name):
         body = kube.get(f"{api.GROUP}/{api.VERSION}", api.KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
-            _locks.pop((namespace, name), None)
+            with _locks_guard:
+                _locks.pop((namespace, name), None)
+            for key in [k for k in _seen_generation if k[1:] == (namespace, name)]:
+                _seen_generation.pop(key, None)
             return None
 
         def post(type_: str, reason: str, message: str) -> None:

@@ -64,7 +64,9 @@ def pod_problems(pods: list[dict[str, Any]]) -> list[Problem]:
                     f"pod {name} cannot pull image {cs.get('image', '')} ({reason}){': ' + detail if detail else ''}",
                     False,
                 ))
-            elif reason == "CrashLoopBackOff":
+            elif reason == "CrashLoopBackOff" or (last and cs.get("restartCount", 0) > 0 and not cs.get("ready")):
+                # Between restarts a crash-looping container runs (not ready):
+                # still the same failure, so the status does not flap.
                 why = last.get("reason", "Error")
                 key = "OOMKilled" if why == "OOMKilled" else "CrashLoopBackOff"
                 found.setdefault(key, Problem(
@@ -81,20 +83,22 @@ def pod_problems(pods: list[dict[str, Any]]) -> list[Problem]:
 
 @dataclass(frozen=True)
 class RolloutState:
-    """The child Deployment's progress, read from its status."""
+    """The child Deployment's progress, read from its spec and status."""
 
     desired: int
     replicas: int
     ready: int
     updated: int
-    available: bool
     current: bool  # the Deployment controller has seen its latest spec
+    rolled_out: bool  # its newest ReplicaSet became available (Progressing: NewReplicaSetAvailable)
     deadline_exceeded: bool
+    replica_failure: str  # why pods cannot be created (quota, admission, missing ServiceAccount)
     message: str
 
     @property
-    def complete(self) -> bool:
-        return self.current and self.updated >= self.desired and self.ready >= self.desired and self.replicas <= self.desired
+    def done(self) -> bool:
+        """The current template has replaced every old pod."""
+        return self.current and self.rolled_out and self.updated >= self.desired and self.replicas <= self.desired
 
 
 def _deployment_condition(dep: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -108,17 +112,17 @@ def rollout_state(dep: dict[str, Any]) -> RolloutState:
     spec = dep.get("spec") or {}
     st = dep.get("status") or {}
     progressing = _deployment_condition(dep, "Progressing")
-    available = _deployment_condition(dep, "Available")
-    desired = spec.get("replicas", 1)
+    failure = _deployment_condition(dep, "ReplicaFailure")
     return RolloutState(
-        desired=desired,
+        desired=spec.get("replicas", 1),
         replicas=st.get("replicas", 0),
         ready=st.get("readyReplicas", 0),
         updated=st.get("updatedReplicas", 0),
-        available=available.get("status") == "True",
         current=st.get("observedGeneration", 0) >= (dep.get("metadata") or {}).get("generation", 1),
+        rolled_out=progressing.get("reason") == "NewReplicaSetAvailable",
         deadline_exceeded=progressing.get("reason") == "ProgressDeadlineExceeded",
-        message=progressing.get("message") or available.get("message") or "",
+        replica_failure=failure.get("message", "pods cannot be created") if failure.get("status") == "True" else "",
+        message=progressing.get("message", ""),
     )
 
 
@@ -126,22 +130,28 @@ def _cond(type_: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
     return {"type": type_, "status": "True" if ok else "False", "reason": reason, "message": message}
 
 
-def desired_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
-    """Phase and conditions (without timestamps) for what was observed."""
-    blocking = [p for p in obs.problems if p.blocking]
-    warnings = [p for p in obs.problems if not p.blocking]
-    dep = obs.deployment
-    state = rollout_state(dep) if dep is not None else None
+def _joined(problems: list[Problem]) -> str:
+    return "; ".join(p.message for p in problems)
 
-    if state is None:
+
+def desired_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
+    """Phase and conditions (without timestamps) for what was observed.
+
+    Ready: the current spec is rolled out and at least one replica serves.
+    Available: at least one replica serves (whatever revision).
+    Progressing: a rollout of the current spec is under way.
+    Degraded: something needs attention (its reason says what).
+    """
+    blocking = [p for p in obs.problems if p.blocking]
+    if obs.deployment is None:
         if blocking:
-            first = blocking[0]
-            text = "; ".join(p.message for p in blocking)
+            text = _joined(blocking)
+            reason = blocking[0].reason
             return "Failed", [
-                _cond("Ready", False, first.reason, text),
-                _cond("Available", False, first.reason, "no model server is running"),
-                _cond("Progressing", False, first.reason, text),
-                _cond("Degraded", True, first.reason, text),
+                _cond("Ready", False, reason, text),
+                _cond("Available", False, reason, "no model server is running"),
+                _cond("Progressing", False, reason, text),
+                _cond("Degraded", True, reason, text),
             ]
         return "Pending", [
             _cond("Ready", False, "Pending", "waiting for the model server Deployment"),
@@ -150,46 +160,48 @@ def desired_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
             _cond("Degraded", False, "AsExpected", ""),
         ]
 
-    available = _cond(
-        "Available",
-        state.available and (state.ready > 0 or state.desired == 0),
-        "MinimumReplicasAvailable" if state.available else "MinimumReplicasUnavailable",
-        f"{state.ready} of {state.desired} replicas ready",
-    )
-    if state.deadline_exceeded:
-        ready = _cond("Ready", False, "ProgressDeadlineExceeded", state.message or "the rollout did not finish in time")
-        progressing = _cond("Progressing", False, "ProgressDeadlineExceeded", ready["message"])
-        phase = "Failed" if state.ready == 0 else "Degraded"
-    elif not state.complete and pod_problems(obs.pods):
-        failures = pod_problems(obs.pods)
-        text = "; ".join(p.message for p in failures)
-        ready = _cond("Ready", False, failures[0].reason, text)
-        progressing = _cond("Progressing", True, "RollingOut", f"{state.updated} of {state.desired} replicas updated, {state.ready} ready")
-        phase = "Failed" if state.ready == 0 else "Degraded"
-    elif state.complete:
-        if state.desired == 0:
-            ready = _cond("Ready", True, "ScaledToZero", "replicas is 0: no pod serves requests")
-        else:
-            ready = _cond("Ready", True, "Ready", f"{state.ready} of {state.desired} replicas ready")
-        progressing = _cond("Progressing", False, "RolloutComplete", f"revision {obs.revision} is serving")
-        phase = "Ready"
-    else:
-        msg = f"{state.updated} of {state.desired} replicas updated, {state.ready} ready"
-        ready = _cond("Ready", False, "RollingOut" if state.current else "Pending", msg)
-        progressing = _cond("Progressing", True, "RollingOut", msg)
-        phase = "Progressing"
+    state = rollout_state(obs.deployment)
+    counts = f"{state.ready} of {state.desired} replicas ready"
+    serving = state.ready > 0
+    available = _cond("Available", serving, "ReplicasAvailable" if serving else
+                      ("ScaledToZero" if state.desired == 0 else "NoReplicasAvailable"), counts)
 
-    problems = blocking + warnings
-    if problems:
-        text = "; ".join(p.message for p in problems)
-        degraded = _cond("Degraded", True, problems[0].reason, text)
-        if blocking:
-            ready = _cond("Ready", False, blocking[0].reason, text)
-        phase = "Degraded" if phase in ("Ready", "Progressing") else phase
-    elif phase in ("Failed", "Degraded"):
-        degraded = _cond("Degraded", True, ready["reason"], ready["message"])
+    # Problems found on this pass, most telling first.
+    problems = list(blocking)
+    if state.replica_failure:
+        problems.append(Problem("ReplicaFailure", state.replica_failure))
+    if state.deadline_exceeded:
+        problems.append(Problem("ProgressDeadlineExceeded", state.message or "the rollout did not finish in time"))
+    problems += pod_problems(obs.pods)
+    problems += [p for p in obs.problems if not p.blocking]  # e.g. NotImplemented: serving, but not as asked
+
+    failing = [p for p in problems if p.reason != "NotImplemented"]
+    if state.done and state.desired == 0:
+        ready = _cond("Ready", True, "ScaledToZero", "replicas is 0: no pod serves requests")
+    elif state.done and serving and not blocking:
+        ready = _cond("Ready", True, "Ready", counts)
+    elif failing:
+        ready = _cond("Ready", False, failing[0].reason, _joined(failing))
+    elif state.done:
+        ready = _cond("Ready", False, "NoReplicasReady", counts)
     else:
-        degraded = _cond("Degraded", False, "AsExpected", "")
+        ready = _cond("Ready", False, "RollingOut", f"{state.updated} of {state.desired} replicas updated, {state.ready} ready")
+
+    rolling = not state.done and not state.deadline_exceeded
+    progressing = _cond(
+        "Progressing", rolling,
+        "RollingOut" if rolling else ("ProgressDeadlineExceeded" if state.deadline_exceeded else "RolloutComplete"),
+        f"{state.updated} of {state.desired} replicas updated" if rolling else state.message or f"revision {obs.revision} is serving",
+    )
+    degraded = (_cond("Degraded", True, problems[0].reason, _joined(problems)) if problems
+                else _cond("Degraded", False, "AsExpected", ""))
+
+    if ready["status"] == "True":
+        phase = "Degraded" if problems else "Ready"
+    elif failing:
+        phase = "Degraded" if serving else "Failed"
+    else:
+        phase = "Progressing" if rolling else ("Degraded" if problems else "Progressing")
     return phase, [ready, available, progressing, degraded]
 
 
@@ -224,7 +236,7 @@ def compute_status(obs: Observed, previous: dict[str, Any], now: str) -> dict[st
     )
     if obs.revision and obs.deployment is not None:
         status["currentRevision"] = obs.revision
-        if phase == "Ready":
+        if next(c for c in conditions if c["type"] == "Ready")["status"] == "True":
             status["stableRevision"] = obs.revision
     elif (previous or {}).get("currentRevision"):
         status["currentRevision"] = previous["currentRevision"]
