@@ -98,13 +98,17 @@ def images(cluster) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def operator(cluster, images, helm) -> None:
     repo, tag = images["operator"].rsplit(":", 1)
+    # Both namespaces enforce Pod Security "restricted": the operator's and the
+    # model servers' pods must pass it, or they are never created.
+    for ns in (OPERATOR_NAMESPACE, NAMESPACE):
+        cluster.kubectl("create", "namespace", ns, check=False)
+        cluster.kubectl("label", "--overwrite", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
     run(
         helm, "upgrade", "--install", "kubento", str(ROOT / "charts" / "kubento"),
         "--kubeconfig", cluster.kubeconfig, "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
         "--set", f"image.repository={repo}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=IfNotPresent",
         "--set", "resyncSeconds=10", "--wait", "--timeout", "5m",
     )
-    cluster.kubectl("create", "namespace", NAMESPACE, check=False)
 
 
 @pytest.hookimpl(hookwrapper=True)
