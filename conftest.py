@@ -17,3 +17,19 @@ def helm() -> str:
     if proc.returncode != 0:
         pytest.fail(f"could not build helm:\n{proc.stderr}", pytrace=False)
     return proc.stdout.strip()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test that used a cluster shows the tail of its component logs."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    for fixture in ("cluster", "controlplane"):
+        target = getattr(item, "funcargs", {}).get(fixture)
+        if target is not None:
+            try:
+                report.sections.append((f"{fixture} logs", target.log_tail()))
+            except Exception as exc:  # noqa: BLE001 - never hide the test's own failure
+                report.sections.append((f"{fixture} logs", f"could not collect: {exc}"))

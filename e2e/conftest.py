@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import get_json, tail_logs
+
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "e2e" / "cluster"
 OPERATOR_NAMESPACE = "kubento-system"
@@ -42,19 +44,10 @@ class Cluster:
         return run(self.kubectl_bin, "kubectl", "--kubeconfig", self.kubeconfig, *args, check=check, input=input, timeout=120)
 
     def get(self, *args: str) -> dict[str, Any] | None:
-        proc = self.kubectl("get", *args, "-o", "json", check=False)
-        if proc.returncode != 0:
-            if "NotFound" in proc.stderr:
-                return None
-            raise AssertionError(proc.stderr)
-        return json.loads(proc.stdout)
+        return get_json(self.kubectl, *args)
 
     def log_tail(self, lines: int = 30) -> str:
-        out = []
-        if self.log_dir and Path(self.log_dir).is_dir():
-            for log in sorted(Path(self.log_dir).glob("*.log")):
-                out.append(f"--- {log} (last {lines} lines)")
-                out.extend(log.read_text(errors="replace").splitlines()[-lines:])
+        out = tail_logs(self.log_dir, lines)
         operator = self.kubectl("logs", "-n", OPERATOR_NAMESPACE, "deployment/kubento", "--tail=60", check=False)
         out.append("--- operator logs")
         out.append(operator.stdout + operator.stderr)
@@ -109,19 +102,5 @@ def operator(cluster, images, helm) -> None:
         "--set", f"image.repository={repo}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=IfNotPresent",
         "--set", "resyncSeconds=10", "--wait", "--timeout", "5m",
     )
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    cl = item.funcargs.get("cluster") if hasattr(item, "funcargs") else None
-    if report.failed and cl is not None:
-        try:
-            report.sections.append(("cluster logs", cl.log_tail()))
-        except Exception as exc:  # noqa: BLE001
-            report.sections.append(("cluster logs", f"could not collect: {exc}"))
-
-
 
 

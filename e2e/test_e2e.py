@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from e2e.conftest import NAMESPACE
-from tests.helpers import condition, wait_for
+from tests.helpers import condition, wait_for, with_ready_reason
+from tests.specs import model_deployment
 
 ROOT = Path(__file__).resolve().parents[1]
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
@@ -21,9 +22,7 @@ IRIS_CLASSES = ["setosa", "virginica", "versicolor"]
 
 
 def apply_md(cluster, name: str, spec: dict) -> None:
-    body = {"apiVersion": "serving.kubento.io/v1alpha1", "kind": "ModelDeployment",
-            "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec}
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(model_deployment(name, NAMESPACE, spec)))
 
 
 def example_spec(images) -> dict:
@@ -101,7 +100,7 @@ def test_missing_image_gives_a_pull_failure_condition_and_event_within_60s(clust
     try:
         obj = wait_for(
             "an image pull condition",
-            lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ImagePullBackOff" else None)(md(cluster, name)),
+            lambda: with_ready_reason(md(cluster, name), "ImagePullBackOff"),
             timeout=60,
         )
         assert "kubento.local/does-not-exist:1" in condition(obj, "Ready")["message"]
@@ -117,7 +116,7 @@ def test_model_server_crashing_at_start_gives_a_crash_loop_condition(cluster, op
     try:
         obj = wait_for(
             "a crash loop condition",
-            lambda: (lambda o: o if condition(o, "Ready").get("reason") == "CrashLoopBackOff" else None)(md(cluster, name)),
+            lambda: with_ready_reason(md(cluster, name), "CrashLoopBackOff"),
             timeout=180,
         )
         assert "crash-looping" in condition(obj, "Ready")["message"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 
@@ -29,3 +31,29 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
         if cond["type"] == type_:
             return cond
     return {}
+
+
+def with_ready_reason(obj: dict[str, Any] | None, reason: str) -> dict[str, Any] | None:
+    """``obj`` if its Ready condition has ``reason`` (for wait_for), else None."""
+    return obj if condition(obj, "Ready").get("reason") == reason else None
+
+
+def get_json(kubectl: Callable[..., Any], *args: str) -> dict[str, Any] | None:
+    """`kubectl get ARGS -o json` through ``kubectl`` (a runner returning a
+    CompletedProcess); None when the object does not exist."""
+    proc = kubectl("get", *args, "-o", "json", check=False)
+    if proc.returncode != 0:
+        if "NotFound" in proc.stderr:
+            return None
+        raise AssertionError(proc.stderr)
+    return json.loads(proc.stdout)
+
+
+def tail_logs(log_dir: Path | str | None, lines: int) -> list[str]:
+    """The last ``lines`` lines of every component log in ``log_dir``."""
+    out: list[str] = []
+    if log_dir and Path(log_dir).is_dir():
+        for log in sorted(Path(log_dir).glob("*.log")):
+            out.append(f"--- {log} (last {lines} lines)")
+            out.extend(log.read_text(errors="replace").splitlines()[-lines:])
+    return out

@@ -36,6 +36,16 @@ FULL_SPEC: dict[str, Any] = {
 }
 
 
+def model_deployment(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A whole ModelDeployment object, as a user would apply it."""
+    return {
+        "apiVersion": "serving.kubento.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
 def with_(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
     spec = copy.deepcopy(base)
     spec.update(changes)

@@ -21,6 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import helpers
+from tests.helpers import tail_logs
+from tests.specs import model_deployment
+
 ROOT = Path(__file__).resolve().parents[2]
 RESYNC_SECONDS = 2.0
 # Read by kubento.controller.handlers at import, before KopfRunner loads it.
@@ -54,11 +58,7 @@ class ControlPlane:
         return proc
 
     def log_tail(self, lines: int = 40) -> str:
-        out = []
-        for log in sorted((self.dir / "logs").glob("*.log")):
-            out.append(f"--- {log} (last {lines} lines)")
-            out.extend(log.read_text(errors="replace").splitlines()[-lines:])
-        return "\n".join(out)
+        return "\n".join(tail_logs(self.dir / "logs", lines))
 
 
 @pytest.fixture(scope="session")
@@ -83,15 +83,6 @@ def controlplane() -> ControlPlane:
     yield cp
     if not os.environ.get("KUBENTO_KEEP_CLUSTER"):
         subprocess.run([script, "down"], env=env, capture_output=True)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    cp = item.funcargs.get("controlplane") if hasattr(item, "funcargs") else None
-    if report.failed and cp is not None:
-        report.sections.append(("control plane logs", cp.log_tail()))
 
 
 @pytest.fixture(scope="session")
@@ -155,13 +146,7 @@ def md(controlplane, namespace, operator):
 
     def apply(spec: dict[str, Any], name: str | None = None) -> str:
         name = name or f"md-{uuid.uuid4().hex[:6]}"
-        body = {
-            "apiVersion": "serving.kubento.io/v1alpha1",
-            "kind": "ModelDeployment",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": spec,
-        }
-        controlplane.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
+        controlplane.kubectl("apply", "-f", "-", input=yaml.safe_dump(model_deployment(name, namespace, spec)))
         created.append(name)
         return name
 
@@ -169,18 +154,8 @@ def md(controlplane, namespace, operator):
     for name in created:
         controlplane.kubectl("delete", "md", name, "-n", namespace, "--ignore-not-found", "--wait=false", check=False)
 
-
-
-
 def get_json(cp: ControlPlane, *args: str) -> dict[str, Any] | None:
-    proc = cp.kubectl("get", *args, "-o", "json", check=False)
-    if proc.returncode != 0:
-        if "NotFound" in proc.stderr:
-            return None
-        raise AssertionError(proc.stderr)
-    return json.loads(proc.stdout)
-
-
+    return helpers.get_json(cp.kubectl, *args)
 
 
 def audit_events(cp: ControlPlane, since: int) -> list[dict[str, Any]]:

@@ -4,18 +4,11 @@ the offending field named; the CRD explains itself and prints its columns."""
 import pytest
 import yaml
 
-from tests.specs import FULL_SPEC, INVALID
+from tests.specs import FULL_SPEC, INVALID, model_deployment
 
 
 def manifest(name, spec, namespace):
-    return yaml.safe_dump(
-        {
-            "apiVersion": "serving.kubento.io/v1alpha1",
-            "kind": "ModelDeployment",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": spec,
-        }
-    )
+    return yaml.safe_dump(model_deployment(name, namespace, spec))
 
 
 @pytest.mark.parametrize("case", INVALID, ids=lambda c: c.id)

@@ -6,7 +6,7 @@ import time
 
 from kubernetes import client
 
-from tests.helpers import condition, wait_for
+from tests.helpers import condition, wait_for, with_ready_reason
 from tests.integration.conftest import OPERATOR_USER, RESYNC_SECONDS, audit_events, get_json
 from tests.specs import VALID_SPEC
 
@@ -144,7 +144,7 @@ def test_missing_pull_secret_gives_condition_and_event_then_recovers(controlplan
     name = md({**VALID_SPEC, "imagePullSecrets": [{"name": "regcred-missing"}]})
     failed = wait_for(
         "condition SecretNotFound",
-        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "SecretNotFound" else None)(md_get(controlplane, namespace, name)),
+        lambda: with_ready_reason(md_get(controlplane, namespace, name), "SecretNotFound"),
     )
     assert failed["status"]["phase"] == "Failed"
     assert "regcred-missing" in condition(failed, "Ready")["message"]
@@ -171,7 +171,7 @@ def test_not_implemented_source_is_reported_not_ignored(controlplane, namespace,
     name = md({"bento": {"archive": {"uri": "s3://models/iris.bento"}}})
     obj = wait_for(
         "NotImplemented",
-        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "NotImplemented" else None)(md_get(controlplane, namespace, name)),
+        lambda: with_ready_reason(md_get(controlplane, namespace, name), "NotImplemented"),
     )
     assert obj["status"]["phase"] == "Failed"
     assert "bento.archive" in condition(obj, "Ready")["message"]
@@ -215,7 +215,7 @@ def test_pod_image_pull_failure_becomes_a_condition_and_event(controlplane, admi
     }]}})
     failed = wait_for(
         "condition ImagePullBackOff",
-        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ImagePullBackOff" else None)(md_get(controlplane, namespace, name)),
+        lambda: with_ready_reason(md_get(controlplane, namespace, name), "ImagePullBackOff"),
     )
     assert "registry.local/does-not-exist:1" in condition(failed, "Ready")["message"]
     assert failed["status"]["phase"] == "Failed"
@@ -232,7 +232,7 @@ def test_rejected_child_becomes_a_condition_not_a_retry_loop(controlplane, names
     name = md({**VALID_SPEC, "podLabels": {"team": "ml platform!"}})
     failed = wait_for(
         "condition ApplyFailed",
-        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ApplyFailed" else None)(md_get(controlplane, namespace, name)),
+        lambda: with_ready_reason(md_get(controlplane, namespace, name), "ApplyFailed"),
     )
     assert "ml platform!" in condition(failed, "Ready")["message"]
     assert failed["status"]["phase"] == "Failed"
@@ -251,7 +251,7 @@ def test_existing_object_with_the_same_name_is_not_taken_over(controlplane, admi
     md(VALID_SPEC, name=name)
     obj = wait_for(
         "condition ChildConflict",
-        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ChildConflict" else None)(md_get(controlplane, namespace, name)),
+        lambda: with_ready_reason(md_get(controlplane, namespace, name), "ChildConflict"),
     )
     assert "Service taken" in condition(obj, "Ready")["message"]
     svc = get_json(controlplane, "service", name, "-n", namespace)
