@@ -34,10 +34,10 @@ deps:  ## Debian packages and toolchain checks
 
 venv: $(VENV)/.installed  ## Python virtualenv with kubento and test dependencies
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml e2e/images/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' -c e2e/images/constraints.txt
 	@touch $@
 
 kube:  ## build (or reuse from ~/.cache/kubento) the Kubernetes components
