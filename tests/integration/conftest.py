@@ -66,7 +66,7 @@ def controlplane() -> ControlPlane:
     env = {
         **os.environ,
         "KUBENTO_CP_DIR": os.environ.get("KUBENTO_CP_DIR", "/tmp/kubento-controlplane"),
-        "KUBENTO_CP_CONTROLLERS": "*,-deployment-controller,-replicaset-controller,-horizontal-pod-autoscaler-controller",
+        "KUBENTO_CP_CONTROLLERS": "*,-deployment-controller,-replicaset-controller,-horizontal-pod-autoscaler-controller,-job-controller",
     }
     script = str(ROOT / "e2e" / "controlplane")
     subprocess.run([script, "down"], env=env, capture_output=True)  # a fresh state every session

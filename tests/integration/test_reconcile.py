@@ -167,16 +167,6 @@ def test_missing_pull_secret_gives_condition_and_event_then_recovers(controlplan
     wait_for("recovery", lambda: get_json(controlplane, "deployment", name, "-n", namespace), timeout=5 * RESYNC_SECONDS + 10)
 
 
-def test_not_implemented_source_is_reported_not_ignored(controlplane, namespace, md):
-    name = md({"bento": {"archive": {"uri": "s3://models/iris.bento"}}})
-    obj = wait_for(
-        "NotImplemented",
-        lambda: with_ready_reason(md_get(controlplane, namespace, name), "NotImplemented"),
-    )
-    assert obj["status"]["phase"] == "Failed"
-    assert "bento.archive" in condition(obj, "Ready")["message"]
-
-
 def test_resync_of_an_unchanged_object_writes_nothing(controlplane, admin, namespace, md):
     name = md({**VALID_SPEC, "replicas": 1})
     wait_for("the Deployment", lambda: get_json(controlplane, "deployment", name, "-n", namespace))

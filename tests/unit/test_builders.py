@@ -3,12 +3,30 @@ import copy
 from hypothesis import given, strategies as st
 
 from kubento.api.v1alpha1 import ModelDeploymentSpec
-from kubento.builders import Owner, desired_children
-from kubento.builders.deployment import revision
+from kubento.builders import Owner
+from kubento.builders import desired_children as _desired_children
+from kubento.builders.bento import BENTOML_HOME, ServedBento
+from kubento.builders.deployment import revision as _revision
 from kubento.builders.meta import ANNOTATION_APPLIED_HASH, LABEL_MODEL, LABEL_REVISION
 from tests.specs import FULL_SPEC, VALID_SPEC
 
 OWNER = Owner(name="iris", namespace="models", uid="1234")
+RUNTIME = "registry.local/bentoml-runtime:1.4.39"
+
+
+def served(spec):
+    if spec.bento.image:
+        return ServedBento(spec.bento.image)
+    a = spec.bento.archive
+    return ServedBento(spec.runtime_image or RUNTIME, a.uri, a.sha256, a.secret_ref.name if a.secret_ref else None)
+
+
+def desired_children(spec, owner):
+    return _desired_children(spec, owner, served(spec))
+
+
+def revision(spec):
+    return _revision(spec, served(spec))
 
 
 def children(raw):
@@ -77,8 +95,42 @@ def test_the_server_listens_on_spec_port_and_user_env_follows():
     assert env == [{"name": "BENTOML_PORT", "value": "4000"}, {"name": "A", "value": "1"}]
 
 
-def test_archive_and_build_sources_have_no_children_yet():
-    assert children({"bento": {"archive": {"uri": "s3://b/iris.bento"}}}) == {}
+ARCHIVE = {"bento": {"archive": {"uri": "s3://models/iris.bento", "sha256": "a" * 64, "secretRef": {"name": "s3"}}}}
+
+
+def test_archive_pods_import_the_bento_in_an_init_container_with_the_secret_only_there():
+    pod = children({**ARCHIVE, "runtimeImage": "rt:2"})["Deployment"]["spec"]["template"]["spec"]
+    (fetch,) = pod["initContainers"]
+    (server,) = pod["containers"]
+    assert fetch["image"] == server["image"] == "rt:2"
+    assert fetch["command"][-1] == "fetch" and server["command"][-1] == "serve"
+    env = {e["name"]: e.get("value") for e in fetch["env"]}
+    assert env["KUBENTO_ARCHIVE_URI"] == "s3://models/iris.bento"
+    assert env["KUBENTO_ARCHIVE_SHA256"] == "a" * 64
+    assert env["BENTOML_HOME"] == BENTOML_HOME
+    assert fetch["envFrom"] == [{"secretRef": {"name": "s3"}}]
+    assert "envFrom" not in server  # credentials never reach the model server
+    assert fetch["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert fetch["securityContext"]["allowPrivilegeEscalation"] is False
+    # the server reads what the init container imported
+    home = next(v["name"] for v in pod["volumes"] if "emptyDir" in v and v["name"] == "bentoml-home")
+    assert {"name": home, "mountPath": BENTOML_HOME} in server["volumeMounts"]
+    assert {"name": "BENTOML_HOME", "value": BENTOML_HOME} in server["env"]
+
+
+def test_pvc_archive_mounts_its_claim_read_only():
+    pod = children({"bento": {"archive": {"uri": "pvc://models/v1/iris.bento"}}})["Deployment"]["spec"]["template"]["spec"]
+    claim = next(v for v in pod["volumes"] if "persistentVolumeClaim" in v)
+    assert claim["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
+    mount = next(m for m in pod["initContainers"][0]["volumeMounts"] if m["name"] == claim["name"])
+    assert mount["mountPath"] == "/var/lib/kubento/pvc/models" and mount["readOnly"] is True
+
+
+def test_a_new_archive_uri_or_digest_is_a_new_revision():
+    a = ModelDeploymentSpec.model_validate(ARCHIVE)
+    b = ModelDeploymentSpec.model_validate({"bento": {"archive": {**ARCHIVE["bento"]["archive"], "sha256": "b" * 64}}})
+    c = ModelDeploymentSpec.model_validate({"bento": {"archive": {**ARCHIVE["bento"]["archive"], "uri": "s3://models/v2.bento"}}})
+    assert len({revision(a), revision(b), revision(c)}) == 3
 
 
 def test_revision_tracks_the_pod_template_not_the_scale():

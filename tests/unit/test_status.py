@@ -184,3 +184,54 @@ def test_replica_failure_is_reported_with_the_controllers_message():
     assert st["phase"] == "Failed"
     assert cond(st, "Ready")["reason"] == "ReplicaFailure"
     assert "exceeded quota" in cond(st, "Ready")["message"]
+
+
+# ------------------------------------------------------------ build sources
+
+def build(phase, reason, message="m"):
+    from kubento.controller.build import BuildState
+
+    return BuildState(phase, reason, message, source="configMap iris-src", source_hash="h1", job="iris-build-h1",
+                      archive="s3://b/ns-iris-h1.bento")
+
+
+def observe_build(dep, state):
+    obs = observe(dep, [] if state.phase == "Succeeded" else [Problem(state.reason, state.message)])
+    obs.build = state
+    if dep is not None and state.phase != "Succeeded":
+        obs.revision = "v1rev"
+    return obs
+
+
+def test_first_build_is_phase_building_and_not_degraded():
+    st = compute_status(observe_build(None, build("Building", "Building", "building configMap iris-src")), {}, "T1")
+    assert st["phase"] == "Building"
+    assert cond(st, "BuildSucceeded")["status"] == "Unknown"
+    assert cond(st, "Progressing")["status"] == "True"
+    assert cond(st, "Degraded")["status"] == "False"
+    assert cond(st, "Ready")["reason"] == "Building"
+    assert st["build"] == {"source": "configMap iris-src", "sourceHash": "h1", "job": "iris-build-h1"}
+
+
+def test_a_failed_build_while_v1_serves_is_degraded_with_a_warning_and_v1_stays():
+    before = compute_status(observe_build(deployment(), build("Building", "Building")), {}, "T1")
+    assert before["phase"] == "Building" and cond(before, "Available")["status"] == "True"
+    after = compute_status(observe_build(deployment(), build("Failed", "BuildFailed", "SyntaxError: bad")), before, "T2")
+    assert after["phase"] == "Degraded"
+    assert cond(after, "BuildSucceeded")["status"] == "False"
+    assert cond(after, "Ready")["reason"] == "BuildFailed"
+    assert cond(after, "Available")["status"] == "True"
+    assert after["currentRevision"] == "v1rev"
+    assert transition_event(before, after) == ("Warning", "BuildFailed", "SyntaxError: bad")
+
+
+def test_a_failed_first_build_is_failed():
+    st = compute_status(observe_build(None, build("Failed", "BuildFailed")), {}, "T1")
+    assert st["phase"] == "Failed" and cond(st, "BuildSucceeded")["reason"] == "BuildFailed"
+
+
+def test_a_succeeded_build_serves_and_records_its_archive():
+    st = compute_status(observe_build(deployment(), build("Succeeded", "BuildSucceeded")), {}, "T1")
+    assert st["phase"] == "Ready"
+    assert cond(st, "BuildSucceeded")["status"] == "True"
+    assert st["build"]["archive"] == "s3://b/ns-iris-h1.bento"

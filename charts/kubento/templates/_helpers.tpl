@@ -51,10 +51,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
-# Existence checks of the Secrets a ModelDeployment names (imagePullSecrets).
+# Existence checks of the Secrets a ModelDeployment names (never their data:
+# the fetch and build containers read them as environment).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+# bento.build: hash a ConfigMap project, run and clean up build Jobs.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -115,27 +115,36 @@ class SecretReference(Model):
 
 class ArchiveSource(Model):
     """A ``.bento`` archive written by ``bentoml export``, imported into the
-    runtime image when the pod starts."""
+    runtime image by an init container when each pod starts."""
 
     uri: str = Field(
         pattern=ARCHIVE_URI_PATTERN,
         max_length=2048,
         description=(
             "Where the archive is: s3://bucket/key.bento, http(s)://host/path.bento or "
-            "pvc://claim-name/path/in/volume.bento."
+            "pvc://claim-name/path/in/volume.bento. A new URI (or sha256) is a new revision; "
+            "replacing the object behind the same URI is not noticed."
         ),
+    )
+    sha256: Optional[str] = Field(
+        default=None,
+        pattern=r"^[a-f0-9]{64}$",
+        description="Expected SHA-256 of the archive (hex); pods refuse an archive that does not match.",
     )
     secret_ref: Optional[SecretReference] = Field(
         default=None,
         description=(
-            "Secret with credentials for the URI (s3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
-            "optional AWS_ENDPOINT_URL; http: an Authorization header value under 'authorization')."
+            "Secret whose keys become the fetcher's environment. s3: AWS_ACCESS_KEY_ID, "
+            "AWS_SECRET_ACCESS_KEY, optional AWS_SESSION_TOKEN, AWS_ENDPOINT_URL (S3-compatible "
+            "stores) and AWS_REGION; http(s): HTTP_AUTHORIZATION (an Authorization header value). "
+            "Only the init container that fetches sees them."
         ),
     )
 
 
 class ConfigMapProjectSource(Model):
-    """A BentoML project (service.py, bentofile.yaml, ...) stored as ConfigMap keys."""
+    """A BentoML project (service.py, bentofile.yaml, ...) stored as ConfigMap
+    keys, one file per key (a flat directory)."""
 
     name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="ConfigMap name.")
 
@@ -146,7 +155,15 @@ class PVCProjectSource(Model):
     claim_name: str = Field(
         min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="PersistentVolumeClaim name."
     )
-    path: str = Field(default="/", max_length=1024, description="Directory of the project inside the volume.")
+    path: str = Field(
+        default="/",
+        max_length=1024,
+        pattern=r"^[^\s]*$",
+        description=(
+            "Directory of the project inside the volume. kubento cannot see the files: "
+            "change path (e.g. a versioned directory) to build again."
+        ),
+    )
 
 
 class GitProjectSource(Model):
@@ -157,16 +174,22 @@ class GitProjectSource(Model):
         max_length=2048,
         description="Repository URL (https://, ssh://, git:// or user@host:path).",
     )
-    ref: str = Field(default="HEAD", max_length=256, description="Branch, tag or commit to build.")
+    ref: str = Field(
+        default="HEAD",
+        max_length=256,
+        description=(
+            "Branch, tag or commit to build. A new ref is a new build; pin a commit or tag, "
+            "since kubento does not poll branches."
+        ),
+    )
     path: str = Field(default=".", max_length=1024, description="Directory of the project inside the repository.")
     secret_ref: Optional[SecretReference] = Field(
-        default=None, description="Secret with git credentials ('username'/'password' or 'ssh-privatekey')."
+        default=None, description="Secret with https credentials under the keys 'username' and 'password'."
     )
 
 
-class BuildSource(Model):
-    """A BentoML project (service.py + bentofile.yaml) that kubento builds in the
-    cluster with an unprivileged Job (``bentoml build`` then ``bentoml export``)."""
+class ProjectSource(Model):
+    """Where the BentoML project is. Set exactly one of configMap, pvc or git."""
 
     model_config = ConfigDict(
         json_schema_extra=_rules(
@@ -182,10 +205,49 @@ class BuildSource(Model):
     git: Optional[GitProjectSource] = Field(default=None, description="Project in a git repository.")
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "BuildSource":
+    def _exactly_one(self) -> "ProjectSource":
         if sum(x is not None for x in (self.config_map, self.pvc, self.git)) != 1:
             raise ValueError("exactly one of configMap, pvc or git must be set")
         return self
+
+    def describe(self) -> str:
+        if self.config_map:
+            return f"configMap {self.config_map.name}"
+        if self.pvc:
+            return f"pvc {self.pvc.claim_name}:{self.pvc.path}"
+        assert self.git is not None
+        return f"git {self.git.url}@{self.git.ref}:{self.git.path}"
+
+
+class BuildOutput(Model):
+    """Where build Jobs store the ``.bento`` archives they make (one object
+    per source version, named <namespace>-<name>-<source hash>.bento)."""
+
+    uri: str = Field(
+        pattern=r"^(s3|pvc)://[^\s]+$",
+        max_length=1024,
+        description="s3://bucket/prefix or pvc://claim-name/directory.",
+    )
+    secret_ref: Optional[SecretReference] = Field(
+        default=None,
+        description=(
+            "Secret with the store's credentials (s3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+            "optional AWS_ENDPOINT_URL and AWS_REGION), for the build Job and for the pods that fetch."
+        ),
+    )
+
+
+class BuildSource(Model):
+    """A BentoML project (service.py + bentofile.yaml) that kubento builds in the
+    cluster with an unprivileged Job (``bentoml build``, then ``bentoml export``
+    to output) and then serves like an archive. A new build runs only when the
+    source changes."""
+
+    source: ProjectSource = Field(description="The project: exactly one of configMap, pvc or git.")
+    output: BuildOutput = Field(description="Where the built archive is stored.")
+    timeout_seconds: int = Field(
+        default=1800, ge=60, le=86400, description="A build running longer than this fails."
+    )
 
 
 class BentoSource(Model):
@@ -211,7 +273,7 @@ class BentoSource(Model):
         default=None, description="A .bento archive (bentoml export), imported into runtimeImage at pod start."
     )
     build: Optional[BuildSource] = Field(
-        default=None, description="A BentoML project that kubento builds into a .bento archive in-cluster."
+        default=None, description="A BentoML project that kubento builds into a .bento archive in the cluster."
     )
 
     @model_validator(mode="after")
@@ -460,6 +522,16 @@ class HistoryEntry(Model):
     outcome: str = Field(description="Succeeded, RolledBack, Failed or Superseded.")
 
 
+class BuildStatus(Model):
+    """The build of the current source."""
+
+    source: str = Field(description="What is built (configMap, pvc or git, and where).")
+    source_hash: str = Field(description="Hash of the source's content and build settings.")
+    job: str = Field(description="Name of the build Job.")
+    archive: Optional[str] = Field(default=None, description="URI of the built archive, once the build succeeded.")
+    tag: Optional[str] = Field(default=None, description="BentoML tag of the built bento (name:version).")
+
+
 class ModelDeploymentStatus(Model):
     """Observed state, written by the operator."""
 
@@ -472,6 +544,7 @@ class ModelDeploymentStatus(Model):
     stable_revision: Optional[str] = Field(default=None, description="Last revision that became Ready.")
     canary_weight: Optional[int] = Field(default=None, description="Percent of replicas on the new revision.")
     history: list[HistoryEntry] = Field(default_factory=list, description="Revisions that ran, newest last.")
+    build: Optional[BuildStatus] = Field(default=None, description="The build of the current source (bento.build).")
     url: Optional[str] = Field(default=None, description="In-cluster URL of the model's Service.")
     replicas: Optional[int] = Field(default=None, description="Model server pods (all revisions).")
     ready_replicas: Optional[int] = Field(default=None, description="Pods passing their readiness probe.")

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from kubento.api.v1alpha1 import ModelDeploymentSpec
+from kubento.builders.bento import (
+    BENTOML_HOME,
+    BENTOML_HOME_VOLUME,
+    RUNTIME,
+    ServedBento,
+    archive_volumes,
+    fetch_container,
+)
 from kubento.builders.meta import (
     LABEL_REVISION,
     Owner,
@@ -37,9 +46,11 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def _env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+def _env(spec: ModelDeploymentSpec, bento: ServedBento) -> list[dict[str, Any]]:
     # The API forbids BENTOML_PORT in spec.env: probes and the Service target spec.port.
     ours = [{"name": "BENTOML_PORT", "value": str(spec.port)}]
+    if bento.archive_uri:
+        ours.append({"name": "BENTOML_HOME", "value": BENTOML_HOME})
     return ours + [e.model_dump(by_alias=True, exclude_none=True, mode="json") for e in spec.env]
 
 
@@ -54,38 +65,51 @@ def _resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
     return out
 
 
-def container(spec: ModelDeploymentSpec) -> dict[str, Any]:
-    return {
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": BENTO_UID,
+    "runAsGroup": BENTO_UID,
+    "fsGroup": BENTO_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def container(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
+    out = {
         "name": CONTAINER_NAME,
-        "image": spec.bento.image,
+        "image": bento.image,
         "ports": [{"name": PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}],
-        "env": _env(spec),
+        "env": _env(spec, bento),
         "resources": _resources(spec),
         "startupProbe": _probe("/readyz", STARTUP_PERIOD, STARTUP_FAILURES),
         "readinessProbe": _probe("/readyz", 5, 3),
         "livenessProbe": _probe("/livez", 10, 3),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
+    if bento.archive_uri:
+        # The init container imported the bento into BENTOML_HOME.
+        out["command"] = RUNTIME + ["serve"]
+        out["volumeMounts"] = [{"name": BENTOML_HOME_VOLUME, "mountPath": BENTOML_HOME}]
+    return out
 
 
-def pod_spec(spec: ModelDeploymentSpec) -> dict[str, Any]:
+def pod_spec(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
     pod: dict[str, Any] = {
-        "containers": [container(spec)],
+        "containers": [container(spec, bento)],
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": BENTO_UID,
-            "runAsGroup": BENTO_UID,
-            "fsGroup": BENTO_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": copy.deepcopy(POD_SECURITY),
     }
+    if bento.archive_uri:
+        pod["initContainers"] = [fetch_container(bento, copy.deepcopy(CONTAINER_SECURITY), _resources(spec))]
+        pod["volumes"] = archive_volumes(bento)
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
     if spec.image_pull_secrets:
@@ -99,11 +123,11 @@ def pod_spec(spec: ModelDeploymentSpec) -> dict[str, Any]:
     return pod
 
 
-def revision(spec: ModelDeploymentSpec) -> str:
+def revision(spec: ModelDeploymentSpec, bento: ServedBento) -> str:
     """Hash of everything that shapes the model's pods."""
     return digest(
         {
-            "pod": pod_spec(spec),
+            "pod": pod_spec(spec, bento),
             "labels": spec.pod_labels,
             "annotations": spec.pod_annotations,
         }
@@ -119,8 +143,8 @@ def desired_replicas(spec: ModelDeploymentSpec) -> int | None:
     return spec.autoscaling.min_replicas  # kubento's own autoscaler is not implemented yet
 
 
-def deployment(spec: ModelDeploymentSpec, owner: Owner) -> dict[str, Any]:
-    rev = revision(spec)
+def deployment(spec: ModelDeploymentSpec, owner: Owner, bento: ServedBento) -> dict[str, Any]:
+    rev = revision(spec, bento)
     pod_labels = {**spec.pod_labels, **common_labels(owner), LABEL_REVISION: rev}
     pod_annotations = {
         **spec.pod_annotations,
@@ -135,7 +159,7 @@ def deployment(spec: ModelDeploymentSpec, owner: Owner) -> dict[str, Any]:
         "revisionHistoryLimit": min(spec.rollout.revision_history_limit, 10),
         "template": {
             "metadata": {"labels": pod_labels, "annotations": pod_annotations},
-            "spec": pod_spec(spec),
+            "spec": pod_spec(spec, bento),
         },
     }
     replicas = desired_replicas(spec)

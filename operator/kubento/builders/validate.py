@@ -10,6 +10,7 @@ MODELS = {
     ("apps/v1", "Deployment"): client.V1Deployment,
     ("v1", "Service"): client.V1Service,
     ("autoscaling/v2", "HorizontalPodAutoscaler"): client.V2HorizontalPodAutoscaler,
+    ("batch/v1", "Job"): client.V1Job,
 }
 
 

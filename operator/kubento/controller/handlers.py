@@ -3,7 +3,8 @@
 
 - any watch event of a ModelDeployment (including the initial listing when
   the operator starts, so nothing is missed while it was down);
-- any event of a Deployment or pod kubento manages (their status drives ours);
+- any event of a Deployment, pod or build Job kubento manages (their status
+  drives ours);
 - a periodic resync of every known ModelDeployment, which reverts changes
   others made to its Deployment or HPA spec and notices conditions that
   resolve by themselves (a Secret that appears later).
@@ -24,6 +25,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from kubento.api import v1alpha1 as api
+from kubento.builders.build_job import LABEL_BUILD_OF
 from kubento.builders.meta import LABEL_MODEL, MANAGED_BY
 from kubento.controller import kube
 from kubento.controller.reconcile import reconcile_named
@@ -97,6 +99,18 @@ def child_deployment_event(namespace: str, labels: dict[str, str], **_: Any) -> 
 def model_pod_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
     # Image pull failures and crash loops show on pods first.
     _pass(namespace, labels[LABEL_MODEL])
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_BUILD_OF: kopf.PRESENT, "app.kubernetes.io/managed-by": MANAGED_BY})
+def build_job_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
+    # A finished build is served (or reported) at once, not at the next resync.
+    _pass(namespace, labels[LABEL_BUILD_OF])
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_BUILD_OF: kopf.PRESENT, "app.kubernetes.io/managed-by": MANAGED_BY})
+def build_pod_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
+    # A builder pod that cannot pull its image or be scheduled leaves the Job unchanged.
+    _pass(namespace, labels[LABEL_BUILD_OF])
 
 
 async def _resync_forever() -> None:

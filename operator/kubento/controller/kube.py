@@ -68,9 +68,27 @@ def apply(manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[
     )
 
 
-def delete(api_version: str, kind: str, namespace: str, name: str) -> None:
+def create(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create an object kubento never updates afterwards (a build Job: its
+    pod template is immutable). Returns the existing one if it is there."""
+    meta = manifest["metadata"]
+    resource = _resource(manifest["apiVersion"], manifest["kind"])
     try:
-        _resource(api_version, kind).delete(name=name, namespace=namespace)
+        return resource.create(body=manifest, namespace=meta["namespace"], field_manager=FIELD_MANAGER).to_dict()
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        return resource.get(name=meta["name"], namespace=meta["namespace"]).to_dict()
+
+
+def list_objects(api_version: str, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+    return _resource(api_version, kind).get(namespace=namespace, label_selector=selector).to_dict().get("items") or []
+
+
+def delete(api_version: str, kind: str, namespace: str, name: str, propagation: Optional[str] = None) -> None:
+    body = {"propagationPolicy": propagation} if propagation else None
+    try:
+        _resource(api_version, kind).delete(name=name, namespace=namespace, body=body)
     except NotFoundError:
         pass
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import threading
 from typing import Any, Callable, Optional
 
@@ -19,10 +20,12 @@ from pydantic import ValidationError
 from kubento.api import v1alpha1 as api
 from kubento.api.v1alpha1 import ModelDeploymentSpec
 from kubento.builders import Owner, desired_children
+from kubento.builders.bento import DEFAULT_RUNTIME_IMAGE, ServedBento
 from kubento.builders.children import MANAGED_KINDS
 from kubento.builders.deployment import revision
-from kubento.builders.meta import ANNOTATION_APPLIED_HASH, selector_string, service_url
+from kubento.builders.meta import ANNOTATION_APPLIED_HASH, LABEL_REVISION, selector_string, service_url
 from kubento.controller import kube
+from kubento.controller.build import BuildState, delete_builds, sync_build
 from kubento.controller.status import (
     Observed,
     Problem,
@@ -55,10 +58,6 @@ def unsupported(spec: ModelDeploymentSpec) -> list[Problem]:
     """Spec fields whose behaviour later releases implement. Blocking when
     nothing sensible can run without them."""
     problems = []
-    if spec.bento.image is None:
-        problems.append(
-            Problem("NotImplemented", f"bento.{spec.bento.kind} is not implemented yet; use bento.image")
-        )
     if spec.autoscaling and spec.autoscaling.metric in ("concurrency", "rps"):
         problems.append(
             Problem(
@@ -138,10 +137,49 @@ def _rejection(exc: ApiException) -> str:
         return str(exc.body or exc.reason)
 
 
-def sync_children(spec: ModelDeploymentSpec, owner: Owner) -> tuple[Optional[dict[str, Any]], list[Problem]]:
+def referenced_secrets(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
+    """(field, Secret name) of every Secret the spec names."""
+    refs = [("imagePullSecrets", s.name) for s in spec.image_pull_secrets]
+    bento = spec.bento
+    if bento.archive and bento.archive.secret_ref:
+        refs.append(("bento.archive.secretRef", bento.archive.secret_ref.name))
+    if bento.build and bento.build.output.secret_ref:
+        refs.append(("bento.build.output.secretRef", bento.build.output.secret_ref.name))
+    if bento.build and bento.build.source.git and bento.build.source.git.secret_ref:
+        refs.append(("bento.build.source.git.secretRef", bento.build.source.git.secret_ref.name))
+    return refs
+
+
+def missing_secret_problem(spec: ModelDeploymentSpec, namespace: str) -> Optional[Problem]:
+    refs = referenced_secrets(spec)
+    missing = set(kube.missing_secrets(namespace, sorted({name for _, name in refs}))) if refs else set()
+    if not missing:
+        return None
+    named = ", ".join(f"{name} ({field})" for field, name in refs if name in missing)
+    return Problem(
+        "SecretNotFound",
+        f"Secret(s) named in the spec do not exist in namespace {namespace}: {named}; the model server was not changed",
+    )
+
+
+def served_bento(spec: ModelDeploymentSpec, owner: Owner) -> tuple[Optional[ServedBento], Optional[BuildState]]:
+    """What the pods should run; for a build source, only once it is built."""
+    if spec.bento.image:
+        return ServedBento(spec.bento.image), None
+    runtime = spec.runtime_image or os.environ.get("KUBENTO_RUNTIME_IMAGE") or DEFAULT_RUNTIME_IMAGE
+    archive = spec.bento.archive
+    if archive:
+        secret = archive.secret_ref.name if archive.secret_ref else None
+        return ServedBento(runtime, archive_uri=archive.uri, sha256=archive.sha256, secret=secret), None
+    assert spec.bento.build is not None
+    state, bento = sync_build(spec.bento.build, owner, runtime)
+    return bento, state
+
+
+def sync_children(spec: ModelDeploymentSpec, owner: Owner, bento: ServedBento) -> tuple[Optional[dict[str, Any]], list[Problem]]:
     """Apply what differs, delete what is no longer wanted. Returns the live
     Deployment and the problems that stopped a child from being applied."""
-    wanted = desired_children(spec, owner)
+    wanted = desired_children(spec, owner, bento)
     wanted_kinds = {(m["apiVersion"], m["kind"]) for m in wanted}
     deployment, problems = None, []
     for manifest in wanted:
@@ -199,38 +237,37 @@ def reconcile(body: dict[str, Any], post_event: EventSink) -> dict[str, Any]:
             return new
 
         problems = unsupported(spec)
-        pull_secrets = [s.name for s in spec.image_pull_secrets]
-        missing = kube.missing_secrets(owner.namespace, pull_secrets) if pull_secrets else []
+        missing = missing_secret_problem(spec, owner.namespace)
+        bento, build = None, None
         if missing:
-            problems.insert(
-                0,
-                Problem(
-                    "SecretNotFound",
-                    "imagePullSecrets name Secret(s) that do not exist in namespace "
-                    f"{owner.namespace}: {', '.join(missing)}; the model server was not changed",
-                ),
-            )
-        blocked = any(p.blocking for p in problems)
-        if blocked:
+            problems.insert(0, missing)
+        else:
+            bento, build = served_bento(spec, owner)
+            if build is not None and build.phase != "Succeeded":
+                problems.insert(0, Problem(build.reason, build.message))
+        if spec.bento.build is None and previous.get("build"):
+            delete_builds(owner)  # the source is no longer a build
+        if bento is None:
             deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
         else:
-            deployment, rejected = sync_children(spec, owner)
+            deployment, rejected = sync_children(spec, owner, bento)
             problems = rejected + problems
         pods = kube.list_pods(owner.namespace, selector_string(owner)) if deployment is not None else []
         observed = Observed(
             spec=spec,
             generation=generation,
-            revision=revision(spec) if spec.bento.image else None,
+            revision=revision(spec, bento) if bento else None,
             url=service_url(owner),
             selector=selector_string(owner),
             deployment=deployment,
             problems=problems,
             pods=pods,
+            build=build,
         )
-        if blocked and deployment is not None:
+        if bento is None and deployment is not None:
             # Still serving the last applied revision; say which.
             labels = (deployment.get("metadata") or {}).get("labels") or {}
-            observed.revision = labels.get("serving.kubento.io/revision", observed.revision)
+            observed.revision = labels.get(LABEL_REVISION, observed.revision)
         new = compute_status(observed, previous, now())
         _store(owner, previous, new, post_event)
         return new

@@ -9,9 +9,12 @@ yields an identical status and the controller writes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from kubento.api.v1alpha1 import ModelDeploymentSpec
+
+if TYPE_CHECKING:
+    from kubento.controller.build import BuildState
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Observed:
     deployment: Optional[dict[str, Any]] = None
     problems: list[Problem] = field(default_factory=list)
     pods: list[dict[str, Any]] = field(default_factory=list)
+    build: Optional["BuildState"] = None  # bento.build only
 
 
 # Container waiting reasons that mean the pod will not start on its own.
@@ -135,7 +139,26 @@ def _joined(problems: list[Problem]) -> str:
 
 
 def desired_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
-    """Phase and conditions (without timestamps) for what was observed.
+    """Phase and conditions (without timestamps) for what was observed,
+    with BuildSucceeded for a build source (phase Building while it runs:
+    whatever revision was serving keeps serving)."""
+    phase, conditions = _serving_conditions(obs)
+    build = obs.build
+    if build is None:
+        return phase, conditions
+    ok = {"Succeeded": "True", "Failed": "False"}.get(build.phase, "Unknown")
+    conditions.append({"type": "BuildSucceeded", "status": ok, "reason": build.reason, "message": build.message})
+    if build.phase == "Building":
+        phase = "Building"
+        replace = {"Progressing": _cond("Progressing", True, build.reason, build.message)}
+        if build.reason == "Building":  # a build under way is not a problem
+            replace["Degraded"] = _cond("Degraded", False, "AsExpected", "")
+        conditions = [replace.get(c["type"], c) for c in conditions]
+    return phase, conditions
+
+
+def _serving_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
+    """Phase and Ready/Available/Progressing/Degraded.
 
     Ready: the current spec is rolled out and at least one replica serves.
     Available: at least one replica serves (whatever revision).
@@ -242,6 +265,8 @@ def compute_status(obs: Observed, previous: dict[str, Any], now: str) -> dict[st
         status["currentRevision"] = previous["currentRevision"]
     if obs.deployment is not None:
         status["url"] = obs.url
+    if obs.build is not None:
+        status["build"] = obs.build.status()
     return status
 
 

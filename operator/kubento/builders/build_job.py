@@ -1,0 +1,149 @@
+"""The Job that builds a BentoML project into a ``.bento`` archive.
+
+One Job per source version: its name carries the source hash, so a changed
+source is a new Job and an unchanged one never builds twice. The pod runs as
+the runtime image's unprivileged user and passes Pod Security "restricted".
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Optional
+
+from kubento.api import v1alpha1 as api
+from kubento.api.v1alpha1 import BuildSource
+from kubento.builders.bento import (
+    RUNTIME,
+    SOURCE_DIR,
+    pvc_location,
+    pvc_mount,
+    pvc_volume,
+    runtime_env,
+    scratch_mounts,
+    scratch_volumes,
+    secret_env,
+)
+from kubento.builders.deployment import CONTAINER_SECURITY, POD_SECURITY
+from kubento.builders.meta import MANAGED_BY, Owner, digest, with_applied_hash
+from kubento.builders.validate import validated
+
+LABEL_BUILD_OF = f"{api.GROUP}/build-of"
+LABEL_SOURCE_HASH = f"{api.GROUP}/source-hash"
+BUILD_CONTAINER = "build"
+SOURCE_VOLUME = "source"
+MAX_NAME = 63  # Job names end up in pod labels
+
+
+def source_hash(build: BuildSource, runtime_image: str, content: Optional[dict[str, Any]]) -> str:
+    """Hash of what a build's result depends on: the project's files (when
+    kubento can read them: a ConfigMap's data), where it comes from, the
+    builder image and the output."""
+    return digest(
+        {
+            "source": build.source.model_dump(mode="json"),
+            "content": content,
+            "image": runtime_image,
+            "output": build.output.uri,
+        },
+        12,
+    )
+
+
+def job_name(owner: Owner, hash_: str) -> str:
+    suffix = f"-build-{hash_[:8]}"
+    return owner.name[: MAX_NAME - len(suffix)] + suffix
+
+
+def archive_uri(build: BuildSource, owner: Owner, hash_: str) -> str:
+    """Where the Job stores the archive of this source version."""
+    return f"{build.output.uri.rstrip('/')}/{owner.namespace}-{owner.name}-{hash_}.bento"
+
+
+def build_labels(owner: Owner, hash_: str) -> dict[str, str]:
+    # Not the model's selector label: a running build pod must never receive
+    # the Service's traffic.
+    return {
+        "app.kubernetes.io/name": owner.name,
+        "app.kubernetes.io/instance": owner.name,
+        "app.kubernetes.io/component": "bento-builder",
+        "app.kubernetes.io/part-of": "kubento",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        LABEL_BUILD_OF: owner.name,
+        LABEL_SOURCE_HASH: hash_,
+    }
+
+
+def _source(build: BuildSource) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(env, volumes, mounts) that give the build container its project."""
+    src = build.source
+    if src.config_map:
+        volume = {"name": SOURCE_VOLUME, "configMap": {"name": src.config_map.name}}
+        mount = {"name": SOURCE_VOLUME, "mountPath": SOURCE_DIR, "readOnly": True}
+        return [{"name": "KUBENTO_SOURCE_DIR", "value": SOURCE_DIR}], [volume], [mount]
+    if src.pvc:
+        claim = src.pvc.claim_name
+        path = f"{pvc_mount(claim, True)['mountPath']}/{src.pvc.path.strip('/')}".rstrip("/")
+        return [{"name": "KUBENTO_SOURCE_DIR", "value": path}], [pvc_volume(claim, True)], [pvc_mount(claim, True)]
+    assert src.git is not None
+    env = [
+        {"name": "KUBENTO_GIT_URL", "value": src.git.url},
+        {"name": "KUBENTO_GIT_REF", "value": src.git.ref},
+        {"name": "KUBENTO_GIT_PATH", "value": src.git.path},
+    ]
+    if src.git.secret_ref:
+        for var, key in (("GIT_USERNAME", "username"), ("GIT_PASSWORD", "password")):
+            env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": src.git.secret_ref.name, "key": key, "optional": True}}})
+    return env, [], []
+
+
+def build_job(build: BuildSource, owner: Owner, runtime_image: str, hash_: str) -> dict[str, Any]:
+    env, volumes, mounts = _source(build)
+    env = runtime_env() + env + [{"name": "KUBENTO_OUTPUT_URI", "value": archive_uri(build, owner, hash_)}]
+    volumes = scratch_volumes() + volumes
+    mounts = scratch_mounts() + mounts
+    if build.output.uri.startswith("pvc://"):
+        claim = pvc_location(build.output.uri)[0]
+        # The same claim may hold the source (read-only) too: one writable volume then.
+        volumes = [v for v in volumes if v.get("persistentVolumeClaim", {}).get("claimName") != claim]
+        mounts = [m for m in mounts if m["mountPath"] != pvc_mount(claim, False)["mountPath"]]
+        volumes.append(pvc_volume(claim, read_only=False))
+        mounts.append(pvc_mount(claim, read_only=False))
+    container: dict[str, Any] = {
+        "name": BUILD_CONTAINER,
+        "image": runtime_image,
+        "command": RUNTIME + ["build"],
+        "env": env,
+        "volumeMounts": mounts,
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
+        # The build log's tail becomes the failure message users see in status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if build.output.secret_ref:
+        container["envFrom"] = secret_env(build.output.secret_ref.name)
+    labels = build_labels(owner, hash_)
+    manifest = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(owner, hash_),
+            "namespace": owner.namespace,
+            "labels": labels,
+            "annotations": {f"{api.GROUP}/source": build.source.describe()},
+            "ownerReferences": [owner.reference()],
+        },
+        "spec": {
+            # A failed build fails the same way again: no retries, no hot loop.
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": build.timeout_seconds,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": copy.deepcopy(POD_SECURITY),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+    return validated(with_applied_hash(manifest))
