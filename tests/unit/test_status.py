@@ -235,3 +235,14 @@ def test_a_succeeded_build_serves_and_records_its_archive():
     assert st["phase"] == "Ready"
     assert cond(st, "BuildSucceeded")["status"] == "True"
     assert st["build"]["archive"] == "s3://b/ns-iris-h1.bento"
+
+
+def test_a_failing_archive_fetch_is_reported_with_the_fetchers_message():
+    pod = {"metadata": {"name": "iris-1"}, "status": {"initContainerStatuses": [{
+        "name": "fetch-bento", "restartCount": 2, "ready": False,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                                     "message": "cannot fetch s3://models/iris.bento: NoSuchKey — the object does not exist"}}}]}}
+    (problem,) = pod_problems([pod])
+    assert problem.reason == "BentoFetchFailed"
+    assert "NoSuchKey" in problem.message and "iris-1" in problem.message

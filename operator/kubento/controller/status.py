@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from kubento.api.v1alpha1 import ModelDeploymentSpec
+from kubento.builders.bento import FETCH_CONTAINER
 
 if TYPE_CHECKING:
     from kubento.controller.build import BuildState
@@ -62,7 +63,14 @@ def pod_problems(pods: list[dict[str, Any]]) -> list[Problem]:
             reason = waiting.get("reason", "")
             last = ((cs.get("lastState") or {}).get("terminated")) or {}
             detail = waiting.get("message", "")
-            if reason in PULL_FAILURES:
+            failed = (cs.get("state") or {}).get("terminated") or last
+            if cs.get("name") == FETCH_CONTAINER and failed and failed.get("exitCode", 0) != 0:
+                # The fetcher's termination message names the cause (wrong URI,
+                # credentials, digest); it never contains the credentials.
+                why = (failed.get("message") or "").strip() or f"exited with code {failed.get('exitCode')}"
+                found.setdefault("BentoFetchFailed", Problem(
+                    "BentoFetchFailed", f"pod {name} cannot fetch the bento archive: {why[-900:]}", False))
+            elif reason in PULL_FAILURES:
                 found.setdefault("ImagePullBackOff", Problem(
                     "ImagePullBackOff",
                     f"pod {name} cannot pull image {cs.get('image', '')} ({reason}){': ' + detail if detail else ''}",
