@@ -1,0 +1,66 @@
+"""The in-pod helper: ``python -m kubento.runtime fetch|serve|build``.
+
+It runs in the runtime image, which holds only ``kubento/__init__.py`` and this
+package next to bentoml and minio: so it imports nothing but the standard
+library and minio (with urllib3, minio's HTTP client), and calls bentoml
+through its CLI. ``kubento build`` / ``kubento push`` reuse it.
+
+The paths and variables below are a contract with the operator's pod builders
+(kubento.builders.bento).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TAG_FILE_NAME = "kubento-bento-tag"
+
+
+def bentoml_home() -> Path:
+    """Where bentoml keeps bentos: in a pod the operator sets BENTOML_HOME to
+    an emptyDir (/var/lib/kubento/bentoml); otherwise bentoml's own default."""
+    return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
+
+
+def work_dir() -> Path:
+    """Scratch space: downloads, the project copy, the exported archive."""
+    return Path(os.environ.get("KUBENTO_WORK_DIR") or "/var/lib/kubento/work")
+
+
+def pvc_root() -> Path:
+    """The operator mounts claim C at <pvc_root>/C; pvc://C/P is <pvc_root>/C/P."""
+    return Path(os.environ.get("KUBENTO_PVC_ROOT") or "/var/lib/kubento/pvc")
+
+
+def tag_file() -> Path:
+    """``fetch`` writes the imported bento's name:version here; ``serve`` reads it."""
+    return bentoml_home() / TAG_FILE_NAME
+
+
+class Failure(Exception):
+    """An expected failure: its message says what failed and what to do, and
+    becomes the container's termination message."""
+
+
+def write_termination_message(text: str, limit: int) -> None:
+    """Kubernetes shows this file's content in the pod status (capped at 4096
+    bytes); the operator turns it into a condition. Outside a pod the file's
+    directory usually does not exist: then nothing is written."""
+    path = Path(os.environ.get("KUBENTO_TERMINATION_LOG") or "/dev/termination-log")
+    data = truncate_utf8(text, limit)
+    try:
+        if path.parent.is_dir():
+            path.write_bytes(data)
+    except OSError:
+        pass
+
+
+def truncate_utf8(text: str, limit: int, keep: str = "head") -> bytes:
+    """``text`` as UTF-8, at most ``limit`` bytes (keep the head or the tail),
+    never cutting a character in two."""
+    data = text.encode()
+    if len(data) <= limit:
+        return data
+    cut = data[:limit] if keep == "head" else data[-limit:]
+    return cut.decode(errors="ignore").encode()

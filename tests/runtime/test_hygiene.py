@@ -1,0 +1,66 @@
+"""The runtime image has only kubento/__init__.py and kubento/runtime/ next
+to bentoml and minio: the runtime package must need nothing else."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNTIME = ROOT / "operator" / "kubento" / "runtime"
+# minio and what it pulls in (urllib3 is also used directly: minio's HTTP client)
+ALLOWED = {"kubento", "minio", "urllib3", "certifi", "argon2", "_argon2_cffi_bindings", "cffi", "_cffi_backend",
+           "pycparser", "Crypto", "typing_extensions"}
+FORBIDDEN = {"kopf", "kubernetes", "pydantic", "yaml", "bentoml", "boto3", "botocore", "requests",
+             "kubento.api", "kubento.controller", "kubento.builders", "kubento.cli"}
+
+
+def test_sources_import_only_stdlib_minio_and_the_runtime() -> None:
+    for path in sorted(RUNTIME.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            for name in names:
+                top = name.split(".")[0]
+                ok = top in sys.stdlib_module_names or top in {"minio", "urllib3", "certifi"} \
+                    or name == "kubento.runtime" or name.startswith("kubento.runtime.")
+                assert ok, f"{path.name} imports {name}"
+
+
+def test_runs_from_a_copy_of_only_the_runtime_files(tmp_path: Path) -> None:
+    """What the image holds: kubento/__init__.py + kubento/runtime/*.py. Import
+    every module there and list what got loaded."""
+    pkg = tmp_path / "kubento"
+    (pkg / "runtime").mkdir(parents=True)
+    shutil.copy(ROOT / "operator" / "kubento" / "__init__.py", pkg)
+    for f in RUNTIME.glob("*.py"):
+        shutil.copy(f, pkg / "runtime")
+    code = (
+        "import sys, json\n"
+        "before = set(sys.modules)\n"  # (the interpreter's own start-up: site, .pth hooks)
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import kubento.runtime, kubento.runtime.__main__, kubento.runtime.storage, kubento.runtime.bento, "
+        "kubento.runtime.source\n"
+        "assert kubento.runtime.__file__.startswith(sys.path[0]), kubento.runtime.__file__\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    modules = set(json.loads(proc.stdout))
+    loaded = {m for m in modules if m.split(".")[0] not in sys.stdlib_module_names and m != "__main__"}
+    assert not {m for m in loaded for f in FORBIDDEN if m == f or m.startswith(f + ".")}, sorted(loaded)
+    assert {m.split(".")[0] for m in loaded} <= ALLOWED, sorted({m.split(".")[0] for m in loaded} - ALLOWED)
+    assert {m for m in loaded if m.startswith("kubento")} <= {
+        "kubento", "kubento.runtime", "kubento.runtime.__main__", "kubento.runtime.storage", "kubento.runtime.bento",
+        "kubento.runtime.source"}
+
+    helped = subprocess.run([sys.executable, "-m", "kubento.runtime", "--help"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert helped.returncode == 0 and "fetch" in helped.stdout, helped.stderr
