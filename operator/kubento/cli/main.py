@@ -1,8 +1,11 @@
-"""The ``kubento`` command: ``kubento run`` (the operator) and ``kubento crds``."""
+"""The ``kubento`` command: ``kubento run`` (the operator), ``kubento crds``,
+and, for ML engineers, ``kubento build`` / ``kubento push`` (a ``.bento``
+archive for ``bento.archive``; they reuse the in-pod helper kubento.runtime)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +51,73 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+_BUILD_EXTRA = "pip install 'kubento[build]'"
+
+
+def _build(args: argparse.Namespace) -> int:
+    try:
+        from kubento.runtime import Failure, bento, storage
+    except ImportError as exc:
+        print(f"kubento build: {exc.name} is missing: {_BUILD_EXTRA}", file=sys.stderr)
+        return 1
+    project = Path(args.path)
+    try:
+        if not project.is_dir():
+            raise Failure(f"{project} is not a directory (want a BentoML project: service.py, bentofile.yaml)")
+        try:
+            bento.bentoml_command()
+        except Failure as exc:
+            raise Failure(f"{exc}: {_BUILD_EXTRA}") from None
+        tag = bento.build(project)
+        out = Path(args.output) if args.output else Path(f"{tag.replace(':', '-')}.bento")
+        bento.export(tag, out.resolve())
+        digest = storage.sha256_file(out)
+    except Failure as exc:
+        print(f"kubento build: {exc}", file=sys.stderr)
+        return 1
+    print(f"\ntag:    {tag}\npath:   {out}\nsize:   {storage.human(out.stat().st_size)}\nsha256: {digest}")
+    print(f"next:   kubento push {out} s3://BUCKET/{out.name}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    try:
+        from kubento.runtime import Failure, storage
+    except ImportError as exc:
+        print(f"kubento push: {exc.name} is missing: {_BUILD_EXTRA}", file=sys.stderr)
+        return 1
+    src = Path(args.file)
+    uri = args.uri
+    try:
+        if not src.is_file():
+            raise Failure(f"{src} is not a file")
+        loc = storage.parse(uri, allow_local=True)
+        if loc.scheme == "s3" and (not loc.path or uri.endswith("/")):
+            uri = f"{uri.rstrip('/')}/{src.name}"  # s3://bucket[/prefix/]: keep the file's name
+        elif loc.scheme == "file":
+            dest = Path(loc.path)
+            uri = str(dest / src.name if dest.is_dir() or uri.endswith("/") else dest)
+        elif loc.scheme != "s3":
+            raise Failure(f"cannot push to {uri}: use s3://bucket/key or a local directory")
+        digest = storage.sha256_file(src)
+        storage.put(src, uri, endpoint_url=args.endpoint_url, secret_field=None, sha256=digest)
+    except Failure as exc:
+        print(f"kubento push: {exc}", file=sys.stderr)
+        return 1
+    print(f"\npushed {src} to {uri}\nsha256: {digest}\n")
+    if uri.startswith("s3://"):
+        endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        keys = "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY" + (f", AWS_ENDPOINT_URL={endpoint}" if endpoint else "")
+        print("In a ModelDeployment:")
+        print(f"  bento:\n    archive:\n      uri: {uri}\n      sha256: {digest}")
+        print(f"      secretRef: {{name: <your-secret>}}  # a Secret with {keys}")
+    else:
+        print("If this directory is (in) a PersistentVolume, in a ModelDeployment:")
+        print(f"  bento:\n    archive:\n      uri: pvc://<claim>/<path in the volume>/{Path(uri).name}")
+        print(f"      sha256: {digest}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kubento", description="Serve BentoML models on Kubernetes.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -68,6 +138,22 @@ def parser() -> argparse.ArgumentParser:
     )
     crds.add_argument("--check", action="store_true", help="fail if the files differ from what would be written")
     crds.set_defaults(func=_crds)
+
+    build = sub.add_parser(
+        "build", help="bentoml build a project and export it as a .bento archive (needs kubento[build])"
+    )
+    build.add_argument("path", help="the BentoML project directory (service.py, bentofile.yaml)")
+    build.add_argument("--output", "-o", help="archive file to write (default: ./NAME-VERSION.bento)")
+    build.set_defaults(func=_build)
+
+    push = sub.add_parser("push", help="upload a .bento archive to S3 (or copy it to a directory)")
+    push.add_argument("file", help="the .bento archive")
+    push.add_argument(
+        "uri", help="s3://bucket/key (s3://bucket/prefix/ keeps the file name) or a local directory; "
+        "S3 credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY[, AWS_SESSION_TOKEN, AWS_REGION]",
+    )
+    push.add_argument("--endpoint-url", help="an S3-compatible endpoint, http(s)://host:port (default: AWS_ENDPOINT_URL, else AWS)")
+    push.set_defaults(func=_push)
     return p
 
 
