@@ -2,9 +2,12 @@
 # The BentoML runtime image, for users with Docker: the same contents as
 # `e2e/images/build runtime` (which builds it without Docker, from a debootstrap
 # rootfs). kubento runs imported .bento archives (bento.archive) and project
-# builds (bento.build) in it.
+# builds (bento.build) in it, with its in-pod helper `python -m kubento.runtime`
+# (only kubento/__init__.py and kubento/runtime/, given as a second build
+# context; BuildKit, i.e. any current Docker). From the repository root:
 #
-#   docker build -f e2e/images/runtime.Dockerfile -t kubento.local/bentoml-runtime:1.4.39 e2e/images
+#   docker build -f e2e/images/runtime.Dockerfile --build-context kubento=operator/kubento \
+#     -t kubento.local/bentoml-runtime:1.4.39 e2e/images
 #
 # Behind a TLS-intercepting proxy, pass its CA bundle as a build secret (it is
 # not kept in the image):  --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
@@ -12,6 +15,7 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 
 ARG BENTOML_VERSION=1.4.39
+ARG MINIO_VERSION=7.2.20
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LANG=C.UTF-8 \
     PYTHONUNBUFFERED=1 \
@@ -21,7 +25,11 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     BENTOML_HOME=/home/bentoml/bentoml
 
 COPY constraints.txt /tmp/constraints.txt
+COPY --from=kubento __init__.py /tmp/kubento/
+COPY --from=kubento runtime/*.py /tmp/kubento/runtime/
 # uv too: `bentoml build` always runs it, and pip-installs it when missing.
+# minio: the helper's S3 client (no botocore). No git (~100 MB with perl and
+# curl): a bento.build from git needs a runtimeImage that has it.
 # Test suites are dropped; byte-code is compiled ahead of time (the container's
 # uid cannot write it, and serving starts ~3x faster with it).
 RUN --mount=type=secret,id=ca,target=/run/secrets/ca.crt,required=false \
@@ -31,13 +39,18 @@ RUN --mount=type=secret,id=ca,target=/run/secrets/ca.crt,required=false \
     /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -c /tmp/constraints.txt \
         "pip==25.1.1"; \
     /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -c /tmp/constraints.txt \
-        "bentoml==${BENTOML_VERSION}" uv; \
+        "bentoml==${BENTOML_VERSION}" uv "minio==${MINIO_VERSION}"; \
+    site=$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+    install -d "$site/kubento/runtime"; \
+    install -m 0644 /tmp/kubento/__init__.py "$site/kubento/"; \
+    install -m 0644 /tmp/kubento/runtime/*.py "$site/kubento/runtime/"; \
+    /opt/venv/bin/python -m kubento.runtime --help >/dev/null; \
     find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} +; \
     python3 -m compileall -q --invalidation-mode unchecked-hash /opt/venv/lib >/dev/null || true; \
     groupadd -g 1034 bentoml; \
     useradd -u 1034 -g 1034 -d /home/bentoml -m -s /bin/sh bentoml; \
     install -d -o 1034 -g 1034 /home/bentoml/bentoml; \
-    rm -f /tmp/constraints.txt
+    rm -rf /tmp/constraints.txt /tmp/kubento
 
 USER 1034:1034
 WORKDIR /home/bentoml
