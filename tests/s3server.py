@@ -182,6 +182,7 @@ class S3Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.log.unlink(missing_ok=True)
 
 
 def _request(url: str, data: Optional[bytes] = None, headers: Optional[dict] = None, timeout: float = 10) -> bytes:
@@ -217,31 +218,18 @@ def _enable_auth(server: S3Server) -> None:
 
 
 def start(host: str = "0.0.0.0", port: int = 0, auth: bool = True, timeout: float = 60) -> S3Server:
-    """Start moto's server on host:port (port 0: a free one) and wait until it
-    answers; with ``auth``, set up a key pair and make moto check it."""
+    """Start moto's server on host:port (port 0: a free one, retried if
+    another process takes it first) and wait until it answers; with ``auth``,
+    set up a key pair and make moto check it."""
     server_bin = ensure_moto()
-    port = port or free_port(host)
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"kubento-moto-{port}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(MOTO_PORT=str(port), PYTHONUNBUFFERED="1")
-    with open(log, "wb") as out:
-        process = subprocess.Popen([str(server_bin), "-H", host, "-p", str(port)], stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                   start_new_session=True)
-    server = S3Server(host=host, port=port, process=process, log=log, auth=auth)
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited {process.returncode}: {log.read_text()[-2000:]}")
+    for attempt in range(3):
         try:
-            _request(server.endpoint + "/moto-api/data.json", timeout=2)
+            server = _start(server_bin, host, port or free_port(host), timeout)
             break
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline:
-                server.stop()
-                raise RuntimeError(f"moto_server did not answer on {server.endpoint} in {timeout}s: "
-                                   f"{log.read_text()[-2000:]}")
-            time.sleep(0.2)
+        except _PortTaken:
+            if port or attempt == 2:
+                raise
+    server.auth = auth
     if auth:
         try:
             _enable_auth(server)
@@ -249,6 +237,44 @@ def start(host: str = "0.0.0.0", port: int = 0, auth: bool = True, timeout: floa
             server.stop()
             raise
     return server
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
+def _start(server_bin: Path, host: str, port: int, timeout: float) -> S3Server:
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"kubento-moto-{port}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(MOTO_PORT=str(port), PYTHONUNBUFFERED="1")
+    with open(log, "wb") as out:
+        process = subprocess.Popen([str(server_bin), "-H", host, "-p", str(port)], stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                   start_new_session=True)
+    server = S3Server(host=host, port=port, process=process, log=log, auth=False)
+    deadline = time.monotonic() + timeout
+    # werkzeug prints "Running on" once it has bound the port: until then an
+    # answer could come from another server that has it
+    while b"Running on" not in log.read_bytes() or not _answers(server.endpoint):
+        if process.poll() is not None:
+            output = log.read_text()[-2000:]
+            log.unlink(missing_ok=True)
+            error = _PortTaken if "Address already in use" in output else RuntimeError
+            raise error(f"moto_server exited {process.returncode}: {output}")
+        if time.monotonic() > deadline:
+            output = log.read_text()[-2000:]
+            server.stop()
+            raise RuntimeError(f"moto_server did not answer on {server.endpoint} in {timeout}s: {output}")
+        time.sleep(0.2)
+    return server
+
+
+def _answers(endpoint: str) -> bool:
+    try:
+        _request(endpoint + "/moto-api/data.json", timeout=2)
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 
@@ -73,6 +74,16 @@ def test_fetch_from_pvc(pod: Pod, echo_archive: Archive) -> None:
     proc = pod.run("fetch", KUBENTO_ARCHIVE_URI="pvc://claim/bentos/echo-v1", KUBENTO_ARCHIVE_SHA256=echo_archive.sha256)
     assert_imported(pod, proc, echo_archive)
     assert src.is_file(), "the file in the volume is read in place, never removed"
+
+
+def test_fetch_other_archive_formats(pod: Pod, echo_archive: Archive) -> None:
+    """bentoml import picks the format from the file name: the runtime names
+    the file after its content (here a tar.gz called .bento)."""
+    (pod.pvc / "claim").mkdir()
+    with tarfile.open(echo_archive.path, "r:xz") as src, tarfile.open(pod.pvc / "claim" / "echo.bento", "w:gz") as dst:
+        for member in src:
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    assert_imported(pod, pod.run("fetch", KUBENTO_ARCHIVE_URI="pvc://claim/echo.bento"), echo_archive)
 
 
 def test_fetch_from_pvc_missing_file(pod: Pod) -> None:

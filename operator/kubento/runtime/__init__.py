@@ -5,8 +5,22 @@ package next to bentoml and minio: so it imports nothing but the standard
 library and minio (with urllib3, minio's HTTP client), and calls bentoml
 through its CLI. ``kubento build`` / ``kubento push`` reuse it.
 
-The paths and variables below are a contract with the operator's pod builders
-(kubento.builders.bento).
+The paths and variables are a contract with the operator's pod builders
+(kubento.builders.bento):
+
+  BENTOML_HOME              the bento store (pod: /var/lib/kubento/bentoml, an emptyDir)
+  KUBENTO_WORK_DIR          scratch (default /var/lib/kubento/work)
+  KUBENTO_PVC_ROOT          pvc://CLAIM/PATH is $KUBENTO_PVC_ROOT/CLAIM/PATH (default /var/lib/kubento/pvc)
+  KUBENTO_TERMINATION_LOG   failure message, build result (default /dev/termination-log)
+  $BENTOML_HOME/kubento-bento-tag   name:version, written by fetch, read by serve
+  fetch: KUBENTO_ARCHIVE_URI, KUBENTO_ARCHIVE_SHA256 (optional)
+  build: KUBENTO_SOURCE_DIR, or KUBENTO_GIT_URL + KUBENTO_GIT_REF (HEAD) + KUBENTO_GIT_PATH (.)
+         with GIT_USERNAME/GIT_PASSWORD (optional); KUBENTO_OUTPUT_URI (s3:// or pvc://, the full key)
+  s3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL,
+      AWS_REGION / AWS_DEFAULT_REGION, AWS_CA_BUNDLE (all optional; no key: anonymous)
+  http(s): HTTP_AUTHORIZATION (optional, sent as the Authorization header)
+  KUBENTO_SECRET_FIELD      the spec field named in credential hints (default
+                            archive.secretRef for fetch, build.output.secretRef for build)
 """
 
 from __future__ import annotations
