@@ -71,7 +71,8 @@ def test_fetch_from_pvc(pod: Pod, echo_archive: Archive) -> None:
     (pod.pvc / "claim" / "bentos").mkdir(parents=True)
     src = pod.pvc / "claim" / "bentos" / "echo-v1"  # no extension: the format is found from the content
     shutil.copy(echo_archive.path, src)
-    proc = pod.run("fetch", KUBENTO_ARCHIVE_URI="pvc://claim/bentos/echo-v1", KUBENTO_ARCHIVE_SHA256=echo_archive.sha256)
+    proc = pod.run("fetch", KUBENTO_ARCHIVE_URI="pvc://claim/bentos/echo-v1",
+                   KUBENTO_ARCHIVE_SHA256=echo_archive.sha256)
     assert_imported(pod, proc, echo_archive)
     assert src.is_file(), "the file in the volume is read in place, never removed"
 

@@ -152,7 +152,9 @@ def parser() -> argparse.ArgumentParser:
         "uri", help="s3://bucket/key (s3://bucket/prefix/ keeps the file name) or a local directory; "
         "S3 credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY[, AWS_SESSION_TOKEN, AWS_REGION]",
     )
-    push.add_argument("--endpoint-url", help="an S3-compatible endpoint, http(s)://host:port (default: AWS_ENDPOINT_URL, else AWS)")
+    push.add_argument(
+        "--endpoint-url", help="an S3-compatible endpoint, http(s)://host:port (default: AWS_ENDPOINT_URL, else AWS)"
+    )
     push.set_defaults(func=_push)
     return p
 

@@ -158,7 +158,8 @@ def _credentials_hint(secret_field: Optional[str]) -> str:
     (None: the caller's own environment, for the kubento CLI)."""
     where = f"the ModelDeployment's {secret_field} Secret" if secret_field else "your environment"
     if not os.environ.get("AWS_ACCESS_KEY_ID"):
-        return f"no credentials were given (anonymous request): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in {where}"
+        return ("no credentials were given (anonymous request): "
+                f"set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in {where}")
     return (f"check the credentials in {where} (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; "
             "without AWS_REGION the key also needs s3:GetBucketLocation)")
 
@@ -274,13 +275,21 @@ class Fetched:
     downloaded: bool  # False: a file in a volume, read in place (do not delete it)
 
 
-def _write_stream(chunks: Iterable[bytes], dest: Path, progress: Progress) -> str:
+def _write_stream(chunks: Iterable[bytes], dest: Path, progress: Progress, prefix: str) -> str:
+    """Write the download, hashing it on the way; a partial file is removed."""
     h = hashlib.sha256()
-    with open(dest, "wb") as f:
-        for chunk in chunks:
-            f.write(chunk)
-            h.update(chunk)
-            progress.update(len(chunk))
+    try:
+        with open(dest, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+                h.update(chunk)
+                progress.update(len(chunk))
+    except OSError as exc:
+        dest.unlink(missing_ok=True)
+        raise Failure(f"{prefix}: cannot write {dest}: {exc.strerror or exc} (is the work volume big enough?)") from exc
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
     return h.hexdigest()
 
 
@@ -314,7 +323,7 @@ def fetch(uri: str, dest: Path, secret_field: Optional[str] = "archive.secretRef
             response = client.get_object(loc.host, loc.path)
             size = response.headers.get("content-length")
             progress = Progress("downloading", uri, int(size) if size else None)
-            digest = _write_stream(response.stream(CHUNK), dest, progress)
+            digest = _write_stream(response.stream(CHUNK), dest, progress, prefix)
         except (MinioException, urllib3.exceptions.HTTPError, ValueError) as exc:
             raise Failure(f"{prefix}: {_describe_s3_error(exc, endpoint, secret_field)}") from exc
         finally:
@@ -339,7 +348,7 @@ def fetch(uri: str, dest: Path, secret_field: Optional[str] = "archive.secretRef
             raise Failure(f"{prefix}: HTTP {response.status} {response.reason or ''}".rstrip() + hint)
         size = response.headers.get("content-length")
         progress = Progress("downloading", uri, int(size) if size else None)
-        digest = _write_stream(response.stream(CHUNK), dest, progress)
+        digest = _write_stream(response.stream(CHUNK), dest, progress, prefix)
     except urllib3.exceptions.HTTPError as exc:
         raise Failure(f"{prefix}: {describe_network_error(exc, endpoint)}") from exc
     finally:
