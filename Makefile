@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 CLUSTER ?= local
 
-.PHONY: demo help test unit chart integration e2e cluster-up cluster-down images deps venv kube helm install-yaml crds crds-check controlplane-up controlplane-down clean
+.PHONY: demo help test bench unit chart integration e2e cluster-up cluster-down images deps venv kube helm install-yaml crds crds-check controlplane-up controlplane-down clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ test: deps venv kube helm  ## every tier: unit, chart, integration (real kube-ap
 
 e2e: deps venv kube helm  ## e2e only: local cluster, images, helm install, real BentoML pods
 	$(PYTEST) e2e
+
+bench: deps venv kube helm  ## benchmarks on the local cluster (print figures: apply -> Ready per bento source)
+	$(PYTEST) bench -s -p no:logging
 
 unit: venv  ## unit tests only (no cluster, seconds)
 	$(PYTEST) tests/unit

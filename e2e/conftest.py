@@ -8,16 +8,21 @@ Fails, never skips, when the cluster or the images cannot be made.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import shlex
+import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import s3server
 from tests.helpers import get_json, tail_logs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +30,8 @@ CLUSTER = ROOT / "e2e" / "cluster"
 OPERATOR_NAMESPACE = "kubento-system"
 NAMESPACE = "kubento-e2e"
 IMAGES = ("operator", "iris", "crashing")
+S3_SECRET = "e2e-s3"
+S3_WRONG_SECRET = "e2e-s3-wrong"
 
 
 def run(*args: str, check: bool = True, timeout: float = 1800, **kw: Any) -> subprocess.CompletedProcess:
@@ -83,8 +90,9 @@ def images(cluster) -> dict[str, str]:
             run(str(CLUSTER), "import", path)
     refs = {}
     for name, path in zip(IMAGES, paths):
-        index = run("tar", "-xOf", path, "index.json").stdout
-        refs[name] = json.loads(index)["manifests"][0]["annotations"]["io.containerd.image.name"]
+        manifest = json.loads(run("tar", "-xOf", path, "index.json").stdout)["manifests"][0]
+        refs[name] = manifest["annotations"]["io.containerd.image.name"]
+        refs[f"{name}-digest"] = manifest["digest"]
     return refs
 
 
@@ -101,6 +109,61 @@ def operator(cluster, images, helm) -> None:
         "--kubeconfig", cluster.kubeconfig, "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
         "--set", f"image.repository={repo}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=IfNotPresent",
         "--set", "resyncSeconds=10", "--wait", "--timeout", "5m",
+        # A rebuilt image keeps its tag: a new digest must still restart the operator.
+        "--set", f"podAnnotations.kubento\\.local/image-digest={images['operator-digest'].split(':')[-1][:16]}",
     )
 
 
+def image_cache() -> Path:
+    return Path(os.environ.get("KUBENTO_IMAGE_CACHE")
+                or Path(os.environ.get("KUBENTO_CACHE") or Path.home() / ".cache" / "kubento") / "images")
+
+
+@pytest.fixture(scope="session")
+def iris_bento(images) -> Path:
+    """The .bento archive of examples/iris, left by the iris image build."""
+    path = (image_cache() / "latest-iris.bento").resolve()
+    assert path.is_file(), f"{path} missing: e2e/images/build iris leaves it"
+    return path
+
+
+@pytest.fixture(scope="session")
+def host_ip(cluster) -> str:
+    """An address of this machine that pods reach (the node's bridge IP on
+    the local cluster); the test storage servers listen there only."""
+    if os.environ.get("KUBENTO_E2E_HOST_IP"):
+        return os.environ["KUBENTO_E2E_HOST_IP"]
+    nodes = cluster.get("nodes")["items"]
+    return next(a["address"] for a in nodes[0]["status"]["addresses"] if a["type"] == "InternalIP")
+
+
+def put_secret(cluster, name: str, data: dict[str, str]) -> None:
+    manifest = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NAMESPACE}, "stringData": data}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+@pytest.fixture(scope="session")
+def s3(cluster, host_ip, iris_bento, operator):
+    """moto's S3 server on the node's address, with the iris archive in
+    bucket "models", an empty bucket "built", and two Secrets: working and
+    wrong credentials."""
+    with s3server.running(host=host_ip) as server:
+        server.create_bucket("models")
+        server.create_bucket("built")
+        server.upload("models", "iris/v1.bento", iris_bento)
+        put_secret(cluster, S3_SECRET, server.env(host=host_ip))
+        put_secret(cluster, S3_WRONG_SECRET, server.env("wrong-key", host=host_ip))
+        yield server
+
+
+@pytest.fixture(scope="session")
+def http_store(host_ip, iris_bento, tmp_path_factory):
+    """A plain HTTP server on the node's address serving the iris archive."""
+    root = tmp_path_factory.mktemp("http-store")
+    shutil.copy(iris_bento, root / "iris.bento")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer((host_ip, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{host_ip}:{server.server_address[1]}"
+    server.shutdown()

@@ -3,59 +3,13 @@ pods serving the example model, predictions through the Service."""
 
 from __future__ import annotations
 
-import json
-import os
-import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
-import yaml
 
 from e2e.conftest import NAMESPACE
+from e2e.support import IRIS_CLASSES, IRIS_ROWS, apply_md, example_spec, md, predict, ready
 from tests.helpers import condition, wait_for, with_ready_reason
-from tests.specs import model_deployment
-
-ROOT = Path(__file__).resolve().parents[1]
-IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
-IRIS_CLASSES = ["setosa", "virginica", "versicolor"]
-
-
-def apply_md(cluster, name: str, spec: dict) -> None:
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(model_deployment(name, NAMESPACE, spec)))
-
-
-def example_spec(images) -> dict:
-    spec = yaml.safe_load((ROOT / "examples" / "iris" / "modeldeployment.yaml").read_text())["spec"]
-    spec["bento"]["image"] = images["iris"]
-    return spec
-
-
-def md(cluster, name):
-    return cluster.get("md", name, "-n", NAMESPACE)
-
-
-def ready(cluster, name):
-    obj = md(cluster, name)
-    return obj if condition(obj, "Ready").get("status") == "True" else None
-
-
-def predict(cluster, name, rows):
-    ip = cluster.get("service", name, "-n", NAMESPACE)["spec"]["clusterIP"]
-    if os.environ.get("KUBENTO_E2E_IN_CLUSTER"):  # kind: ClusterIPs answer only inside the cluster
-        script = (
-            "import json,sys,urllib.request as u; r=u.Request(sys.argv[1], data=sys.argv[2].encode(), "
-            "headers={'content-type':'application/json'}); print(u.urlopen(r, timeout=10).read().decode())"
-        )
-        out = cluster.kubectl("exec", "-n", NAMESPACE, f"deploy/{name}", "--", "python3", "-c", script,
-                              f"http://{ip}/classify", json.dumps({"features": rows})).stdout
-        return json.loads(out)
-    req = urllib.request.Request(
-        f"http://{ip}/classify", data=json.dumps({"features": rows}).encode(),
-        headers={"content-type": "application/json"}, method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
 
 
 @pytest.fixture

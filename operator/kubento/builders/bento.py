@@ -36,6 +36,7 @@ class ServedBento:
     archive_uri: Optional[str] = None  # None: the image itself contains the bento
     sha256: Optional[str] = None
     secret: Optional[str] = None  # Secret whose keys the fetcher gets as environment
+    secret_field: str = "bento.archive.secretRef"  # named in the fetcher's credential hints
 
     def describe(self) -> str:
         return self.archive_uri or self.image
@@ -88,7 +89,10 @@ def fetch_container(bento: ServedBento, security_context: dict[str, Any], resour
     """The init container that downloads the archive and ``bentoml import``s it
     into BENTOML_HOME; a failure's cause is its termination message."""
     assert bento.archive_uri is not None
-    env = runtime_env() + [{"name": "KUBENTO_ARCHIVE_URI", "value": bento.archive_uri}]
+    env = runtime_env() + [
+        {"name": "KUBENTO_ARCHIVE_URI", "value": bento.archive_uri},
+        {"name": "KUBENTO_SECRET_FIELD", "value": bento.secret_field},
+    ]
     if bento.sha256:
         env.append({"name": "KUBENTO_ARCHIVE_SHA256", "value": bento.sha256})
     mounts = scratch_mounts()

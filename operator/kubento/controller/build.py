@@ -126,7 +126,8 @@ def sync_build(build: BuildSource, owner: Owner, runtime_image: str) -> tuple[Bu
         return state, None
     delete_builds(owner, keep=hash_)
     secret = build.output.secret_ref.name if build.output.secret_ref else None
-    return state, ServedBento(runtime_image, archive_uri=uri, sha256=state.sha256, secret=secret)
+    return state, ServedBento(runtime_image, archive_uri=uri, sha256=state.sha256, secret=secret,
+                              secret_field="bento.build.output.secretRef")
 
 
 def delete_builds(owner: Owner, keep: Optional[str] = None) -> None:

@@ -118,6 +118,14 @@ def patch_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
     )
 
 
+def _shorten(text: str, limit: int) -> str:
+    """Keep the start and the end: a build log's last lines say what failed."""
+    if len(text) <= limit:
+        return text
+    head = limit // 4
+    return text[:head] + " … " + text[-(limit - head - 3):]
+
+
 def post_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
     """A core/v1 Event about ``obj`` (what `kubectl describe` shows)."""
     meta = obj["metadata"]
@@ -134,7 +142,7 @@ def post_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> No
         },
         "type": type_,
         "reason": reason,
-        "message": message[:1024],
+        "message": _shorten(message, 1024),
         "source": {"component": "kubento"},
         "reportingComponent": "kubento",
         "reportingInstance": os.environ.get("HOSTNAME", "kubento"),

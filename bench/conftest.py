@@ -1,0 +1,3 @@
+"""Benchmarks run on the e2e tier's cluster, images and stores (`make bench`)."""
+
+from e2e.conftest import *  # noqa: F401,F403 - the session fixtures: cluster, images, operator, s3, ...

@@ -1,0 +1,102 @@
+"""What the e2e tests do as a user would: apply a ModelDeployment, read it,
+send predictions through its Service (also from many threads at once)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from e2e.conftest import NAMESPACE
+from tests.helpers import condition
+from tests.specs import model_deployment
+
+ROOT = Path(__file__).resolve().parents[1]
+IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+IRIS_CLASSES = ["setosa", "virginica", "versicolor"]
+
+
+def apply_md(cluster, name: str, spec: dict) -> None:
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(model_deployment(name, NAMESPACE, spec)))
+
+
+def example_spec(images) -> dict:
+    spec = yaml.safe_load((ROOT / "examples" / "iris" / "modeldeployment.yaml").read_text())["spec"]
+    spec["bento"]["image"] = images["iris"]
+    return spec
+
+
+def md(cluster, name):
+    return cluster.get("md", name, "-n", NAMESPACE)
+
+
+def ready(cluster, name):
+    obj = md(cluster, name)
+    return obj if condition(obj, "Ready").get("status") == "True" else None
+
+
+def predict(cluster, name, rows):
+    ip = cluster.get("service", name, "-n", NAMESPACE)["spec"]["clusterIP"]
+    if os.environ.get("KUBENTO_E2E_IN_CLUSTER"):  # kind: ClusterIPs answer only inside the cluster
+        script = (
+            "import json,sys,urllib.request as u; r=u.Request(sys.argv[1], data=sys.argv[2].encode(), "
+            "headers={'content-type':'application/json'}); print(u.urlopen(r, timeout=10).read().decode())"
+        )
+        out = cluster.kubectl("exec", "-n", NAMESPACE, f"deploy/{name}", "--", "python3", "-c", script,
+                              f"http://{ip}/classify", json.dumps({"features": rows})).stdout
+        return json.loads(out)
+    req = urllib.request.Request(
+        f"http://{ip}/classify", data=json.dumps({"features": rows}).encode(),
+        headers={"content-type": "application/json"}, method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+class TrafficCounter:
+    """A client sending predictions through the Service without pause, in
+    a thread, counting answers that are not the right predictions."""
+
+    def __init__(self, cluster, name: str, rows=None, expected=None):
+        self.ip = cluster.get("service", name, "-n", NAMESPACE)["spec"]["clusterIP"]
+        self.rows = rows or IRIS_ROWS[:1]
+        self.expected = expected or IRIS_CLASSES[:1]
+        self.ok = 0
+        self.failures: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        body = json.dumps({"features": self.rows}).encode()
+        while not self._stop.is_set():
+            req = urllib.request.Request(f"http://{self.ip}/classify", data=body,
+                                         headers={"content-type": "application/json"}, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=10) as resp:
+                    answer = json.loads(resp.read())
+                if answer == self.expected:
+                    self.ok += 1
+                else:
+                    self.failures[f"wrong answer {answer}"] += 1
+            except Exception as exc:  # noqa: BLE001 - every kind of failure counts
+                self.failures[type(exc).__name__ + ": " + str(exc)[:80]] += 1
+            time.sleep(0.02)
+
+    def __enter__(self) -> "TrafficCounter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
