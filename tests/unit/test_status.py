@@ -196,7 +196,7 @@ def build(phase, reason, message="m"):
 
 
 def observe_build(dep, state):
-    obs = observe(dep, [] if state.phase == "Succeeded" else [Problem(state.reason, state.message)])
+    obs = observe(dep, [] if state.phase == "Succeeded" else [Problem(state.reason, state.summary)])
     obs.build = state
     if dep is not None and state.phase != "Succeeded":
         obs.revision = "v1rev"
@@ -220,6 +220,7 @@ def test_a_failed_build_while_v1_serves_is_degraded_with_a_warning_and_v1_stays(
     assert after["phase"] == "Degraded"
     assert cond(after, "BuildSucceeded")["status"] == "False"
     assert cond(after, "Ready")["reason"] == "BuildFailed"
+    assert "BuildSucceeded condition" in cond(after, "Ready")["message"]  # the log tail is said once
     assert cond(after, "Available")["status"] == "True"
     assert after["currentRevision"] == "v1rev"
     assert transition_event(before, after) == ("Warning", "BuildFailed", "SyntaxError: bad")

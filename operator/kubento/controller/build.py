@@ -44,6 +44,13 @@ class BuildState:
     sha256: Optional[str] = None
     tag: Optional[str] = None
 
+    @property
+    def summary(self) -> str:
+        """One line for Ready/Degraded; BuildSucceeded carries the whole message."""
+        if self.phase == "Failed" and self.job:
+            return f"the build of {self.source} failed (Job {self.job}); the BuildSucceeded condition shows the end of its log"
+        return self.message
+
     def status(self) -> dict[str, Any]:
         out = {"source": self.source, "sourceHash": self.source_hash, "job": self.job}
         if self.phase == "Succeeded":

@@ -244,7 +244,7 @@ def reconcile(body: dict[str, Any], post_event: EventSink) -> dict[str, Any]:
         else:
             bento, build = served_bento(spec, owner)
             if build is not None and build.phase != "Succeeded":
-                problems.insert(0, Problem(build.reason, build.message))
+                problems.insert(0, Problem(build.reason, build.summary))
         if spec.bento.build is None and previous.get("build"):
             delete_builds(owner)  # the source is no longer a build
         if bento is None:

@@ -301,5 +301,8 @@ def transition_event(previous: dict[str, Any], new: dict[str, Any]) -> Optional[
     degraded = next((c for c in new.get("conditions", []) if c.get("type") == "Degraded"), {})
     if new.get("phase") in ("Failed", "Degraded"):
         reason = degraded.get("reason") or new_ready.get("reason", "Failed")
+        build = next((c for c in new.get("conditions", []) if c.get("type") == "BuildSucceeded"), {})
+        if build.get("status") == "False" and build.get("reason") == reason:
+            return "Warning", reason, build.get("message", "")  # with the end of the build log
         return "Warning", reason, degraded.get("message") or new_ready.get("message", "")
     return "Normal", new_ready.get("reason", new.get("phase", "")), new_ready.get("message", "")
