@@ -101,15 +101,11 @@ def model_pod_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
     _pass(namespace, labels[LABEL_MODEL])
 
 
+# A finished build is served (or reported) at once, not at the next resync; a
+# builder pod that cannot pull its image or be scheduled leaves its Job unchanged.
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_BUILD_OF: kopf.PRESENT, "app.kubernetes.io/managed-by": MANAGED_BY})
-def build_job_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
-    # A finished build is served (or reported) at once, not at the next resync.
-    _pass(namespace, labels[LABEL_BUILD_OF])
-
-
 @kopf.on.event("", "v1", "pods", labels={LABEL_BUILD_OF: kopf.PRESENT, "app.kubernetes.io/managed-by": MANAGED_BY})
-def build_pod_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
-    # A builder pod that cannot pull its image or be scheduled leaves the Job unchanged.
+def build_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
     _pass(namespace, labels[LABEL_BUILD_OF])
 
 
