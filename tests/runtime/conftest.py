@@ -2,7 +2,7 @@
 real processes, against a real S3-compatible server (moto, tests/s3server.py),
 a real HTTP server and the real bentoml CLI of this venv. No cluster.
 
-Nothing here skips: a missing bentoml, moto or git fails the tests.
+Nothing here skips: a missing bentoml, moto or dulwich fails the tests.
 """
 
 from __future__ import annotations

@@ -8,8 +8,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.runtime.conftest import BUCKET, PROJECT, Pod, sha256
 from tests.s3server import S3Server
 
@@ -110,58 +108,6 @@ def test_build_upload_with_wrong_credentials(pod: Pod, s3: S3Server) -> None:
                    **s3.env("wrong-key"))
     assert proc.returncode == 1
     assert "check the credentials in the ModelDeployment's build.output.secretRef Secret" in pod.message()
-
-
-@pytest.fixture
-def git_repo(tmp_path: Path) -> tuple[Path, str]:
-    """A repository with the project under sub/ at tag v1 (and commit), then a
-    commit that breaks it (so building HEAD would fail)."""
-    git = shutil.which("git")
-    assert git, "git is needed for these tests"
-    repo = tmp_path / "repo"
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@x", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@x")
-
-    def run(*args: str) -> str:
-        return subprocess.run([git, *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
-
-    shutil.copytree(PROJECT, repo / "sub")
-    run("init", "-q", "-b", "main")
-    run("add", ".")
-    run("commit", "-q", "-m", "v1")
-    run("tag", "v1")
-    commit = run("rev-parse", "HEAD").strip()
-    (repo / "sub" / "service.py").write_text("this is not python\n")
-    run("commit", "-q", "-am", "broken")
-    return repo, commit
-
-
-@pytest.mark.parametrize("ref", ["v1", "commit"])
-def test_build_from_git(pod: Pod, git_repo: tuple[Path, str], ref: str) -> None:
-    repo, commit = git_repo
-    (pod.pvc / "out").mkdir()
-    proc = pod.run("build", KUBENTO_GIT_URL=f"file://{repo}", KUBENTO_GIT_REF=commit if ref == "commit" else ref,
-                   KUBENTO_GIT_PATH="sub", KUBENTO_OUTPUT_URI="pvc://out/x.bento")
-    build_result(pod, proc)
-    assert f"is commit {commit}" in proc.stdout
-
-
-def test_build_from_git_head_is_the_broken_commit(pod: Pod, git_repo: tuple[Path, str]) -> None:
-    repo, _ = git_repo
-    (pod.pvc / "out").mkdir()
-    proc = pod.run("build", KUBENTO_GIT_URL=f"file://{repo}", KUBENTO_GIT_PATH="sub",
-                   KUBENTO_OUTPUT_URI="pvc://out/x.bento")
-    assert proc.returncode == 1
-    assert pod.message().startswith("bentoml build failed"), pod.message()
-
-
-def test_build_from_git_without_git(pod: Pod, tmp_path: Path) -> None:
-    empty = tmp_path / "empty-path"
-    empty.mkdir()
-    proc = pod.run("build", KUBENTO_GIT_URL="https://example.invalid/x.git", KUBENTO_OUTPUT_URI="pvc://out/x.bento",
-                   PATH=str(empty))
-    assert proc.returncode == 1
-    assert pod.message().startswith("git is not installed in this image"), pod.message()
 
 
 def test_build_settings(pod: Pod) -> None:

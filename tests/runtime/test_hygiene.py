@@ -1,5 +1,5 @@
 """The runtime image has only kubento/__init__.py and kubento/runtime/ next
-to bentoml and minio: the runtime package must need nothing else."""
+to bentoml, minio and dulwich: the runtime package must need nothing else."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = ROOT / "operator" / "kubento" / "runtime"
-# minio and what it pulls in (urllib3 is also used directly: minio's HTTP client)
-ALLOWED = {"kubento", "minio", "urllib3", "certifi", "argon2", "_argon2_cffi_bindings", "cffi", "_cffi_backend",
-           "pycparser", "Crypto", "typing_extensions"}
+# minio and dulwich and what they pull in (urllib3 is also used directly: the
+# HTTP client of both)
+ALLOWED = {"kubento", "minio", "dulwich", "urllib3", "certifi", "argon2", "_argon2_cffi_bindings", "cffi",
+           "_cffi_backend", "pycparser", "Crypto", "typing_extensions"}
 FORBIDDEN = {"kopf", "kubernetes", "pydantic", "yaml", "bentoml", "boto3", "botocore", "requests",
              "kubento.api", "kubento.controller", "kubento.builders", "kubento.cli"}
 
 
-def test_sources_import_only_stdlib_minio_and_the_runtime() -> None:
+def test_sources_import_only_stdlib_minio_dulwich_and_the_runtime() -> None:
     for path in sorted(RUNTIME.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
@@ -29,7 +30,7 @@ def test_sources_import_only_stdlib_minio_and_the_runtime() -> None:
                 names = [node.module or ""]
             for name in names:
                 top = name.split(".")[0]
-                ok = top in sys.stdlib_module_names or top in {"minio", "urllib3", "certifi"} \
+                ok = top in sys.stdlib_module_names or top in {"minio", "dulwich", "urllib3", "certifi"} \
                     or name == "kubento.runtime" or name.startswith("kubento.runtime.")
                 assert ok, f"{path.name} imports {name}"
 

@@ -1,9 +1,10 @@
 """The in-pod helper: ``python -m kubento.runtime fetch|serve|build``.
 
 It runs in the runtime image, which holds only ``kubento/__init__.py`` and this
-package next to bentoml and minio: so it imports nothing but the standard
-library and minio (with urllib3, minio's HTTP client), and calls bentoml
-through its CLI. ``kubento build`` / ``kubento push`` reuse it.
+package next to bentoml, minio and dulwich: so it imports nothing but the
+standard library, minio (S3) and dulwich (git; the image has no git binary),
+with urllib3, their HTTP client, and calls bentoml through its CLI.
+``kubento build`` / ``kubento push`` reuse it.
 
 The paths and variables are a contract with the operator's pod builders
 (kubento.builders.bento):
@@ -14,8 +15,9 @@ The paths and variables are a contract with the operator's pod builders
   KUBENTO_TERMINATION_LOG   failure message, build result (default /dev/termination-log)
   $BENTOML_HOME/kubento-bento-tag   name:version, written by fetch, read by serve
   fetch: KUBENTO_ARCHIVE_URI, KUBENTO_ARCHIVE_SHA256 (optional)
-  build: KUBENTO_SOURCE_DIR, or KUBENTO_GIT_URL + KUBENTO_GIT_REF (HEAD) + KUBENTO_GIT_PATH (.)
-         with GIT_USERNAME/GIT_PASSWORD (optional); KUBENTO_OUTPUT_URI (s3:// or pvc://, the full key)
+  build: KUBENTO_SOURCE_DIR, or KUBENTO_GIT_URL (http(s):// or git://; no ssh) + KUBENTO_GIT_REF
+         (branch, tag, full ref or commit id; default HEAD) + KUBENTO_GIT_PATH (.) with
+         GIT_USERNAME/GIT_PASSWORD (optional, https only); KUBENTO_OUTPUT_URI (s3:// or pvc://, the full key)
   s3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL,
       AWS_REGION / AWS_DEFAULT_REGION, AWS_CA_BUNDLE (all optional; no key: anonymous)
   http(s): HTTP_AUTHORIZATION (optional, sent as the Authorization header)
