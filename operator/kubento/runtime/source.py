@@ -274,14 +274,15 @@ def clone(url: str, ref: str, subpath: str, dest: Path) -> Path:
         if target is None and not (_FULL_SHA.match(ref) or _SHORT_SHA.match(ref)):
             raise Failure(f"git: ref {ref} not found in {shown} (branches: {_names(refs, b'refs/heads/')}; "
                           f"tags: {_names(refs, b'refs/tags/')})")
-        if target is None and _SHORT_SHA.match(ref):
+        if target is None and _FULL_SHA.match(ref):
+            target = ref.encode()  # a commit no ref points to is asked for by its id: most servers allow it
+        if target is None:  # an abbreviated commit id
             print(f"git: {ref} is an abbreviated commit id: fetching all branches and tags", flush=True)
             fetched, target = "full", _fetch_all(client, path, repo, refs, ref, shown)
         else:
             fetched = "shallow"
             try:
-                # a commit no ref points to is asked for by its id: most servers allow it
-                _fetch(client, path, repo, [target or ref.encode()], depth=1)
+                _fetch(client, path, repo, [target], depth=1)
             except (GitProtocolError, HangupException) as exc:
                 if isinstance(exc.__cause__, urllib3.exceptions.HTTPError):
                     raise Failure(f"{prefix}: {_explain(exc, shown)}") from exc
