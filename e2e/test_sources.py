@@ -97,7 +97,7 @@ def test_a_wrong_archive_uri_or_credentials_is_named_within_60s(cluster, images,
         assert value not in shown
 
 
-def test_build_from_a_configmap_serves_and_a_broken_build_never_disturbs_it(cluster, images, s3, model):
+def test_build_from_a_configmap_serves_and_a_broken_build_never_disturbs_it(cluster, images, s3, model, request):
     project = f"iris-src-{uuid.uuid4().hex[:5]}"
     put_project(cluster, project, project_files())
     spec = {
@@ -106,6 +106,7 @@ def test_build_from_a_configmap_serves_and_a_broken_build_never_disturbs_it(clus
         "runtimeImage": images["iris"],
     }
     name = model("build", spec)
+    request.addfinalizer(lambda: cluster.kubectl("delete", "configmap", project, "-n", NAMESPACE, "--ignore-not-found", check=False))
     wait_for("phase Building", lambda: md(cluster, name)["status"].get("phase") == "Building", timeout=60, interval=1)
     obj = wait_for("Ready", lambda: ready(cluster, name), timeout=420, interval=1)
     assert condition(obj, "BuildSucceeded")["status"] == "True"

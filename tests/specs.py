@@ -81,6 +81,11 @@ INVALID = [
         {"bento": {"build": {"source": {"configMap": {"name": "p"}}, "output": {"uri": "https://host/built"}}}},
         "spec.bento.build.output.uri",
     ),
+    Invalid(
+        "git-over-ssh",
+        {"bento": {"build": {"source": {"git": {"url": "git@github.com:org/repo.git"}}, "output": {"uri": "s3://b"}}}},
+        "spec.bento.build.source.git.url",
+    ),
     Invalid("bad-sha256", {"bento": {"archive": {"uri": "s3://b/k.bento", "sha256": "abc"}}}, "spec.bento.archive.sha256"),
     Invalid("negative-replicas", with_(VALID_SPEC, replicas=-1), "spec.replicas"),
     Invalid("port-out-of-range", with_(VALID_SPEC, port=70000), "spec.port"),

@@ -170,9 +170,9 @@ class GitProjectSource(Model):
     """A BentoML project in a git repository."""
 
     url: str = Field(
-        pattern=r"^(https?|ssh|git)://[^\s]+$|^[^\s@]+@[^\s:]+:[^\s]+$",
+        pattern=r"^(https?|git)://[^\s]+$",
         max_length=2048,
-        description="Repository URL (https://, ssh://, git:// or user@host:path).",
+        description="Repository URL: https://, http:// or git:// (ssh is not supported; use https with secretRef).",
     )
     ref: str = Field(
         default="HEAD",
