@@ -1,0 +1,193 @@
+"""The rollout state machine, step by step and as a whole (a toy cluster in
+which desired replicas become ready one tick later)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from hypothesis import given, settings, strategies as st
+
+from kubento.rollout.strategy import Observed, Plan, Revision, Step, canary_replicas, plan
+
+
+def observed(**kw) -> Observed:
+    base = dict(strategy="RollingUpdate", replicas=2, stable=Revision(2, 2), candidate=Revision(0, 0),
+                now=100.0, since=100.0, deadline=600.0)
+    base.update(kw)
+    return Observed(**base)
+
+
+# ----------------------------------------------------------- single steps
+
+
+def test_rolling_update_surges_one_pod_and_keeps_stable_until_it_is_ready():
+    p = plan(observed())
+    assert (p.stable, p.candidate, p.service, p.outcome) == (2, 1, "both", "Progressing")
+    p = plan(observed(candidate=Revision(1, 1)))
+    assert (p.stable, p.candidate) == (1, 2)
+    p = plan(observed(stable=Revision(0, 0), candidate=Revision(2, 2)))
+    assert (p.outcome, p.service, p.stable, p.candidate) == ("Promoted", "candidate", 0, 2)
+
+
+def test_one_replica_never_has_zero_ready_pods():
+    p = plan(observed(replicas=1, stable=Revision(1, 1)))
+    assert (p.stable, p.candidate) == (1, 1)  # surge first
+    p = plan(observed(replicas=1, stable=Revision(1, 1), candidate=Revision(1, 0)))
+    assert p.stable == 1
+
+
+def test_canary_weight_is_a_replica_ratio_and_pauses_hold():
+    steps = (Step(25, 60.0), Step(50, 60.0))
+    o = observed(strategy="Canary", replicas=4, stable=Revision(4, 4), steps=steps)
+    p = plan(o)
+    assert (p.stable, p.candidate, p.reason) == (4, 1, "CanaryStep")
+    p = plan(replace(o, candidate=Revision(1, 1)))
+    assert (p.stable, p.candidate) == (3, 1)
+    p = plan(replace(o, stable=Revision(3, 3), candidate=Revision(1, 1)))
+    assert (p.outcome, p.reason, p.step_reached, p.weight) == ("Paused", "CanaryPaused", 100.0, 25)
+    p = plan(replace(o, stable=Revision(3, 3), candidate=Revision(1, 1), step_reached=100.0, now=161.0))
+    assert (p.step, p.candidate, p.since) == (1, 2, 161.0)
+
+
+def test_analysis_gates_every_step_and_no_data_is_never_a_pass():
+    o = observed(strategy="Canary", replicas=4, stable=Revision(3, 3), candidate=Revision(1, 1),
+                 steps=(Step(25),), analysis=True, step_reached=100.0)
+    for verdict in (None, "inconclusive"):
+        p = plan(replace(o, verdict=verdict, verdict_message="only 3 of 20 requests"))
+        assert (p.outcome, p.reason, p.analyze) == ("Paused", "AnalysisInconclusive", True)
+        assert "3 of 20" in p.message
+    p = plan(replace(o, verdict="pass"))
+    assert p.outcome == "Progressing" and p.candidate == 4
+    p = plan(replace(o, verdict="fail", verdict_message="error rate 30% > 5%"))
+    assert (p.outcome, p.reason, p.stable, p.candidate) == ("Progressing", "AnalysisFailed", 4, 1)  # stable first
+    p = plan(replace(o, stable=Revision(4, 4), verdict="fail", verdict_message="error rate 30% > 5%"))
+    assert (p.outcome, p.stable, p.candidate, p.service) == ("RolledBack", 4, 0, "stable")
+    p = plan(replace(o, verdict="inconclusive", now=100.0 + 601))
+    assert (p.reason, p.outcome) == ("AnalysisInconclusive", "Progressing")  # rolling back: restoring stable
+
+
+def test_a_crash_looping_candidate_is_rolled_back_or_held_without_auto_rollback():
+    o = observed(stable=Revision(1, 1), candidate=Revision(1, 0, "crash-looping: exit 1"))
+    p = plan(o)
+    assert (p.outcome, p.reason, p.stable, p.candidate, p.service) == ("Progressing", "CandidateFailed", 2, 1, "stable")
+    p = plan(replace(o, stable=Revision(2, 2)))
+    assert (p.outcome, p.candidate) == ("RolledBack", 0)
+    p = plan(replace(o, auto_rollback=False))
+    assert (p.outcome, p.stable, p.candidate) == ("Failed", 1, 1)
+
+
+def test_the_deadline_counts_from_the_last_progress():
+    o = observed(candidate=Revision(1, 0), since=0.0, now=599.0)
+    assert plan(o).outcome == "Progressing"
+    p = plan(replace(o, now=601.0))
+    assert p.reason == "ProgressDeadlineExceeded" and "600s" in p.message
+
+
+def test_blue_green_switches_only_when_the_new_revision_is_fully_ready():
+    o = observed(strategy="BlueGreen", replicas=2)
+    p = plan(o)
+    assert (p.stable, p.candidate, p.service, p.preview) == (2, 2, "stable", True)
+    p = plan(replace(o, candidate=Revision(2, 1)))
+    assert p.service == "stable"
+    p = plan(replace(o, candidate=Revision(2, 2)))
+    assert (p.service, p.stable) == ("candidate", 2)  # switch first, scale down after
+    p = plan(replace(o, candidate=Revision(2, 2), service="candidate"))
+    assert (p.service, p.stable, p.reason) == ("candidate", 0, "ScalingDownOld")
+    p = plan(replace(o, stable=Revision(0, 0), candidate=Revision(2, 2), service="candidate"))
+    assert p.outcome == "Promoted"
+
+
+def test_manual_promote_skips_steps_and_abort_goes_back():
+    o = observed(strategy="Canary", replicas=4, stable=Revision(3, 3), candidate=Revision(1, 1),
+                 steps=(Step(25, 3600.0), Step(50)), step_reached=100.0)
+    assert plan(o).reason == "CanaryPaused"
+    assert plan(replace(o, promote=True)).candidate == 4
+    p = plan(replace(o, abort=True))
+    assert (p.stable, p.outcome) == (4, "Progressing")
+    assert plan(replace(o, abort=True, stable=Revision(4, 4))).outcome == "Aborted"
+
+
+@given(st.integers(0, 200), st.integers(1, 100))
+def test_canary_replicas_are_at_least_one_and_at_most_all(replicas, weight):
+    n = canary_replicas(replicas, weight)
+    assert n == 0 if replicas == 0 else 1 <= n <= replicas
+    assert n >= replicas * weight / 100 - 1e-9
+
+
+# ------------------------------------------------------- whole rollouts
+
+
+@dataclass
+class Cluster:
+    """Scaling down takes effect at once; new pods are ready a tick later
+    (never, and crash-looping, for a broken candidate)."""
+
+    stable: Revision
+    candidate: Revision
+    broken: bool
+
+    def apply(self, p: Plan) -> None:
+        self.stable = Revision(p.stable, min(self.stable.ready, p.stable))
+        self.candidate = Revision(p.candidate, min(self.candidate.ready, p.candidate), self.candidate.failure)
+
+    def tick(self) -> None:
+        self.stable = Revision(self.stable.desired, self.stable.desired)
+        if self.broken:
+            self.candidate = Revision(self.candidate.desired, 0, "crash-looping" if self.candidate.desired else "")
+        else:
+            self.candidate = Revision(self.candidate.desired, self.candidate.desired)
+
+
+def serving(cluster: Cluster, service: str) -> int:
+    return {"stable": cluster.stable.ready, "candidate": cluster.candidate.ready,
+            "both": cluster.stable.ready + cluster.candidate.ready}[service]
+
+
+def run(strategy, replicas, steps, broken, analysis_verdict, max_ticks=400):
+    cluster = Cluster(Revision(replicas, replicas), Revision(0, 0), broken)
+    o = Observed(strategy=strategy, replicas=replicas, stable=cluster.stable, candidate=cluster.candidate,
+                 now=0.0, since=0.0, deadline=120.0, steps=steps, analysis=analysis_verdict is not None,
+                 verdict=analysis_verdict)
+    history = []
+    for tick in range(max_ticks):
+        p = plan(o)
+        history.append(p)
+        cluster.apply(p)
+        # capacity right after applying the plan, before new pods are ready
+        assert serving(cluster, p.service) >= replicas, (tick, p, cluster)
+        if p.done:
+            return p, history
+        cluster.tick()
+        o = replace(o, stable=cluster.stable, candidate=cluster.candidate, now=o.now + 1,
+                    since=p.since if p.since is not None else o.since, step=p.step,
+                    step_reached=p.step_reached, service=p.service, rollback=p.rollback,
+                    rollback_message=p.rollback_message)
+    raise AssertionError(f"no end after {max_ticks} ticks: {history[-3:]}")
+
+
+STEPS = st.lists(st.integers(1, 99), min_size=0, max_size=4, unique=True).map(
+    lambda ws: tuple(Step(w, p) for w, p in zip(sorted(ws), (0.0, 3.0, None, 5.0))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(strategy=st.sampled_from(["RollingUpdate", "Canary", "BlueGreen"]), replicas=st.integers(1, 12), steps=STEPS)
+def test_healthy_rollouts_end_promoted_and_never_lose_capacity(strategy, replicas, steps):
+    final, history = run(strategy, replicas, steps if strategy == "Canary" else (), broken=False, analysis_verdict=None)
+    assert final.outcome == "Promoted"
+    assert [p.step for p in history] == sorted(p.step for p in history)  # steps only move forward
+
+
+@settings(max_examples=300, deadline=None)
+@given(strategy=st.sampled_from(["RollingUpdate", "Canary", "BlueGreen"]), replicas=st.integers(1, 12), steps=STEPS)
+def test_broken_rollouts_end_rolled_back_with_stable_capacity_intact(strategy, replicas, steps):
+    final, history = run(strategy, replicas, steps if strategy == "Canary" else (), broken=True, analysis_verdict=None)
+    assert final.outcome == "RolledBack" and final.service == "stable"
+    assert (final.stable, final.candidate) == (replicas, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(replicas=st.integers(1, 12), steps=STEPS.filter(bool), verdict=st.sampled_from(["fail", "inconclusive"]))
+def test_canaries_that_fail_or_lack_analysis_data_are_rolled_back(replicas, steps, verdict):
+    final, _ = run("Canary", replicas, steps, broken=False, analysis_verdict=verdict)
+    assert final.outcome == "RolledBack" and (final.stable, final.candidate) == (replicas, 0)
+    assert final.reason == ("AnalysisFailed" if verdict == "fail" else "AnalysisInconclusive")
