@@ -94,3 +94,11 @@ def test_reading_a_job_into_a_build_state():
     assert timed_out.reason == "BuildTimedOut" and "1800" in timed_out.message
     stuck = build_state(CM_BUILD, job(active=1), [pod(waiting="ImagePullBackOff")], *args[1:])
     assert (stuck.phase, stuck.reason) == ("Building", "ImagePullBackOff")
+
+
+def test_build_resources_are_passed_to_the_build_container():
+    build = BuildSource.model_validate({**CM_BUILD.model_dump(by_alias=True, exclude_none=True),
+                                        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}})
+    (c,) = build_job(build, OWNER, "rt:1", "h" * 12)["spec"]["template"]["spec"]["containers"]
+    assert c["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+    assert "resources" not in build_job(CM_BUILD, OWNER, "rt:1", "h" * 12)["spec"]["template"]["spec"]["containers"][0]

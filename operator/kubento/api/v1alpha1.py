@@ -248,6 +248,13 @@ class BuildSource(Model):
     timeout_seconds: int = Field(
         default=1800, ge=60, le=86400, description="A build running longer than this fails."
     )
+    resources: Optional["Resources"] = Field(
+        default=None,
+        description=(
+            "CPU and memory requests and limits of the build pod (needed where a ResourceQuota "
+            "requires them; by default it sets none)."
+        ),
+    )
 
 
 class BentoSource(Model):
@@ -549,3 +556,6 @@ class ModelDeploymentStatus(Model):
     replicas: Optional[int] = Field(default=None, description="Model server pods (all revisions).")
     ready_replicas: Optional[int] = Field(default=None, description="Pods passing their readiness probe.")
     selector: Optional[str] = Field(default=None, description="Label selector of the pods (scale subresource).")
+
+
+BuildSource.model_rebuild()

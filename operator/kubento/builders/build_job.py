@@ -120,6 +120,11 @@ def build_job(build: BuildSource, owner: Owner, runtime_image: str, hash_: str) 
     }
     if build.output.secret_ref:
         container["envFrom"] = secret_env(build.output.secret_ref.name)
+    if build.resources is not None:
+        container["resources"] = {
+            key: {name: str(q) for name, q in getattr(build.resources, key).items()}
+            for key in ("requests", "limits") if getattr(build.resources, key)
+        }
     labels = build_labels(owner, hash_)
     manifest = {
         "apiVersion": "batch/v1",
