@@ -1,0 +1,1 @@
+"""Pure rollout decisions: no I/O."""
