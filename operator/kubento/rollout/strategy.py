@@ -23,7 +23,7 @@ Guarantees (see tests/unit/test_strategy.py):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
 Strategy = Literal["RollingUpdate", "Canary", "BlueGreen"]
