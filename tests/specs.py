@@ -86,6 +86,11 @@ INVALID = [
         {"bento": {"build": {"source": {"git": {"url": "git@github.com:org/repo.git"}}, "output": {"uri": "s3://b"}}}},
         "spec.bento.build.source.git.url",
     ),
+    Invalid(
+        "git-credentials-in-url",
+        {"bento": {"build": {"source": {"git": {"url": "https://user:token@git.local/r.git"}}, "output": {"uri": "s3://b"}}}},
+        "spec.bento.build.source.git.url",
+    ),
     Invalid("bad-sha256", {"bento": {"archive": {"uri": "s3://b/k.bento", "sha256": "abc"}}}, "spec.bento.archive.sha256"),
     Invalid("negative-replicas", with_(VALID_SPEC, replicas=-1), "spec.replicas"),
     Invalid("port-out-of-range", with_(VALID_SPEC, port=70000), "spec.port"),

@@ -3,6 +3,7 @@ Job controller run here: the tests report build Jobs' outcomes themselves
 (the e2e tier runs real builds and real fetches)."""
 
 import datetime
+import time
 
 from kubernetes import client
 
@@ -118,7 +119,8 @@ def test_build_from_a_configmap_builds_once_serves_and_keeps_serving_through_a_f
     assert dep["metadata"]["labels"]["serving.kubento.io/revision"] == v1_revision
     events = get_json(controlplane, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"]
     assert any(e["reason"] == "BuildFailed" and e["type"] == "Warning" for e in events)
-    # It is not retried while the source stays the same.
+    # It is not retried while the source stays the same (through a few resyncs).
+    time.sleep(2 * RESYNC_SECONDS + 1)
     assert sorted(jobs_of(controlplane, namespace, name)) == sorted([v1_job, v2_job])
 
     # Fixed: built and served; the older build Jobs are cleaned up.
@@ -131,3 +133,12 @@ def test_build_from_a_configmap_builds_once_serves_and_keeps_serving_through_a_f
                    ["metadata"]["labels"]["serving.kubento.io/revision"] != v1_revision and d)
     play_deployment_controller(admin, namespace, name)
     wait_for("phase Ready", lambda: md_get(controlplane, namespace, name)["status"].get("phase") == "Ready")
+
+    # The succeeded build is recorded in status: losing its Job rebuilds nothing and changes nothing.
+    revision = get_json(controlplane, "deployment", name, "-n", namespace)["metadata"]["labels"]["serving.kubento.io/revision"]
+    client.BatchV1Api(admin).delete_namespaced_job(v3_job, namespace, propagation_policy="Background")
+    time.sleep(2 * RESYNC_SECONDS + 1)
+    assert jobs_of(controlplane, namespace, name) == []
+    dep = get_json(controlplane, "deployment", name, "-n", namespace)
+    assert dep["metadata"]["labels"]["serving.kubento.io/revision"] == revision
+    assert md_get(controlplane, namespace, name)["status"]["build"]["job"] == v3_job

@@ -2,7 +2,7 @@
 
 from kubento.api.v1alpha1 import BuildSource
 from kubento.builders import Owner
-from kubento.builders.build_job import archive_uri, build_job, job_name, source_hash
+from kubento.builders.build_job import ANNOTATION_ARCHIVE, archive_uri, build_job, job_name, settings_hash, source_hash
 from kubento.builders.meta import LABEL_MODEL
 from kubento.controller.build import build_state
 
@@ -13,7 +13,7 @@ CM_BUILD = BuildSource.model_validate(
 
 
 def job(**status):
-    return {"metadata": {"name": "iris-build-abc"}, "status": status}
+    return {"metadata": {"name": "iris-build-abc", "annotations": {ANNOTATION_ARCHIVE: "s3://x/a.bento"}}, "status": status}
 
 
 def pod(message="", exit_code=None, waiting=None, name="iris-build-abc-x"):
@@ -35,7 +35,7 @@ def test_the_source_hash_follows_content_image_and_output():
 
 def test_the_job_is_unprivileged_runs_once_and_never_gets_service_traffic():
     h = source_hash(CM_BUILD, "rt:1", {"data": {}})
-    j = build_job(CM_BUILD, OWNER, "rt:1", h)
+    j = build_job(CM_BUILD, OWNER, "rt:1", h, "b1d")
     assert j["metadata"]["name"] == job_name(OWNER, h) and len(j["metadata"]["name"]) <= 63
     assert j["metadata"]["ownerReferences"][0]["uid"] == "1234"
     spec = j["spec"]
@@ -43,25 +43,34 @@ def test_the_job_is_unprivileged_runs_once_and_never_gets_service_traffic():
     pod = spec["template"]["spec"]
     assert LABEL_MODEL not in spec["template"]["metadata"]["labels"]  # the Service selects by that label
     assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False  # the project's code gets no API credentials
     (c,) = pod["containers"]
     assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
     env = {e["name"]: e.get("value") for e in c["env"]}
-    assert env["KUBENTO_OUTPUT_URI"] == archive_uri(CM_BUILD, OWNER, h) == f"s3://bento-store/built/models-iris-{h}.bento"
+    assert env["KUBENTO_OUTPUT_URI"] == archive_uri(CM_BUILD, OWNER, h, "b1d") == f"s3://bento-store/built/models-iris-{h}-b1d.bento"
+    assert j["metadata"]["annotations"][ANNOTATION_ARCHIVE] == env["KUBENTO_OUTPUT_URI"]
     assert env["KUBENTO_SOURCE_DIR"] == "/var/lib/kubento/source"
     assert {"name": "source", "configMap": {"name": "iris-src"}} in pod["volumes"]
     assert c["envFrom"] == [{"secretRef": {"name": "s3"}}]
 
 
-def test_long_names_still_make_valid_job_names():
-    owner = Owner(name="m" * 52, namespace="ns", uid="u")
-    assert len(job_name(owner, "0123456789ab")) <= 63
+def test_job_names_are_valid_and_never_shared_between_models():
+    a, b = Owner(name="m" * 52, namespace="ns", uid="u1"), Owner(name="m" * 51 + "x", namespace="ns", uid="u2")
+    assert len(job_name(a, "0123456789ab")) <= 63
+    assert job_name(a, "0123456789ab") != job_name(b, "0123456789ab")
+    assert job_name(a, "0123456789ab") != job_name(Owner(a.name, "ns", "u3"), "0123456789ab")  # recreated model
+
+
+def test_a_new_timeout_or_resources_changes_the_build_settings():
+    longer = BuildSource.model_validate({**CM_BUILD.model_dump(by_alias=True, exclude_none=True), "timeoutSeconds": 3600})
+    assert settings_hash(longer) != settings_hash(CM_BUILD)
 
 
 def test_a_pvc_holding_source_and_output_is_mounted_once_writable():
     build = BuildSource.model_validate(
         {"source": {"pvc": {"claimName": "work", "path": "/projects/iris"}}, "output": {"uri": "pvc://work/bentos"}}
     )
-    pod = build_job(build, OWNER, "rt:1", "h" * 12)["spec"]["template"]["spec"]
+    pod = build_job(build, OWNER, "rt:1", "h" * 12, "b1d")["spec"]["template"]["spec"]
     claims = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
     assert claims == [{"name": claims[0]["name"], "persistentVolumeClaim": {"claimName": "work", "readOnly": False}}]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
@@ -73,32 +82,35 @@ def test_git_credentials_come_from_the_secret_by_reference():
         {"source": {"git": {"url": "https://git.local/ml/iris.git", "ref": "v1", "secretRef": {"name": "git"}}},
          "output": {"uri": "s3://b"}}
     )
-    env = build_job(build, OWNER, "rt:1", "h" * 12)["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = build_job(build, OWNER, "rt:1", "h" * 12, "b1d")["spec"]["template"]["spec"]["containers"][0]["env"]
     by_name = {e["name"]: e for e in env}
     assert by_name["KUBENTO_GIT_REF"]["value"] == "v1"
     assert by_name["GIT_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "git"
 
 
 def test_reading_a_job_into_a_build_state():
-    args = (CM_BUILD, "s3://x/a.bento", "hash")
-    running = build_state(CM_BUILD, job(active=1), [pod()], *args[1:])
+    running = build_state(CM_BUILD, job(active=1), [pod()], "hash")
     assert (running.phase, running.reason) == ("Building", "Building")
     done = build_state(CM_BUILD, job(conditions=[{"type": "Complete", "status": "True"}]),
-                       [pod('{"tag": "iris:v9", "sha256": "' + "c" * 64 + '"}', exit_code=0)], *args[1:])
+                       [pod('{"tag": "iris:v9", "sha256": "' + "c" * 64 + '"}', exit_code=0)], "hash")
     assert (done.phase, done.tag, done.sha256, done.archive) == ("Succeeded", "iris:v9", "c" * 64, "s3://x/a.bento")
+    assert done.status()["sha256"] == "c" * 64  # recorded: served from status even if the Job goes
     failed = build_state(CM_BUILD, job(conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]),
-                         [pod("bentoml build failed (exit 1):\nSyntaxError: invalid syntax", exit_code=1)], *args[1:])
+                         [pod("bentoml build failed (exit 1):\nSyntaxError: invalid syntax", exit_code=1)], "hash")
     assert (failed.phase, failed.reason) == ("Failed", "BuildFailed")
     assert "SyntaxError" in failed.message and "iris-build-abc" in failed.message
-    timed_out = build_state(CM_BUILD, job(conditions=[{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]), [], *args[1:])
+    timed_out = build_state(CM_BUILD, job(conditions=[{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]), [], "hash")
     assert timed_out.reason == "BuildTimedOut" and "1800" in timed_out.message
-    stuck = build_state(CM_BUILD, job(active=1), [pod(waiting="ImagePullBackOff")], *args[1:])
+    stuck = build_state(CM_BUILD, job(active=1), [pod(waiting="ImagePullBackOff")], "hash")
     assert (stuck.phase, stuck.reason) == ("Building", "ImagePullBackOff")
+    no_pod = build_state(CM_BUILD, job(), [], "hash", age_seconds=90)
+    assert (no_pod.phase, no_pod.reason) == ("Building", "BuildPodNotCreated")
+    assert build_state(CM_BUILD, job(), [], "hash", age_seconds=5).reason == "Building"
 
 
 def test_build_resources_are_passed_to_the_build_container():
     build = BuildSource.model_validate({**CM_BUILD.model_dump(by_alias=True, exclude_none=True),
                                         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}})
-    (c,) = build_job(build, OWNER, "rt:1", "h" * 12)["spec"]["template"]["spec"]["containers"]
+    (c,) = build_job(build, OWNER, "rt:1", "h" * 12, "b1d")["spec"]["template"]["spec"]["containers"]
     assert c["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
-    assert "resources" not in build_job(CM_BUILD, OWNER, "rt:1", "h" * 12)["spec"]["template"]["spec"]["containers"][0]
+    assert "resources" not in build_job(CM_BUILD, OWNER, "rt:1", "h" * 12, "b1d")["spec"]["template"]["spec"]["containers"][0]

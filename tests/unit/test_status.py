@@ -247,3 +247,10 @@ def test_a_failing_archive_fetch_is_reported_with_the_fetchers_message():
     (problem,) = pod_problems([pod])
     assert problem.reason == "BentoFetchFailed"
     assert "NoSuchKey" in problem.message and "iris-1" in problem.message
+
+
+def test_status_patch_clears_keys_gone_from_nested_objects():
+    old = {"phase": "Ready", "build": {"sourceHash": "h1", "job": "j1", "archive": "s3://b/h1.bento", "sha256": "a"}}
+    new = {"phase": "Building", "build": {"sourceHash": "h2", "job": "j2"}}
+    patch = status_patch(old, new)
+    assert patch == {"phase": "Building", "build": {"sourceHash": "h2", "job": "j2", "archive": None, "sha256": None}}

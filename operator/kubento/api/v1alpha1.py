@@ -170,9 +170,12 @@ class GitProjectSource(Model):
     """A BentoML project in a git repository."""
 
     url: str = Field(
-        pattern=r"^(https?|git)://[^\s]+$",
+        pattern=r"^(https?|git)://[^\s/@]+(/[^\s]*)?$",
         max_length=2048,
-        description="Repository URL: https://, http:// or git:// (ssh is not supported; use https with secretRef).",
+        description=(
+            "Repository URL: https://, http:// or git:// (ssh is not supported). Credentials go in "
+            "secretRef, never in the URL (it is shown in status and events)."
+        ),
     )
     ref: str = Field(
         default="HEAD",
@@ -530,13 +533,15 @@ class HistoryEntry(Model):
 
 
 class BuildStatus(Model):
-    """The build of the current source."""
+    """The build of the current source. Once it succeeded, its archive is
+    served from here: losing the Job or its pod changes nothing."""
 
     source: str = Field(description="What is built (configMap, pvc or git, and where).")
     source_hash: str = Field(description="Hash of the source's content and build settings.")
     job: str = Field(description="Name of the build Job.")
     archive: Optional[str] = Field(default=None, description="URI of the built archive, once the build succeeded.")
     tag: Optional[str] = Field(default=None, description="BentoML tag of the built bento (name:version).")
+    sha256: Optional[str] = Field(default=None, description="SHA-256 of the built archive; pods check it when they fetch.")
 
 
 class ModelDeploymentStatus(Model):

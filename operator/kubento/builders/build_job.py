@@ -29,6 +29,8 @@ from kubento.builders.validate import validated
 
 LABEL_BUILD_OF = f"{api.GROUP}/build-of"
 LABEL_SOURCE_HASH = f"{api.GROUP}/source-hash"
+ANNOTATION_ARCHIVE = f"{api.GROUP}/archive"  # where this Job writes its archive
+ANNOTATION_SETTINGS = f"{api.GROUP}/build-settings"  # timeout and resources it ran with
 BUILD_CONTAINER = "build"
 SOURCE_VOLUME = "source"
 MAX_NAME = 63  # Job names end up in pod labels
@@ -49,14 +51,22 @@ def source_hash(build: BuildSource, runtime_image: str, content: Optional[dict[s
     )
 
 
+def settings_hash(build: BuildSource) -> str:
+    """What a failed build may be retried with: a new timeout or resources."""
+    return digest({"timeout": build.timeout_seconds, "resources": build.resources.model_dump(mode="json") if build.resources else None})
+
+
 def job_name(owner: Owner, hash_: str) -> str:
-    suffix = f"-build-{hash_[:8]}"
+    # The owner's uid is in the hash: two models whose names share a prefix,
+    # or a model recreated under the same name, never share a Job.
+    suffix = f"-build-{digest([owner.uid, hash_], 8)}"
     return owner.name[: MAX_NAME - len(suffix)] + suffix
 
 
-def archive_uri(build: BuildSource, owner: Owner, hash_: str) -> str:
-    """Where the Job stores the archive of this source version."""
-    return f"{build.output.uri.rstrip('/')}/{owner.namespace}-{owner.name}-{hash_}.bento"
+def archive_uri(build: BuildSource, owner: Owner, hash_: str, build_id: str) -> str:
+    """Where one build stores its archive: unique per build, so a rebuild
+    never overwrites an archive that pods may still fetch."""
+    return f"{build.output.uri.rstrip('/')}/{owner.namespace}-{owner.name}-{hash_}-{build_id}.bento"
 
 
 def build_labels(owner: Owner, hash_: str) -> dict[str, str]:
@@ -96,9 +106,10 @@ def _source(build: BuildSource) -> tuple[list[dict[str, Any]], list[dict[str, An
     return env, [], []
 
 
-def build_job(build: BuildSource, owner: Owner, runtime_image: str, hash_: str) -> dict[str, Any]:
+def build_job(build: BuildSource, owner: Owner, runtime_image: str, hash_: str, build_id: str) -> dict[str, Any]:
     env, volumes, mounts = _source(build)
-    env = runtime_env() + env + [{"name": "KUBENTO_OUTPUT_URI", "value": archive_uri(build, owner, hash_)}]
+    archive = archive_uri(build, owner, hash_, build_id)
+    env = runtime_env() + env + [{"name": "KUBENTO_OUTPUT_URI", "value": archive}]
     volumes = scratch_volumes() + volumes
     mounts = scratch_mounts() + mounts
     if build.output.uri.startswith("pvc://"):
@@ -133,7 +144,11 @@ def build_job(build: BuildSource, owner: Owner, runtime_image: str, hash_: str) 
             "name": job_name(owner, hash_),
             "namespace": owner.namespace,
             "labels": labels,
-            "annotations": {f"{api.GROUP}/source": build.source.describe()},
+            "annotations": {
+                f"{api.GROUP}/source": build.source.describe(),
+                ANNOTATION_ARCHIVE: archive,
+                ANNOTATION_SETTINGS: settings_hash(build),
+            },
             "ownerReferences": [owner.reference()],
         },
         "spec": {
@@ -144,6 +159,8 @@ def build_job(build: BuildSource, owner: Owner, runtime_image: str, hash_: str) 
                 "metadata": {"labels": labels},
                 "spec": {
                     "restartPolicy": "Never",
+                    # The build runs the project's code: no API credentials for it.
+                    "automountServiceAccountToken": False,
                     "securityContext": copy.deepcopy(POD_SECURITY),
                     "containers": [container],
                     "volumes": volumes,

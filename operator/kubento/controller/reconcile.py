@@ -162,7 +162,8 @@ def missing_secret_problem(spec: ModelDeploymentSpec, namespace: str) -> Optiona
     )
 
 
-def served_bento(spec: ModelDeploymentSpec, owner: Owner) -> tuple[Optional[ServedBento], Optional[BuildState]]:
+def served_bento(spec: ModelDeploymentSpec, owner: Owner, recorded_build: Optional[dict[str, Any]] = None
+                 ) -> tuple[Optional[ServedBento], Optional[BuildState]]:
     """What the pods should run; for a build source, only once it is built."""
     if spec.bento.image:
         return ServedBento(spec.bento.image), None
@@ -172,7 +173,7 @@ def served_bento(spec: ModelDeploymentSpec, owner: Owner) -> tuple[Optional[Serv
         secret = archive.secret_ref.name if archive.secret_ref else None
         return ServedBento(runtime, archive_uri=archive.uri, sha256=archive.sha256, secret=secret), None
     assert spec.bento.build is not None
-    state, bento = sync_build(spec.bento.build, owner, runtime)
+    state, bento = sync_build(spec.bento.build, owner, runtime, recorded_build)
     return bento, state
 
 
@@ -242,7 +243,7 @@ def reconcile(body: dict[str, Any], post_event: EventSink) -> dict[str, Any]:
         if missing:
             problems.insert(0, missing)
         else:
-            bento, build = served_bento(spec, owner)
+            bento, build = served_bento(spec, owner, previous.get("build"))
             if build is not None and build.phase != "Succeeded":
                 problems.insert(0, Problem(build.reason, build.summary))
         if spec.bento.build is None and previous.get("build"):

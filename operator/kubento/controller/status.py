@@ -279,12 +279,26 @@ def compute_status(obs: Observed, previous: dict[str, Any], now: str) -> dict[st
 
 
 def status_patch(previous: dict[str, Any], new: dict[str, Any]) -> Optional[dict[str, Any]]:
-    """A JSON merge patch turning ``previous`` into ``new``, or None if equal."""
+    """A JSON merge patch turning ``previous`` into ``new``, or None if equal.
+    Merge patches merge nested objects, so keys gone from a nested object
+    (e.g. build.archive of an older build) are sent as null."""
     previous = previous or {}
     if previous == new:
         return None
-    patch: dict[str, Any] = {k: v for k, v in new.items() if previous.get(k) != v}
-    patch.update({k: None for k in previous if k not in new})
+    return _merge_diff(previous, new)
+
+
+def _merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if before == value:
+            continue
+        if isinstance(value, dict) and isinstance(before, dict):
+            patch[key] = _merge_diff(before, value)
+        else:
+            patch[key] = value
+    patch.update({k: None for k in old if k not in new})
     return patch
 
 
@@ -299,6 +313,8 @@ def transition_event(previous: dict[str, Any], new: dict[str, Any]) -> Optional[
     if (previous or {}).get("phase") == new.get("phase") and old_ready.get("reason") == new_ready.get("reason"):
         return None
     degraded = next((c for c in new.get("conditions", []) if c.get("type") == "Degraded"), {})
+    if new.get("phase") == "Building" and new_ready.get("reason") != "Building":
+        return "Warning", new_ready.get("reason", ""), new_ready.get("message", "")  # a build that is stuck
     if new.get("phase") in ("Failed", "Degraded"):
         reason = degraded.get("reason") or new_ready.get("reason", "Failed")
         build = next((c for c in new.get("conditions", []) if c.get("type") == "BuildSucceeded"), {})

@@ -44,11 +44,19 @@ def bentoml_command() -> list[str]:
     raise Failure(f"bentoml is not installed (no `bentoml` command next to {sys.executable} or on PATH)")
 
 
+_CREDENTIAL = re.compile(r"^(AWS_|GIT_|HTTP_AUTHORIZATION$)")
+
+
 def run(argv: list[str], cwd: Optional[Path] = None, env: Optional[dict[str, str]] = None,
         echo: bool = True) -> tuple[int, list[str]]:
     """Run a command, streaming its output (stdout and stderr merged) to our
     stdout as it comes; return the exit code and the output's last lines."""
     full_env = dict(os.environ if env is None else env)
+    # The project's code runs inside `bentoml build`: it gets no credentials
+    # (the upload is ours), and none of their values can reach the log tail
+    # that becomes the condition and the event.
+    secrets = [v for k, v in full_env.items() if _CREDENTIAL.match(k) and len(v) >= 4]
+    full_env = {k: v for k, v in full_env.items() if not _CREDENTIAL.match(k)}
     # live output, and rich's lines unwrapped (it wraps at 80 columns otherwise)
     full_env.update(PYTHONUNBUFFERED="1", COLUMNS="1000", BENTOML_DO_NOT_TRACK="True")
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -60,6 +68,8 @@ def run(argv: list[str], cwd: Optional[Path] = None, env: Optional[dict[str, str
     assert proc.stdout is not None
     with proc:
         for line in proc.stdout:
+            for value in secrets:
+                line = line.replace(value, "***")
             if echo:
                 sys.stdout.write(line)
                 sys.stdout.flush()
