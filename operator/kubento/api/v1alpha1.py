@@ -229,7 +229,10 @@ class BuildOutput(Model):
     uri: str = Field(
         pattern=r"^(s3|pvc)://[^\s]+$",
         max_length=1024,
-        description="s3://bucket/prefix or pvc://claim-name/directory.",
+        description=(
+            "s3://bucket/prefix or pvc://claim-name/directory. A claim is mounted read-write by the build "
+            "and read-only by every model pod: use ReadWriteMany storage unless all run on one node."
+        ),
     )
     secret_ref: Optional[SecretReference] = Field(
         default=None,
