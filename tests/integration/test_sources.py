@@ -91,6 +91,10 @@ def test_build_from_a_configmap_builds_once_serves_and_keeps_serving_through_a_f
     obj = wait_for("phase Building", lambda: (o := md_get(controlplane, namespace, name)).get("status", {}).get("phase") == "Building" and o)
     assert condition(obj, "BuildSucceeded")["status"] == "Unknown"
     assert obj["status"]["build"]["job"] == v1_job
+    # The Job builds an immutable copy of what was hashed, whatever happens to the ConfigMap.
+    snapshot = wait_for("the source snapshot", lambda: get_json(controlplane, "configmap", f"{v1_job}-source", "-n", namespace))
+    assert snapshot["immutable"] is True and snapshot["data"]["service.py"] == "v1 = 1\n"
+    assert snapshot["metadata"]["ownerReferences"][0]["name"] == v1_job
     assert get_json(controlplane, "deployment", name, "-n", namespace) is None
 
     finish_job(admin, namespace, v1_job, ok=True)

@@ -2,7 +2,15 @@
 
 from kubento.api.v1alpha1 import BuildSource
 from kubento.builders import Owner
-from kubento.builders.build_job import ANNOTATION_ARCHIVE, archive_uri, build_job, job_name, settings_hash, source_hash
+from kubento.builders.build_job import (
+    ANNOTATION_ARCHIVE,
+    archive_uri,
+    build_job,
+    job_name,
+    settings_hash,
+    source_hash,
+    source_snapshot,
+)
 from kubento.builders.meta import LABEL_MODEL
 from kubento.controller.build import build_state
 
@@ -50,7 +58,12 @@ def test_the_job_is_unprivileged_runs_once_and_never_gets_service_traffic():
     assert env["KUBENTO_OUTPUT_URI"] == archive_uri(CM_BUILD, OWNER, h, "b1d") == f"s3://bento-store/built/models-iris-{h}-b1d.bento"
     assert j["metadata"]["annotations"][ANNOTATION_ARCHIVE] == env["KUBENTO_OUTPUT_URI"]
     assert env["KUBENTO_SOURCE_DIR"] == "/var/lib/kubento/source"
-    assert {"name": "source", "configMap": {"name": "iris-src"}} in pod["volumes"]
+    # the build reads an immutable copy of what was hashed, owned by the Job
+    assert {"name": "source", "configMap": {"name": f"{j['metadata']['name']}-source"}} in pod["volumes"]
+    snapshot = source_snapshot({"metadata": {**j["metadata"], "uid": "job-uid"}}, {"data": {"service.py": "x"}, "binaryData": {}})
+    assert snapshot["metadata"]["name"] == f"{j['metadata']['name']}-source" and snapshot["immutable"] is True
+    assert snapshot["metadata"]["ownerReferences"][0]["uid"] == "job-uid"
+    assert snapshot["data"] == {"service.py": "x"} and "binaryData" not in snapshot
     assert c["envFrom"] == [{"secretRef": {"name": "s3"}}]
 
 

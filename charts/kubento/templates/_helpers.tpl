@@ -56,10 +56,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
-# bento.build: hash a ConfigMap project, run and clean up build Jobs.
+# bento.build: hash a ConfigMap project and give its build Job an immutable
+# copy of it; run and clean up build Jobs.
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get]
+  verbs: [get, create]
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, delete]

@@ -83,11 +83,38 @@ def build_labels(owner: Owner, hash_: str) -> dict[str, str]:
     }
 
 
-def _source(build: BuildSource) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+def snapshot_name(job: str) -> str:
+    return f"{job}-source"
+
+
+def source_snapshot(job: dict[str, Any], content: dict[str, Any]) -> dict[str, Any]:
+    """An immutable copy of the ConfigMap content that was hashed, owned by
+    its Job: the build reads exactly what its name promises, even if the
+    user's ConfigMap changes while the pod is pending."""
+    meta = job["metadata"]
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": snapshot_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": dict(meta.get("labels") or {}),
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"]}],
+        },
+        "immutable": True,
+    }
+    if content.get("data"):
+        manifest["data"] = content["data"]
+    if content.get("binaryData"):
+        manifest["binaryData"] = content["binaryData"]
+    return manifest
+
+
+def _source(build: BuildSource, job: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """(env, volumes, mounts) that give the build container its project."""
     src = build.source
     if src.config_map:
-        volume = {"name": SOURCE_VOLUME, "configMap": {"name": src.config_map.name}}
+        volume = {"name": SOURCE_VOLUME, "configMap": {"name": snapshot_name(job)}}
         mount = {"name": SOURCE_VOLUME, "mountPath": SOURCE_DIR, "readOnly": True}
         return [{"name": "KUBENTO_SOURCE_DIR", "value": SOURCE_DIR}], [volume], [mount]
     if src.pvc:
@@ -107,7 +134,7 @@ def _source(build: BuildSource) -> tuple[list[dict[str, Any]], list[dict[str, An
 
 
 def build_job(build: BuildSource, owner: Owner, runtime_image: str, hash_: str, build_id: str) -> dict[str, Any]:
-    env, volumes, mounts = _source(build)
+    env, volumes, mounts = _source(build, job_name(owner, hash_))
     archive = archive_uri(build, owner, hash_, build_id)
     env = runtime_env() + env + [{"name": "KUBENTO_OUTPUT_URI", "value": archive}]
     volumes = scratch_volumes() + volumes

@@ -27,7 +27,9 @@ from kubento.builders.build_job import (
     build_job,
     job_name,
     settings_hash,
+    snapshot_name,
     source_hash,
+    source_snapshot,
 )
 from kubento.builders.meta import Owner
 from kubento.controller import kube
@@ -183,6 +185,10 @@ def sync_build(build: BuildSource, owner: Owner, runtime_image: str,
     if not _controlled_by(job, owner):
         return BuildState("Failed", "ChildConflict", f"Job {name} exists and is not controlled by this ModelDeployment",
                           source=build.source.describe(), source_hash=hash_, job=name), None
+    if content is not None and not (_condition(job, "Complete") or _condition(job, "Failed")):
+        # The Job's pod mounts this copy (it waits until it exists).
+        if kube.get("v1", "ConfigMap", owner.namespace, snapshot_name(name)) is None:
+            kube.create(source_snapshot(job, content))
     pods = kube.list_pods(owner.namespace, f"batch.kubernetes.io/job-name={name}")
     state = build_state(build, job, pods, hash_, _age(job))
     if state.phase != "Succeeded":
