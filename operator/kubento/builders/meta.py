@@ -34,6 +34,11 @@ class Owner:
             "blockOwnerDeletion": True,
         }
 
+    def controls(self, obj: dict[str, Any]) -> bool:
+        """Whether a live object names this ModelDeployment as its controller."""
+        refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+        return any(r.get("uid") == self.uid and r.get("controller") for r in refs)
+
 
 def selector_labels(owner: Owner) -> dict[str, str]:
     """Labels that select a model's pods (stable across revisions)."""

@@ -168,7 +168,7 @@ def sync_build(build: BuildSource, owner: Owner, runtime_image: str,
     name = job_name(owner, hash_)
     job = kube.get("batch/v1", "Job", owner.namespace, name)
     if job is not None and not _usable(job, owner, build):
-        log.info("replacing build Job %s/%s (%s)", owner.namespace, name, "failed with other settings")
+        log.info("replacing build Job %s/%s: it failed with other settings", owner.namespace, name)
         kube.delete("batch/v1", "Job", owner.namespace, name, propagation="Background")
         return BuildState("Building", "Building", f"restarting the build of {build.source.describe()} with the new settings",
                           source=build.source.describe(), source_hash=hash_, job=name), None
@@ -179,10 +179,10 @@ def sync_build(build: BuildSource, owner: Owner, runtime_image: str,
         except ApiException as exc:
             if exc.status in (409, 429) or exc.status >= 500:
                 raise  # transient: the next event or resync retries
-            return BuildState("Failed", "BuildJobRejected", f"the API server refused build Job {name}: {_reason(exc)}",
+            return BuildState("Failed", "BuildJobRejected", f"the API server refused build Job {name}: {kube.rejection(exc)}",
                               source=build.source.describe(), source_hash=hash_, job=name), None
         delete_builds(owner, keep=hash_, unfinished_only=True)  # superseded builds stop
-    if not _controlled_by(job, owner):
+    if not owner.controls(job):
         return BuildState("Failed", "ChildConflict", f"Job {name} exists and is not controlled by this ModelDeployment",
                           source=build.source.describe(), source_hash=hash_, job=name), None
     if content is not None and not (_condition(job, "Complete") or _condition(job, "Failed")):
@@ -197,11 +197,6 @@ def sync_build(build: BuildSource, owner: Owner, runtime_image: str,
     return state, _served(build, runtime_image, state)
 
 
-def _controlled_by(obj: dict[str, Any], owner: Owner) -> bool:
-    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(r.get("uid") == owner.uid and r.get("controller") for r in refs)
-
-
 def _usable(job: dict[str, Any], owner: Owner, build: BuildSource) -> bool:
     """False for a Job to replace: being deleted, or failed with a timeout or
     resources the spec has since changed (a retry the user asked for)."""
@@ -209,14 +204,7 @@ def _usable(job: dict[str, Any], owner: Owner, build: BuildSource) -> bool:
     if meta.get("deletionTimestamp"):
         return False
     ran_with = (meta.get("annotations") or {}).get(ANNOTATION_SETTINGS)
-    return not (_condition(job, "Failed") and _controlled_by(job, owner) and ran_with != settings_hash(build))
-
-
-def _reason(exc: ApiException) -> str:
-    try:
-        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
-    except ValueError:
-        return str(exc.body or exc.reason)
+    return not (_condition(job, "Failed") and owner.controls(job) and ran_with != settings_hash(build))
 
 
 def delete_builds(owner: Owner, keep: Optional[str] = None, unfinished_only: bool = False) -> None:
@@ -224,7 +212,7 @@ def delete_builds(owner: Owner, keep: Optional[str] = None, unfinished_only: boo
     with ``unfinished_only``, only those still running (superseded)."""
     for job in kube.list_objects("batch/v1", "Job", owner.namespace, f"{LABEL_BUILD_OF}={owner.name}"):
         labels = job["metadata"].get("labels") or {}
-        if labels.get(LABEL_SOURCE_HASH) == keep or not _controlled_by(job, owner):
+        if labels.get(LABEL_SOURCE_HASH) == keep or not owner.controls(job):
             continue
         if unfinished_only and (_condition(job, "Complete") or _condition(job, "Failed")):
             continue

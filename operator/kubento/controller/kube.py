@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
 import os
 from typing import Any, Optional
 
@@ -66,6 +67,14 @@ def apply(manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[
         )
         .to_dict()
     )
+
+
+def rejection(exc: ApiException) -> str:
+    """The API server's own message for a refused request."""
+    try:
+        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
+    except ValueError:
+        return str(exc.body or exc.reason)
 
 
 def create(manifest: dict[str, Any]) -> dict[str, Any]:

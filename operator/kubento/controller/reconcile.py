@@ -8,7 +8,6 @@ only if it changed. A pass over an unchanged object makes no write call.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import threading
@@ -104,11 +103,6 @@ def _needs_apply(live: Optional[dict[str, Any]], manifest: dict[str, Any]) -> Op
     return None
 
 
-def _controlled_by(live: dict[str, Any], owner: Owner) -> bool:
-    refs = (live.get("metadata") or {}).get("ownerReferences") or []
-    return any(r.get("uid") == owner.uid and r.get("controller") for r in refs)
-
-
 def _applied_fields(live: dict[str, Any], manager: str) -> dict[str, Any]:
     for entry in (live.get("metadata") or {}).get("managedFields") or []:
         if entry.get("manager") == manager and entry.get("operation") == "Apply":
@@ -128,13 +122,6 @@ def _hand_over_replicas(live: dict[str, Any], manifest: dict[str, Any]) -> None:
          "spec": {"replicas": (live.get("spec") or {}).get("replicas", 1)}},
         field_manager=f"{kube.FIELD_MANAGER}-handover",
     )
-
-
-def _rejection(exc: ApiException) -> str:
-    try:
-        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
-    except ValueError:
-        return str(exc.body or exc.reason)
 
 
 def referenced_secrets(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
@@ -186,7 +173,7 @@ def sync_children(spec: ModelDeploymentSpec, owner: Owner, bento: ServedBento) -
     for manifest in wanted:
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         live = kube.get(manifest["apiVersion"], kind, owner.namespace, name)
-        if live is not None and not _controlled_by(live, owner):
+        if live is not None and not owner.controls(live):
             problems.append(Problem(
                 "ChildConflict",
                 f"{kind} {name} already exists and is not controlled by this ModelDeployment; "
@@ -203,7 +190,7 @@ def sync_children(spec: ModelDeploymentSpec, owner: Owner, bento: ServedBento) -
             except ApiException as exc:
                 if exc.status in (409, 429) or exc.status >= 500:
                     raise  # transient: retried by the next event or resync
-                problems.append(Problem("ApplyFailed", f"the API server rejected {kind} {name}: {_rejection(exc)}"))
+                problems.append(Problem("ApplyFailed", f"the API server rejected {kind} {name}: {kube.rejection(exc)}"))
             else:
                 _seen_generation[_key(manifest)] = (live.get("metadata") or {}).get("generation", 0)
         if kind == "Deployment":
@@ -212,7 +199,7 @@ def sync_children(spec: ModelDeploymentSpec, owner: Owner, bento: ServedBento) -
         if (api_version, kind) in wanted_kinds:
             continue
         live = kube.get(api_version, kind, owner.namespace, owner.name)
-        if live is not None and _controlled_by(live, owner):
+        if live is not None and owner.controls(live):
             log.info("deleting %s %s/%s: no longer wanted", kind, owner.namespace, owner.name)
             kube.delete(api_version, kind, owner.namespace, owner.name)
     return deployment, problems
