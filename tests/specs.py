@@ -136,8 +136,14 @@ INVALID = [
     ),
     Invalid(
         "error-rate-above-1",
-        with_(VALID_SPEC, rollout={"analysis": {"maxErrorRate": 2}}),
+        with_(VALID_SPEC, rollout={"strategy": "Canary", "analysis": {"maxErrorRate": 2}}),
         "spec.rollout.analysis.maxErrorRate",
+    ),
+    Invalid(
+        "analysis-with-rolling-update",
+        with_(VALID_SPEC, rollout={"analysis": {"maxErrorRate": 0.1}}),
+        "spec.rollout.analysis",
+        message="needs strategy Canary or BlueGreen",
     ),
     Invalid("unknown-strategy", with_(VALID_SPEC, rollout={"strategy": "Shadow"}), "spec.rollout.strategy"),
     Invalid(

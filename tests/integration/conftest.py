@@ -158,6 +158,18 @@ def get_json(cp: ControlPlane, *args: str) -> dict[str, Any] | None:
     return helpers.get_json(cp.kubectl, *args)
 
 
+def model_deployments(cp: ControlPlane, namespace: str, name: str, *args: str) -> list[dict[str, Any]]:
+    """The model's revision Deployments, oldest first."""
+    items = get_json(cp, "deployments", "-n", namespace, "-l", f"serving.kubento.io/model-deployment={name}", *args)["items"]
+    return sorted(items, key=lambda d: (d["metadata"]["creationTimestamp"], d["metadata"]["name"]))
+
+
+def newest_deployment(cp: ControlPlane, namespace: str, name: str, *args: str) -> dict[str, Any] | None:
+    """The model's newest revision Deployment (the spec's, in these tests), or None."""
+    items = model_deployments(cp, namespace, name, *args)
+    return items[-1] if items else None
+
+
 def audit_events(cp: ControlPlane, since: int) -> list[dict[str, Any]]:
     """The operator's audited API calls after byte offset ``since``."""
     with open(cp.audit_log, "rb") as fh:

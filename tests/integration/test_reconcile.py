@@ -7,18 +7,41 @@ import time
 from kubernetes import client
 
 from tests.helpers import condition, wait_for, with_ready_reason
-from tests.integration.conftest import OPERATOR_USER, RESYNC_SECONDS, audit_events, get_json
+from tests.integration.conftest import (
+    OPERATOR_USER,
+    RESYNC_SECONDS,
+    audit_events,
+    get_json,
+    newest_deployment,
+    model_deployments,
+)
 from tests.specs import VALID_SPEC
 
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
 def play_deployment_controller(admin, namespace, name, ready=None):
-    """Do what the Deployment controller and kubelets would: report every
-    desired replica of the current generation as updated and ready."""
+    """Do what the Deployment controller and kubelets would, for every
+    revision Deployment of the model: report each desired replica of the
+    current generation as updated and ready."""
     apps = client.AppsV1Api(admin)
-    dep = apps.read_namespaced_deployment(name, namespace)
-    replicas = dep.spec.replicas if ready is None else ready
+    deps = apps.list_namespaced_deployment(namespace, label_selector=f"serving.kubento.io/model-deployment={name}")
+    for dep in deps.items:
+        _report_ready(apps, dep, dep.spec.replicas if ready is None else ready)
+
+
+def settle(controlplane, admin, namespace, name, timeout=30):
+    """Play the Deployment controller until the spec's revision is stable and Ready."""
+    def done():
+        play_deployment_controller(admin, namespace, name)
+        obj = md_get(controlplane, namespace, name)
+        st = obj.get("status", {})
+        ok = st.get("phase") == "Ready" and st.get("stableRevision") == st.get("currentRevision") and not st.get("rollout")
+        return obj if ok else None
+    return wait_for("the rollout to settle", done, timeout=timeout, interval=0.5)
+
+
+def _report_ready(apps, dep, replicas):
     status = {
         "observedGeneration": dep.metadata.generation,
         "replicas": replicas,
@@ -30,7 +53,7 @@ def play_deployment_controller(admin, namespace, name, ready=None):
             {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": "done"},
         ],
     }
-    apps.patch_namespaced_deployment_status(name, namespace, {"status": status})
+    apps.patch_namespaced_deployment_status(dep.metadata.name, dep.metadata.namespace, {"status": status})
 
 
 def md_get(cp, namespace, name):
@@ -48,7 +71,7 @@ def test_create_makes_children_that_match_the_spec(controlplane, namespace, md):
     name = md(spec)
     dep = wait_for(
         "the Deployment",
-        lambda: get_json(controlplane, "deployment", name, "-n", namespace, "--show-managed-fields"),
+        lambda: newest_deployment(controlplane, namespace, name, "--show-managed-fields"),
     )
     svc = wait_for("the Service", lambda: get_json(controlplane, "service", name, "-n", namespace))
     hpa = wait_for("the HPA", lambda: get_json(controlplane, "hpa", name, "-n", namespace))
@@ -64,7 +87,12 @@ def test_create_makes_children_that_match_the_spec(controlplane, namespace, md):
         ref = child["metadata"]["ownerReferences"][0]
         assert (ref["kind"], ref["name"], ref["uid"]) == ("ModelDeployment", name, owner["metadata"]["uid"])
         assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubento"
-    assert svc["spec"]["selector"] == {"serving.kubento.io/model-deployment": name}
+    revision = dep["metadata"]["labels"]["serving.kubento.io/revision"]
+    assert dep["metadata"]["name"] == f"{name}-{revision}"
+    # One Deployment per revision; the Service selects the serving one.
+    assert svc["spec"]["selector"] == {"serving.kubento.io/model-deployment": name, "serving.kubento.io/revision": revision}
+    # The HPA sizes the model as a whole, through its scale subresource.
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "serving.kubento.io/v1alpha1", "kind": "ModelDeployment", "name": name}
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
     assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
     # All of it by server-side apply, under one field manager.
@@ -81,7 +109,7 @@ def test_create_makes_children_that_match_the_spec(controlplane, namespace, md):
 
 def test_status_follows_the_deployment_and_events_mark_transitions(controlplane, admin, namespace, md):
     name = md({**VALID_SPEC, "replicas": 2})
-    wait_for("the Deployment", lambda: get_json(controlplane, "deployment", name, "-n", namespace))
+    wait_for("the Deployment", lambda: newest_deployment(controlplane, namespace, name))
     progressing = wait_for(
         "phase Progressing", lambda: md_get(controlplane, namespace, name) if md_get(controlplane, namespace, name).get("status", {}).get("phase") == "Progressing" else None
     )
@@ -114,9 +142,11 @@ def test_spec_update_updates_children_and_observed_generation(controlplane, admi
     dep = wait_for(
         "the new image",
         lambda: (lambda d: d if d["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.0") else None)(
-            get_json(controlplane, "deployment", name, "-n", namespace)
+            newest_deployment(controlplane, namespace, name)
         ),
     )
+    settle(controlplane, admin, namespace, name)
+    dep = newest_deployment(controlplane, namespace, name)
     assert dep["spec"]["replicas"] == 3
     wait_for("the HPA to go", lambda: get_json(controlplane, "hpa", name, "-n", namespace) is None)
     st = wait_for(
@@ -128,15 +158,17 @@ def test_spec_update_updates_children_and_observed_generation(controlplane, admi
 
     # `kubectl scale` works through the scale subresource.
     controlplane.kubectl("scale", "md", name, "-n", namespace, "--replicas=5")
-    wait_for("5 replicas", lambda: get_json(controlplane, "deployment", name, "-n", namespace)["spec"]["replicas"] == 5)
+    wait_for("5 replicas", lambda: newest_deployment(controlplane, namespace, name)["spec"]["replicas"] == 5)
 
 
 def test_delete_garbage_collects_the_children(controlplane, namespace, md):
     name = md({**VALID_SPEC, "resources": {"requests": {"memory": "64Mi"}}, "autoscaling": {"maxReplicas": 2, "metric": "memory"}})
-    for kind in ("deployment", "service", "hpa"):
+    wait_for("the Deployment", lambda: newest_deployment(controlplane, namespace, name))
+    for kind in ("service", "hpa"):
         wait_for(f"the {kind}", lambda kind=kind: get_json(controlplane, kind, name, "-n", namespace))
     controlplane.kubectl("delete", "md", name, "-n", namespace)
-    for kind in ("deployment", "service", "hpa"):
+    wait_for("the Deployments to be collected", lambda: model_deployments(controlplane, namespace, name) == [], timeout=60)
+    for kind in ("service", "hpa"):
         wait_for(f"the {kind} to be collected", lambda kind=kind: get_json(controlplane, kind, name, "-n", namespace) is None, timeout=60)
 
 
@@ -153,23 +185,23 @@ def test_missing_pull_secret_gives_condition_and_event_then_recovers(controlplan
         lambda: [e for e in get_json(controlplane, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"] if e["reason"] == "SecretNotFound"],
     )
     assert events[0]["type"] == "Warning" and "regcred-missing" in events[0]["message"]
-    assert get_json(controlplane, "deployment", name, "-n", namespace) is None  # nothing half-applied
+    assert newest_deployment(controlplane, namespace, name) is None  # nothing half-applied
 
     # The operator keeps working: other models reconcile...
     other = md(VALID_SPEC)
-    wait_for("another model's Deployment", lambda: get_json(controlplane, "deployment", other, "-n", namespace))
+    wait_for("another model's Deployment", lambda: newest_deployment(controlplane, namespace, other))
     # ...and this one recovers on its own once the Secret exists.
     client.CoreV1Api(admin).create_namespaced_secret(
         namespace,
         {"metadata": {"name": "regcred-missing"}, "type": "kubernetes.io/dockerconfigjson",
          "data": {".dockerconfigjson": "eyJhdXRocyI6e319"}},
     )
-    wait_for("recovery", lambda: get_json(controlplane, "deployment", name, "-n", namespace), timeout=5 * RESYNC_SECONDS + 10)
+    wait_for("recovery", lambda: newest_deployment(controlplane, namespace, name), timeout=5 * RESYNC_SECONDS + 10)
 
 
 def test_resync_of_an_unchanged_object_writes_nothing(controlplane, admin, namespace, md):
     name = md({**VALID_SPEC, "replicas": 1})
-    wait_for("the Deployment", lambda: get_json(controlplane, "deployment", name, "-n", namespace))
+    wait_for("the Deployment", lambda: newest_deployment(controlplane, namespace, name))
     play_deployment_controller(admin, namespace, name)
     wait_for("phase Ready", lambda: md_get(controlplane, namespace, name).get("status", {}).get("phase") == "Ready")
     time.sleep(RESYNC_SECONDS)  # let in-flight passes and event posting settle
@@ -180,11 +212,11 @@ def test_resync_of_an_unchanged_object_writes_nothing(controlplane, admin, names
         e for e in audit_events(controlplane, start)
         if e.get("stage") == "ResponseComplete" and e["user"]["username"] == OPERATOR_USER
         and (e.get("objectRef") or {}).get("namespace") == namespace
-        and name in ((e.get("objectRef") or {}).get("name") or "")
+        and (name in ((e.get("objectRef") or {}).get("name") or "") or name in e.get("requestURI", ""))
     ]
     writes = [(e["verb"], e["objectRef"].get("resource"), e["objectRef"].get("subresource")) for e in calls if e["verb"] in WRITE_VERBS]
-    reads = [e for e in calls if e["verb"] == "get" and e["objectRef"].get("resource") == "deployments"]
-    assert len(reads) >= 3, f"expected several resync passes to read the Deployment, saw {len(reads)}"
+    reads = [e for e in calls if e["verb"] in ("get", "list") and e["objectRef"].get("resource") == "deployments"]
+    assert len(reads) >= 3, f"expected several resync passes to read the Deployments, saw {len(reads)}"
     assert writes == []
 
 
@@ -192,11 +224,13 @@ def test_pod_image_pull_failure_becomes_a_condition_and_event(controlplane, admi
     """No kubelet here: the test creates the model's pod and reports the
     pull failure in its status, as a kubelet would."""
     name = md({"bento": {"image": "registry.local/does-not-exist:1"}})
-    wait_for("the Deployment", lambda: get_json(controlplane, "deployment", name, "-n", namespace))
+    dep = wait_for("the Deployment", lambda: newest_deployment(controlplane, namespace, name))
+    revision = dep["metadata"]["labels"]["serving.kubento.io/revision"]
     core = client.CoreV1Api(admin)
     pod_name = f"{name}-7d9f-abcde"
     core.create_namespaced_pod(namespace, {
-        "metadata": {"name": pod_name, "labels": {"serving.kubento.io/model-deployment": name, "app.kubernetes.io/managed-by": "kubento"}},
+        "metadata": {"name": pod_name, "labels": {"serving.kubento.io/model-deployment": name, "app.kubernetes.io/managed-by": "kubento",
+                                                  "serving.kubento.io/revision": revision}},
         "spec": {"containers": [{"name": "bento", "image": "registry.local/does-not-exist:1"}]},
     })
     core.patch_namespaced_pod_status(pod_name, namespace, {"status": {"containerStatuses": [{
@@ -248,28 +282,33 @@ def test_existing_object_with_the_same_name_is_not_taken_over(controlplane, admi
     assert svc["spec"]["selector"] == {"app": "theirs"} and not svc["metadata"].get("ownerReferences")
 
 
-def test_turning_on_autoscaling_keeps_the_running_replicas(controlplane, namespace, md):
+def test_autoscaling_sizes_the_model_through_its_scale_subresource(controlplane, namespace, md):
     name = md({**VALID_SPEC, "replicas": 3, "resources": {"requests": {"cpu": "100m"}}})
-    wait_for("3 replicas", lambda: (get_json(controlplane, "deployment", name, "-n", namespace) or {}).get("spec", {}).get("replicas") == 3)
+    wait_for("3 replicas", lambda: (newest_deployment(controlplane, namespace, name) or {}).get("spec", {}).get("replicas") == 3)
+    revision = newest_deployment(controlplane, namespace, name)["metadata"]["name"]
     md({**VALID_SPEC, "replicas": 3, "resources": {"requests": {"cpu": "100m"}},
         "autoscaling": {"minReplicas": 1, "maxReplicas": 5}}, name=name)
-    wait_for("the HPA", lambda: get_json(controlplane, "hpa", name, "-n", namespace))
+    hpa = wait_for("the HPA", lambda: get_json(controlplane, "hpa", name, "-n", namespace))
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "ModelDeployment"
     time.sleep(RESYNC_SECONDS)
-    dep = get_json(controlplane, "deployment", name, "-n", namespace, "--show-managed-fields")
-    assert dep["spec"]["replicas"] == 3  # not reset to 1 while the HPA takes over
-    kubento = [m for m in dep["metadata"]["managedFields"] if m["manager"] == "kubento"]
-    assert "f:replicas" not in kubento[0]["fieldsV1"]["f:spec"]
+    dep = newest_deployment(controlplane, namespace, name)
+    assert (dep["metadata"]["name"], dep["spec"]["replicas"]) == (revision, 3)  # same revision, same size
+    # What the HPA does: write the model's scale subresource, within [min, max].
+    controlplane.kubectl("scale", "md", name, "-n", namespace, "--replicas=4")
+    wait_for("4 replicas", lambda: newest_deployment(controlplane, namespace, name)["spec"]["replicas"] == 4)
+    controlplane.kubectl("scale", "md", name, "-n", namespace, "--replicas=9")
+    wait_for("5 replicas (maxReplicas)", lambda: newest_deployment(controlplane, namespace, name)["spec"]["replicas"] == 5)
 
 
 def test_changes_made_by_others_to_the_deployment_are_reverted(controlplane, admin, namespace, md):
     name = md(VALID_SPEC)
-    wait_for("the Deployment", lambda: get_json(controlplane, "deployment", name, "-n", namespace))
+    dep = wait_for("the Deployment", lambda: newest_deployment(controlplane, namespace, name))
     client.AppsV1Api(admin).patch_namespaced_deployment(
-        name, namespace, {"spec": {"template": {"spec": {"containers": [{"name": "bento", "image": "someone/else:1"}]}}}}
+        dep["metadata"]["name"], namespace, {"spec": {"template": {"spec": {"containers": [{"name": "bento", "image": "someone/else:1"}]}}}}
     )
     wait_for(
         "the image to be reverted",
-        lambda: get_json(controlplane, "deployment", name, "-n", namespace)["spec"]["template"]["spec"]["containers"][0]["image"]
+        lambda: newest_deployment(controlplane, namespace, name)["spec"]["template"]["spec"]["containers"][0]["image"]
         == VALID_SPEC["bento"]["image"],
         timeout=3 * RESYNC_SECONDS + 10,
     )

@@ -8,7 +8,7 @@ import time
 from kubernetes import client
 
 from tests.helpers import condition, wait_for, with_ready_reason
-from tests.integration.conftest import RESYNC_SECONDS, get_json
+from tests.integration.conftest import RESYNC_SECONDS, get_json, newest_deployment
 from tests.integration.test_reconcile import md_get, play_deployment_controller
 
 SECRET = "store-credentials"
@@ -65,10 +65,10 @@ def test_archive_source_fetches_in_an_init_container_and_names_a_missing_secret(
     name = md(spec)
     obj = wait_for("SecretNotFound", lambda: with_ready_reason(md_get(controlplane, namespace, name), "SecretNotFound"))
     assert "archive-creds (bento.archive.secretRef)" in condition(obj, "Ready")["message"]
-    assert get_json(controlplane, "deployment", name, "-n", namespace) is None
+    assert newest_deployment(controlplane, namespace, name) is None
 
     client.CoreV1Api(admin).create_namespaced_secret(namespace, {"metadata": {"name": "archive-creds"}, "stringData": {"AWS_ACCESS_KEY_ID": "k"}})
-    dep = wait_for("the Deployment", lambda: get_json(controlplane, "deployment", name, "-n", namespace), timeout=3 * RESYNC_SECONDS + 10)
+    dep = wait_for("the Deployment", lambda: newest_deployment(controlplane, namespace, name), timeout=3 * RESYNC_SECONDS + 10)
     pod = dep["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["fetch-bento"]
     assert pod["initContainers"][0]["envFrom"] == [{"secretRef": {"name": "archive-creds"}}]
@@ -95,10 +95,10 @@ def test_build_from_a_configmap_builds_once_serves_and_keeps_serving_through_a_f
     snapshot = wait_for("the source snapshot", lambda: get_json(controlplane, "configmap", f"{v1_job}-source", "-n", namespace))
     assert snapshot["immutable"] is True and snapshot["data"]["service.py"] == "v1 = 1\n"
     assert snapshot["metadata"]["ownerReferences"][0]["name"] == v1_job
-    assert get_json(controlplane, "deployment", name, "-n", namespace) is None
+    assert newest_deployment(controlplane, namespace, name) is None
 
     finish_job(admin, namespace, v1_job, ok=True)
-    dep = wait_for("the Deployment", lambda: get_json(controlplane, "deployment", name, "-n", namespace))
+    dep = wait_for("the Deployment", lambda: newest_deployment(controlplane, namespace, name))
     fetch = dep["spec"]["template"]["spec"]["initContainers"][0]
     uri = next(e["value"] for e in fetch["env"] if e["name"] == "KUBENTO_ARCHIVE_URI")
     assert uri.startswith(f"s3://bento-store/built/{namespace}-{name}-") and uri.endswith(".bento")
@@ -119,7 +119,7 @@ def test_build_from_a_configmap_builds_once_serves_and_keeps_serving_through_a_f
     assert condition(obj, "BuildSucceeded")["status"] == "False"
     assert condition(obj, "Available")["status"] == "True"
     assert obj["status"]["currentRevision"] == v1_revision
-    dep = get_json(controlplane, "deployment", name, "-n", namespace)
+    dep = newest_deployment(controlplane, namespace, name)
     assert dep["metadata"]["labels"]["serving.kubento.io/revision"] == v1_revision
     events = get_json(controlplane, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"]
     assert any(e["reason"] == "BuildFailed" and e["type"] == "Warning" for e in events)
@@ -133,16 +133,16 @@ def test_build_from_a_configmap_builds_once_serves_and_keeps_serving_through_a_f
                       timeout=3 * RESYNC_SECONDS + 10)[0]
     finish_job(admin, namespace, v3_job, ok=True)
     wait_for("old build Jobs deleted", lambda: jobs_of(controlplane, namespace, name) == [v3_job])
-    dep = wait_for("the v3 Deployment", lambda: (d := get_json(controlplane, "deployment", name, "-n", namespace))
+    dep = wait_for("the v3 Deployment", lambda: (d := newest_deployment(controlplane, namespace, name))
                    ["metadata"]["labels"]["serving.kubento.io/revision"] != v1_revision and d)
     play_deployment_controller(admin, namespace, name)
     wait_for("phase Ready", lambda: md_get(controlplane, namespace, name)["status"].get("phase") == "Ready")
 
     # The succeeded build is recorded in status: losing its Job rebuilds nothing and changes nothing.
-    revision = get_json(controlplane, "deployment", name, "-n", namespace)["metadata"]["labels"]["serving.kubento.io/revision"]
+    revision = newest_deployment(controlplane, namespace, name)["metadata"]["labels"]["serving.kubento.io/revision"]
     client.BatchV1Api(admin).delete_namespaced_job(v3_job, namespace, propagation_policy="Background")
     time.sleep(2 * RESYNC_SECONDS + 1)
     assert jobs_of(controlplane, namespace, name) == []
-    dep = get_json(controlplane, "deployment", name, "-n", namespace)
+    dep = newest_deployment(controlplane, namespace, name)
     assert dep["metadata"]["labels"]["serving.kubento.io/revision"] == revision
     assert md_get(controlplane, namespace, name)["status"]["build"]["job"] == v3_job

@@ -44,7 +44,11 @@ def test_image_bento_gets_deployment_and_service_owned_by_the_model():
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "kubento"
         assert meta["labels"]["app.kubernetes.io/instance"] == "iris"
     svc = kids["Service"]["spec"]
-    assert svc["selector"] == {LABEL_MODEL: "iris"}
+    rev = kids["Deployment"]["metadata"]["labels"][LABEL_REVISION]
+    assert kids["Deployment"]["metadata"]["name"] == f"iris-{rev}"
+    # Revisions never share pods; the Service selects the serving revision.
+    assert kids["Deployment"]["spec"]["selector"]["matchLabels"] == {LABEL_MODEL: "iris", LABEL_REVISION: rev}
+    assert svc["selector"] == {LABEL_MODEL: "iris", LABEL_REVISION: rev}
     assert svc["ports"][0]["targetPort"] == "http"
 
 
@@ -80,13 +84,14 @@ def test_zero_downtime_rolling_update():
     assert strategy["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
 
 
-def test_cpu_autoscaling_makes_an_hpa_and_leaves_replicas_to_it():
-    kids = children(FULL_SPEC)
+def test_cpu_autoscaling_makes_an_hpa_that_sizes_the_model_as_a_whole():
+    kids = children({**FULL_SPEC, "replicas": 9})
     hpa = kids["HorizontalPodAutoscaler"]["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 5)
     assert hpa["metrics"][0]["resource"] == {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}
-    assert hpa["scaleTargetRef"]["name"] == "iris"
-    assert "replicas" not in kids["Deployment"]["spec"]
+    # The ModelDeployment's scale subresource, not one revision's Deployment.
+    assert hpa["scaleTargetRef"] == {"apiVersion": "serving.kubento.io/v1alpha1", "kind": "ModelDeployment", "name": "iris"}
+    assert kids["Deployment"]["spec"]["replicas"] == 5  # spec.replicas, kept within [min, max]
 
 
 def test_the_server_listens_on_spec_port_and_user_env_follows():

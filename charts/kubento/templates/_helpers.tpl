@@ -41,6 +41,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
+# Older revisions are resized without touching their templates.
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [patch]
 - apiGroups: [""]
   resources: [services]
   verbs: [get, create, patch, delete]

@@ -31,6 +31,8 @@ PRINTER_COLUMNS = [
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Revision", "type": "string", "jsonPath": ".status.currentRevision"},
+    {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision", "priority": 1},
+    {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight", "priority": 1},
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
     {"name": "Available", "type": "integer", "jsonPath": ".status.readyReplicas", "priority": 1},
     {"name": "URL", "type": "string", "jsonPath": ".status.url"},

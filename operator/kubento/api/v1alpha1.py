@@ -378,10 +378,21 @@ class Analysis(Model):
     """Health checks on the new revision, from its BentoML metrics. A failed
     check rolls back when autoRollback is true."""
 
-    max_error_rate: float = Field(default=0.05, ge=0, le=1, description="Largest share of 5xx responses (0-1).")
-    max_latency_p95: Optional[Duration] = Field(default=None, description="Largest 95th percentile latency, e.g. 500ms.")
-    min_requests: int = Field(default=20, ge=0, description="Requests needed before a verdict.")
-    interval: Duration = Field(default="30s", description="How often metrics are checked.")
+    max_error_rate: float = Field(
+        default=0.05, ge=0, le=1, description="Largest share of 5xx responses of the new revision (0-1)."
+    )
+    max_latency_p95: Optional[Duration] = Field(
+        default=None, description="Largest 95th percentile latency of the new revision, e.g. 500ms."
+    )
+    min_requests: int = Field(
+        default=20,
+        ge=0,
+        description="Requests the new revision must answer in a step before a verdict; fewer is never a pass.",
+    )
+    interval: Duration = Field(
+        default="30s",
+        description="How often the new revision's /metrics are read; a verdict covers the whole step so far.",
+    )
 
 
 class Rollout(Model):
@@ -400,21 +411,50 @@ class Rollout(Model):
                 "step weights must be strictly ascending",
                 ".steps",
             ),
+            cel(
+                "!has(self.analysis) || self.strategy != 'RollingUpdate'",
+                "analysis needs strategy Canary or BlueGreen (a rolling update has no step to judge)",
+                ".analysis",
+            ),
         )
     )
 
     strategy: Literal["RollingUpdate", "Canary", "BlueGreen"] = Field(
-        default="RollingUpdate", description="RollingUpdate, Canary or BlueGreen."
+        default="RollingUpdate",
+        description=(
+            "RollingUpdate: the new revision's pods replace the old ones one at a time, old pods go only as new "
+            "ones become Ready. Canary: the new revision gets steps[].weight percent of the replicas (the "
+            "Service selects both), each step held for its pause and, with analysis, until its metrics pass. "
+            "BlueGreen: the new revision starts in full behind the <name>-preview Service; the main Service "
+            "switches once it is Ready."
+        ),
     )
     steps: list[RolloutStep] = Field(
         default_factory=list, max_length=20, description="Canary steps, weights strictly ascending."
     )
     analysis: Optional[Analysis] = Field(default=None, description="Automatic checks of the new revision.")
     progress_deadline_seconds: int = Field(
-        default=600, ge=10, le=86400, description="Seconds a new revision may take to become ready before it fails."
+        default=600,
+        ge=10,
+        le=86400,
+        description=(
+            "Seconds a new revision (or a canary step) may take to become ready, and an analysis to reach a "
+            "verdict, before the rollout fails."
+        ),
     )
-    auto_rollback: bool = Field(default=True, description="Return to the stable revision when the new one fails.")
-    revision_history_limit: int = Field(default=10, ge=0, le=100, description="Old revisions kept in status.history.")
+    auto_rollback: bool = Field(
+        default=True,
+        description=(
+            "Return to the stable revision when the new one crash-loops, cannot pull its image, misses "
+            "progressDeadlineSeconds or fails analysis. Off: the rollout holds where it is."
+        ),
+    )
+    revision_history_limit: int = Field(
+        default=10,
+        ge=0,
+        le=100,
+        description="Old revisions kept in status.history; their Deployments stay, scaled to 0, for kubento rollback.",
+    )
 
     @model_validator(mode="after")
     def _steps(self) -> "Rollout":
@@ -423,6 +463,8 @@ class Rollout(Model):
         weights = [s.weight for s in self.steps]
         if any(a >= b for a, b in zip(weights, weights[1:])):
             raise ValueError("step weights must be strictly ascending")
+        if self.analysis is not None and self.strategy == "RollingUpdate":
+            raise ValueError("analysis needs strategy Canary or BlueGreen (a rolling update has no step to judge)")
         return self
 
 
@@ -527,12 +569,33 @@ class Condition(Model):
 
 
 class HistoryEntry(Model):
-    """A revision that ran."""
+    """A revision that ran (``kubento history``)."""
 
+    number: int = Field(default=0, description="Increasing number of the rollout (kubento rollback --to-revision N).")
     revision: str = Field(description="Revision hash.")
     bento: str = Field(description="The bento it served (image, archive URI or build source).")
-    time: str = Field(description="When it was recorded (RFC 3339).")
-    outcome: str = Field(description="Succeeded, RolledBack, Failed or Superseded.")
+    time: str = Field(description="When the outcome was recorded (RFC 3339).")
+    outcome: str = Field(description="Progressing, Serving, Superseded, RolledBack or Aborted.")
+    reason: Optional[str] = Field(default=None, description="Why it was rolled back or aborted, in one word.")
+    message: str = Field(default="", description="Why it was rolled back or aborted.")
+
+
+class RolloutStatus(Model):
+    """A rollout under way: what the operator must remember across passes
+    and restarts."""
+
+    revision: str = Field(description="The new revision being rolled out.")
+    strategy: str = Field(description="RollingUpdate, Canary or BlueGreen.")
+    step: int = Field(default=0, description="Index of the current canary step.")
+    since: str = Field(description="When the current wait began: the rollout's start or the last step (RFC 3339).")
+    step_reached: Optional[str] = Field(default=None, description="When the current step's replicas were first ready.")
+    service: Literal["stable", "both", "candidate"] = Field(
+        default="stable", description="Which revisions the Service selects: stable, both or candidate."
+    )
+    promoted: Optional[bool] = Field(default=None, description="kubento promote was asked: steps and analysis are skipped.")
+    rollback: Optional[str] = Field(default=None, description="Reason of a rollback under way.")
+    rollback_message: Optional[str] = Field(default=None, description="Why the rollback started.")
+    analysis: Optional[str] = Field(default=None, description="The last analysis verdict, e.g. error rate 2.0% <= 5.0%.")
 
 
 class BuildStatus(Model):
@@ -557,8 +620,15 @@ class ModelDeploymentStatus(Model):
     observed_generation: Optional[int] = Field(default=None, description="The spec generation last acted on.")
     current_revision: Optional[str] = Field(default=None, description="Revision the operator is rolling out or running.")
     stable_revision: Optional[str] = Field(default=None, description="Last revision that became Ready.")
-    canary_weight: Optional[int] = Field(default=None, description="Percent of replicas on the new revision.")
-    history: list[HistoryEntry] = Field(default_factory=list, description="Revisions that ran, newest last.")
+    canary_weight: Optional[int] = Field(default=None, description="Percent of ready replicas on the new revision.")
+    rollout: Optional[RolloutStatus] = Field(default=None, description="The rollout under way, if any.")
+    failed_revision: Optional[str] = Field(
+        default=None,
+        description="Revision last rolled back or aborted; the same spec is not retried until it changes.",
+    )
+    history: list[HistoryEntry] = Field(
+        default_factory=list, description="Revisions that ran, newest last (bounded by rollout.revisionHistoryLimit)."
+    )
     build: Optional[BuildStatus] = Field(default=None, description="The build of the current source (bento.build).")
     url: Optional[str] = Field(default=None, description="In-cluster URL of the model's Service.")
     replicas: Optional[int] = Field(default=None, description="Model server pods (all revisions).")

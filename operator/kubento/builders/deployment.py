@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from kubento.api.v1alpha1 import ModelDeploymentSpec
@@ -15,6 +16,8 @@ from kubento.builders.bento import (
     fetch_container,
 )
 from kubento.builders.meta import (
+    ANNOTATION_BENTO,
+    ANNOTATION_SPEC,
     LABEL_REVISION,
     Owner,
     common_labels,
@@ -136,16 +139,43 @@ def revision(spec: ModelDeploymentSpec, bento: ServedBento) -> str:
     )
 
 
-def desired_replicas(spec: ModelDeploymentSpec) -> int | None:
-    """Replicas to write on the Deployment; None when an HPA owns the field."""
-    if spec.autoscaling is None:
+def model_replicas(spec: ModelDeploymentSpec) -> int:
+    """How many pods the model should have in all. With autoscaling, the
+    HPA (or kubento's autoscaler) sizes the ModelDeployment itself through
+    its scale subresource (spec.replicas), kept within [minReplicas, maxReplicas]."""
+    scaling = spec.autoscaling
+    if scaling is None:
         return spec.replicas
-    if spec.autoscaling.metric in ("cpu", "memory"):
-        return None
-    return spec.autoscaling.min_replicas  # kubento's own autoscaler is not implemented yet
+    if scaling.metric in ("cpu", "memory"):
+        return min(max(spec.replicas, scaling.min_replicas), scaling.max_replicas)
+    return scaling.min_replicas  # kubento's own autoscaler is not implemented yet
 
 
-def deployment(spec: ModelDeploymentSpec, owner: Owner, bento: ServedBento) -> dict[str, Any]:
+def deployment_name(owner: Owner, rev: str) -> str:
+    """One Deployment per revision (model names are at most 52 characters)."""
+    return f"{owner.name}-{rev}"
+
+
+def spec_snapshot(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
+    """The pod-shaping part of the spec that made a revision, kept on its
+    Deployment so `kubento rollback` can put it back. A build is recorded as
+    the archive it produced: rolling back never rebuilds."""
+    out = spec.model_dump(by_alias=True, exclude_none=True, mode="json",
+                          exclude={"replicas", "autoscaling", "rollout"})
+    if spec.bento.build is not None and bento.archive_uri:
+        archive: dict[str, Any] = {"uri": bento.archive_uri}
+        if bento.sha256:
+            archive["sha256"] = bento.sha256
+        if bento.secret:
+            archive["secretRef"] = {"name": bento.secret}
+        out["bento"] = {"archive": archive}
+    return out
+
+
+def deployment(spec: ModelDeploymentSpec, owner: Owner, bento: ServedBento, replicas: int,
+               name: str | None = None) -> dict[str, Any]:
+    """The Deployment of the revision ``spec`` and ``bento`` make, at ``replicas``.
+    Its selector includes the revision, so revisions never share pods."""
     rev = revision(spec, bento)
     pod_labels = {**spec.pod_labels, **common_labels(owner), LABEL_REVISION: rev}
     pod_annotations = {
@@ -155,22 +185,22 @@ def deployment(spec: ModelDeploymentSpec, owner: Owner, bento: ServedBento) -> d
         "prometheus.io/path": "/metrics",
     }
     dep_spec: dict[str, Any] = {
-        "selector": {"matchLabels": selector_labels(owner)},
+        "replicas": replicas,
+        "selector": {"matchLabels": {**selector_labels(owner), LABEL_REVISION: rev}},
+        # A revision's template never changes (a change is a new revision);
+        # this only matters when someone else edits it and kubento reverts.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
-        "revisionHistoryLimit": min(spec.rollout.revision_history_limit, 10),
+        "revisionHistoryLimit": 1,
         "template": {
             "metadata": {"labels": pod_labels, "annotations": pod_annotations},
             "spec": pod_spec(spec, bento),
         },
     }
-    replicas = desired_replicas(spec)
-    if replicas is not None:
-        dep_spec["replicas"] = replicas
-    manifest = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": object_meta(owner, owner.name, {LABEL_REVISION: rev}),
-        "spec": dep_spec,
+    meta = object_meta(owner, name or deployment_name(owner, rev), {LABEL_REVISION: rev})
+    meta["annotations"] = {
+        ANNOTATION_SPEC: json.dumps(spec_snapshot(spec, bento), sort_keys=True, separators=(",", ":")),
+        ANNOTATION_BENTO: bento.describe(),
     }
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": dep_spec}
     return validated(with_applied_hash(manifest))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from kubento.api import v1alpha1 as api
 from kubento.api.v1alpha1 import ModelDeploymentSpec
 from kubento.builders.meta import Owner, object_meta, with_applied_hash
 from kubento.builders.validate import validated
@@ -21,7 +22,9 @@ def horizontal_pod_autoscaler(spec: ModelDeploymentSpec, owner: Owner) -> Option
         "kind": "HorizontalPodAutoscaler",
         "metadata": object_meta(owner, owner.name),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
+            # The model as a whole (its scale subresource), not one revision's
+            # Deployment: rollouts split the count between revisions.
+            "scaleTargetRef": {"apiVersion": f"{api.GROUP}/{api.VERSION}", "kind": api.KIND, "name": owner.name},
             "minReplicas": scaling.min_replicas,
             "maxReplicas": scaling.max_replicas,
             "metrics": [

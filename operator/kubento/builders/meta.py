@@ -13,6 +13,11 @@ MANAGED_BY = "kubento"
 LABEL_MODEL = f"{api.GROUP}/model-deployment"
 LABEL_REVISION = f"{api.GROUP}/revision"
 ANNOTATION_APPLIED_HASH = f"{api.GROUP}/applied-hash"
+ANNOTATION_SPEC = f"{api.GROUP}/spec"  # on a revision's Deployment: the spec that made it
+ANNOTATION_BENTO = f"{api.GROUP}/bento"  # on a revision's Deployment: what it serves
+# On the ModelDeployment, set by `kubento promote|abort` to the revision they apply to.
+ANNOTATION_PROMOTE = f"{api.GROUP}/promote"
+ANNOTATION_ABORT = f"{api.GROUP}/abort"
 COMPONENT = "model-server"
 
 
@@ -81,6 +86,10 @@ def with_applied_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     meta = manifest["metadata"]
     meta.setdefault("annotations", {})[ANNOTATION_APPLIED_HASH] = digest(manifest, 16)
     return manifest
+
+
+def preview_name(owner: Owner) -> str:
+    return f"{owner.name}-preview"
 
 
 def service_url(owner: Owner) -> str:

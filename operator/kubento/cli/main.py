@@ -1,6 +1,8 @@
 """The ``kubento`` command: ``kubento run`` (the operator), ``kubento crds``,
 and, for ML engineers, ``kubento build`` / ``kubento push`` (a ``.bento``
-archive for ``bento.archive``; they reuse the in-pod helper kubento.runtime)."""
+archive for ``bento.archive``; they reuse the in-pod helper kubento.runtime)
+and ``kubento history|rollback|promote|abort`` (kubento.cli.rollout; also
+``kubectl kubento ...``)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+from kubento.cli import rollout
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -119,7 +123,9 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kubento", description="Serve BentoML models on Kubernetes.")
+    # Installed twice: `kubento ...` and, as a kubectl plugin, `kubectl kubento ...`.
+    prog = "kubectl kubento" if Path(sys.argv[0]).name == "kubectl-kubento" else "kubento"
+    p = argparse.ArgumentParser(prog=prog, description="Serve BentoML models on Kubernetes.")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the operator")
@@ -156,6 +162,8 @@ def parser() -> argparse.ArgumentParser:
         "--endpoint-url", help="an S3-compatible endpoint, http(s)://host:port (default: AWS_ENDPOINT_URL, else AWS)"
     )
     push.set_defaults(func=_push)
+
+    rollout.register(sub)  # history, rollback, promote, abort
     return p
 
 

@@ -7,7 +7,9 @@
   drives ours);
 - a periodic resync of every known ModelDeployment, which reverts changes
   others made to its Deployment or HPA spec and notices conditions that
-  resolve by themselves (a Secret that appears later).
+  resolve by themselves (a Secret that appears later);
+- while a rollout is under way, a pass every ROLLOUT_TICK seconds: pauses,
+  deadlines and analysis intervals end without any watch event.
 
 Only watch-event handlers are used: kopf's change handlers and timers would
 add annotations and a finalizer, and a finalizer would block deleting models
@@ -31,11 +33,14 @@ from kubento.controller import kube
 from kubento.controller.reconcile import reconcile_named
 
 RESYNC_SECONDS = float(os.environ.get("KUBENTO_RESYNC_SECONDS", "30"))
+ROLLOUT_TICK = 2.0
 
 log = logging.getLogger("kubento")
 
 # ModelDeployments seen in the watched namespaces: what the resync walks.
 _known: set[tuple[str, str]] = set()
+# Those with a rollout under way: passed every ROLLOUT_TICK seconds.
+_rolling: set[tuple[str, str]] = set()
 
 
 @kopf.on.startup()
@@ -74,17 +79,23 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
 
 def _pass(namespace: str, name: str) -> None:
     try:
-        reconcile_named(namespace, name)
+        status = reconcile_named(namespace, name)
     except ApiException as exc:
         # Retried by the next event or resync: never a tight loop.
         log.warning("reconcile of %s/%s failed (retry within %ss): %s %s",
                     namespace, name, RESYNC_SECONDS, exc.status, exc.reason)
+        return
+    if status and status.get("rollout"):
+        _rolling.add((namespace, name))
+    else:
+        _rolling.discard((namespace, name))
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
 def model_deployment_event(type: str, namespace: str, name: str, **_: Any) -> None:
     if type == "DELETED":
         _known.discard((namespace, name))
+        _rolling.discard((namespace, name))
         return
     _known.add((namespace, name))
     _pass(namespace, name)
@@ -110,9 +121,13 @@ def build_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
 
 
 async def _resync_forever() -> None:
+    last = asyncio.get_running_loop().time()
     while True:
-        await asyncio.sleep(RESYNC_SECONDS)
-        for namespace, name in sorted(_known):
+        await asyncio.sleep(ROLLOUT_TICK)
+        due = asyncio.get_running_loop().time() - last >= RESYNC_SECONDS
+        if due:
+            last = asyncio.get_running_loop().time()
+        for namespace, name in sorted(_known if due else _rolling & _known):
             try:
                 await asyncio.to_thread(_pass, namespace, name)
             except Exception:  # noqa: BLE001 - the loop must outlive any one object

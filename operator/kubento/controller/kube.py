@@ -102,6 +102,14 @@ def delete(api_version: str, kind: str, namespace: str, name: str, propagation: 
         pass
 
 
+def scale_deployment(namespace: str, name: str, replicas: int) -> None:
+    """Resize a Deployment through its scale subresource: the rest of its
+    spec (an older revision's template) is left exactly as it is."""
+    client.AppsV1Api(api_client()).patch_namespaced_deployment_scale(
+        name, namespace, {"spec": {"replicas": replicas}}, field_manager=FIELD_MANAGER
+    )
+
+
 def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
     pods = client.CoreV1Api(api_client()).list_namespaced_pod(namespace, label_selector=selector)
     return [api_client().sanitize_for_serialization(p) for p in pods.items]

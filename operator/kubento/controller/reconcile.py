@@ -1,8 +1,10 @@
 """One reconcile pass over a ModelDeployment.
 
-Level-triggered and idempotent: read the world, apply only children whose
-applied-hash differs, delete children no longer wanted, then write status
-only if it changed. A pass over an unchanged object makes no write call.
+Level-triggered and idempotent: read the world (the bento to serve, every
+revision's Deployment and pods, an analysis verdict), decide the rollout's
+next step (a pure function), apply what differs (controller.children), then
+write status only if it changed. A pass over an unchanged object makes no
+write call.
 """
 
 from __future__ import annotations
@@ -11,28 +13,31 @@ import datetime
 import logging
 import os
 import threading
+import time
 from typing import Any, Callable, Optional
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from kubento.api import v1alpha1 as api
 from kubento.api.v1alpha1 import ModelDeploymentSpec
-from kubento.builders import Owner, desired_children
+from kubento.builders import Owner
 from kubento.builders.bento import DEFAULT_RUNTIME_IMAGE, ServedBento
-from kubento.builders.children import MANAGED_KINDS
-from kubento.builders.deployment import revision
-from kubento.builders.meta import ANNOTATION_APPLIED_HASH, LABEL_REVISION, selector_string, service_url
-from kubento.controller import kube
+from kubento.builders.deployment import model_replicas, revision
+from kubento.builders.meta import ANNOTATION_ABORT, ANNOTATION_PROMOTE, selector_string, service_url
+from kubento.controller import analysis, children, kube
 from kubento.controller.build import BuildState, delete_builds, sync_build
 from kubento.controller.status import (
     Observed,
     Problem,
+    RolloutView,
     compute_status,
     merge_conditions,
+    pod_problems,
     status_patch,
-    transition_event,
+    transition_events,
 )
+from kubento.rollout.analysis import Verdict
+from kubento.rollout.revisions import Decision, decide
 
 log = logging.getLogger("kubento.reconcile")
 
@@ -66,62 +71,7 @@ def unsupported(spec: ModelDeploymentSpec) -> list[Problem]:
                 blocking=False,
             )
         )
-    if spec.rollout.strategy != "RollingUpdate" or spec.rollout.analysis is not None:
-        problems.append(
-            Problem(
-                "NotImplemented",
-                f"rollout strategy {spec.rollout.strategy}"
-                + (" with analysis" if spec.rollout.analysis else "")
-                + " is not implemented yet; new revisions replace old ones by a rolling update",
-                blocking=False,
-            )
-        )
     return problems
-
-
-# Generation of each child as kubento last applied or saw it: a different
-# generation with the same applied-hash means someone else changed the spec.
-_seen_generation: dict[tuple[str, str, str], int] = {}
-
-
-def _key(manifest: dict[str, Any]) -> tuple[str, str, str]:
-    return manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-
-
-def _needs_apply(live: Optional[dict[str, Any]], manifest: dict[str, Any]) -> Optional[str]:
-    """Why ``manifest`` must be applied over ``live``, or None."""
-    if live is None:
-        return "missing"
-    meta = live.get("metadata") or {}
-    if meta.get("deletionTimestamp"):
-        return "being deleted"
-    if (meta.get("annotations") or {}).get(ANNOTATION_APPLIED_HASH) != manifest["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]:
-        return "spec changed"
-    seen = _seen_generation.setdefault(_key(manifest), meta.get("generation", 0))
-    if seen != meta.get("generation", 0):
-        return "changed by someone else"
-    return None
-
-
-def _applied_fields(live: dict[str, Any], manager: str) -> dict[str, Any]:
-    for entry in (live.get("metadata") or {}).get("managedFields") or []:
-        if entry.get("manager") == manager and entry.get("operation") == "Apply":
-            return entry.get("fieldsV1") or {}
-    return {}
-
-
-def _hand_over_replicas(live: dict[str, Any], manifest: dict[str, Any]) -> None:
-    """Switching to an HPA: kubento stops applying spec.replicas. Left alone,
-    server-side apply would drop the field (back to 1 replica) before the HPA
-    acts; another field manager keeps the live count until the HPA owns it."""
-    if "replicas" in manifest["spec"] or "f:replicas" not in _applied_fields(live, kube.FIELD_MANAGER).get("f:spec", {}):
-        return
-    kube.apply(
-        {"apiVersion": manifest["apiVersion"], "kind": manifest["kind"],
-         "metadata": {"name": manifest["metadata"]["name"], "namespace": manifest["metadata"]["namespace"]},
-         "spec": {"replicas": (live.get("spec") or {}).get("replicas", 1)}},
-        field_manager=f"{kube.FIELD_MANAGER}-handover",
-    )
 
 
 def referenced_secrets(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
@@ -164,48 +114,63 @@ def served_bento(spec: ModelDeploymentSpec, owner: Owner, recorded_build: Option
     return bento, state
 
 
-def sync_children(spec: ModelDeploymentSpec, owner: Owner, bento: ServedBento) -> tuple[Optional[dict[str, Any]], list[Problem]]:
-    """Apply what differs, delete what is no longer wanted. Returns the live
-    Deployment and the problems that stopped a child from being applied."""
-    wanted = desired_children(spec, owner, bento)
-    wanted_kinds = {(m["apiVersion"], m["kind"]) for m in wanted}
-    deployment, problems = None, []
-    for manifest in wanted:
-        kind, name = manifest["kind"], manifest["metadata"]["name"]
-        live = kube.get(manifest["apiVersion"], kind, owner.namespace, name)
-        if live is not None and not owner.controls(live):
-            problems.append(Problem(
-                "ChildConflict",
-                f"{kind} {name} already exists and is not controlled by this ModelDeployment; "
-                "kubento leaves it alone (delete or rename it)",
-            ))
-            continue
-        why = _needs_apply(live, manifest)
-        if why:
-            log.info("applying %s %s/%s (%s)", kind, owner.namespace, name, why)
-            try:
-                if live is not None and kind == "Deployment":
-                    _hand_over_replicas(live, manifest)
-                live = kube.apply(manifest)
-            except ApiException as exc:
-                if exc.status in (409, 429) or exc.status >= 500:
-                    raise  # transient: retried by the next event or resync
-                problems.append(Problem("ApplyFailed", f"the API server rejected {kind} {name}: {kube.rejection(exc)}"))
-            else:
-                _seen_generation[_key(manifest)] = (live.get("metadata") or {}).get("generation", 0)
-        if kind == "Deployment":
-            deployment = live
-    for api_version, kind in MANAGED_KINDS:
-        if (api_version, kind) in wanted_kinds:
-            continue
-        live = kube.get(api_version, kind, owner.namespace, owner.name)
-        if live is not None and owner.controls(live):
-            log.info("deleting %s %s/%s: no longer wanted", kind, owner.namespace, owner.name)
-            kube.delete(api_version, kind, owner.namespace, owner.name)
-    return deployment, problems
+def _flag(body: dict[str, Any], annotation: str, rev: Optional[str]) -> bool:
+    """`kubento promote|abort` name the revision they are meant for: a
+    leftover annotation never acts on a later rollout."""
+    return rev is not None and ((body["metadata"].get("annotations") or {}).get(annotation) == rev)
 
 
-def reconcile(body: dict[str, Any], post_event: EventSink) -> dict[str, Any]:
+def _verdict(spec: ModelDeploymentSpec, owner: Owner, previous: dict[str, Any], revisions: children.Revisions) -> Optional[Verdict]:
+    state = previous.get("rollout") or {}
+    stable = previous.get("stableRevision")
+    if spec.rollout.analysis is None or not state.get("stepReached") or state.get("rollback"):
+        return None
+    key = (owner.namespace, owner.name, state["revision"], state.get("step", 0))
+    return analysis.judge(key, spec.rollout.analysis, spec.port,
+                          revisions.pods.get(state["revision"], []), revisions.pods.get(stable, []))
+
+
+def observe(spec: ModelDeploymentSpec, generation: int, owner: Owner, rev: Optional[str], problems: list[Problem],
+            build: Optional[BuildState], decision: Decision, revisions: children.Revisions) -> Observed:
+    """What status is computed from: the serving revision's Deployment and
+    pods when nothing rolls out, and the rollout's plan when something does."""
+    rolling = decision.plan is not None and not decision.plan.done
+    if rolling:
+        shown = decision.rollout["revision"]
+    elif rev is not None and rev != decision.stable and rev == decision.failed:
+        shown = decision.stable  # rolled back: the stable revision serves
+    else:
+        shown = rev if rev in revisions.deployments else decision.stable
+    failed_entry = None
+    if rev is not None and rev == decision.failed and rev != decision.stable:
+        failed_entry = next((h for h in decision.history if h["revision"] == rev), {"revision": rev})
+    deps = revisions.deployments.values()
+    return Observed(
+        spec=spec,
+        generation=generation,
+        revision=rev,
+        url=service_url(owner),
+        selector=selector_string(owner),
+        deployment=revisions.deployments.get(shown) if shown else None,
+        problems=problems,
+        pods=revisions.pods.get(shown, []) if shown else [],
+        build=build,
+        rollout=RolloutView(
+            plan=decision.plan if rolling else None,
+            stable=decision.stable,
+            candidate=(decision.rollout or {}).get("revision"),
+            rolled_back=failed_entry,
+            pods=sum((d.get("status") or {}).get("replicas", 0) for d in deps),
+            ready=sum((d.get("status") or {}).get("readyReplicas", 0) for d in deps),
+            stable_problems=pod_problems(revisions.pods.get(decision.stable, [])) if rolling and decision.stable else [],
+            record={"stableRevision": decision.stable, "rollout": decision.rollout,
+                    "failedRevision": decision.failed, "history": decision.history,
+                    "canaryWeight": decision.weight},
+        ),
+    )
+
+
+def reconcile(body: dict[str, Any], post_event: EventSink, clock: Callable[[], float] = time.time) -> dict[str, Any]:
     """Bring the children and status of one ModelDeployment in line with its
     spec. Returns the status it stored (or found current)."""
     meta = body["metadata"]
@@ -235,27 +200,27 @@ def reconcile(body: dict[str, Any], post_event: EventSink) -> dict[str, Any]:
                 problems.insert(0, Problem(build.reason, build.summary))
         if spec.bento.build is None and previous.get("build"):
             delete_builds(owner)  # the source is no longer a build
-        if bento is None:
-            deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
-        else:
-            deployment, rejected = sync_children(spec, owner, bento)
-            problems = rejected + problems
-        pods = kube.list_pods(owner.namespace, selector_string(owner)) if deployment is not None else []
-        observed = Observed(
-            spec=spec,
-            generation=generation,
-            revision=revision(spec, bento) if bento else None,
-            url=service_url(owner),
-            selector=selector_string(owner),
-            deployment=deployment,
-            problems=problems,
-            pods=pods,
-            build=build,
+        rev = revision(spec, bento) if bento else None
+        revisions = children.observe_revisions(owner)
+        candidate = rev if rev != previous.get("stableRevision") else None
+        decision = decide(
+            revision=rev,
+            bento=bento.describe() if bento else "",
+            rollout=spec.rollout,
+            replicas=model_replicas(spec),
+            previous=previous,
+            seen=revisions.seen(),
+            now=clock(),
+            verdict=_verdict(spec, owner, previous, revisions),
+            promote=_flag(body, ANNOTATION_PROMOTE, candidate),
+            abort=_flag(body, ANNOTATION_ABORT, candidate),
         )
-        if bento is None and deployment is not None:
-            # Still serving the last applied revision; say which.
-            labels = (deployment.get("metadata") or {}).get("labels") or {}
-            observed.revision = labels.get(LABEL_REVISION, observed.revision)
+        for note in decision.notes:
+            log.info("%s/%s: %s", owner.namespace, owner.name, note)
+        if decision.replicas or decision.delete:
+            problems = children.apply_decision(spec, owner, bento, rev, decision, revisions) + problems
+        observed = observe(spec, generation, owner, rev or previous.get("currentRevision"), problems, build,
+                           decision, revisions)
         new = compute_status(observed, previous, now())
         _store(owner, previous, new, post_event)
         return new
@@ -269,8 +234,8 @@ def reconcile_named(namespace: str, name: str) -> Optional[dict[str, Any]]:
         if body is None or body["metadata"].get("deletionTimestamp"):
             with _locks_guard:
                 _locks.pop((namespace, name), None)
-            for key in [k for k in _seen_generation if k[1:] == (namespace, name)]:
-                _seen_generation.pop(key, None)
+            children.forget(namespace, name)
+            analysis.forget(namespace, name)
             return None
 
         def post(type_: str, reason: str, message: str) -> None:
@@ -284,6 +249,5 @@ def _store(owner: Owner, previous: dict[str, Any], new: dict[str, Any], post_eve
     if patch is None:
         return
     kube.patch_status(owner.namespace, owner.name, patch)
-    event = transition_event(previous, new)
-    if event is not None:
+    for event in transition_events(previous, new):
         post_event(*event)

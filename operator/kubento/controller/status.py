@@ -16,6 +16,7 @@ from kubento.builders.bento import FETCH_CONTAINER
 
 if TYPE_CHECKING:
     from kubento.controller.build import BuildState
+    from kubento.rollout.strategy import Plan
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,20 @@ class Problem:
     reason: str
     message: str
     blocking: bool = True
+
+
+@dataclass
+class RolloutView:
+    """The revisions' side of one pass (kubento.rollout.revisions.decide)."""
+
+    plan: Optional["Plan"]  # a rollout under way; None when settled
+    stable: Optional[str]
+    candidate: Optional[str]
+    rolled_back: Optional[dict[str, Any]]  # history entry of the spec's revision, when it was rolled back
+    pods: int  # all revisions
+    ready: int
+    stable_problems: list[Problem] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)  # status fields the decision owns
 
 
 @dataclass
@@ -41,6 +56,7 @@ class Observed:
     problems: list[Problem] = field(default_factory=list)
     pods: list[dict[str, Any]] = field(default_factory=list)
     build: Optional["BuildState"] = None  # bento.build only
+    rollout: Optional[RolloutView] = None  # None: status without revisions (unit tests of serving alone)
 
 
 # Container waiting reasons that mean the pod will not start on its own.
@@ -166,6 +182,49 @@ def desired_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _serving_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
+    view = obs.rollout
+    if view is None:
+        return _deployment_conditions(obs)
+    if view.plan is not None:
+        return _rolling_conditions(obs, view, view.plan)
+    phase, conditions = _deployment_conditions(obs)
+    entry = view.rolled_back
+    if entry is None:
+        return phase, conditions + [_cond("RolledBack", False, "AsExpected", "")]
+    aborted = entry.get("outcome") == "Aborted"
+    cause = entry.get("message") or entry.get("reason") or ""
+    text = (f"revision {entry['revision']} was {'aborted' if aborted else 'rolled back'}"
+            f"{': ' + cause if cause else ''}; revision {view.stable} serves. "
+            "Change the spec to roll out again")
+    replace = {
+        "Ready": _cond("Ready", False, "RolledBack", text),
+        "Progressing": _cond("Progressing", False, "RolledBack", text),
+        "Degraded": _cond("Degraded", True, "RolledBack", text),
+    }
+    rolled_back = _cond("RolledBack", True, entry.get("reason") or ("Aborted" if aborted else "RolledBack"), text)
+    return "RolledBack", [replace.get(c["type"], c) for c in conditions] + [rolled_back]
+
+
+def _rolling_conditions(obs: Observed, view: RolloutView, plan: "Plan") -> tuple[str, list[dict[str, Any]]]:
+    """A rollout under way: the stable revision serves (alone or with the
+    new one); the plan says where it stands."""
+    label = f"revision {view.candidate} ({obs.spec.rollout.strategy}): {plan.message}"
+    available = _cond("Available", view.ready > 0, "ReplicasAvailable" if view.ready else "NoReplicasAvailable",
+                      f"{view.ready} replicas ready across revisions")
+    quiet = _cond("RolledBack", False, "AsExpected", "")
+    if plan.outcome == "Failed":  # autoRollback off: holding
+        return "Degraded", [_cond("Ready", False, plan.reason, label), available,
+                            _cond("Progressing", False, plan.reason, label),
+                            _cond("Degraded", True, plan.reason, label), quiet]
+    reason = "RollingBack" if plan.rollback else plan.reason
+    problems = view.stable_problems + [p for p in obs.problems]
+    degraded = (_cond("Degraded", True, problems[0].reason, _joined(problems)) if problems
+                else _cond("Degraded", False, "AsExpected", ""))
+    return "Progressing", [_cond("Ready", False, reason, label), available,
+                           _cond("Progressing", True, reason, label), degraded, quiet]
+
+
+def _deployment_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
     """Phase and Ready/Available/Progressing/Degraded.
 
     Ready: the current spec is rolled out and at least one replica serves.
@@ -250,28 +309,33 @@ def merge_conditions(
 
 
 def compute_status(obs: Observed, previous: dict[str, Any], now: str) -> dict[str, Any]:
-    """The whole status to store. Fields this pass has no opinion on (history,
-    stableRevision) are carried over from ``previous``."""
+    """The whole status to store. Without a rollout view (unit tests of
+    serving alone), history and stableRevision are carried over."""
     phase, conditions = desired_conditions(obs)
     state = rollout_state(obs.deployment) if obs.deployment is not None else None
-    status = {k: v for k, v in (previous or {}).items() if k in ("history", "stableRevision", "canaryWeight")}
+    view = obs.rollout
+    if view is None:
+        status = {k: v for k, v in (previous or {}).items() if k in ("history", "stableRevision", "canaryWeight")}
+    else:
+        status = {k: v for k, v in view.record.items() if v not in (None, [])}
     status.update(
         {
             "phase": phase,
             "conditions": merge_conditions((previous or {}).get("conditions", []), conditions, obs.generation, now),
             "observedGeneration": obs.generation,
-            "replicas": state.replicas if state else 0,
-            "readyReplicas": state.ready if state else 0,
+            "replicas": view.pods if view else (state.replicas if state else 0),
+            "readyReplicas": view.ready if view else (state.ready if state else 0),
             "selector": obs.selector,
         }
     )
-    if obs.revision and obs.deployment is not None:
+    if obs.revision and (obs.deployment is not None or view is not None and view.plan is not None):
         status["currentRevision"] = obs.revision
-        if next(c for c in conditions if c["type"] == "Ready")["status"] == "True":
+        ready = next(c for c in conditions if c["type"] == "Ready")["status"] == "True"
+        if view is None and ready:
             status["stableRevision"] = obs.revision
     elif (previous or {}).get("currentRevision"):
         status["currentRevision"] = previous["currentRevision"]
-    if obs.deployment is not None:
+    if obs.deployment is not None or view is not None and view.pods:
         status["url"] = obs.url
     if obs.build is not None:
         status["build"] = obs.build.status()
@@ -302,6 +366,25 @@ def _merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
+def transition_events(previous: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Events for a pass: a rollout starting, a promotion, and a phase or
+    Ready reason change (:func:`transition_event`)."""
+    previous = previous or {}
+    events = []
+    before, after = (previous.get("rollout") or {}).get("revision"), (new.get("rollout") or {}).get("revision")
+    if after and after != before:
+        events.append(("Normal", "RolloutStarted",
+                       f"rolling out revision {after} ({new['rollout'].get('strategy', '')}) "
+                       f"replacing {new.get('stableRevision')}"))
+    old_stable, new_stable = previous.get("stableRevision"), new.get("stableRevision")
+    if old_stable and new_stable and new_stable != old_stable:
+        events.append(("Normal", "Promoted", f"revision {new_stable} serves all traffic (replaced {old_stable})"))
+    event = transition_event(previous, new)
+    if event is not None:
+        events.append(event)
+    return events
+
+
 def transition_event(previous: dict[str, Any], new: dict[str, Any]) -> Optional[tuple[str, str, str]]:
     """(type, reason, message) of the event to post when the phase or the
     Ready condition's reason changed; None otherwise."""
@@ -315,6 +398,9 @@ def transition_event(previous: dict[str, Any], new: dict[str, Any]) -> Optional[
     degraded = next((c for c in new.get("conditions", []) if c.get("type") == "Degraded"), {})
     if new.get("phase") == "Building" and new_ready.get("reason") != "Building":
         return "Warning", new_ready.get("reason", ""), new_ready.get("message", "")  # a build that is stuck
+    if new.get("phase") == "RolledBack":
+        rolled = next((c for c in new.get("conditions", []) if c.get("type") == "RolledBack"), {})
+        return "Warning", "Aborted" if rolled.get("reason") == "Aborted" else "RolledBack", rolled.get("message", "")
     if new.get("phase") in ("Failed", "Degraded"):
         reason = degraded.get("reason") or new_ready.get("reason", "Failed")
         build = next((c for c in new.get("conditions", []) if c.get("type") == "BuildSucceeded"), {})

@@ -1,0 +1,180 @@
+"""Rollouts against a real API server: one Deployment per revision, the
+Service moving between them, history, rollback, promote and abort. No
+kubelet here: the test reports pods ready (or crash-looping) as one would."""
+
+import os
+import subprocess
+import sys
+import time
+
+from kubernetes import client
+
+from tests.helpers import condition, wait_for
+from tests.integration.conftest import RESYNC_SECONDS, get_json, model_deployments
+from tests.integration.test_reconcile import md_get, play_deployment_controller, settle
+from tests.specs import VALID_SPEC
+
+REVISION = "serving.kubento.io/revision"
+
+
+def kubento(controlplane, *args, check=True):
+    """The CLI as a user runs it (`kubento ...` or `kubectl kubento ...`)."""
+    env = {**os.environ, "KUBECONFIG": str(controlplane.admin_kubeconfig)}
+    proc = subprocess.run([sys.executable, "-m", "kubento.cli.main", *args], env=env, capture_output=True, text=True, timeout=60)
+    assert not check or proc.returncode == 0, proc.stderr
+    return proc
+
+
+def status(controlplane, namespace, name):
+    return md_get(controlplane, namespace, name).get("status", {})
+
+
+def replicas_by_revision(controlplane, namespace, name):
+    return {d["metadata"]["labels"][REVISION]: d["spec"]["replicas"] for d in model_deployments(controlplane, namespace, name)}
+
+
+def service_selector(controlplane, namespace, name):
+    return get_json(controlplane, "service", name, "-n", namespace)["spec"]["selector"]
+
+
+def events(controlplane, namespace, name, reason):
+    items = get_json(controlplane, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"]
+    return [e for e in items if e["reason"] == reason]
+
+
+def crash_loop(admin, namespace, name, revision):
+    """A pod of ``revision`` whose container keeps exiting, as a kubelet reports it."""
+    core = client.CoreV1Api(admin)
+    pod = f"{name}-{revision}-crash"
+    core.create_namespaced_pod(namespace, {
+        "metadata": {"name": pod, "labels": {"serving.kubento.io/model-deployment": name, REVISION: revision,
+                                             "app.kubernetes.io/managed-by": "kubento"}},
+        "spec": {"containers": [{"name": "bento", "image": "registry.local/iris:broken"}]},
+    })
+    core.patch_namespaced_pod_status(pod, namespace, {"status": {"containerStatuses": [{
+        "name": "bento", "image": "registry.local/iris:broken", "imageID": "", "ready": False, "restartCount": 3,
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}},
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+    }]}})
+    return pod
+
+
+def deploy_v1(controlplane, admin, namespace, md, spec):
+    name = md(spec)
+    wait_for("the v1 Deployment", lambda: model_deployments(controlplane, namespace, name))
+    v1 = settle(controlplane, admin, namespace, name)["status"]["stableRevision"]
+    return name, v1
+
+
+def test_rolling_update_moves_traffic_revision_by_revision_and_records_history(controlplane, admin, namespace, md):
+    spec = {**VALID_SPEC, "replicas": 2}
+    name, v1 = deploy_v1(controlplane, admin, namespace, md, spec)
+    assert service_selector(controlplane, namespace, name) == {"serving.kubento.io/model-deployment": name, REVISION: v1}
+
+    md({**spec, "env": [{"name": "MODEL_VERSION", "value": "2"}]}, name=name)
+    st = wait_for("a rollout", lambda: (s := status(controlplane, namespace, name)).get("rollout") and s)
+    v2 = st["rollout"]["revision"]
+    assert v2 != v1 and st["currentRevision"] == v2 and st["stableRevision"] == v1
+    # One new pod at a time; v1 keeps both until v2 pods are ready; the Service selects both.
+    wait_for("v2 surging by one", lambda: replicas_by_revision(controlplane, namespace, name) == {v1: 2, v2: 1})
+    assert service_selector(controlplane, namespace, name) == {"serving.kubento.io/model-deployment": name}
+    assert st["phase"] == "Progressing"
+
+    done = settle(controlplane, admin, namespace, name)
+    assert done["status"]["stableRevision"] == v2
+    assert replicas_by_revision(controlplane, namespace, name) == {v1: 0, v2: 2}  # v1 kept for rollback
+    assert service_selector(controlplane, namespace, name)[REVISION] == v2
+    assert [(h["number"], h["revision"], h["outcome"]) for h in done["status"]["history"]] == [
+        (1, v1, "Superseded"), (2, v2, "Serving")]
+    assert wait_for("a RolloutStarted event", lambda: events(controlplane, namespace, name, "RolloutStarted"))
+    assert wait_for("a Promoted event", lambda: events(controlplane, namespace, name, "Promoted"))
+
+    # `kubento history`, then `kubento rollback`: v1's spec comes back from its
+    # kept Deployment and rolls out again, under a new number.
+    table = kubento(controlplane, "history", name, "-n", namespace).stdout
+    assert v1 in table and v2 in table and "Serving" in table
+    out = kubento(controlplane, "rollback", name, "-n", namespace).stdout
+    assert "revision 1" in out
+    assert not md_get(controlplane, namespace, name)["spec"].get("env")
+    back = settle(controlplane, admin, namespace, name)
+    assert back["status"]["stableRevision"] == v1
+    assert [(h["number"], h["revision"], h["outcome"]) for h in back["status"]["history"]] == [
+        (2, v2, "Superseded"), (3, v1, "Serving")]
+    assert kubento(controlplane, "promote", name, "-n", namespace, check=False).returncode == 1  # nothing to promote
+
+
+def test_crash_looping_revision_is_rolled_back_and_not_retried(controlplane, admin, namespace, md):
+    name, v1 = deploy_v1(controlplane, admin, namespace, md, {**VALID_SPEC, "replicas": 2})
+    md({**VALID_SPEC, "replicas": 2, "bento": {"image": "registry.local/iris:broken"}}, name=name)
+    v2 = wait_for("a rollout", lambda: (status(controlplane, namespace, name).get("rollout") or {}).get("revision"))
+    crash_loop(admin, namespace, name, v2)
+
+    obj = wait_for("phase RolledBack", lambda: (o := md_get(controlplane, namespace, name))["status"].get("phase") == "RolledBack" and o)
+    st = obj["status"]
+    assert (st["stableRevision"], st["failedRevision"], st["currentRevision"]) == (v1, v2, v2)
+    rolled = condition(obj, "RolledBack")
+    assert rolled["status"] == "True" and rolled["reason"] == "CandidateFailed"
+    assert "crash-looping" in rolled["message"] and v1 in rolled["message"]
+    assert condition(obj, "Ready")["reason"] == "RolledBack"
+    assert condition(obj, "Available")["status"] == "True"
+    assert replicas_by_revision(controlplane, namespace, name) == {v1: 2, v2: 0}
+    assert service_selector(controlplane, namespace, name)[REVISION] == v1
+    assert st["history"][-1]["outcome"] == "RolledBack"
+    (event,) = wait_for("a RolledBack event", lambda: events(controlplane, namespace, name, "RolledBack"))
+    assert event["type"] == "Warning" and "crash-looping" in event["message"]
+
+    # Not retried while the spec stays the same.
+    time.sleep(2 * RESYNC_SECONDS + 1)
+    assert replicas_by_revision(controlplane, namespace, name) == {v1: 2, v2: 0}
+    assert "rollout" not in status(controlplane, namespace, name)
+
+
+def test_canary_holds_its_step_then_promote_finishes_it(controlplane, admin, namespace, md):
+    rollout = {"strategy": "Canary", "steps": [{"weight": 25, "pause": "1h"}]}
+    spec = {**VALID_SPEC, "replicas": 4, "rollout": rollout}
+    name, v1 = deploy_v1(controlplane, admin, namespace, md, spec)
+    md({**spec, "env": [{"name": "MODEL_VERSION", "value": "2"}]}, name=name)
+    v2 = wait_for("a rollout", lambda: (status(controlplane, namespace, name).get("rollout") or {}).get("revision"))
+
+    def paused():
+        play_deployment_controller(admin, namespace, name)
+        obj = md_get(controlplane, namespace, name)
+        return obj if condition(obj, "Ready").get("reason") == "CanaryPaused" else None
+
+    obj = wait_for("the canary step to hold", paused)
+    assert replicas_by_revision(controlplane, namespace, name) == {v1: 3, v2: 1}
+    assert obj["status"]["canaryWeight"] == 25
+    assert "step 1/1 (25%)" in condition(obj, "Ready")["message"]
+    assert service_selector(controlplane, namespace, name) == {"serving.kubento.io/model-deployment": name}
+
+    kubento(controlplane, "promote", name, "-n", namespace)
+    assert md_get(controlplane, namespace, name)["metadata"]["annotations"]["serving.kubento.io/promote"] == v2
+    done = settle(controlplane, admin, namespace, name)
+    assert done["status"]["stableRevision"] == v2
+    assert replicas_by_revision(controlplane, namespace, name) == {v1: 0, v2: 4}
+
+
+def test_abort_returns_to_stable_and_blue_green_switches_only_when_ready(controlplane, admin, namespace, md):
+    spec = {**VALID_SPEC, "replicas": 2, "rollout": {"strategy": "BlueGreen"}}
+    name, v1 = deploy_v1(controlplane, admin, namespace, md, spec)
+    preview = get_json(controlplane, "service", f"{name}-preview", "-n", namespace)
+    assert preview["spec"]["selector"][REVISION] == v1
+
+    md({**spec, "env": [{"name": "MODEL_VERSION", "value": "2"}]}, name=name)
+    v2 = wait_for("a rollout", lambda: (status(controlplane, namespace, name).get("rollout") or {}).get("revision"))
+    wait_for("the preview of v2", lambda: get_json(controlplane, "service", f"{name}-preview", "-n", namespace)["spec"]["selector"][REVISION] == v2)
+    wait_for("v2 at full size beside v1", lambda: replicas_by_revision(controlplane, namespace, name) == {v1: 2, v2: 2})
+    assert service_selector(controlplane, namespace, name)[REVISION] == v1  # not ready yet: no switch
+
+    kubento(controlplane, "abort", name, "-n", namespace)
+    obj = wait_for("phase RolledBack", lambda: (o := md_get(controlplane, namespace, name))["status"].get("phase") == "RolledBack" and o)
+    assert condition(obj, "RolledBack")["reason"] == "Aborted"
+    assert obj["status"]["history"][-1]["outcome"] == "Aborted"
+    assert replicas_by_revision(controlplane, namespace, name) == {v1: 2, v2: 0}
+    assert service_selector(controlplane, namespace, name)[REVISION] == v1
+
+    # A new spec rolls out; BlueGreen switches once v3 is fully ready.
+    md({**spec, "env": [{"name": "MODEL_VERSION", "value": "3"}]}, name=name)
+    done = settle(controlplane, admin, namespace, name)
+    v3 = done["status"]["stableRevision"]
+    assert v3 not in (v1, v2) and service_selector(controlplane, namespace, name)[REVISION] == v3
