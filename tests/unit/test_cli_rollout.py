@@ -39,7 +39,7 @@ CANARY = {
     **SETTLED,
     "currentRevision": "eeeeeeeee5",
     "canaryWeight": 34,
-    "rollout": {"revision": "eeeeeeeee5", "strategy": "Canary", "step": 1, "since": "2025-01-05T00:01:00Z",
+    "rollout": {"revision": "eeeeeeeee5", "number": 5, "strategy": "Canary", "step": 1, "since": "2025-01-05T00:01:00Z",
                 "service": "both", "analysis": "error rate 1.0% <= 5.0%"},
     "history": HISTORY + [entry(5, "eeeeeeeee5", "Progressing", bento="registry.local/iris:5")],
 }
@@ -51,8 +51,8 @@ CANARY_SPEC = {"bento": {"image": "registry.local/iris:5"},
 
 
 def test_promote_and_abort_name_the_revision_rolling_out():
-    assert flag_patch(CANARY, "promote") == {"metadata": {"annotations": {ANNOTATION_PROMOTE: "eeeeeeeee5"}}}
-    assert flag_patch(CANARY, "abort") == {"metadata": {"annotations": {ANNOTATION_ABORT: "eeeeeeeee5"}}}
+    assert flag_patch(CANARY, "promote") == {"metadata": {"annotations": {ANNOTATION_PROMOTE: "eeeeeeeee5-5"}}}
+    assert flag_patch(CANARY, "abort") == {"metadata": {"annotations": {ANNOTATION_ABORT: "eeeeeeeee5-5"}}}
     assert ANNOTATION_PROMOTE == "serving.kubento.io/promote" and ANNOTATION_ABORT == "serving.kubento.io/abort"
 
 
@@ -254,7 +254,7 @@ class FakeApps:
 
 
 def model(status, spec):
-    return {"metadata": {"name": "iris", "namespace": "models", "generation": 7}, "spec": spec, "status": status}
+    return {"metadata": {"name": "iris", "namespace": "models", "generation": 7, "resourceVersion": "42"}, "spec": spec, "status": status}
 
 
 @pytest.fixture
@@ -274,7 +274,7 @@ def test_rollback_command_patches_the_spec_with_a_json_patch(fake_cluster, capsy
     assert cli.main(["rollback", "iris"]) == 0
     selector = "serving.kubento.io/model-deployment=iris,serving.kubento.io/revision=ccccccccc3"
     assert apps.selectors == [("models", selector)]
-    assert custom.patches == [("models", "iris", [{"op": "add", "path": "/spec/bento", "value": snapshot["bento"]}],
+    assert custom.patches == [("models", "iris", [{"op": "test", "path": "/metadata/resourceVersion", "value": "42"}, {"op": "add", "path": "/spec/bento", "value": snapshot["bento"]}],
                                "application/json-patch+json")]
     assert capsys.readouterr().out == (
         "iris: rolling back to revision 3 (ccccccccc3, image registry.local/iris:3) — "
@@ -314,7 +314,7 @@ def test_rollback_command_nothing_to_do_exits_0(fake_cluster, capsys):
 def test_promote_and_abort_commands(fake_cluster, capsys, which, annotation, said):
     custom, _ = fake_cluster(model(CANARY, CANARY_SPEC))
     assert cli.main([which, "iris"]) == 0
-    assert custom.patches == [("models", "iris", {"metadata": {"annotations": {annotation: "eeeeeeeee5"}}}, None)]
+    assert custom.patches == [("models", "iris", {"metadata": {"annotations": {annotation: "eeeeeeeee5-5"}}}, None)]
     assert capsys.readouterr().out.startswith(said)
 
 

@@ -181,7 +181,7 @@ def test_a_new_spec_mid_rollout_abandons_the_old_candidate_without_losing_capaci
     assert d.rollout["revision"] == "v2"
     d, status, selected = drive(cluster, "v3", Rollout(), mid, replicas=3, start=2000.0)
     assert d.stable == "v3" and cluster.desired["v2"] == 0
-    assert [h["outcome"] for h in status["history"] if h["revision"] == "v2"] == ["Superseded"]
+    assert [h["outcome"] for h in status["history"] if h["revision"] == "v2"] == ["Abandoned"]  # never served: not a rollback target
     assert min(selected) >= 3
 
 
@@ -233,3 +233,37 @@ def test_every_rollout_ends_promoted_or_rolled_back_with_capacity_kept(replicas,
     else:
         assert d.stable == "v2" and cluster.desired == {"v1": 0, "v2": replicas}
     assert min(selected) >= replicas
+
+
+def test_the_deadline_is_for_time_without_progress_not_the_whole_rollout():
+    cluster, status = deployed(replicas=5)
+    cluster.slow.add("v2")  # ready only when the test says so
+    rollout = Rollout(progressDeadlineSeconds=30)
+    now, d = 2000.0, None
+    for i in range(60):  # a pod every 20 s: 100 s in all, each wait under 30 s
+        d = decide(revision="v2", bento="img:v2", rollout=rollout, replicas=5, previous=status,
+                   seen=cluster.seen(), now=now + 5 * i)
+        cluster.apply(d)
+        status = {k: v for k, v in {"stableRevision": d.stable, "rollout": d.rollout, "failedRevision": d.failed,
+                                    "history": d.history}.items() if v is not None}
+        if i % 4 == 3:
+            cluster.ready["v2"] = min(cluster.ready.get("v2", 0) + 1, cluster.desired["v2"])
+        for rev in cluster.desired:
+            if rev != "v2":
+                cluster.ready[rev] = cluster.desired[rev]
+        if d.rollout is None:
+            break
+    assert d.stable == "v2" and d.failed is None
+
+
+def test_a_spec_change_right_after_a_blue_green_switch_keeps_serving():
+    cluster, status = deployed(replicas=2)
+    # v2 took over and v1 was scaled down, but v2 is not promoted yet...
+    cluster.desired.update(v1=0, v2=2)
+    cluster.ready.update(v1=0, v2=2)
+    status["rollout"] = {"revision": "v2", "number": 2, "strategy": "BlueGreen", "step": 0,
+                         "since": rfc3339(900.0), "service": "candidate"}
+    # ...when the spec changes again: v2's pods are the only ready ones.
+    d = decide(revision="v3", bento="img:v3", rollout=Rollout(strategy="BlueGreen"), replicas=2, previous=status,
+               seen=cluster.seen(), now=1000.0)
+    assert d.selects is None and d.replicas["v2"] == 2

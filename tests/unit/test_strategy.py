@@ -69,7 +69,8 @@ def test_analysis_gates_every_step_and_no_data_is_never_a_pass():
 def test_a_crash_looping_candidate_is_rolled_back_or_held_without_auto_rollback():
     o = observed(stable=Revision(1, 1), candidate=Revision(1, 0, "crash-looping: exit 1"))
     p = plan(o)
-    assert (p.outcome, p.reason, p.stable, p.candidate, p.service) == ("Progressing", "CandidateFailed", 2, 1, "stable")
+    # Stable back to full size first; the candidate's unready pod serves nothing and goes at once.
+    assert (p.outcome, p.reason, p.stable, p.candidate, p.service) == ("Progressing", "CandidateFailed", 2, 0, "stable")
     p = plan(replace(o, stable=Revision(2, 2)))
     assert (p.outcome, p.candidate) == ("RolledBack", 0)
     p = plan(replace(o, auto_rollback=False))
@@ -191,3 +192,13 @@ def test_canaries_that_fail_or_lack_analysis_data_are_rolled_back(replicas, step
     final, _ = run("Canary", replicas, steps, broken=False, analysis_verdict=verdict)
     assert final.outcome == "RolledBack" and (final.stable, final.candidate) == (replicas, 0)
     assert final.reason == ("AnalysisFailed" if verdict == "fail" else "AnalysisInconclusive")
+
+
+def test_a_rollback_whose_stable_revision_cannot_recover_still_ends():
+    o = observed(stable=Revision(2, 1), candidate=Revision(2, 1), rollback="CandidateFailed",
+                 rollback_message="crash-looping", since=0.0, now=100.0)
+    p = plan(o)
+    assert (p.outcome, p.stable, p.candidate) == ("Progressing", 2, 1)  # keeps the ready canary pod meanwhile
+    p = plan(replace(o, now=601.0))
+    assert (p.outcome, p.stable, p.candidate, p.service) == ("RolledBack", 2, 0, "stable")
+    assert "1 of 2 replicas ready" in p.message

@@ -575,7 +575,7 @@ class HistoryEntry(Model):
     revision: str = Field(description="Revision hash.")
     bento: str = Field(description="The bento it served (image, archive URI or build source).")
     time: str = Field(description="When the outcome was recorded (RFC 3339).")
-    outcome: str = Field(description="Progressing, Serving, Superseded, RolledBack or Aborted.")
+    outcome: str = Field(description="Progressing, Serving, Superseded, Abandoned, RolledBack or Aborted.")
     reason: Optional[str] = Field(default=None, description="Why it was rolled back or aborted, in one word.")
     message: str = Field(default="", description="Why it was rolled back or aborted.")
 
@@ -585,6 +585,8 @@ class RolloutStatus(Model):
     and restarts."""
 
     revision: str = Field(description="The new revision being rolled out.")
+    number: Optional[int] = Field(default=None, description="Its number in status.history.")
+    ready: Optional[int] = Field(default=None, description="Its ready replicas at the last progress.")
     strategy: str = Field(description="RollingUpdate, Canary or BlueGreen.")
     step: int = Field(default=0, description="Index of the current canary step.")
     since: str = Field(description="When the current wait began: the rollout's start or the last step (RFC 3339).")

@@ -162,6 +162,8 @@ def spec_snapshot(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, An
     the archive it produced: rolling back never rebuilds."""
     out = spec.model_dump(by_alias=True, exclude_none=True, mode="json",
                           exclude={"replicas", "autoscaling", "rollout"})
+    if bento.archive_uri:
+        out["runtimeImage"] = bento.image  # the one it ran with, even if it was the operator's default
     if spec.bento.build is not None and bento.archive_uri:
         archive: dict[str, Any] = {"uri": bento.archive_uri}
         if bento.sha256:

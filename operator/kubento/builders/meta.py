@@ -15,7 +15,9 @@ LABEL_REVISION = f"{api.GROUP}/revision"
 ANNOTATION_APPLIED_HASH = f"{api.GROUP}/applied-hash"
 ANNOTATION_SPEC = f"{api.GROUP}/spec"  # on a revision's Deployment: the spec that made it
 ANNOTATION_BENTO = f"{api.GROUP}/bento"  # on a revision's Deployment: what it serves
-# On the ModelDeployment, set by `kubento promote|abort` to the revision they apply to.
+# On the ModelDeployment, set by `kubento promote|abort` to the rollout they
+# apply to (rollout_token): a leftover never acts on a later rollout, even of
+# the same revision.
 ANNOTATION_PROMOTE = f"{api.GROUP}/promote"
 ANNOTATION_ABORT = f"{api.GROUP}/abort"
 COMPONENT = "model-server"
@@ -86,6 +88,11 @@ def with_applied_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     meta = manifest["metadata"]
     meta.setdefault("annotations", {})[ANNOTATION_APPLIED_HASH] = digest(manifest, 16)
     return manifest
+
+
+def rollout_token(rollout: dict[str, Any]) -> str:
+    """Names one rollout (status.rollout): its revision and history number."""
+    return f"{rollout['revision']}-{rollout.get('number', 0)}"
 
 
 def preview_name(owner: Owner) -> str:

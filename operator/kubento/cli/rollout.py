@@ -43,7 +43,7 @@ def flag_patch(status: dict[str, Any], which: str) -> dict[str, Any]:
     """The merge patch that asks the operator to promote or abort the
     rollout under way. The annotation names its revision, so the operator
     ignores it once that rollout is over (a leftover never acts on a later one)."""
-    from kubento.builders.meta import ANNOTATION_ABORT, ANNOTATION_PROMOTE
+    from kubento.builders.meta import ANNOTATION_ABORT, ANNOTATION_PROMOTE, rollout_token
 
     state = status.get("rollout")
     if not state:
@@ -55,7 +55,7 @@ def flag_patch(status: dict[str, Any], which: str) -> dict[str, Any]:
             raise NothingToDo(f"revision {state['revision']} is already being rolled back: {why}")
         raise Refused(f"revision {state['revision']} is being rolled back ({why}); it can no longer be promoted")
     annotation = {"promote": ANNOTATION_PROMOTE, "abort": ANNOTATION_ABORT}[which]
-    return {"metadata": {"annotations": {annotation: state["revision"]}}}
+    return {"metadata": {"annotations": {annotation: rollout_token(state)}}}
 
 
 def _numbers(history: list[dict[str, Any]]) -> str:
@@ -285,7 +285,9 @@ def _rollback(args: argparse.Namespace, md: dict[str, Any], custom: Any, apps: A
         return 0
     if not ops:
         raise NothingToDo(f"the spec already is that of revision {number} ({rev}); nothing to change")
-    custom.patch_namespaced_custom_object(api.GROUP, api.VERSION, args.namespace, api.PLURAL, args.name, ops,
+    # Only over the spec that was read: a concurrent edit makes the patch fail, not vanish.
+    guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": md["metadata"]["resourceVersion"]}]
+    custom.patch_namespaced_custom_object(api.GROUP, api.VERSION, args.namespace, api.PLURAL, args.name, guard + ops,
                                           _content_type="application/json-patch+json")
     what = f"{rev}, {describe_bento(snapshot.get('bento') or {})}"
     if rev == status.get("stableRevision"):

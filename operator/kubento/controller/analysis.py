@@ -3,7 +3,8 @@
 
 The window of a step starts at the first pass after its replicas were ready
 and is kept in memory: after an operator restart the step's window starts
-again (never a pass without data). Judging is pure (kubento.rollout.analysis).
+again (never a pass without data). A pod's requests before a restart of its
+container stay counted. Judging is pure (kubento.rollout.analysis).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import logging
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from kubento.api.v1alpha1 import Analysis
-from kubento.rollout.analysis import Sample, Verdict, evaluate, parse_metrics, seconds, since, total
+from kubento.rollout.analysis import ZERO, Sample, Verdict, evaluate, parse_metrics, seconds, since, total
 
 log = logging.getLogger("kubento.analysis")
 
@@ -23,15 +25,37 @@ FETCH_TIMEOUT = 2.0
 
 
 @dataclass
+class PodCounts:
+    """One pod's requests since the window began, across its restarts (a
+    restart resets its counters; what came before is carried)."""
+
+    start: Optional[Sample]  # counters when first seen in the window (None: counts from zero)
+    last: Optional[Sample] = None
+    carried: Sample = ZERO
+
+    def update(self, now: Sample) -> Sample:
+        if self.last is not None and since(self.last, now) is now and now != self.last:
+            # A counter went down: the pod restarted. Keep what it had counted.
+            self.carried = total([self.carried, since(self.start, self.last)])
+            self.start = None
+        self.last = now
+        return total([self.carried, since(self.start, now)])
+
+
+@dataclass
 class Window:
     started: float
-    start: dict[str, Sample] = field(default_factory=dict)  # pod uid -> counters when the window began
+    pods: dict[str, PodCounts] = field(default_factory=dict)  # pod uid -> its counts
     last: Optional[Verdict] = None
     judged: float = 0.0  # when ``last`` was computed
 
+    def counts(self, samples: dict[str, Sample]) -> Sample:
+        return total(self.pods.setdefault(uid, PodCounts(None)).update(s) for uid, s in samples.items())
 
-# (namespace, model, revision, step) -> the step's window
-_windows: dict[tuple[str, str, str, int], Window] = {}
+
+# (namespace, model, rollout, step) -> the step's window, for the candidate and the stable pods
+_windows: dict[tuple[str, str, str, int], tuple[Window, Window]] = {}
+_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kubento-metrics")
 
 
 def _ready(pod: dict[str, Any]) -> bool:
@@ -39,19 +63,22 @@ def _ready(pod: dict[str, Any]) -> bool:
                for c in (pod.get("status") or {}).get("conditions") or [])
 
 
+def _fetch_one(pod: dict[str, Any], port: int) -> Optional[Sample]:
+    try:
+        url = f"http://{pod['status']['podIP']}:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as resp:
+            return parse_metrics(resp.read().decode())
+    except Exception as exc:  # noqa: BLE001 - a pod that does not answer adds no data
+        log.info("no metrics from pod %s: %s", pod["metadata"].get("name"), exc)
+        return None
+
+
 def fetch(pods: list[dict[str, Any]], port: int) -> dict[str, Sample]:
-    """Counters of every ready pod that answered, by pod uid."""
-    out = {}
-    for pod in pods:
-        ip = (pod.get("status") or {}).get("podIP")
-        if not ip or not _ready(pod):
-            continue
-        try:
-            with urllib.request.urlopen(f"http://{ip}:{port}/metrics", timeout=FETCH_TIMEOUT) as resp:
-                out[pod["metadata"]["uid"]] = parse_metrics(resp.read().decode())
-        except Exception as exc:  # noqa: BLE001 - a pod that does not answer adds no data
-            log.info("no metrics from pod %s: %s", pod["metadata"].get("name"), exc)
-    return out
+    """Counters of every ready pod that answered, by pod uid (in parallel:
+    one slow pod costs at most FETCH_TIMEOUT)."""
+    ready = [p for p in pods if (p.get("status") or {}).get("podIP") and _ready(p)]
+    samples = _pool.map(lambda p: _fetch_one(p, port), ready)
+    return {p["metadata"]["uid"]: s for p, s in zip(ready, samples) if s is not None}
 
 
 def judge(key: tuple[str, str, str, int], analysis: Analysis, port: int,
@@ -60,23 +87,24 @@ def judge(key: tuple[str, str, str, int], analysis: Analysis, port: int,
     """The verdict of the window ``key`` so far, re-judged every ``interval``."""
     now = time.time() if now is None else now
     interval = seconds(analysis.interval)
-    window = _windows.get(key)
-    if window is None:
-        for old in [k for k in _windows if k[:2] == key[:2] and k != key]:
-            _windows.pop(old, None)  # an earlier step, or another revision's rollout
-        window = _windows[key] = Window(started=now, start={**fetch(candidate_pods, port), **fetch(stable_pods, port)})
-    if window.last is not None and now - window.judged < interval:
-        return window.last
-    if now - window.started < interval:
-        return Verdict("inconclusive", "Collecting",
-                       f"collecting metrics for {interval - (now - window.started):.0f}s more")
-    current = fetch(candidate_pods, port)
+    if key not in _windows:
+        for old in [k for k in _windows if k[:2] == key[:2]]:
+            _windows.pop(old, None)  # an earlier step, or another rollout
+        candidate, stable = Window(now), Window(now)
+        for window, pods in ((candidate, candidate_pods), (stable, stable_pods)):
+            window.pods = {uid: PodCounts(s) for uid, s in fetch(pods, port).items()}
+        _windows[key] = (candidate, stable)
+    candidate, stable = _windows[key]
+    if candidate.last is not None and now - candidate.judged < interval:
+        return candidate.last
+    if now - candidate.started < interval:
+        return Verdict("inconclusive", "Collecting", f"collecting metrics: the first verdict comes after {analysis.interval}")
+    canary = candidate.counts(fetch(candidate_pods, port))
     baseline_now = fetch(stable_pods, port)
-    canary = total(since(window.start.get(uid), s) for uid, s in current.items())
-    baseline = total(since(window.start.get(uid), s) for uid, s in baseline_now.items()) if baseline_now else None
-    window.last, window.judged = evaluate(canary, analysis, baseline), now
-    log.info("analysis %s: %s", "/".join(map(str, key)), window.last.message)
-    return window.last
+    baseline = stable.counts(baseline_now) if baseline_now else None
+    candidate.last, candidate.judged = evaluate(canary, analysis, baseline), now
+    log.info("analysis %s: %s", "/".join(map(str, key)), candidate.last.message)
+    return candidate.last
 
 
 def forget(namespace: str, name: str) -> None:

@@ -12,6 +12,7 @@ model writes nothing.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -28,6 +29,8 @@ from kubento.controller.status import Problem, pod_problems
 from kubento.rollout.revisions import Decision, Seen
 
 log = logging.getLogger("kubento.children")
+
+LEGACY = "legacy-"
 
 
 # Generation of each child as kubento last applied or saw it: a different
@@ -48,6 +51,9 @@ def _needs_apply(live: Optional[dict[str, Any]], manifest: dict[str, Any]) -> Op
         return "being deleted"
     if (meta.get("annotations") or {}).get(ANNOTATION_APPLIED_HASH) != manifest["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]:
         return "spec changed"
+    wanted = (manifest.get("spec") or {}).get("replicas")
+    if wanted is not None and (live.get("spec") or {}).get("replicas") != wanted:
+        return "replicas differ"  # resized while it was not the spec's revision
     seen = _seen_generation.setdefault(_key(manifest), meta.get("generation", 0))
     if seen != meta.get("generation", 0):
         return "changed by someone else"
@@ -87,11 +93,19 @@ def observe_revisions(owner: Owner) -> Revisions:
     for dep in kube.list_objects("apps/v1", "Deployment", owner.namespace, selector_string(owner)):
         rev = ((dep.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION)
         if rev and owner.controls(dep):
+            selector = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            if LABEL_REVISION not in selector:
+                # From kubento before per-revision Deployments (its selector is
+                # immutable): an old revision like any other, drained once the
+                # revision's own Deployment is ready.
+                rev = f"{LEGACY}{rev}"
             deployments[rev] = dep
     pods: dict[str, list[dict[str, Any]]] = {}
     for pod in kube.list_pods(owner.namespace, selector_string(owner)):
-        rev = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION)
-        pods.setdefault(rev or "", []).append(pod)
+        rev = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION) or ""
+        if f"{LEGACY}{rev}" in deployments and rev not in deployments:
+            rev = f"{LEGACY}{rev}"
+        pods.setdefault(rev, []).append(pod)
     return Revisions(deployments, pods)
 
 
@@ -176,5 +190,6 @@ def apply_decision(spec: ModelDeploymentSpec, owner: Owner, bento: Optional[Serv
 
 def forget(namespace: str, name: str) -> None:
     """Drop what is remembered about a deleted model's children."""
-    for key in [k for k in _seen_generation if k[1] == namespace and k[2].startswith(name)]:
+    ours = re.compile(rf"{re.escape(name)}(-[0-9a-f]{{10}}|-preview)?")
+    for key in [k for k in _seen_generation if k[1] == namespace and ours.fullmatch(k[2])]:
         _seen_generation.pop(key, None)

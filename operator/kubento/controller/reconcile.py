@@ -23,7 +23,7 @@ from kubento.api.v1alpha1 import ModelDeploymentSpec
 from kubento.builders import Owner
 from kubento.builders.bento import DEFAULT_RUNTIME_IMAGE, ServedBento
 from kubento.builders.deployment import model_replicas, revision
-from kubento.builders.meta import ANNOTATION_ABORT, ANNOTATION_PROMOTE, selector_string, service_url
+from kubento.builders.meta import ANNOTATION_ABORT, ANNOTATION_PROMOTE, rollout_token, selector_string, service_url
 from kubento.controller import analysis, children, kube
 from kubento.controller.build import BuildState, delete_builds, sync_build
 from kubento.controller.status import (
@@ -115,17 +115,23 @@ def served_bento(spec: ModelDeploymentSpec, owner: Owner, recorded_build: Option
 
 
 def _flag(body: dict[str, Any], annotation: str, rev: Optional[str]) -> bool:
-    """`kubento promote|abort` name the revision they are meant for: a
-    leftover annotation never acts on a later rollout."""
-    return rev is not None and ((body["metadata"].get("annotations") or {}).get(annotation) == rev)
+    """`kubento promote|abort` name the rollout they are meant for: a
+    leftover annotation never acts on a later one."""
+    state = (body.get("status") or {}).get("rollout") or {}
+    if rev is None or state.get("revision") != rev:
+        return False
+    return (body["metadata"].get("annotations") or {}).get(annotation) == rollout_token(state)
 
 
-def _verdict(spec: ModelDeploymentSpec, owner: Owner, previous: dict[str, Any], revisions: children.Revisions) -> Optional[Verdict]:
+def _verdict(spec: ModelDeploymentSpec, owner: Owner, rev: Optional[str], previous: dict[str, Any],
+             revisions: children.Revisions) -> Optional[Verdict]:
     state = previous.get("rollout") or {}
     stable = previous.get("stableRevision")
     if spec.rollout.analysis is None or not state.get("stepReached") or state.get("rollback"):
         return None
-    key = (owner.namespace, owner.name, state["revision"], state.get("step", 0))
+    if state["revision"] != rev:
+        return None  # the spec moved on: that rollout's verdict is not the new one's
+    key = (owner.namespace, owner.name, rollout_token(state), state.get("step", 0))
     return analysis.judge(key, spec.rollout.analysis, spec.port,
                           revisions.pods.get(state["revision"], []), revisions.pods.get(stable, []))
 
@@ -211,7 +217,7 @@ def reconcile(body: dict[str, Any], post_event: EventSink, clock: Callable[[], f
             previous=previous,
             seen=revisions.seen(),
             now=clock(),
-            verdict=_verdict(spec, owner, previous, revisions),
+            verdict=_verdict(spec, owner, rev, previous, revisions),
             promote=_flag(body, ANNOTATION_PROMOTE, candidate),
             abort=_flag(body, ANNOTATION_ABORT, candidate),
         )

@@ -77,11 +77,13 @@ def _record(history: list[dict[str, Any]], revision: str, now: float, outcome: s
 
 
 def _supersede(history: list[dict[str, Any]], keep: set[str], now: float) -> list[dict[str, Any]]:
-    """Entries still Serving or Progressing that are neither stable nor the
-    candidate any more become Superseded."""
+    """Entries neither stable nor the candidate any more: a revision that
+    served is Superseded, one that never finished rolling out Abandoned (so
+    `kubento rollback` never picks it as a good one)."""
     for h in history:
         if h["revision"] not in keep and h.get("outcome") in ("Serving", "Progressing"):
-            history = _record(history, h["revision"], now, "Superseded")
+            outcome = "Superseded" if h["outcome"] == "Serving" else "Abandoned"
+            history = _record(history, h["revision"], now, outcome)
     return history
 
 
@@ -168,15 +170,21 @@ def _rolling(candidate, bento, rollout, replicas, stable, state, failed, history
     if state is None or state.get("revision") != candidate:
         if state is not None:
             notes.append(f"rollout of {state.get('revision')} abandoned: the spec changed")
-        state = {"revision": candidate, "strategy": rollout.strategy, "step": 0, "since": rfc3339(now),
-                 "service": "stable"}
         history = _record(history, candidate, now, "Progressing", bento=bento)
+        # The Service keeps selecting stable only if stable alone has the capacity
+        # (a spec change right after a BlueGreen switch may find it scaled down).
+        full = seen[stable].ready >= replicas
+        state = {"revision": candidate, "number": history[-1]["number"], "strategy": rollout.strategy, "step": 0,
+                 "since": rfc3339(now), "service": "stable" if full else "both"}
         notes.append(f"rolling out {candidate} ({rollout.strategy}) from {stable}")
     if promote and not state.get("promoted"):
         # A promotion is a new wait for pods: the deadline starts over.
         state = {**state, "promoted": True, "since": rfc3339(now)}
         notes.append(f"promoting {candidate}")
     s, c = seen[stable], seen.get(candidate, Seen(0, 0))
+    if c.ready > state.get("ready", 0) and not state.get("rollback"):
+        # Progress: the deadline is for time without any, as a Deployment's is.
+        state = {**state, "since": rfc3339(now)}
     since = epoch(state.get("since")) or now
     observed = strategy.Observed(
         strategy=rollout.strategy,
@@ -202,6 +210,8 @@ def _rolling(candidate, bento, rollout, replicas, stable, state, failed, history
     p = strategy.plan(observed)
     wanted = others_down({stable: p.stable, candidate: p.candidate}, s.ready + c.ready)
     selects = {"stable": stable, "candidate": candidate, "both": None}[p.service]
+    if selects is not None and seen.get(selects, Seen(0, 0)).ready == 0 and any(x.ready for x in seen.values()):
+        selects = None  # never a Service with no ready pod behind it while another revision has some
     new_stable = stable
     if p.outcome == "Promoted":
         new_stable, state = candidate, None
@@ -212,10 +222,14 @@ def _rolling(candidate, bento, rollout, replicas, stable, state, failed, history
         history = _record(history, candidate, now, p.outcome, reason=p.reason, message=p.rollback_message or p.message)
         notes.append(f"{p.outcome.lower()} {candidate}: {p.message}")
     else:
+        since_text = rfc3339(p.since) if p.since is not None else state.get("since")
+        if p.rollback and not state.get("rollback"):
+            since_text = rfc3339(now)  # the rollback's own deadline starts now
         state = {k: v for k, v in {
             **state,
+            "ready": c.ready,
             "step": p.step,
-            "since": rfc3339(p.since) if p.since is not None else state.get("since"),
+            "since": since_text,
             "stepReached": rfc3339(p.step_reached) if p.step_reached is not None else None,
             "service": p.service,
             "rollback": p.rollback,

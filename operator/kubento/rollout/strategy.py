@@ -54,7 +54,8 @@ class Observed:
     stable: Revision
     candidate: Revision
     now: float
-    since: float  # when the current wait began: the candidate's creation or the last step change
+    since: float  # when the current wait began: the rollout's start, the last step change or progress,
+    #               or (with ``rollback``) the rollback's start
     deadline: float  # progressDeadlineSeconds: the longest wait for pods or for a verdict
     steps: tuple[Step, ...] = ()
     step: int = 0  # canary step index remembered in status
@@ -141,11 +142,17 @@ def _fail(o: Observed, reason: str, message: str) -> Plan:
 
 
 def _back_to_stable(o: Observed, outcome: Outcome, reason: str, message: str) -> Plan:
-    """Restore stable capacity first; remove the candidate once stable is ready."""
-    if o.stable.ready >= o.replicas:
-        return Plan(o.replicas, 0, "stable", outcome, reason, message, step=o.step,
+    """Restore stable capacity first; remove the candidate once stable is
+    ready. Meanwhile the candidate keeps only its ready pods (the others serve
+    nothing and may hold the resources stable needs), and a stable revision
+    that cannot recover within the deadline does not hold the rollback
+    forever (``since`` is when the rollback began)."""
+    stuck = o.rollback is not None and o.now - o.since > o.deadline
+    if o.stable.ready >= o.replicas or stuck:
+        note = f" (the stable revision has {o.stable.ready} of {o.replicas} replicas ready)" if stuck else ""
+        return Plan(o.replicas, 0, "stable", outcome, reason, message + note, step=o.step,
                     rollback=reason, rollback_message=message)
-    return Plan(o.replicas, o.candidate.desired, o.service, "Progressing", reason,
+    return Plan(o.replicas, min(o.candidate.desired, o.candidate.ready), o.service, "Progressing", reason,
                 f"{message}; restoring the stable revision ({o.stable.ready} of {o.replicas} ready)",
                 step=o.step, rollback=reason, rollback_message=message)
 
@@ -177,7 +184,7 @@ def _canary(o: Observed) -> Plan:
     base = replace(base, step_reached=reached, analyze=o.analysis)
     held = o.now - reached
     if step.pause is not None and held < step.pause:
-        return replace(base, outcome="Paused", reason="CanaryPaused", message=f"{label}: holding {step.pause - held:.0f}s more")
+        return replace(base, outcome="Paused", reason="CanaryPaused", message=f"{label}: holding for {step.pause:.0f}s once ready")
     if o.analysis and o.verdict != "pass":
         return replace(base, outcome="Paused", reason="AnalysisInconclusive",
                        message=f"{label}: {o.verdict_message or 'waiting for enough requests'}")
