@@ -20,7 +20,7 @@ test: deps venv kube helm  ## every tier: unit, chart, integration (real kube-ap
 e2e: deps venv kube helm  ## e2e only: local cluster, images, helm install, real BentoML pods
 	$(PYTEST) e2e
 
-bench: deps venv kube helm  ## benchmarks on the local cluster (print figures: apply -> Ready per bento source)
+bench: deps venv kube helm  ## benchmarks on the local cluster (print figures: apply -> Ready per bento source, rollback time)
 	$(PYTEST) bench -s -p no:logging
 
 unit: venv  ## unit tests only (no cluster, seconds)

@@ -16,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,24 @@ def operator(cluster, images, helm) -> None:
         # A rebuilt image keeps its tag: a new digest must still restart the operator.
         "--set", f"podAnnotations.kubento\\.local/image-digest={images['operator-digest'].split(':')[-1][:16]}",
     )
+
+
+@pytest.fixture
+def model(cluster, operator):
+    """Apply ModelDeployments under fresh names; delete them afterwards."""
+    from e2e.support import apply_md
+
+    names = []
+
+    def apply(prefix: str, spec: dict) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:5]}"
+        apply_md(cluster, name, spec)
+        names.append(name)
+        return name
+
+    yield apply
+    for name in names:
+        cluster.kubectl("delete", "md", name, "-n", NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
 
 
 def image_cache() -> Path:

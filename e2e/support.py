@@ -48,7 +48,9 @@ def predict(cluster, name, rows):
             "import json,sys,urllib.request as u; r=u.Request(sys.argv[1], data=sys.argv[2].encode(), "
             "headers={'content-type':'application/json'}); print(u.urlopen(r, timeout=10).read().decode())"
         )
-        out = cluster.kubectl("exec", "-n", NAMESPACE, f"deploy/{name}", "--", "python3", "-c", script,
+        pods = cluster.get("pods", "-n", NAMESPACE, "-l", f"serving.kubento.io/model-deployment={name}",
+                           "--field-selector", "status.phase=Running")["items"]
+        out = cluster.kubectl("exec", "-n", NAMESPACE, pods[0]["metadata"]["name"], "--", "python3", "-c", script,
                               f"http://{ip}/classify", json.dumps({"features": rows})).stdout
         return json.loads(out)
     req = urllib.request.Request(
@@ -100,3 +102,16 @@ class TrafficCounter:
     def failed(self) -> int:
         return sum(self.failures.values())
 
+
+
+def model_deployments(cluster, name: str) -> list[dict]:
+    return cluster.get("deployments", "-n", NAMESPACE, "-l", f"serving.kubento.io/model-deployment={name}")["items"]
+
+
+def settled(cluster, name: str):
+    """The ModelDeployment once its spec's revision is stable, Ready and no rollout is under way."""
+    obj = md(cluster, name)
+    st = obj.get("status", {})
+    ok = (st.get("phase") == "Ready" and st.get("stableRevision") == st.get("currentRevision")
+          and not st.get("rollout") and st.get("observedGeneration") == obj["metadata"]["generation"])
+    return obj if ok else None

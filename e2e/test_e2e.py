@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from e2e.conftest import NAMESPACE
-from e2e.support import IRIS_CLASSES, IRIS_ROWS, apply_md, example_spec, md, predict, ready
+from e2e.support import IRIS_CLASSES, IRIS_ROWS, apply_md, example_spec, md, model_deployments, predict, ready
 from tests.helpers import condition, wait_for, with_ready_reason
 
 
@@ -39,8 +39,8 @@ def test_changing_replicas_scales_and_deleting_removes_everything(cluster, iris,
     assert predict(cluster, iris, IRIS_ROWS[:1]) == IRIS_CLASSES[:1]
 
     cluster.kubectl("delete", "md", iris, "-n", NAMESPACE)
-    for kind in ("deployment", "service"):
-        wait_for(f"the {kind} to go", lambda kind=kind: cluster.get(kind, iris, "-n", NAMESPACE) is None, timeout=120)
+    wait_for("the Deployments to go", lambda: not model_deployments(cluster, iris), timeout=120)
+    wait_for("the Service to go", lambda: cluster.get("service", iris, "-n", NAMESPACE) is None, timeout=120)
     wait_for(
         "the pods to go",
         lambda: not cluster.get("pods", "-n", NAMESPACE, "-l", f"serving.kubento.io/model-deployment={iris}")["items"],

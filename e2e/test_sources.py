@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from e2e.conftest import NAMESPACE, S3_SECRET, S3_WRONG_SECRET
-from e2e.support import IRIS_CLASSES, IRIS_ROWS, ROOT, TrafficCounter, apply_md, md, predict, ready
+from e2e.support import IRIS_CLASSES, IRIS_ROWS, ROOT, TrafficCounter, md, predict, ready
 from tests.helpers import condition, wait_for, with_ready_reason
 
 PROJECT = ROOT / "examples" / "iris-source"
@@ -33,22 +33,6 @@ def put_project(cluster, name: str, files: dict[str, str]) -> None:
 
 def project_files() -> dict[str, str]:
     return {name: (PROJECT / name).read_text() for name in ("service.py", "bentofile.yaml")}
-
-
-@pytest.fixture
-def model(cluster):
-    """Apply ModelDeployments under fresh names; delete them afterwards."""
-    names = []
-
-    def apply(prefix: str, spec: dict) -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:5]}"
-        apply_md(cluster, name, spec)
-        names.append(name)
-        return name
-
-    yield apply
-    for name in names:
-        cluster.kubectl("delete", "md", name, "-n", NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
 
 
 def archive_spec(images, uri: str, secret: str | None = None, digest: str | None = None) -> dict:

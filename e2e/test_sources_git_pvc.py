@@ -31,7 +31,7 @@ import yaml
 
 from e2e.conftest import NAMESPACE, S3_SECRET, put_secret
 from e2e.support import IRIS_CLASSES, IRIS_ROWS, ROOT, md, predict, ready
-from e2e.test_sources import model, project_files, put_project  # noqa: F401 - model is a fixture
+from e2e.test_sources import project_files, put_project
 from tests.helpers import condition, wait_for, with_ready_reason
 from tests.runtime import gitserver
 

@@ -1,0 +1,177 @@
+"""Safe releases on a real node, under live traffic: a client sends
+predictions through the Service for the whole of each test and counts every
+failed one. Real BentoML pods, the operator as a pod (installed by Helm).
+
+Figures (rollout and rollback times, failed-request counts) are printed
+with ``-s``; bench/test_rollback.py measures the rollback time on its own.
+"""
+
+from __future__ import annotations
+
+import time
+
+from e2e.conftest import NAMESPACE, OPERATOR_NAMESPACE, S3_SECRET
+from e2e.support import TrafficCounter, apply_md, example_spec, md, settled
+from e2e.test_sources import project_files, put_project
+from tests.helpers import condition, wait_for
+
+V2_ENV = [{"name": "MODEL_VERSION", "value": "2"}]
+
+
+def serving(cluster, model, prefix: str, spec: dict) -> str:
+    name = model(prefix, spec)
+    wait_for(f"{name} to be Ready", lambda: settled(cluster, name), timeout=300, interval=1)
+    return name
+
+
+def events(cluster, name: str, reason: str) -> list[dict]:
+    items = cluster.get("events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={name}")["items"]
+    return [e for e in items if e["reason"] == reason]
+
+
+def report(what: str, traffic: TrafficCounter, seconds: float) -> None:
+    print(f"\n[rollout] {what}: {seconds:.1f}s, {traffic.ok} correct predictions, {traffic.failed} failed "
+          f"{dict(traffic.failures) if traffic.failures else ''}")
+
+
+def test_rolling_update_of_a_good_revision_loses_no_request(cluster, model, images):
+    spec = {**example_spec(images), "replicas": 2}
+    name = serving(cluster, model, "roll", spec)
+    v1 = md(cluster, name)["status"]["stableRevision"]
+    with TrafficCounter(cluster, name) as traffic:
+        start = time.monotonic()
+        apply_md(cluster, name, {**spec, "env": V2_ENV})
+        obj = wait_for("v2 to be promoted", lambda: (o := settled(cluster, name)) and o["status"]["stableRevision"] != v1 and o,
+                       timeout=300, interval=0.5)
+        took = time.monotonic() - start
+        time.sleep(2)
+    report("RollingUpdate v1 -> v2 (2 replicas)", traffic, took)
+    assert traffic.failed == 0, traffic.failures
+    assert traffic.ok > 50
+    history = obj["status"]["history"]
+    assert [h["outcome"] for h in history[-2:]] == ["Superseded", "Serving"]
+
+
+def test_a_revision_crashing_at_start_is_rolled_back_without_a_failed_request(cluster, model, images):
+    spec = example_spec(images)  # one replica: the hardest case for capacity
+    name = serving(cluster, model, "crash", spec)
+    v1 = md(cluster, name)["status"]["stableRevision"]
+    with TrafficCounter(cluster, name) as traffic:
+        start = time.monotonic()
+        apply_md(cluster, name, {**spec, "bento": {"image": images["crashing"]}})
+        obj = wait_for("the rollback", lambda: (o := md(cluster, name))["status"].get("phase") == "RolledBack" and o,
+                       timeout=300, interval=0.5)
+        took = time.monotonic() - start
+        time.sleep(3)
+    report("crashing v2 rolled back (1 replica)", traffic, took)
+    assert traffic.failed == 0, traffic.failures
+    st = obj["status"]
+    assert st["stableRevision"] == v1 and st["failedRevision"] == st["currentRevision"] != v1
+    rolled = condition(obj, "RolledBack")
+    assert rolled["status"] == "True" and rolled["reason"] == "CandidateFailed" and "crash-looping" in rolled["message"]
+    assert events(cluster, name, "RolledBack")[0]["type"] == "Warning"
+    wait_for("the failed revision's pods to go", lambda: not cluster.get(
+        "pods", "-n", NAMESPACE, "-l", f"serving.kubento.io/revision={st['failedRevision']}")["items"], timeout=60)
+
+
+def test_canary_failing_30_percent_is_stopped_by_analysis(cluster, model, images, s3):
+    """v2 answers 500 to 3 requests in 10: its own /metrics say so, the
+    analysis fails the step and the rollout goes back to v1."""
+    spec = {**example_spec(images), "replicas": 2}
+    name = serving(cluster, model, "canary-bad", spec)
+    files = project_files()
+    files["service.py"] = files["service.py"].replace(
+        '        """Predict the species of each row of four measurements."""\n',
+        '        """Predict the species of each row of four measurements."""\n'
+        '        self.calls = getattr(self, "calls", 0) + 1\n'
+        '        if self.calls % 10 < 3:\n'
+        '            raise RuntimeError("injected failure")\n',
+    )
+    assert "injected failure" in files["service.py"]
+    put_project(cluster, f"{name}-v2", files)
+    with TrafficCounter(cluster, name) as traffic:
+        start = time.monotonic()
+        apply_md(cluster, name, {
+            "bento": {"build": {"source": {"configMap": {"name": f"{name}-v2"}},
+                                "output": {"uri": "s3://built/rollout", "secretRef": {"name": S3_SECRET}}}},
+            "runtimeImage": images["iris"],
+            "replicas": 2,
+            "rollout": {"strategy": "Canary", "steps": [{"weight": 50}],
+                        "analysis": {"maxErrorRate": 0.1, "minRequests": 20, "interval": "5s"}},
+        })
+        obj = wait_for("the rollback", lambda: (o := md(cluster, name))["status"].get("phase") == "RolledBack" and o,
+                       timeout=300, interval=0.5)
+        took = time.monotonic() - start
+        time.sleep(2)
+    report("canary failing 30% rolled back by analysis", traffic, took)
+    rolled = condition(obj, "RolledBack")
+    assert rolled["reason"] == "AnalysisFailed", rolled
+    assert "error rate" in rolled["message"] and "maxErrorRate 10.0%" in rolled["message"]
+    # Only the canary's share failed, and only while it served.
+    assert 0 < traffic.failed < traffic.ok
+    assert all("500" in f for f in traffic.failures), traffic.failures
+
+
+def test_healthy_canary_passes_analysis_at_every_step_and_is_promoted(cluster, model, images):
+    rollout = {"strategy": "Canary", "steps": [{"weight": 33}, {"weight": 66}],
+               "analysis": {"maxErrorRate": 0.01, "minRequests": 10, "interval": "3s"}}
+    spec = {**example_spec(images), "replicas": 3, "rollout": rollout}
+    name = serving(cluster, model, "canary-ok", spec)
+    v1 = md(cluster, name)["status"]["stableRevision"]
+    weights = set()
+    with TrafficCounter(cluster, name) as traffic:
+        start = time.monotonic()
+        apply_md(cluster, name, {**spec, "env": V2_ENV})
+
+        def promoted():
+            obj = md(cluster, name)
+            if obj["status"].get("canaryWeight") is not None:
+                weights.add(obj["status"]["canaryWeight"])
+            return (o := settled(cluster, name)) and o["status"]["stableRevision"] != v1 and o
+
+        wait_for("v2 to be promoted", promoted, timeout=300, interval=0.5)
+        took = time.monotonic() - start
+    report("healthy canary 33% -> 66% -> 100% with analysis", traffic, took)
+    assert traffic.failed == 0, traffic.failures
+    assert {33, 67} <= weights, weights  # both steps were held (1 of 3, 2 of 3 replicas)
+    assert events(cluster, name, "Promoted")
+
+
+def test_blue_green_switches_with_no_failed_request(cluster, model, images):
+    spec = {**example_spec(images), "replicas": 2, "rollout": {"strategy": "BlueGreen"}}
+    name = serving(cluster, model, "bg", spec)
+    v1 = md(cluster, name)["status"]["stableRevision"]
+    with TrafficCounter(cluster, name) as traffic:
+        start = time.monotonic()
+        apply_md(cluster, name, {**spec, "env": V2_ENV})
+        v2 = wait_for("a rollout", lambda: (md(cluster, name)["status"].get("rollout") or {}).get("revision"), timeout=60)
+        preview = wait_for("the preview Service", lambda: cluster.get("service", f"{name}-preview", "-n", NAMESPACE))
+        assert preview["spec"]["selector"]["serving.kubento.io/revision"] == v2
+        wait_for("the switch", lambda: (o := settled(cluster, name)) and o["status"]["stableRevision"] == v2 and o,
+                       timeout=300, interval=0.5)
+        took = time.monotonic() - start
+        time.sleep(2)
+    report("BlueGreen switch (2 replicas)", traffic, took)
+    assert traffic.failed == 0, traffic.failures
+    assert cluster.get("service", name, "-n", NAMESPACE)["spec"]["selector"]["serving.kubento.io/revision"] == v2 != v1
+
+
+def test_operator_killed_mid_rollout_resumes_and_completes(cluster, model, images):
+    rollout = {"strategy": "Canary", "steps": [{"weight": 50, "pause": "15s"}]}
+    spec = {**example_spec(images), "replicas": 2, "rollout": rollout}
+    name = serving(cluster, model, "resume", spec)
+    v1 = md(cluster, name)["status"]["stableRevision"]
+    with TrafficCounter(cluster, name) as traffic:
+        start = time.monotonic()
+        apply_md(cluster, name, {**spec, "env": V2_ENV})
+        wait_for("the canary step to hold", lambda: condition(md(cluster, name), "Ready").get("reason") == "CanaryPaused",
+                 timeout=180, interval=0.5)
+        cluster.kubectl("delete", "pod", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=kubento", "--wait=false")
+        obj = wait_for("v2 to be promoted by the new operator pod",
+                       lambda: (o := settled(cluster, name)) and o["status"]["stableRevision"] != v1 and o,
+                       timeout=300, interval=0.5)
+        took = time.monotonic() - start
+    report("canary resumed after the operator pod was killed", traffic, took)
+    assert traffic.failed == 0, traffic.failures
+    assert [h["outcome"] for h in obj["status"]["history"]].count("Serving") == 1
+    cluster.kubectl("rollout", "status", "-n", OPERATOR_NAMESPACE, "deployment/kubento", "--timeout=120s")
