@@ -111,6 +111,19 @@ INVALID = [
         "spec.autoscaling",
         message="needs resources.requests",
     ),
+    Invalid(
+        "keda-on-concurrency-without-triggers",
+        with_(VALID_SPEC, autoscaling={"maxReplicas": 3, "metric": "concurrency", "provider": "keda"}),
+        "spec.autoscaling.provider",
+        message="KEDA has no scaler",
+    ),
+    Invalid(
+        "keda-triggers-without-keda",
+        with_(VALID_SPEC, autoscaling={"maxReplicas": 3, "metric": "concurrency",
+                                       "kedaTriggers": [{"type": "cron", "metadata": {}}]}),
+        "spec.autoscaling.kedaTriggers",
+        message="need provider keda",
+    ),
     Invalid("bad-quantity", with_(VALID_SPEC, resources={"limits": {"memory": "lots"}}), "spec.resources.limits.memory"),
     Invalid(
         "weight-over-100",

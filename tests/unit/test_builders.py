@@ -163,3 +163,31 @@ def test_builders_are_deterministic_and_hash_what_they_apply(image, replicas, po
     assert dep["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == port
     other = desired_children(ModelDeploymentSpec.model_validate({**raw, "replicas": (replicas + 1) % 1001}), OWNER)
     assert other[0]["metadata"]["annotations"][ANNOTATION_APPLIED_HASH] != dep["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]
+
+
+def test_hpa_behavior_comes_from_spec_autoscaling_behavior():
+    raw = {**FULL_SPEC, "autoscaling": {**FULL_SPEC["autoscaling"], "behavior": {
+        "scaleUp": {"percent": 200, "pods": 5, "periodSeconds": 30},
+        "scaleDown": {"stabilizationWindowSeconds": 60, "percent": 50}}}}
+    behavior = children(raw)["HorizontalPodAutoscaler"]["spec"]["behavior"]
+    assert behavior == {
+        "scaleUp": {"policies": [{"type": "Percent", "value": 200, "periodSeconds": 30},
+                                 {"type": "Pods", "value": 5, "periodSeconds": 30}], "selectPolicy": "Max"},
+        "scaleDown": {"stabilizationWindowSeconds": 60, "selectPolicy": "Max",
+                      "policies": [{"type": "Percent", "value": 50, "periodSeconds": 15}]},
+    }
+    assert "behavior" not in children(FULL_SPEC)["HorizontalPodAutoscaler"]["spec"]  # Kubernetes' defaults
+
+
+def test_keda_provider_makes_a_scaled_object_on_the_model_instead_of_an_hpa():
+    from kubento.builders.keda import scaled_object
+
+    raw = {**FULL_SPEC, "autoscaling": {**FULL_SPEC["autoscaling"], "provider": "keda"}}
+    kids = children(raw)
+    assert "HorizontalPodAutoscaler" not in kids
+    so = scaled_object(ModelDeploymentSpec.model_validate(raw), OWNER)
+    assert so["spec"]["scaleTargetRef"] == {"apiVersion": "serving.kubento.io/v1alpha1", "kind": "ModelDeployment", "name": "iris"}
+    assert so["spec"]["triggers"] == [{"type": "cpu", "metricType": "Utilization", "metadata": {"value": "70"}}]
+    custom = {**raw, "autoscaling": {**raw["autoscaling"], "metric": "rps",
+                                     "kedaTriggers": [{"type": "prometheus", "metadata": {"query": "sum(rate(x[1m]))"}}]}}
+    assert so is not None and scaled_object(ModelDeploymentSpec.model_validate(custom), OWNER)["spec"]["triggers"][0]["type"] == "prometheus"

@@ -51,6 +51,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [get, create, patch, delete]
+# autoscaling.provider keda (only if KEDA is installed).
+- apiGroups: [keda.sh]
+  resources: [scaledobjects]
+  verbs: [get, create, patch, delete]
 # Pod status tells image pull failures and crash loops.
 - apiGroups: [""]
   resources: [pods]

@@ -323,6 +323,37 @@ Metric = Literal["cpu", "memory", "concurrency", "rps"]
 DEFAULT_TARGETS: dict[str, int] = {"cpu": 80, "memory": 80, "concurrency": 10, "rps": 50}
 
 
+KEDA_OWN_METRICS = (
+    "KEDA has no scaler for BentoML's per-pod concurrency/rps: give kedaTriggers, or use provider kubento"
+)
+
+
+class ScalingRules(Model):
+    """How fast replicas may change in one direction (as an HPA's behavior).
+    Both limits apply per ``periodSeconds``; the larger change allowed wins."""
+
+    stabilization_window_seconds: Optional[int] = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description=(
+            "Act on the most conservative recommendation of this many past seconds (scale-down default 300 "
+            "for cpu/memory as in Kubernetes, 30 for concurrency/rps; scale-up default 0)."
+        ),
+    )
+    percent: Optional[int] = Field(default=None, ge=1, le=10000, description="Change by at most this percent of the current replicas.")
+    pods: Optional[int] = Field(default=None, ge=1, le=1000, description="Change by at most this many replicas.")
+    period_seconds: int = Field(default=15, ge=1, le=1800, description="The period both limits apply to.")
+
+
+class Behavior(Model):
+    """Rate limits and stabilisation windows, for both the HPA (cpu/memory)
+    and kubento's own autoscaler (concurrency/rps)."""
+
+    scale_up: Optional[ScalingRules] = Field(default=None, description="Limits on adding replicas.")
+    scale_down: Optional[ScalingRules] = Field(default=None, description="Limits on removing replicas.")
+
+
 class Autoscaling(Model):
     """Horizontal autoscaling. cpu and memory use a HorizontalPodAutoscaler
     (target: average utilization in percent of requests); concurrency and rps
@@ -335,7 +366,18 @@ class Autoscaling(Model):
                 "self.minReplicas <= self.maxReplicas",
                 "minReplicas must be less than or equal to maxReplicas",
                 ".minReplicas",
-            )
+            ),
+            cel(
+                "!has(self.provider) || self.provider != 'keda' || !(self.metric in ['concurrency', 'rps']) || "
+                "(has(self.kedaTriggers) && size(self.kedaTriggers) > 0)",
+                KEDA_OWN_METRICS,
+                ".provider",
+            ),
+            cel(
+                "!has(self.kedaTriggers) || size(self.kedaTriggers) == 0 || self.provider == 'keda'",
+                "kedaTriggers need provider keda",
+                ".kedaTriggers",
+            ),
         )
     )
 
@@ -352,10 +394,41 @@ class Autoscaling(Model):
         ),
     )
 
+    behavior: Optional[Behavior] = Field(default=None, description="Rate limits and stabilisation windows.")
+    window: Duration = Field(
+        default="60s",
+        description=(
+            "concurrency/rps: the metric is averaged over this window (a tenth of it in panic mode, entered when "
+            "load reaches panicThreshold percent of what the ready replicas are sized for; no scale-down while "
+            "panicking)."
+        ),
+    )
+    panic_threshold: int = Field(
+        default=200, ge=110, le=1000, description="concurrency/rps: percent of capacity that starts panic mode."
+    )
+    provider: Literal["kubento", "keda"] = Field(
+        default="kubento",
+        description=(
+            "kubento: an HPA (cpu/memory) or kubento's own autoscaler (concurrency/rps). keda: a KEDA "
+            "ScaledObject on the ModelDeployment instead (KEDA must be installed), with kedaTriggers or a "
+            "cpu/memory trigger from metric and target."
+        ),
+    )
+    keda_triggers: list[dict[str, Any]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="provider keda: the ScaledObject's triggers (any KEDA scaler), instead of metric and target.",
+        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                                     "description": "A KEDA trigger: type, metadata, authenticationRef, ..."}},
+    )
     @model_validator(mode="after")
     def _bounds(self) -> "Autoscaling":
         if self.min_replicas > self.max_replicas:
             raise ValueError("minReplicas must be less than or equal to maxReplicas")
+        if self.provider == "keda" and self.metric in ("concurrency", "rps") and not self.keda_triggers:
+            raise ValueError(KEDA_OWN_METRICS)
+        if self.keda_triggers and self.provider != "keda":
+            raise ValueError("kedaTriggers need provider keda")
         return self
 
     @property
@@ -600,6 +673,21 @@ class RolloutStatus(Model):
     analysis: Optional[str] = Field(default=None, description="The last analysis verdict, e.g. error rate 2.0% <= 5.0%.")
 
 
+class AutoscalingStatus(Model):
+    """kubento's own autoscaler (concurrency/rps): what it saw and decided."""
+
+    metric: str = Field(description="concurrency or rps.")
+    target: float = Field(description="Target value per replica.")
+    window_value: Optional[float] = Field(default=None, description="The metric over the whole window (all ready pods).")
+    panic_value: Optional[float] = Field(default=None, description="The metric over the panic window.")
+    panic: bool = Field(default=False, description="Panic mode: load far above capacity; no scale-down.")
+    ready_replicas: int = Field(default=0, description="Ready pods the metric came from.")
+    desired_replicas: int = Field(description="Replicas the model should have (within minReplicas and maxReplicas).")
+    reason: str = Field(default="", description="Why: ScaleUp, ScaleDown, Steady, Panic, NoData, RateLimited, Stabilizing.")
+    message: str = Field(default="", description="The decision in words.")
+    last_scale_time: Optional[str] = Field(default=None, description="When desiredReplicas last changed (RFC 3339).")
+
+
 class BuildStatus(Model):
     """The build of the current source. Once it succeeded, its archive is
     served from here: losing the Job or its pod changes nothing."""
@@ -632,6 +720,7 @@ class ModelDeploymentStatus(Model):
         default_factory=list, description="Revisions that ran, newest last (bounded by rollout.revisionHistoryLimit)."
     )
     build: Optional[BuildStatus] = Field(default=None, description="The build of the current source (bento.build).")
+    autoscaling: Optional[AutoscalingStatus] = Field(default=None, description="kubento's own autoscaler (concurrency/rps).")
     url: Optional[str] = Field(default=None, description="In-cluster URL of the model's Service.")
     replicas: Optional[int] = Field(default=None, description="Model server pods (all revisions).")
     ready_replicas: Optional[int] = Field(default=None, description="Pods passing their readiness probe.")

@@ -139,6 +139,10 @@ def revision(spec: ModelDeploymentSpec, bento: ServedBento) -> str:
     )
 
 
+# Metrics kubento's own autoscaler scales on (cpu and memory: an HPA).
+OWN_METRICS = ("concurrency", "rps")
+
+
 def model_replicas(spec: ModelDeploymentSpec) -> int:
     """How many pods the model should have in all. With autoscaling, the
     HPA (or kubento's autoscaler) sizes the ModelDeployment itself through
@@ -146,9 +150,9 @@ def model_replicas(spec: ModelDeploymentSpec) -> int:
     scaling = spec.autoscaling
     if scaling is None:
         return spec.replicas
-    if scaling.metric in ("cpu", "memory"):
+    if scaling.metric not in OWN_METRICS or scaling.provider == "keda":  # an HPA (or KEDA's) writes spec.replicas
         return min(max(spec.replicas, scaling.min_replicas), scaling.max_replicas)
-    return scaling.min_replicas  # kubento's own autoscaler is not implemented yet
+    return scaling.min_replicas  # until kubento's own autoscaler has decided (status.autoscaling)
 
 
 def deployment_name(owner: Owner, rev: str) -> str:

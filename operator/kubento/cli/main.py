@@ -26,6 +26,10 @@ def _run(args: argparse.Namespace) -> int:
     if not args.namespace and not args.all_namespaces:
         print("kubento run: give -n/--namespace (repeatable) or -A/--all-namespaces", file=sys.stderr)
         return 2
+    if args.metrics_port:
+        from kubento.controller import metrics
+
+        metrics.serve(args.metrics_port)
     kopf.run(
         standalone=True,  # one active replica (the chart's Deployment); no peering objects needed
         clusterwide=args.all_namespaces,
@@ -133,6 +137,8 @@ def parser() -> argparse.ArgumentParser:
     scope.add_argument("-n", "--namespace", action="append", help="watch this namespace (repeatable; globs allowed)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL ('' to disable)")
+    run.add_argument("--metrics-port", type=int, default=0,
+                     help="serve the operator's Prometheus metrics on this port (0: off)")
     run.add_argument("--log-format", choices=["plain", "json"], default="plain")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)

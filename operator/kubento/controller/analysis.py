@@ -58,7 +58,7 @@ _windows: dict[tuple[str, str, str, int], tuple[Window, Window]] = {}
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kubento-metrics")
 
 
-def _ready(pod: dict[str, Any]) -> bool:
+def is_ready(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
 
@@ -76,7 +76,7 @@ def _fetch_one(pod: dict[str, Any], port: int) -> Optional[Sample]:
 def fetch(pods: list[dict[str, Any]], port: int) -> dict[str, Sample]:
     """Counters of every ready pod that answered, by pod uid (in parallel:
     one slow pod costs at most FETCH_TIMEOUT)."""
-    ready = [p for p in pods if (p.get("status") or {}).get("podIP") and _ready(p)]
+    ready = [p for p in pods if (p.get("status") or {}).get("podIP") and is_ready(p)]
     samples = _pool.map(lambda p: _fetch_one(p, port), ready)
     return {p["metadata"]["uid"]: s for p, s in zip(ready, samples) if s is not None}
 

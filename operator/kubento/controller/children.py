@@ -22,6 +22,7 @@ from kubento.api.v1alpha1 import ModelDeploymentSpec
 from kubento.builders.bento import ServedBento
 from kubento.builders.deployment import deployment
 from kubento.builders.hpa import horizontal_pod_autoscaler
+from kubento.builders.keda import KEDA_API_VERSION, scaled_object
 from kubento.builders.meta import ANNOTATION_APPLIED_HASH, LABEL_REVISION, Owner, preview_name, selector_string
 from kubento.builders.service import preview_service, service
 from kubento.controller import kube
@@ -136,6 +137,22 @@ def apply_child(owner: Owner, manifest: dict[str, Any], live: Optional[dict[str,
     return live, None
 
 
+def _sync_scaled_object(spec: ModelDeploymentSpec, owner: Owner) -> Optional[Problem]:
+    """autoscaling.provider keda: a ScaledObject (KEDA's CRDs must be there)."""
+    wanted = scaled_object(spec, owner)
+    try:
+        if wanted is None:
+            _delete_if_ours(owner, KEDA_API_VERSION, "ScaledObject", owner.name)
+            return None
+        return apply_child(owner, wanted)[1]
+    except kube.NotInstalled:
+        if wanted is None:
+            return None
+        return Problem("KEDANotInstalled", "autoscaling.provider is keda but this cluster does not serve KEDA's "
+                       f"ScaledObject ({KEDA_API_VERSION}): install KEDA; running {wanted['spec']['minReplicaCount']} "
+                       "or spec.replicas replicas meanwhile", blocking=False)
+
+
 def _delete_if_ours(owner: Owner, api_version: str, kind: str, name: str) -> None:
     live = kube.get(api_version, kind, owner.namespace, name)
     if live is not None and owner.controls(live):
@@ -185,6 +202,9 @@ def apply_decision(spec: ModelDeploymentSpec, owner: Owner, bento: Optional[Serv
         _, problem = apply_child(owner, manifest)
         if problem:
             problems.append(problem)
+    problem = _sync_scaled_object(spec, owner)
+    if problem:
+        problems.append(problem)
     return problems
 
 

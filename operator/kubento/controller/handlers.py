@@ -8,8 +8,9 @@
 - a periodic resync of every known ModelDeployment, which reverts changes
   others made to its Deployment or HPA spec and notices conditions that
   resolve by themselves (a Secret that appears later);
-- while a rollout is under way, a pass every ROLLOUT_TICK seconds: pauses,
-  deadlines and analysis intervals end without any watch event.
+- while a rollout is under way or kubento's own autoscaler sizes the model,
+  a pass every TICK seconds: pauses, deadlines and analysis intervals end,
+  and load is sampled, without any watch event.
 
 Only watch-event handlers are used: kopf's change handlers and timers would
 add annotations and a finalizer, and a finalizer would block deleting models
@@ -29,18 +30,18 @@ from kubernetes.client.exceptions import ApiException
 from kubento.api import v1alpha1 as api
 from kubento.builders.build_job import LABEL_BUILD_OF
 from kubento.builders.meta import LABEL_MODEL, MANAGED_BY
-from kubento.controller import kube
+from kubento.controller import kube, metrics
 from kubento.controller.reconcile import reconcile_named
 
 RESYNC_SECONDS = float(os.environ.get("KUBENTO_RESYNC_SECONDS", "30"))
-ROLLOUT_TICK = 2.0
+TICK = 2.0
 
 log = logging.getLogger("kubento")
 
 # ModelDeployments seen in the watched namespaces: what the resync walks.
 _known: set[tuple[str, str]] = set()
-# Those with a rollout under way: passed every ROLLOUT_TICK seconds.
-_rolling: set[tuple[str, str]] = set()
+# Those with a rollout under way or kubento's own autoscaler: passed every TICK seconds.
+_ticking: set[tuple[str, str]] = set()
 
 
 @kopf.on.startup()
@@ -79,23 +80,25 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
 
 def _pass(namespace: str, name: str) -> None:
     try:
-        status = reconcile_named(namespace, name)
+        with metrics.RECONCILE_SECONDS.time():
+            status = reconcile_named(namespace, name)
     except ApiException as exc:
+        metrics.RECONCILE_ERRORS.inc()
         # Retried by the next event or resync: never a tight loop.
         log.warning("reconcile of %s/%s failed (retry within %ss): %s %s",
                     namespace, name, RESYNC_SECONDS, exc.status, exc.reason)
         return
-    if status and status.get("rollout"):
-        _rolling.add((namespace, name))
+    if status and (status.get("rollout") or status.get("autoscaling")):
+        _ticking.add((namespace, name))
     else:
-        _rolling.discard((namespace, name))
+        _ticking.discard((namespace, name))
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
 def model_deployment_event(type: str, namespace: str, name: str, **_: Any) -> None:
     if type == "DELETED":
         _known.discard((namespace, name))
-        _rolling.discard((namespace, name))
+        _ticking.discard((namespace, name))
         return
     _known.add((namespace, name))
     _pass(namespace, name)
@@ -123,11 +126,11 @@ def build_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
 async def _resync_forever() -> None:
     last = asyncio.get_running_loop().time()
     while True:
-        await asyncio.sleep(ROLLOUT_TICK)
+        await asyncio.sleep(TICK)
         due = asyncio.get_running_loop().time() - last >= RESYNC_SECONDS
         if due:
             last = asyncio.get_running_loop().time()
-        for namespace, name in sorted(_known if due else _rolling & _known):
+        for namespace, name in sorted(_known if due else _ticking & _known):
             try:
                 await asyncio.to_thread(_pass, namespace, name)
             except Exception:  # noqa: BLE001 - the loop must outlive any one object

@@ -6,11 +6,12 @@ import datetime
 import functools
 import json
 import os
+import time
 from typing import Any, Optional
 
 from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic.exceptions import NotFoundError
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
 from kubento.api import v1alpha1 as api
 
@@ -41,8 +42,28 @@ def dynamic_client() -> dynamic.DynamicClient:
     return dynamic.DynamicClient(api_client())
 
 
+class NotInstalled(Exception):
+    """The API server does not serve this kind (e.g. KEDA's CRDs are missing)."""
+
+
+_rediscovered = 0.0
+REDISCOVER_SECONDS = 10.0
+
+
 def _resource(api_version: str, kind: str) -> Any:
-    return dynamic_client().resources.get(api_version=api_version, kind=kind)
+    global _rediscovered
+    try:
+        return dynamic_client().resources.get(api_version=api_version, kind=kind)
+    except ResourceNotFoundError:
+        # Maybe installed since discovery was cached: look again, at most every REDISCOVER_SECONDS.
+        if time.monotonic() - _rediscovered < REDISCOVER_SECONDS:
+            raise NotInstalled(f"{kind} ({api_version}) is not served by this cluster") from None
+        _rediscovered = time.monotonic()
+        dynamic_client().resources.invalidate_cache()
+        try:
+            return dynamic_client().resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            raise NotInstalled(f"{kind} ({api_version}) is not served by this cluster") from None
 
 
 def get(api_version: str, kind: str, namespace: str, name: str) -> Optional[dict[str, Any]]:
@@ -56,17 +77,25 @@ def apply(manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[
     """Server-side apply with kubento's field manager, taking ownership of
     the fields it sets (``force_conflicts``; a ``force=`` keyword is ignored)."""
     meta = manifest["metadata"]
-    return (
-        _resource(manifest["apiVersion"], manifest["kind"])
-        .server_side_apply(
-            body=manifest,
-            name=meta["name"],
-            namespace=meta["namespace"],
-            field_manager=field_manager,
-            force_conflicts=True,
+    try:
+        return (
+            _resource(manifest["apiVersion"], manifest["kind"])
+            .server_side_apply(
+                body=manifest,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                field_manager=field_manager,
+                force_conflicts=True,
+            )
+            .to_dict()
         )
-        .to_dict()
-    )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        # Apply creates missing objects: a 404 means the kind itself is gone
+        # (e.g. KEDA uninstalled while discovery was cached).
+        dynamic_client().resources.invalidate_cache()
+        raise NotInstalled(f"{manifest['kind']} ({manifest['apiVersion']}) is not served by this cluster") from None
 
 
 def rejection(exc: ApiException) -> str:

@@ -22,9 +22,9 @@ from kubento.api import v1alpha1 as api
 from kubento.api.v1alpha1 import ModelDeploymentSpec
 from kubento.builders import Owner
 from kubento.builders.bento import DEFAULT_RUNTIME_IMAGE, ServedBento
-from kubento.builders.deployment import model_replicas, revision
+from kubento.builders.deployment import OWN_METRICS, model_replicas, revision
 from kubento.builders.meta import ANNOTATION_ABORT, ANNOTATION_PROMOTE, rollout_token, selector_string, service_url
-from kubento.controller import analysis, children, kube
+from kubento.controller import analysis, autoscaler, children, kube, metrics
 from kubento.controller.build import BuildState, delete_builds, sync_build
 from kubento.controller.status import (
     Observed,
@@ -56,22 +56,6 @@ EventSink = Callable[[str, str, str], None]
 
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def unsupported(spec: ModelDeploymentSpec) -> list[Problem]:
-    """Spec fields whose behaviour later releases implement. Blocking when
-    nothing sensible can run without them."""
-    problems = []
-    if spec.autoscaling and spec.autoscaling.metric in ("concurrency", "rps"):
-        problems.append(
-            Problem(
-                "NotImplemented",
-                f"autoscaling.metric {spec.autoscaling.metric} is not implemented yet; "
-                f"running minReplicas ({spec.autoscaling.min_replicas}) replicas",
-                blocking=False,
-            )
-        )
-    return problems
 
 
 def referenced_secrets(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
@@ -195,7 +179,7 @@ def reconcile(body: dict[str, Any], post_event: EventSink, clock: Callable[[], f
             _store(owner, previous, new, post_event)
             return new
 
-        problems = unsupported(spec)
+        problems: list[Problem] = []
         missing = missing_secret_problem(spec, owner.namespace)
         bento, build = None, None
         if missing:
@@ -209,11 +193,17 @@ def reconcile(body: dict[str, Any], post_event: EventSink, clock: Callable[[], f
         rev = revision(spec, bento) if bento else None
         revisions = children.observe_revisions(owner)
         candidate = rev if rev != previous.get("stableRevision") else None
+        replicas, scaling = model_replicas(spec), None
+        if spec.autoscaling and spec.autoscaling.metric in OWN_METRICS and spec.autoscaling.provider == "kubento":
+            pods = [p for revision_pods in revisions.pods.values() for p in revision_pods]
+            scaling = autoscaler.scale(owner.namespace, owner.name, spec.autoscaling, spec.port, pods,
+                                       previous.get("autoscaling"), clock())
+            replicas = scaling["desiredReplicas"]
         decision = decide(
             revision=rev,
             bento=bento.describe() if bento else "",
             rollout=spec.rollout,
-            replicas=model_replicas(spec),
+            replicas=replicas,
             previous=previous,
             seen=revisions.seen(),
             now=clock(),
@@ -227,6 +217,8 @@ def reconcile(body: dict[str, Any], post_event: EventSink, clock: Callable[[], f
             problems = children.apply_decision(spec, owner, bento, rev, decision, revisions) + problems
         observed = observe(spec, generation, owner, rev or previous.get("currentRevision"), problems, build,
                            decision, revisions)
+        if scaling is not None and observed.rollout is not None:
+            observed.rollout.record["autoscaling"] = scaling
         new = compute_status(observed, previous, now())
         _store(owner, previous, new, post_event)
         return new
@@ -242,6 +234,8 @@ def reconcile_named(namespace: str, name: str) -> Optional[dict[str, Any]]:
                 _locks.pop((namespace, name), None)
             children.forget(namespace, name)
             analysis.forget(namespace, name)
+            autoscaler.forget(namespace, name)
+            metrics.forget(namespace, name)
             return None
 
         def post(type_: str, reason: str, message: str) -> None:
@@ -256,4 +250,5 @@ def _store(owner: Owner, previous: dict[str, Any], new: dict[str, Any], post_eve
         return
     kube.patch_status(owner.namespace, owner.name, patch)
     for event in transition_events(previous, new):
+        metrics.rollout_event(owner.namespace, owner.name, event[1])
         post_event(*event)

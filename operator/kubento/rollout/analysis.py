@@ -65,6 +65,7 @@ class Sample:
     buckets: Buckets = ()
     duration_sum: float = 0.0  # seconds, over all requests
     duration_count: float = 0.0
+    in_progress: float = 0.0  # requests being answered now (a gauge, not a counter)
 
     @property
     def error_rate(self) -> Optional[float]:
@@ -98,15 +99,18 @@ def parse_metrics(text: str, *, namespace: str = NAMESPACE, exclude: Collection[
     """
     requests_name = f"{namespace}_request_total"
     hist = f"{namespace}_request_duration_seconds"
-    requests = errors = dsum = dcount = 0.0
+    in_progress_name = f"{namespace}_request_in_progress"
+    requests = errors = dsum = dcount = in_progress = 0.0
     buckets: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name not in (requests_name, f"{hist}_bucket", f"{hist}_sum", f"{hist}_count"):
+            if s.name not in (requests_name, in_progress_name, f"{hist}_bucket", f"{hist}_sum", f"{hist}_count"):
                 continue
             if is_infra(s.labels.get("endpoint", ""), exclude):
                 continue
-            if s.name == requests_name:
+            if s.name == in_progress_name:
+                in_progress += s.value
+            elif s.name == requests_name:
                 requests += s.value
                 if s.labels.get("http_response_code", "").startswith("5"):
                     errors += s.value
@@ -117,7 +121,7 @@ def parse_metrics(text: str, *, namespace: str = NAMESPACE, exclude: Collection[
                 dsum += s.value
             else:
                 dcount += s.value
-    return Sample(requests, errors, tuple(sorted(buckets.items())), dsum, dcount)
+    return Sample(requests, errors, tuple(sorted(buckets.items())), dsum, dcount, in_progress)
 
 
 def _count_at(buckets: Buckets, le: float) -> float:
@@ -152,7 +156,8 @@ def since(before: Optional[Sample], after: Sample) -> Sample:
             or after.duration_count < before.duration_count or any(c < 0 for _, c in buckets)):
         return after
     return Sample(after.requests - before.requests, after.errors - before.errors, buckets,
-                  max(after.duration_sum - before.duration_sum, 0.0), after.duration_count - before.duration_count)
+                  max(after.duration_sum - before.duration_sum, 0.0), after.duration_count - before.duration_count,
+                  after.in_progress)
 
 
 def total(samples: Iterable[Sample]) -> Sample:
@@ -160,7 +165,8 @@ def total(samples: Iterable[Sample]) -> Sample:
     out = ZERO
     for s in samples:
         out = Sample(out.requests + s.requests, out.errors + s.errors, _combine(out.buckets, s.buckets, 1.0),
-                     out.duration_sum + s.duration_sum, out.duration_count + s.duration_count)
+                     out.duration_sum + s.duration_sum, out.duration_count + s.duration_count,
+                     out.in_progress + s.in_progress)
     return out
 
 

@@ -1,0 +1,1 @@
+"""Autoscaling decisions as pure functions (kubento's own autoscaler)."""
