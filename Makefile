@@ -20,7 +20,8 @@ test: deps venv kube helm  ## every tier: unit, chart, integration (real kube-ap
 e2e: deps venv kube helm  ## e2e only: local cluster, images, helm install, real BentoML pods
 	$(PYTEST) e2e
 
-bench: deps venv kube helm  ## benchmarks on the local cluster (print figures: apply -> Ready per bento source, rollback time)
+bench: deps venv kube helm  ## benchmarks on the local cluster (print figures: apply -> Ready per bento source, rollback time, autoscaling; PNG in bench/out)
+	$(PY) -m pip install -q -e '.[test,bench]' -c e2e/images/constraints.txt
 	$(PYTEST) bench -s -p no:logging
 
 unit: venv  ## unit tests only (no cluster, seconds)
@@ -43,8 +44,9 @@ $(VENV)/.installed: pyproject.toml e2e/images/constraints.txt
 	$(PY) -m pip install -q -e '.[test]' -c e2e/images/constraints.txt
 	@touch $@
 
-kube:  ## build (or reuse from ~/.cache/kubento) the Kubernetes components
+kube:  ## build (or reuse from ~/.cache/kubento) the Kubernetes components and metrics-server
 	@e2e/kubebin/build.sh >/dev/null
+	@e2e/metrics-server/build.sh >/dev/null
 
 helm:  ## build (or reuse from ~/.cache/kubento) Helm from its Go module
 	@hack/helm.sh >/dev/null

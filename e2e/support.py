@@ -115,3 +115,42 @@ def settled(cluster, name: str):
     ok = (st.get("phase") == "Ready" and st.get("stableRevision") == st.get("currentRevision")
           and not st.get("rollout") and st.get("observedGeneration") == obj["metadata"]["generation"])
     return obj if ok else None
+
+
+class Load:
+    """``threads`` clients POSTing ``body`` to ``path`` through the Service
+    without pause, counting answers (the load generator of the autoscaling
+    tests; a slow endpoint makes the in-flight count predictable)."""
+
+    def __init__(self, cluster, name: str, path: str, body: dict, threads: int):
+        self.url = f"http://{cluster.get('service', name, '-n', NAMESPACE)['spec']['clusterIP']}{path}"
+        self.body = json.dumps(body).encode()
+        self.ok = 0
+        self.failures: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            req = urllib.request.Request(self.url, data=self.body, headers={"content-type": "application/json"},
+                                         method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    resp.read()
+                self.ok += 1
+            except Exception as exc:  # noqa: BLE001 - counted, the load goes on
+                self.failures[type(exc).__name__ + ": " + str(exc)[:80]] += 1
+                time.sleep(0.1)
+
+    def __enter__(self) -> "Load":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(35)

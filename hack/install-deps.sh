@@ -13,4 +13,4 @@ if ((${#need[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
-command -v go >/dev/null || { echo "Go (>= 1.24) is required to build the Kubernetes components: https://go.dev/dl/" >&2; exit 1; }
+command -v go >/dev/null || { echo "Go (>= 1.24; metrics-server v0.9 wants 1.26.4 and fetches that toolchain itself when older) is required to build the Kubernetes components and metrics-server: https://go.dev/dl/" >&2; exit 1; }

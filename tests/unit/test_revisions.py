@@ -267,3 +267,41 @@ def test_a_spec_change_right_after_a_blue_green_switch_keeps_serving():
     d = decide(revision="v3", bento="img:v3", rollout=Rollout(strategy="BlueGreen"), replicas=2, previous=status,
                seen=cluster.seen(), now=1000.0)
     assert d.selects is None and d.replicas["v2"] == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 6), min_size=1, max_size=30),
+    strategy=st.sampled_from(["RollingUpdate", "Canary", "BlueGreen"]),
+    broken=st.booleans(),
+)
+def test_an_autoscaler_resizing_the_model_mid_rollout_keeps_capacity_and_the_outcome(sizes, strategy, broken):
+    """The autoscaler changes the model's replica count at any pass; the
+    rollout splits whatever it is. Ready pods behind the Service never drop
+    below the smaller of the last two counts, and the rollout still ends."""
+    cluster, status = deployed(replicas=sizes[0])
+    if broken:
+        cluster.broken.add("v2")
+    rollout = Rollout(strategy=strategy, steps=[{"weight": 30}, {"weight": 60}] if strategy == "Canary" else [])
+    previous, d = sizes[0], None
+    for i in range(200):
+        replicas = sizes[min(i, len(sizes) - 1)]
+        d = decide(revision="v2", bento="img:v2", rollout=rollout, replicas=replicas, previous=status,
+                   seen=cluster.seen(), now=1000.0 + 5 * i)
+        cluster.apply(d)
+        status = {k: v for k, v in {"stableRevision": d.stable, "rollout": d.rollout, "failedRevision": d.failed,
+                                    "history": d.history}.items() if v is not None}
+        ready = cluster.seen()
+        selected = sum(s.ready for rev, s in ready.items() if d.selects in (None, rev))
+        # The pods the Service had before this pass, and those ready now (scale-down is immediate here).
+        assert selected >= min(previous, replicas) or i == 0, (i, previous, replicas, selected, d)
+        previous = replicas
+        cluster.tick()
+        if d.rollout is None and i >= len(sizes):
+            break
+    assert d.rollout is None
+    final = sizes[-1]
+    if broken:
+        assert (d.stable, cluster.desired["v1"], cluster.desired["v2"]) == ("v1", final, 0)
+    else:
+        assert (d.stable, cluster.desired["v2"]) == ("v2", final)
