@@ -124,6 +124,12 @@ INVALID = [
         "spec.autoscaling.kedaTriggers",
         message="need provider keda",
     ),
+    Invalid(
+        "autoscaling-window-too-short",
+        with_(VALID_SPEC, autoscaling={"maxReplicas": 3, "metric": "rps", "window": "2s"}),
+        "spec.autoscaling.window",
+        message="at least 6s",
+    ),
     Invalid("bad-quantity", with_(VALID_SPEC, resources={"limits": {"memory": "lots"}}), "spec.resources.limits.memory"),
     Invalid(
         "weight-over-100",

@@ -80,3 +80,49 @@ def test_any_constant_load_settles_without_oscillating(load, target):
     out = run(policy, [load] * 150)
     assert len(set(out[-40:])) == 1
     assert out[-1] == min(max(math.ceil(load / target - 1e-9), 1), 50)
+
+
+def test_load_hovering_at_a_multiple_of_the_target_does_not_flap():
+    policy = Policy(target=10, min_replicas=1, max_replicas=20)
+    loads = [50.0 + (6 if (i // 15) % 2 else -6) for i in range(300)]  # 44..56 in 30 s swings
+    out = run(policy, loads)
+    changes = sum(1 for a, b in zip(out[60:], out[61:]) if a != b)
+    assert changes <= 2, out[60:]
+
+
+def test_a_restarted_operator_does_not_scale_down_before_its_window_is_full():
+    policy = Policy(target=10, min_replicas=1, max_replicas=20)
+    d = decide(policy, Memory(), now=1000.0, value=3.0, ready=8, current=8)
+    assert d.replicas == 8
+    for i in range(1, 30):  # 58 s: the window is not full
+        d = decide(policy, d.memory, now=1000.0 + 2 * i, value=3.0, ready=8, current=d.replicas)
+        assert d.replicas == 8
+    for i in range(30, 60):  # then the 30 s scale-down stabilisation
+        d = decide(policy, d.memory, now=1000.0 + 2 * i, value=3.0, ready=8, current=d.replicas)
+    assert d.replicas < 8
+
+
+def test_rps_ignores_a_pod_whose_counter_went_down_and_counts_busy_pods_as_loaded():
+    from kubento.controller import autoscaler
+    from kubento.rollout.analysis import Sample
+
+    key = ("ns", "rps-model")
+    autoscaler.forget(*key)
+    assert autoscaler._value(key, "rps", {"a": Sample(requests=1000), "b": Sample(requests=50)}, 2, 0.0) is None
+    # 2 s later: pod a served 100 more; pod b restarted (its counter went down): not a burst.
+    value = autoscaler._value(key, "rps", {"a": Sample(requests=1100), "b": Sample(requests=10)}, 2, 2.0)
+    assert value == 50.0 * 2  # 50 rps per answering pod, times 2 ready pods
+    # Three pods ready, one too busy to answer /metrics: it still carries load.
+    value = autoscaler._value(key, "concurrency", {"a": Sample(in_progress=4), "b": Sample(in_progress=2)}, 3, 4.0)
+    assert value == 9.0
+    autoscaler.forget(*key)
+
+
+def test_behavior_with_only_a_stabilisation_window_keeps_the_default_steps():
+    from kubento.api.v1alpha1 import Autoscaling
+    from kubento.controller.autoscaler import policy
+
+    p = policy(Autoscaling(maxReplicas=10, metric="rps", behavior={"scaleUp": {"stabilizationWindowSeconds": 5}}))
+    assert (p.up.stabilization, p.up.percent, p.up.pods) == (5.0, 100.0, 4)
+    p = policy(Autoscaling(maxReplicas=10, metric="rps", behavior={"scaleUp": {"pods": 2}}))
+    assert (p.up.percent, p.up.pods) == (None, 2)

@@ -70,6 +70,16 @@ Quantity = Annotated[
 ]
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
 
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+
+
+def duration_seconds(duration: str) -> float:
+    """An API Duration (``500ms``, ``30s``, ``5m``, ``1h``, ``1m30s``) in seconds."""
+    if not isinstance(duration, str) or not re.fullmatch(DURATION_PATTERN, duration):
+        raise ValueError(f"{duration!r} is not a duration (e.g. 500ms, 30s, 5m, 1h, 1m30s)")
+    return sum(float(n) * _UNIT_MS[u] for n, u in _DURATION_PART.findall(duration)) / 1000
+
 
 # Lists whose items are unique by name (server-side apply merges them by name).
 LIST_MAP_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
@@ -378,6 +388,11 @@ class Autoscaling(Model):
                 "kedaTriggers need provider keda",
                 ".kedaTriggers",
             ),
+            cel(
+                "!has(self.window) || duration(self.window) >= duration('6s')",
+                "window must be at least 6s (the autoscaler samples every 2s)",
+                ".window",
+            ),
         )
     )
 
@@ -429,6 +444,8 @@ class Autoscaling(Model):
             raise ValueError(KEDA_OWN_METRICS)
         if self.keda_triggers and self.provider != "keda":
             raise ValueError("kedaTriggers need provider keda")
+        if duration_seconds(self.window) < 6:
+            raise ValueError("window must be at least 6s (the autoscaler samples every 2s)")
         return self
 
     @property

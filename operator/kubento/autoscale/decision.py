@@ -41,6 +41,7 @@ class Rules:
 # Kubernetes' HPA defaults, but a 30 s scale-down stabilisation (the metric
 # window already smooths; 300 s would keep idle replicas for 5 minutes).
 DEFAULT_UP = Rules(stabilization=0.0, percent=100.0, pods=4)
+TOLERANCE = 0.1  # scale down only to replicas that would run at most 90 % of their target
 DEFAULT_DOWN = Rules(stabilization=30.0, percent=100.0, pods=None)
 
 
@@ -67,6 +68,7 @@ class Memory:
     recommendations: tuple[tuple[float, int], ...] = ()
     decisions: tuple[tuple[float, int], ...] = ()  # (time, replicas) for the rate limits
     panic_since: Optional[float] = None
+    started: Optional[float] = None  # first sample: no scale-down before a whole window of them
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,13 @@ def decide(policy: Policy, memory: Memory, *, now: float, value: Optional[float]
     unit = policy.target
     want = math.ceil(window_value / unit - 1e-9)
     want_panic = math.ceil(panic_value / unit - 1e-9)
+    started = memory.started if memory.started is not None else now
+    if want < current:
+        # Scale down only to a count that leaves TOLERANCE headroom (hysteresis:
+        # load hovering at a multiple of the target does not flap), and not on a
+        # window that is not full yet (a new or restarted operator).
+        want = current if now - started < policy.window else min(
+            current, math.ceil(window_value / (unit * (1 - TOLERANCE)) - 1e-9))
 
     capacity = max(ready, 1) * unit
     panic_since = memory.panic_since
@@ -146,5 +155,5 @@ def decide(policy: Policy, memory: Memory, *, now: float, value: Optional[float]
     message = (f"{window_value:.1f} over {policy.window:.0f}s and {panic_value:.1f} over "
                f"{policy.panic_window:.0f}s across {ready} ready replicas (target {unit:g} each)"
                f"{'; panic mode' if panic else ''}: {current} -> {replicas} replicas")
-    memory = Memory(samples, recs, decisions + ((now, replicas),), panic_since)
+    memory = Memory(samples, recs, decisions + ((now, replicas),), panic_since, started)
     return Decision(replicas, reason, message, window_value, panic_value, panic, memory)

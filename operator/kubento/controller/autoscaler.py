@@ -4,7 +4,8 @@ whole) and asks :func:`kubento.autoscale.decision.decide` for the replica
 count. The rollout then splits that count between revisions.
 
 The metric windows live in memory: after an operator restart they fill
-again, and until they do the last decided count (from status) holds.
+again, and until a whole window has been sampled the last decided count
+(from status) does not go down.
 """
 
 from __future__ import annotations
@@ -15,27 +16,30 @@ from typing import Any, Optional
 from kubento.api.v1alpha1 import Autoscaling, ScalingRules
 from kubento.autoscale.decision import DEFAULT_DOWN, DEFAULT_UP, Decision, Memory, Policy, Rules, decide
 from kubento.controller import analysis, metrics
-from kubento.rollout.analysis import Sample, seconds, since
+from kubento.rollout.analysis import Sample, seconds
 from kubento.rollout.revisions import rfc3339
 
 SAMPLE_SECONDS = 2.0
-PUBLISH_SECONDS = 10.0
+PUBLISH_SECONDS = 30.0
 
 _guard = threading.Lock()
 _memory: dict[tuple[str, str], Memory] = {}
 _counts: dict[tuple[str, str], tuple[float, dict[str, Sample]]] = {}  # for rps: the previous sample
 _last: dict[tuple[str, str], tuple[float, Decision]] = {}
 _published: dict[tuple[str, str], float] = {}
+_metric: dict[tuple[str, str], str] = {}  # the metric the memory above was sampled for
 
 
 def _rules(rules: Optional[ScalingRules], default: Rules) -> Rules:
     if rules is None:
         return default
     stabilization = rules.stabilization_window_seconds
+    limited = rules.percent is not None or rules.pods is not None
     return Rules(
         stabilization=float(default.stabilization if stabilization is None else stabilization),
-        percent=float(rules.percent) if rules.percent is not None else (None if rules.pods else default.percent),
-        pods=rules.pods,
+        # No limit given: the defaults' (as an HPA keeps its default policies).
+        percent=float(rules.percent) if rules.percent is not None else (None if limited else default.percent),
+        pods=rules.pods if limited else default.pods,
         period=float(rules.period_seconds),
     )
 
@@ -53,41 +57,54 @@ def policy(scaling: Autoscaling) -> Policy:
     )
 
 
-def _value(key: tuple[str, str], metric: str, samples: dict[str, Sample], now: float) -> Optional[float]:
-    """The metric summed over the pods that answered: requests in flight, or
-    requests per second since the previous sample (pods seen both times)."""
+def _value(key: tuple[str, str], metric: str, samples: dict[str, Sample], ready: int, now: float) -> Optional[float]:
+    """The metric for the model: per answering pod on average, times the
+    ready pods (a pod too busy to answer /metrics in time still carries
+    load, as in Knative's KPA). Requests in flight, or requests per second
+    since the previous sample."""
     if not samples:
         return None
     if metric == "concurrency":
-        return sum(s.in_progress for s in samples.values())
-    before = _counts.get(key)
-    _counts[key] = (now, samples)
-    if before is None or now <= before[0]:
-        return None
-    elapsed, previous = now - before[0], before[1]
-    common = [uid for uid in samples if uid in previous]
-    if not common:
-        return None
-    return sum(since(previous[uid], samples[uid]).requests for uid in common) / elapsed
+        per_pod = [s.in_progress for s in samples.values()]
+    else:
+        before = _counts.get(key)
+        _counts[key] = (now, samples)
+        if before is None or now <= before[0]:
+            return None
+        elapsed, previous = now - before[0], before[1]
+        # Pods seen both times whose counter did not go down (a restart is no burst).
+        per_pod = [(samples[uid].requests - previous[uid].requests) / elapsed
+                   for uid in samples if uid in previous and samples[uid].requests >= previous[uid].requests]
+        if not per_pod:
+            return None
+    return sum(per_pod) / len(per_pod) * max(ready, len(samples))
 
 
-def scale(namespace: str, name: str, scaling: Autoscaling, port: int, pods: list[dict[str, Any]],
+def scale(namespace: str, name: str, scaling: Autoscaling, replicas: int, port: int, pods: list[dict[str, Any]],
           previous: Optional[dict[str, Any]], now: float) -> dict[str, Any]:
-    """status.autoscaling for now; its desiredReplicas is the model's size."""
+    """status.autoscaling for now; its desiredReplicas is the model's size.
+    ``replicas`` is the spec's count, where a newly autoscaled model starts."""
     key = (namespace, name)
-    current = (previous or {}).get("desiredReplicas", scaling.min_replicas)
+    if previous and previous.get("metric") == scaling.metric:
+        current = previous["desiredReplicas"]
+    else:  # just turned on (or another metric): start from the size the model has
+        current = min(max(replicas, scaling.min_replicas), scaling.max_replicas)
+    ready = sum(1 for p in pods if analysis.is_ready(p))
     with _guard:
+        if _metric.get(key) != scaling.metric:
+            forget_locked(key)  # a window of another metric means nothing for this one
+            _metric[key] = scaling.metric
         last = _last.get(key)
         if last is not None and now - last[0] < SAMPLE_SECONDS * 0.9:
             decision = last[1]  # sampled moments ago (a burst of events): same answer
         else:
             samples = analysis.fetch(pods, port)
-            value = _value(key, scaling.metric, samples, now)
+            value = _value(key, scaling.metric, samples, ready, now)
             decision = decide(policy(scaling), _memory.get(key, Memory()), now=now, value=value,
-                              ready=len(samples), current=current)
+                              ready=ready, current=current)
             _memory[key] = decision.memory
             _last[key] = (now, decision)
-            metrics.autoscaler(namespace, name, decision, len(samples))
+            metrics.autoscaler(namespace, name, decision, ready)
     changed = decision.replicas != current or not previous
     if previous and not changed and previous.get("reason") == decision.reason \
             and now - _published.get(key, 0.0) < PUBLISH_SECONDS:
@@ -97,7 +114,7 @@ def scale(namespace: str, name: str, scaling: Autoscaling, port: int, pods: list
         "metric": scaling.metric,
         "target": float(scaling.effective_target),
         "panic": decision.panic,
-        "readyReplicas": sum(1 for p in pods if analysis.is_ready(p)),
+        "readyReplicas": ready,
         "desiredReplicas": decision.replicas,
         "reason": decision.reason,
         "message": decision.message,
@@ -109,7 +126,11 @@ def scale(namespace: str, name: str, scaling: Autoscaling, port: int, pods: list
     return {k: v for k, v in status.items() if v is not None}
 
 
+def forget_locked(key: tuple[str, str]) -> None:
+    for store in (_memory, _counts, _last, _published, _metric):
+        store.pop(key, None)
+
+
 def forget(namespace: str, name: str) -> None:
     with _guard:
-        for store in (_memory, _counts, _last, _published):
-            store.pop((namespace, name), None)
+        forget_locked((namespace, name))

@@ -129,6 +129,8 @@ def apply_child(owner: Owner, manifest: dict[str, Any], live: Optional[dict[str,
     log.info("applying %s %s/%s (%s)", kind, owner.namespace, name, why)
     try:
         live = kube.apply(manifest)
+    except kube.NotInstalled as exc:
+        return None, Problem("ApplyFailed", f"the API server does not serve {kind}: {exc}")
     except ApiException as exc:
         if exc.status in (409, 429) or exc.status >= 500:
             raise  # transient: retried by the next event or resync
@@ -140,17 +142,16 @@ def apply_child(owner: Owner, manifest: dict[str, Any], live: Optional[dict[str,
 def _sync_scaled_object(spec: ModelDeploymentSpec, owner: Owner) -> Optional[Problem]:
     """autoscaling.provider keda: a ScaledObject (KEDA's CRDs must be there)."""
     wanted = scaled_object(spec, owner)
-    try:
-        if wanted is None:
-            _delete_if_ours(owner, KEDA_API_VERSION, "ScaledObject", owner.name)
-            return None
-        return apply_child(owner, wanted)[1]
-    except kube.NotInstalled:
+    if not kube.served(KEDA_API_VERSION, "ScaledObject"):
         if wanted is None:
             return None
         return Problem("KEDANotInstalled", "autoscaling.provider is keda but this cluster does not serve KEDA's "
                        f"ScaledObject ({KEDA_API_VERSION}): install KEDA; running {wanted['spec']['minReplicaCount']} "
                        "or spec.replicas replicas meanwhile", blocking=False)
+    if wanted is None:
+        _delete_if_ours(owner, KEDA_API_VERSION, "ScaledObject", owner.name)
+        return None
+    return apply_child(owner, wanted)[1]
 
 
 def _delete_if_ours(owner: Owner, api_version: str, kind: str, name: str) -> None:

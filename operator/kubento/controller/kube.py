@@ -46,24 +46,32 @@ class NotInstalled(Exception):
     """The API server does not serve this kind (e.g. KEDA's CRDs are missing)."""
 
 
-_rediscovered = 0.0
+# Kinds found missing, and when: looked up again only after REDISCOVER_SECONDS
+# (the client's discovery reloads every group on each miss).
+_missing: dict[tuple[str, str], float] = {}
 REDISCOVER_SECONDS = 10.0
 
 
 def _resource(api_version: str, kind: str) -> Any:
-    global _rediscovered
+    key = (api_version, kind)
+    if time.monotonic() - _missing.get(key, -REDISCOVER_SECONDS) < REDISCOVER_SECONDS:
+        raise NotInstalled(f"{kind} ({api_version}) is not served by this cluster")
     try:
-        return dynamic_client().resources.get(api_version=api_version, kind=kind)
+        resource = dynamic_client().resources.get(api_version=api_version, kind=kind)
     except ResourceNotFoundError:
-        # Maybe installed since discovery was cached: look again, at most every REDISCOVER_SECONDS.
-        if time.monotonic() - _rediscovered < REDISCOVER_SECONDS:
-            raise NotInstalled(f"{kind} ({api_version}) is not served by this cluster") from None
-        _rediscovered = time.monotonic()
-        dynamic_client().resources.invalidate_cache()
-        try:
-            return dynamic_client().resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError:
-            raise NotInstalled(f"{kind} ({api_version}) is not served by this cluster") from None
+        _missing[key] = time.monotonic()
+        raise NotInstalled(f"{kind} ({api_version}) is not served by this cluster") from None
+    _missing.pop(key, None)
+    return resource
+
+
+def served(api_version: str, kind: str) -> bool:
+    """Whether the API server serves this kind (e.g. KEDA's CRDs are installed)."""
+    try:
+        _resource(api_version, kind)
+    except NotInstalled:
+        return False
+    return True
 
 
 def get(api_version: str, kind: str, namespace: str, name: str) -> Optional[dict[str, Any]]:
@@ -95,6 +103,7 @@ def apply(manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[
         # Apply creates missing objects: a 404 means the kind itself is gone
         # (e.g. KEDA uninstalled while discovery was cached).
         dynamic_client().resources.invalidate_cache()
+        _missing[(manifest["apiVersion"], manifest["kind"])] = time.monotonic()
         raise NotInstalled(f"{manifest['kind']} ({manifest['apiVersion']}) is not served by this cluster") from None
 
 

@@ -194,9 +194,11 @@ def reconcile(body: dict[str, Any], post_event: EventSink, clock: Callable[[], f
         revisions = children.observe_revisions(owner)
         candidate = rev if rev != previous.get("stableRevision") else None
         replicas, scaling = model_replicas(spec), None
+        if not (spec.autoscaling and spec.autoscaling.metric in OWN_METRICS) and previous.get("autoscaling"):
+            autoscaler.forget(owner.namespace, owner.name)  # turned off: nothing stale if it comes back
         if spec.autoscaling and spec.autoscaling.metric in OWN_METRICS and spec.autoscaling.provider == "kubento":
             pods = [p for revision_pods in revisions.pods.values() for p in revision_pods]
-            scaling = autoscaler.scale(owner.namespace, owner.name, spec.autoscaling, spec.port, pods,
+            scaling = autoscaler.scale(owner.namespace, owner.name, spec.autoscaling, spec.replicas, spec.port, pods,
                                        previous.get("autoscaling"), clock())
             replicas = scaling["desiredReplicas"]
         decision = decide(

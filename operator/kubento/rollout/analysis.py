@@ -30,13 +30,12 @@ always ``inconclusive``, never ``pass``.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Collection, Iterable, Literal, Optional
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubento.api.v1alpha1 import DURATION_PATTERN
+from kubento.api.v1alpha1 import duration_seconds
 
 if TYPE_CHECKING:
     from kubento.api.v1alpha1 import Analysis
@@ -214,15 +213,7 @@ def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> Opti
     return start + (end - start) * (rank / count)
 
 
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-
-
-def seconds(duration: str) -> float:
-    """An API Duration (``500ms``, ``30s``, ``5m``, ``1h``, ``1m30s``) in seconds."""
-    if not isinstance(duration, str) or not re.fullmatch(DURATION_PATTERN, duration):
-        raise ValueError(f"{duration!r} is not a duration (e.g. 500ms, 30s, 5m, 1h, 1m30s)")
-    return sum(float(n) * _UNIT_MS[u] for n, u in _PART.findall(duration)) / 1000
+seconds = duration_seconds  # an API Duration (500ms, 30s, 1m30s) in seconds
 
 
 def format_duration(secs: float) -> str:
