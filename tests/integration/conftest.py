@@ -165,8 +165,13 @@ def model_deployments(cp: ControlPlane, namespace: str, name: str, *args: str) -
 
 
 def newest_deployment(cp: ControlPlane, namespace: str, name: str, *args: str) -> dict[str, Any] | None:
-    """The model's newest revision Deployment (the spec's, in these tests), or None."""
+    """The Deployment of the spec's revision (status.currentRevision), else the
+    newest one (creationTimestamp has whole seconds: two can tie), or None."""
     items = model_deployments(cp, namespace, name, *args)
+    current = ((get_json(cp, "md", name, "-n", namespace) or {}).get("status") or {}).get("currentRevision")
+    for dep in items:
+        if dep["metadata"]["labels"].get("serving.kubento.io/revision") == current:
+            return dep
     return items[-1] if items else None
 
 
