@@ -121,18 +121,20 @@ def _verdict(spec: ModelDeploymentSpec, owner: Owner, rev: Optional[str], previo
 
 
 def observe(spec: ModelDeploymentSpec, generation: int, owner: Owner, rev: Optional[str], problems: list[Problem],
-            build: Optional[BuildState], decision: Decision, revisions: children.Revisions) -> Observed:
+            build: Optional[BuildState], decision: Decision, revisions: children.Revisions,
+            scaling: Optional[dict[str, Any]]) -> Observed:
     """What status is computed from: the serving revision's Deployment and
     pods when nothing rolls out, and the rollout's plan when something does."""
     rolling = decision.plan is not None and not decision.plan.done
+    rolled_back = rev is not None and rev == decision.failed and rev != decision.stable
     if rolling:
         shown = decision.rollout["revision"]
-    elif rev is not None and rev != decision.stable and rev == decision.failed:
-        shown = decision.stable  # rolled back: the stable revision serves
+    elif rolled_back:
+        shown = decision.stable  # the stable revision serves
     else:
         shown = rev if rev in revisions.deployments else decision.stable
     failed_entry = None
-    if rev is not None and rev == decision.failed and rev != decision.stable:
+    if rolled_back:
         failed_entry = next((h for h in decision.history if h["revision"] == rev), {"revision": rev})
     deps = revisions.deployments.values()
     return Observed(
@@ -155,7 +157,7 @@ def observe(spec: ModelDeploymentSpec, generation: int, owner: Owner, rev: Optio
             stable_problems=pod_problems(revisions.pods.get(decision.stable, [])) if rolling and decision.stable else [],
             record={"stableRevision": decision.stable, "rollout": decision.rollout,
                     "failedRevision": decision.failed, "history": decision.history,
-                    "canaryWeight": decision.weight},
+                    "canaryWeight": decision.weight, "autoscaling": scaling},
         ),
     )
 
@@ -218,9 +220,7 @@ def reconcile(body: dict[str, Any], post_event: EventSink, clock: Callable[[], f
         if decision.replicas or decision.delete:
             problems = children.apply_decision(spec, owner, bento, rev, decision, revisions) + problems
         observed = observe(spec, generation, owner, rev or previous.get("currentRevision"), problems, build,
-                           decision, revisions)
-        if scaling is not None and observed.rollout is not None:
-            observed.rollout.record["autoscaling"] = scaling
+                           decision, revisions, scaling)
         new = compute_status(observed, previous, now())
         _store(owner, previous, new, post_event)
         return new

@@ -217,7 +217,7 @@ def _rolling_conditions(obs: Observed, view: RolloutView, plan: "Plan") -> tuple
                             _cond("Progressing", False, plan.reason, label),
                             _cond("Degraded", True, plan.reason, label), quiet]
     reason = "RollingBack" if plan.rollback else plan.reason
-    problems = view.stable_problems + [p for p in obs.problems]
+    problems = view.stable_problems + obs.problems
     degraded = (_cond("Degraded", True, problems[0].reason, _joined(problems)) if problems
                 else _cond("Degraded", False, "AsExpected", ""))
     return "Progressing", [_cond("Ready", False, reason, label), available,

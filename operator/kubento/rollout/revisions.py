@@ -116,35 +116,19 @@ def decide(*, revision: Optional[str], bento: str, rollout: Rollout, replicas: i
     elif failed is not None and revision != failed:
         failed = None  # the spec moved on: going back to that revision later is a new try
 
-    def others_down(replicas_now: dict[str, int], serving_ready: int) -> dict[str, int]:
-        # Revisions that are neither stable nor candidate (an abandoned
-        # rollout, a reverted spec) keep their pods until what replaces them
-        # is ready: capacity first.
-        out = dict(replicas_now)
-        for rev, s in seen.items():
-            if rev not in out:
-                out[rev] = 0 if serving_ready >= replicas else s.desired
-        return out
-
-    candidate_serving = revision != stable and revision != failed
-    if stable is not None and candidate_serving:
+    if stable is not None and revision not in (stable, failed):
         return _rolling(revision, bento, rollout, replicas, stable, state, failed, history, seen, now,
-                        verdict, promote, abort, others_down)
+                        verdict, promote, abort)
 
     # Settled: the spec's revision serves alone (first deploy, no change,
     # a reverted spec), or the spec is the revision that failed and stable serves.
     notes = []
-    if stable is None:
-        serving = revision
-    elif revision == failed and revision != stable:
-        serving = stable
-    else:
-        serving = stable
+    serving = revision if stable is None else stable
     s = seen.get(serving, Seen(0, 0))
     wanted = {serving: replicas}
     if revision != serving:
         wanted[revision] = 0  # the failed revision stays at zero until the spec changes
-    wanted = others_down(wanted, s.ready)
+    wanted = _others_down(seen, wanted, s.ready, replicas)
     others_ready = sum(x.ready for rev, x in seen.items() if rev != serving)
     selects = serving if (s.ready >= replicas or others_ready == 0) else None
     if state is not None and state.get("revision") != serving:
@@ -154,8 +138,8 @@ def decide(*, revision: Optional[str], bento: str, rollout: Rollout, replicas: i
         stable = serving
         notes.append(f"revision {serving} is stable")
     if stable == serving:
-        history = _record(history, serving, now, "Serving", bento=bento) if not any(
-            h["revision"] == serving and h.get("outcome") == "Serving" for h in history) else history
+        if not any(h["revision"] == serving and h.get("outcome") == "Serving" for h in history):
+            history = _record(history, serving, now, "Serving", bento=bento)
     elif not any(h["revision"] == serving for h in history):
         history = _record(history, serving, now, "Progressing", bento=bento)
     keep = {serving, revision}
@@ -164,8 +148,18 @@ def decide(*, revision: Optional[str], bento: str, rollout: Rollout, replicas: i
     return Decision(_without(wanted, delete), delete, selects, stable, state, failed, history, notes=notes)
 
 
+def _others_down(seen: dict[str, Seen], wanted: dict[str, int], serving_ready: int, replicas: int) -> dict[str, int]:
+    """``wanted`` plus every other revision (an abandoned rollout, a reverted
+    spec): those keep their pods until what replaces them is ready."""
+    out = dict(wanted)
+    for rev, s in seen.items():
+        if rev not in out:
+            out[rev] = 0 if serving_ready >= replicas else s.desired
+    return out
+
+
 def _rolling(candidate, bento, rollout, replicas, stable, state, failed, history, seen, now,
-             verdict, promote, abort, others_down) -> Decision:
+             verdict, promote, abort) -> Decision:
     notes = []
     if state is None or state.get("revision") != candidate:
         if state is not None:
@@ -208,7 +202,7 @@ def _rolling(candidate, bento, rollout, replicas, stable, state, failed, history
         rollback_message=state.get("rollbackMessage") or "",
     )
     p = strategy.plan(observed)
-    wanted = others_down({stable: p.stable, candidate: p.candidate}, s.ready + c.ready)
+    wanted = _others_down(seen, {stable: p.stable, candidate: p.candidate}, s.ready + c.ready, replicas)
     selects = {"stable": stable, "candidate": candidate, "both": None}[p.service]
     if selects is not None and seen.get(selects, Seen(0, 0)).ready == 0 and any(x.ready for x in seen.values()):
         selects = None  # never a Service with no ready pod behind it while another revision has some
