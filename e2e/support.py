@@ -11,6 +11,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import yaml
 
 from e2e.conftest import NAMESPACE
@@ -63,32 +64,52 @@ def predict(cluster, name, rows):
 
 class TrafficCounter:
     """A client sending predictions through the Service without pause, in
-    a thread, counting answers that are not the right predictions."""
+    a thread, counting answers that are not the right predictions, and the
+    answers of each model version (the iris example's X-Model-Version header).
 
-    def __init__(self, cluster, name: str, rows=None, expected=None):
+    By default every request opens a new connection (urllib), so kube-proxy
+    picks a pod per request. ``keep_alive=True`` sends every request on one
+    pooled httpx connection, as BentoML's own SyncHTTPClient does: the client
+    that sees a pod stop under it."""
+
+    def __init__(self, cluster, name: str, rows=None, expected=None, keep_alive: bool = False):
         self.ip = cluster.get("service", name, "-n", NAMESPACE)["spec"]["clusterIP"]
         self.rows = rows or IRIS_ROWS[:1]
         self.expected = expected or IRIS_CLASSES[:1]
+        self.keep_alive = keep_alive
         self.ok = 0
         self.failures: Counter[str] = Counter()
+        self.versions: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _post_new_connection(self, body: bytes) -> tuple[object, str]:
+        req = urllib.request.Request(f"http://{self.ip}/classify", data=body,
+                                     headers={"content-type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read()), resp.headers.get("x-model-version", "?")
+
     def _run(self) -> None:
         body = json.dumps({"features": self.rows}).encode()
+        client = httpx.Client(base_url=f"http://{self.ip}", timeout=10) if self.keep_alive else None
         while not self._stop.is_set():
-            req = urllib.request.Request(f"http://{self.ip}/classify", data=body,
-                                         headers={"content-type": "application/json"}, method="POST")
             try:
-                with urllib.request.urlopen(req, timeout=10) as resp:
-                    answer = json.loads(resp.read())
+                if client is not None:
+                    resp = client.post("/classify", content=body, headers={"content-type": "application/json"})
+                    resp.raise_for_status()
+                    answer, version = resp.json(), resp.headers.get("x-model-version", "?")
+                else:
+                    answer, version = self._post_new_connection(body)
                 if answer == self.expected:
                     self.ok += 1
+                    self.versions[version] += 1
                 else:
                     self.failures[f"wrong answer {answer}"] += 1
             except Exception as exc:  # noqa: BLE001 - every kind of failure counts
                 self.failures[type(exc).__name__ + ": " + str(exc)[:80]] += 1
             time.sleep(0.02)
+        if client is not None:
+            client.close()
 
     def __enter__(self) -> "TrafficCounter":
         self._thread.start()
@@ -102,6 +123,21 @@ class TrafficCounter:
     def failed(self) -> int:
         return sum(self.failures.values())
 
+    def summary(self) -> str:
+        kind = "keep-alive" if self.keep_alive else "new connections"
+        return (f"{kind}: {self.ok} correct, {self.failed} failed"
+                f"{' ' + str(dict(self.failures)) if self.failures else ''}")
+
+
+def shares(cluster, name: str, requests: int) -> Counter[str]:
+    """Answers per model version of ``requests`` predictions, each on a new
+    connection through the Service (kube-proxy picks a pod for each)."""
+    counter = TrafficCounter(cluster, name)
+    body = json.dumps({"features": counter.rows}).encode()
+    out: Counter[str] = Counter()
+    for _ in range(requests):
+        out[counter._post_new_connection(body)[1]] += 1
+    return out
 
 
 def model_deployments(cluster, name: str) -> list[dict]:

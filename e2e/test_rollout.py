@@ -29,24 +29,36 @@ def events(cluster, name: str, reason: str) -> list[dict]:
     return [e for e in items if e["reason"] == reason]
 
 
-def report(what: str, traffic: TrafficCounter, seconds: float) -> None:
-    print(f"\n[rollout] {what}: {seconds:.1f}s, {traffic.ok} correct predictions, {traffic.failed} failed "
-          f"{dict(traffic.failures) if traffic.failures else ''}")
+def report(what: str, traffic: TrafficCounter, seconds: float, kept: TrafficCounter | None = None) -> None:
+    print(f"\n[rollout] {what}: {seconds:.1f}s; {traffic.summary()}" + (f"; {kept.summary()}" if kept else ""))
+
+
+# Failures a keep-alive client can see when the pod under its connection
+# stops: the server closes the idle connection as a request goes out on it
+# (BentoML's uvicorn closes idle keep-alive connections at SIGTERM and sends
+# no "Connection: close" before; see README "Keep-alive clients"). Anything
+# else (an HTTP error, a wrong answer, a timeout) is a real failure.
+CONNECTION_CLOSED = ("RemoteProtocolError", "ReadError", "WriteError")
+
+
+def only_connection_closed(kept: TrafficCounter) -> bool:
+    return all(f.startswith(CONNECTION_CLOSED) for f in kept.failures)
 
 
 def test_rolling_update_of_a_good_revision_loses_no_request(cluster, model, images):
     spec = {**example_spec(images), "replicas": 2}
     name = serving(cluster, model, "roll", spec)
     v1 = md(cluster, name)["status"]["stableRevision"]
-    with TrafficCounter(cluster, name) as traffic:
+    with TrafficCounter(cluster, name) as traffic, TrafficCounter(cluster, name, keep_alive=True) as kept:
         start = time.monotonic()
         apply_md(cluster, name, {**spec, "env": V2_ENV})
         obj = wait_for("v2 to be promoted", lambda: (o := settled(cluster, name)) and o["status"]["stableRevision"] != v1 and o,
                        timeout=300, interval=0.5)
         took = time.monotonic() - start
         time.sleep(2)
-    report("RollingUpdate v1 -> v2 (2 replicas)", traffic, took)
+    report("RollingUpdate v1 -> v2 (2 replicas)", traffic, took, kept)
     assert traffic.failed == 0, traffic.failures
+    assert only_connection_closed(kept), kept.failures
     assert traffic.ok > 50
     history = obj["status"]["history"]
     assert [h["outcome"] for h in history[-2:]] == ["Superseded", "Serving"]
@@ -56,15 +68,16 @@ def test_a_revision_crashing_at_start_is_rolled_back_without_a_failed_request(cl
     spec = example_spec(images)  # one replica: the hardest case for capacity
     name = serving(cluster, model, "crash", spec)
     v1 = md(cluster, name)["status"]["stableRevision"]
-    with TrafficCounter(cluster, name) as traffic:
+    with TrafficCounter(cluster, name) as traffic, TrafficCounter(cluster, name, keep_alive=True) as kept:
         start = time.monotonic()
         apply_md(cluster, name, {**spec, "bento": {"image": images["crashing"]}})
         obj = wait_for("the rollback", lambda: (o := md(cluster, name))["status"].get("phase") == "RolledBack" and o,
                        timeout=300, interval=0.5)
         took = time.monotonic() - start
         time.sleep(3)
-    report("crashing v2 rolled back (1 replica)", traffic, took)
+    report("crashing v2 rolled back (1 replica)", traffic, took, kept)
     assert traffic.failed == 0, traffic.failures
+    assert only_connection_closed(kept), kept.failures
     st = obj["status"]
     assert st["stableRevision"] == v1 and st["failedRevision"] == st["currentRevision"] != v1
     rolled = condition(obj, "RolledBack")
@@ -89,7 +102,7 @@ def test_canary_failing_30_percent_is_stopped_by_analysis(cluster, model, images
     )
     assert "injected failure" in files["service.py"]
     put_project(cluster, f"{name}-v2", files)
-    with TrafficCounter(cluster, name) as traffic:
+    with TrafficCounter(cluster, name) as traffic, TrafficCounter(cluster, name, keep_alive=True) as kept:
         start = time.monotonic()
         apply_md(cluster, name, {
             "bento": {"build": {"source": {"configMap": {"name": f"{name}-v2"}},
@@ -103,7 +116,7 @@ def test_canary_failing_30_percent_is_stopped_by_analysis(cluster, model, images
                        timeout=300, interval=0.5)
         took = time.monotonic() - start
         time.sleep(2)
-    report("canary failing 30% rolled back by analysis", traffic, took)
+    report("canary failing 30% rolled back by analysis", traffic, took, kept)
     rolled = condition(obj, "RolledBack")
     assert rolled["reason"] == "AnalysisFailed", rolled
     assert "error rate" in rolled["message"] and "maxErrorRate 10.0%" in rolled["message"]
@@ -119,7 +132,7 @@ def test_healthy_canary_passes_analysis_at_every_step_and_is_promoted(cluster, m
     name = serving(cluster, model, "canary-ok", spec)
     v1 = md(cluster, name)["status"]["stableRevision"]
     weights = set()
-    with TrafficCounter(cluster, name) as traffic:
+    with TrafficCounter(cluster, name) as traffic, TrafficCounter(cluster, name, keep_alive=True) as kept:
         start = time.monotonic()
         apply_md(cluster, name, {**spec, "env": V2_ENV})
 
@@ -131,9 +144,11 @@ def test_healthy_canary_passes_analysis_at_every_step_and_is_promoted(cluster, m
 
         wait_for("v2 to be promoted", promoted, timeout=300, interval=0.5)
         took = time.monotonic() - start
-    report("healthy canary 33% -> 66% -> 100% with analysis", traffic, took)
+    report("healthy canary 33% -> 66% -> 100% with analysis", traffic, took, kept)
     assert traffic.failed == 0, traffic.failures
-    assert {33, 67} <= weights, weights  # both steps were held (1 of 3, 2 of 3 replicas)
+    assert only_connection_closed(kept), kept.failures
+    # Both steps were held: 33% of 3 replicas is 1 new beside 3 stable pods (25%), 66% is 2 beside 2 (50%).
+    assert {25, 50} <= weights, weights
     assert events(cluster, name, "Promoted")
 
 
@@ -141,7 +156,7 @@ def test_blue_green_switches_with_no_failed_request(cluster, model, images):
     spec = {**example_spec(images), "replicas": 2, "rollout": {"strategy": "BlueGreen"}}
     name = serving(cluster, model, "bg", spec)
     v1 = md(cluster, name)["status"]["stableRevision"]
-    with TrafficCounter(cluster, name) as traffic:
+    with TrafficCounter(cluster, name) as traffic, TrafficCounter(cluster, name, keep_alive=True) as kept:
         start = time.monotonic()
         apply_md(cluster, name, {**spec, "env": V2_ENV})
         v2 = wait_for("a rollout", lambda: (md(cluster, name)["status"].get("rollout") or {}).get("revision"), timeout=60)
@@ -151,8 +166,9 @@ def test_blue_green_switches_with_no_failed_request(cluster, model, images):
                        timeout=300, interval=0.5)
         took = time.monotonic() - start
         time.sleep(2)
-    report("BlueGreen switch (2 replicas)", traffic, took)
+    report("BlueGreen switch (2 replicas)", traffic, took, kept)
     assert traffic.failed == 0, traffic.failures
+    assert only_connection_closed(kept), kept.failures
     assert cluster.get("service", name, "-n", NAMESPACE)["spec"]["selector"]["serving.kubento.io/revision"] == v2 != v1
 
 
@@ -161,7 +177,7 @@ def test_operator_killed_mid_rollout_resumes_and_completes(cluster, model, image
     spec = {**example_spec(images), "replicas": 2, "rollout": rollout}
     name = serving(cluster, model, "resume", spec)
     v1 = md(cluster, name)["status"]["stableRevision"]
-    with TrafficCounter(cluster, name) as traffic:
+    with TrafficCounter(cluster, name) as traffic, TrafficCounter(cluster, name, keep_alive=True) as kept:
         start = time.monotonic()
         apply_md(cluster, name, {**spec, "env": V2_ENV})
         wait_for("the canary step to hold", lambda: condition(md(cluster, name), "Ready").get("reason") == "CanaryPaused",
@@ -171,7 +187,8 @@ def test_operator_killed_mid_rollout_resumes_and_completes(cluster, model, image
                        lambda: (o := settled(cluster, name)) and o["status"]["stableRevision"] != v1 and o,
                        timeout=300, interval=0.5)
         took = time.monotonic() - start
-    report("canary resumed after the operator pod was killed", traffic, took)
+    report("canary resumed after the operator pod was killed", traffic, took, kept)
     assert traffic.failed == 0, traffic.failures
+    assert only_connection_closed(kept), kept.failures
     assert [h["outcome"] for h in obj["status"]["history"]].count("Serving") == 1
     cluster.kubectl("rollout", "status", "-n", OPERATOR_NAMESPACE, "deployment/kubento", "--timeout=120s")

@@ -7,6 +7,7 @@ starts (a fraction of a second for this data set).
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import bentoml
@@ -14,6 +15,7 @@ import numpy as np
 from pydantic import Field
 
 FeatureRow = Annotated[list[float], Field(min_length=4, max_length=4)]
+MODEL_VERSION = os.environ.get("MODEL_VERSION", "1")
 
 
 @bentoml.service(name="iris-source", workers=1, resources={"cpu": "1"}, traffic={"timeout": 10})
@@ -31,8 +33,13 @@ class IrisClassifier:
 
     @bentoml.api
     def classify(
-        self, features: Annotated[list[FeatureRow], Field(min_length=1, max_length=1000)]
+        self,
+        features: Annotated[list[FeatureRow], Field(min_length=1, max_length=1000)],
+        ctx: bentoml.Context,
     ) -> list[str]:
         """Predict the species of each row of four measurements."""
+        # Which model answered (set MODEL_VERSION in the ModelDeployment's env):
+        # lets a client, or a test, see how a canary splits the traffic.
+        ctx.response.headers["x-model-version"] = MODEL_VERSION
         predictions = self.model.predict(np.asarray(features, dtype=np.float64))
         return [self.target_names[int(i)] for i in predictions]

@@ -8,6 +8,7 @@ into the Bento by `bentoml build` (bentofile.yaml).
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import bentoml
@@ -17,6 +18,7 @@ from pydantic import Field
 # One row of the four iris measurements, in cm: sepal length, sepal width,
 # petal length, petal width.
 FeatureRow = Annotated[list[float], Field(min_length=4, max_length=4)]
+MODEL_VERSION = os.environ.get("MODEL_VERSION", "1")
 
 
 @bentoml.service(
@@ -35,8 +37,13 @@ class IrisClassifier:
 
     @bentoml.api
     def classify(
-        self, features: Annotated[list[FeatureRow], Field(min_length=1, max_length=1000)]
+        self,
+        features: Annotated[list[FeatureRow], Field(min_length=1, max_length=1000)],
+        ctx: bentoml.Context,
     ) -> list[str]:
         """Predict the species of each row of four measurements."""
+        # Which model answered (set MODEL_VERSION in the ModelDeployment's env):
+        # lets a client, or a test, see how a canary splits the traffic.
+        ctx.response.headers["x-model-version"] = MODEL_VERSION
         predictions = self.model.predict(np.asarray(features, dtype=np.float64))
         return [self.target_names[int(i)] for i in predictions]

@@ -189,8 +189,8 @@ def test_history_table_marks_stable_and_rolling_out_and_describes_the_rollout():
     assert lines[4].split()[:4] == ["4", "ddddddddd4", "Serving", "(stable)"]
     assert "Progressing (rolling out)" in lines[5]
     assert lines[6] == (
-        "Rolling out eeeeeeeee5 (Canary) since 2025-01-05T00:01:00Z, step 2/3 (weight 50%), "
-        "34% of ready replicas on it, Service selects both revisions; analysis: error rate 1.0% <= 5.0%"
+        "Rolling out eeeeeeeee5 (Canary) since 2025-01-05T00:01:00Z, step 2/3 (weight 50% requested), "
+        "34% of ready pods on it (effective), Service selects both revisions; analysis: error rate 1.0% <= 5.0%"
     )
     # Columns line up: every row's OUTCOME starts where the header's does.
     col = lines[0].index("OUTCOME")

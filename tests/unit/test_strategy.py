@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
-from kubento.rollout.strategy import Observed, Plan, Revision, Step, canary_replicas, plan
+from kubento.rollout.strategy import Observed, Plan, Revision, Step, canary_split, effective_weight, plan
 
 
 def observed(**kw) -> Observed:
@@ -108,11 +109,63 @@ def test_manual_promote_skips_steps_and_abort_goes_back():
     assert plan(replace(o, abort=True, stable=Revision(4, 4))).outcome == "Aborted"
 
 
-@given(st.integers(0, 200), st.integers(1, 100))
-def test_canary_replicas_are_at_least_one_and_at_most_all(replicas, weight):
-    n = canary_replicas(replicas, weight)
-    assert n == 0 if replicas == 0 else 1 <= n <= replicas
-    assert n >= replicas * weight / 100 - 1e-9
+def test_a_canary_step_on_one_replica_keeps_the_stable_pod():
+    """The bug users saw: a 10 % step with replicas 1 scaled stable to 0 and
+    sent every request to the new revision."""
+    o = observed(strategy="Canary", replicas=1, stable=Revision(1, 1), steps=(Step(10, 30.0), Step(50, 10.0)))
+    p = plan(o)
+    assert (p.stable, p.candidate, p.requested) == (1, 1, 10)
+    p = plan(replace(o, candidate=Revision(1, 1)))
+    assert (p.stable, p.candidate, p.weight, p.reason) == (1, 1, 50, "CanaryPaused")
+    assert "10% requested; 1 new + 1 stable pod = 50% with 1 replica" in p.message
+
+
+@pytest.mark.parametrize("replicas,weight,split,effective", [
+    (1, 10, (1, 1), 50), (1, 50, (1, 1), 50),
+    (2, 10, (2, 1), 33), (2, 25, (2, 1), 33), (2, 50, (1, 1), 50),
+    (4, 10, (4, 1), 20), (4, 25, (3, 1), 25), (4, 50, (2, 2), 50),
+    (10, 10, (9, 1), 10), (10, 25, (8, 2), 20), (10, 90, (1, 9), 90),
+    (3, 100, (0, 3), 100), (0, 50, (0, 0), 0),
+])
+def test_canary_split_keeps_stable_and_stays_within_the_weight(replicas, weight, split, effective):
+    assert canary_split(replicas, weight) == split
+    assert effective_weight(*split) == effective
+
+
+@given(st.integers(1, 1000), st.integers(1, 99))
+def test_canary_split_bounds(replicas, weight):
+    stable, candidate = canary_split(replicas, weight)
+    assert stable >= max(1, replicas * (100 - weight) / 100 - 1e-9)  # stable keeps its share, never 0
+    assert 1 <= candidate <= replicas
+    assert stable + candidate <= replicas + 1  # at most one pod of surge
+    assert candidate / (stable + candidate) <= max(weight / 100, 1 / (1 + stable)) + 1e-9
+
+
+@settings(max_examples=300, deadline=None)
+@given(replicas=st.integers(1, 20), weight=st.integers(1, 99), data=st.data())
+def test_through_a_canary_step_stable_keeps_a_ready_pod_and_the_weight_stays_bounded(replicas, weight, data):
+    """Any readiness of the candidate's pods, tick by tick: the stable
+    revision never drops below one ready pod, and the ready pods' share on
+    the candidate never exceeds the larger of the requested weight and a
+    single candidate pod beside the stable ones."""
+    stable, candidate = Revision(replicas, replicas), Revision(0, 0)
+    o = observed(strategy="Canary", replicas=replicas, stable=stable, candidate=candidate,
+                 steps=(Step(weight, 1e9),))
+    for tick in range(43):
+        p = plan(o)
+        stable = Revision(p.stable, min(stable.ready, p.stable))
+        candidate = Revision(p.candidate, min(candidate.ready, p.candidate))
+        assert stable.ready >= 1
+        share = candidate.ready / (stable.ready + candidate.ready)
+        assert share <= max(weight / 100, 1 / (1 + stable.ready)) + 1e-9, (p, stable, candidate)
+        assert stable.ready + candidate.ready >= replicas  # capacity, as ever
+        # New pods become ready in any number; stable's pods come back if it was resized up.
+        missing = candidate.desired - candidate.ready
+        grown = missing if tick >= 40 else data.draw(st.integers(0, missing))  # at the end: all ready
+        candidate = Revision(candidate.desired, candidate.ready + grown)
+        stable = Revision(stable.desired, stable.desired)
+        o = replace(o, stable=stable, candidate=candidate, step_reached=p.step_reached, now=o.now + 1)
+    assert p.reason == "CanaryPaused" and p.step_reached is not None  # the step was reached and holds
 
 
 # ------------------------------------------------------- whole rollouts

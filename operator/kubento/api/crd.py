@@ -33,6 +33,7 @@ PRINTER_COLUMNS = [
     {"name": "Revision", "type": "string", "jsonPath": ".status.currentRevision"},
     {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision", "priority": 1},
     {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight", "priority": 1},
+    {"name": "Requested", "type": "integer", "jsonPath": ".status.rollout.requestedWeight", "priority": 1},
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
     {"name": "Available", "type": "integer", "jsonPath": ".status.readyReplicas", "priority": 1},
     {"name": "URL", "type": "string", "jsonPath": ".status.url"},

@@ -460,7 +460,14 @@ class RolloutStep(Model):
     """One canary step: send ``weight`` percent of replicas to the new
     revision, then hold for ``pause`` while analysis runs."""
 
-    weight: int = Field(ge=1, le=100, description="Percent of replicas on the new revision (1-100).")
+    weight: int = Field(
+        ge=1,
+        le=100,
+        description=(
+            "Percent of the pods on the new revision (1-100), and so of new connections through the Service. "
+            "Never exceeded where the replica count allows; the stable revision keeps at least one pod."
+        ),
+    )
     pause: Optional[Duration] = Field(default=None, description="How long to hold this step, e.g. 30s, 5m.")
 
 
@@ -513,8 +520,12 @@ class Rollout(Model):
         default="RollingUpdate",
         description=(
             "RollingUpdate: the new revision's pods replace the old ones one at a time, old pods go only as new "
-            "ones become Ready. Canary: the new revision gets steps[].weight percent of the replicas (the "
-            "Service selects both), each step held for its pause and, with analysis, until its metrics pass. "
+            "ones become Ready. Canary: the new revision gets steps[].weight percent of the pods (the "
+            "Service selects both), each step held for its pause and, with analysis, until its metrics pass; "
+            "the stable revision keeps ceil((100 - weight)% of replicas) pods (at least one) and the new one "
+            "the most pods within the weight (at least one), so a step runs at most one pod above replicas and "
+            "is coarser than asked with few replicas (1 replica: 1 new + 1 stable pod, 50%; status.canaryWeight "
+            "shows the effective weight). "
             "BlueGreen: the new revision starts in full behind the <name>-preview Service; the main Service "
             "switches once it is Ready."
         ),
@@ -684,6 +695,13 @@ class RolloutStatus(Model):
     service: Literal["stable", "both", "candidate"] = Field(
         default="stable", description="Which revisions the Service selects: stable, both or candidate."
     )
+    requested_weight: Optional[int] = Field(
+        default=None,
+        description=(
+            "Canary: the current step's weight. status.canaryWeight is the effective one (the share of ready "
+            "pods), coarser with few replicas: with 1 replica every step below 100 runs 1 new beside 1 stable pod."
+        ),
+    )
     promoted: Optional[bool] = Field(default=None, description="kubento promote was asked: steps and analysis are skipped.")
     rollback: Optional[str] = Field(default=None, description="Reason of a rollback under way.")
     rollback_message: Optional[str] = Field(default=None, description="Why the rollback started.")
@@ -727,7 +745,10 @@ class ModelDeploymentStatus(Model):
     observed_generation: Optional[int] = Field(default=None, description="The spec generation last acted on.")
     current_revision: Optional[str] = Field(default=None, description="Revision the operator is rolling out or running.")
     stable_revision: Optional[str] = Field(default=None, description="Last revision that became Ready.")
-    canary_weight: Optional[int] = Field(default=None, description="Percent of ready replicas on the new revision.")
+    canary_weight: Optional[int] = Field(
+        default=None,
+        description="Effective weight: percent of the model's ready pods on the new revision (see rollout.requestedWeight).",
+    )
     rollout: Optional[RolloutStatus] = Field(default=None, description="The rollout under way, if any.")
     failed_revision: Optional[str] = Field(
         default=None,

@@ -149,9 +149,10 @@ def rollout_line(status: dict[str, Any], spec: dict[str, Any]) -> Optional[str]:
     steps = ((spec.get("rollout") or {}).get("steps")) or []
     if strategy == "Canary" and steps:
         i = min(int(state.get("step", 0)), len(steps) - 1)
-        parts.append(f"step {i + 1}/{len(steps)} (weight {steps[i].get('weight')}%)")
+        requested = state.get("requestedWeight", steps[i].get("weight"))
+        parts.append(f"step {i + 1}/{len(steps)} (weight {requested}% requested)")
     if status.get("canaryWeight") is not None:
-        parts.append(f"{status['canaryWeight']}% of ready replicas on it")
+        parts.append(f"{status['canaryWeight']}% of ready pods on it (effective)")
     parts.append(f"Service selects {SERVICE_TARGETS.get(state.get('service', 'stable'), state.get('service'))}")
     line = ", ".join(parts)
     if state.get("analysis"):

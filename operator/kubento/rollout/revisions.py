@@ -226,6 +226,7 @@ def _rolling(candidate, bento, rollout, replicas, stable, state, failed, history
             "since": since_text,
             "stepReached": rfc3339(p.step_reached) if p.step_reached is not None else None,
             "service": p.service,
+            "requestedWeight": p.requested,
             "rollback": p.rollback,
             "rollbackMessage": p.rollback_message or None,
             "analysis": verdict.message if verdict and rollout.analysis is not None else state.get("analysis"),

@@ -12,7 +12,12 @@ Guarantees (see tests/unit/test_strategy.py):
 - capacity: while the stable revision is healthy, stable replicas plus the
   candidate's *ready* replicas never drop below the requested count — one
   replica included — so a request always finds a ready pod;
-- canary steps only move forward, and the weight is a replica ratio;
+- canary steps only move forward, and the weight is a replica ratio in
+  which the stable revision keeps its share: a step of weight w < 100 never
+  takes stable below ceil((100 - w) % of replicas) pods (at least one), and
+  the candidate gets the most pods that stay within w (at least one), so a
+  10 % step with one replica runs one stable and one new pod (50 %), never a
+  full cutover; a step runs at most one pod above replicas;
 - a failing candidate (crash loop, pull failure, deadline, failed analysis)
   is rolled back: stable capacity is restored first, the candidate removed
   only once stable is ready again;
@@ -83,7 +88,8 @@ class Plan:
     since: Optional[float] = None  # new value for Observed.since (None: unchanged)
     step_reached: Optional[float] = None
     preview: bool = False  # BlueGreen: a preview Service may select the candidate
-    weight: int = 0  # percent of the model's ready replicas on the candidate
+    weight: int = 0  # percent of the model's ready replicas on the candidate (the effective weight)
+    requested: Optional[int] = None  # the canary step's weight, when a step is under way
     analyze: bool = False  # the controller should collect a verdict for this step
     rollback: Optional[str] = None  # set once a rollback starts: it finishes whatever happens next
     rollback_message: str = ""  # why, to remember with it
@@ -97,11 +103,26 @@ class Plan:
 WAITING_FOR_PODS = {"RollingOut", "CanaryStep", "PreviewStarting"}
 
 
-def canary_replicas(replicas: int, weight: int) -> int:
-    """Candidate replicas for ``weight`` percent: at least one, at most all."""
-    if replicas == 0:
-        return 0
-    return min(replicas, max(1, math.ceil(replicas * weight / 100)))
+def canary_split(replicas: int, weight: int) -> tuple[int, int]:
+    """(stable, candidate) pods for a canary step of ``weight`` percent.
+
+    Stable keeps ceil((100 - weight) % of replicas) pods, never fewer than
+    one; the candidate gets the most pods whose share of the two stays within
+    ``weight`` (at least one), and the two together exceed ``replicas`` by at
+    most one pod. With few replicas a step is coarser than asked: one replica
+    splits 1 : 1 (50 %) whatever the weight, which status and events say."""
+    if replicas <= 0:
+        return 0, 0
+    if weight >= 100:
+        return 0, replicas
+    stable = max(1, -(-replicas * (100 - weight) // 100))
+    within = stable * weight // (100 - weight)  # largest c with c / (c + stable) <= weight %
+    return stable, max(1, min(within, replicas + 1 - stable))
+
+
+def effective_weight(stable: int, candidate: int) -> int:
+    """Percent of the pods on the candidate."""
+    return round(100 * candidate / (stable + candidate)) if stable + candidate else 0
 
 
 def plan(o: Observed) -> Plan:
@@ -174,12 +195,18 @@ def _canary(o: Observed) -> Plan:
     if o.step >= len(o.steps):
         return _shift_all(o)
     step = o.steps[o.step]
-    want = canary_replicas(o.replicas, step.weight)
-    label = f"step {o.step + 1}/{len(o.steps)} ({step.weight}%)"
-    base = Plan(o.replicas - min(o.candidate.ready, want), want, "both", "Progressing", "CanaryStep", "",
-                step=o.step, weight=round(100 * min(o.candidate.ready, want) / o.replicas))
-    if o.candidate.ready < want or o.stable.desired > o.replicas - want:
-        return replace(base, message=f"{label}: {min(o.candidate.ready, want)} of {want} canary replicas ready")
+    keep, want = canary_split(o.replicas, step.weight)
+    planned = effective_weight(keep, want)
+    label = f"step {o.step + 1}/{len(o.steps)} ({step.weight}%"
+    if planned != step.weight:
+        label += (f" requested; {want} new + {keep} stable pod{'s' if keep > 1 else ''} = {planned}% "
+                  f"with {o.replicas} replica{'s' if o.replicas > 1 else ''}")
+    label += ")"
+    ready = min(o.candidate.ready, want)
+    base = Plan(max(keep, o.replicas - ready), want, "both", "Progressing", "CanaryStep", "",
+                step=o.step, weight=effective_weight(o.stable.ready, ready), requested=step.weight)
+    if o.candidate.ready < want or o.stable.desired > keep:
+        return replace(base, message=f"{label}: {ready} of {want} canary replicas ready")
     reached = o.step_reached if o.step_reached is not None else o.now
     base = replace(base, step_reached=reached, analyze=o.analysis)
     held = o.now - reached
