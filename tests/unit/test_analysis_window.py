@@ -24,16 +24,17 @@ def test_no_verdict_before_the_interval_then_one_per_interval(monkeypatch):
     counts = {"c1": s(0, 0)}
     monkeypatch.setattr(analysis, "fetch", lambda pods, port: dict(counts) if pods == ["canary"] else {})
     rules = Analysis(maxErrorRate=0.1, minRequests=10, interval="10s")
-    key = ("ns", "m", "rev-1", 0)
-    first = analysis.judge(key, rules, 3000, ["canary"], [], now=0.0)
+    windows: dict = {}
+    key = ("rev-1", 0)
+    first = analysis.judge(windows, key, rules, 3000, ["canary"], [], now=0.0)
     assert (first.result, first.reason) == ("inconclusive", "Collecting")
     counts["c1"] = s(40, 12)
-    assert analysis.judge(key, rules, 3000, ["canary"], [], now=5.0).reason == "Collecting"
-    failed = analysis.judge(key, rules, 3000, ["canary"], [], now=10.0)
+    assert analysis.judge(windows, key, rules, 3000, ["canary"], [], now=5.0).reason == "Collecting"
+    failed = analysis.judge(windows, key, rules, 3000, ["canary"], [], now=10.0)
     assert failed.result == "fail" and "12 of 40" in failed.message
     counts["c1"] = s(400, 12)
-    assert analysis.judge(key, rules, 3000, ["canary"], [], now=15.0) is failed  # until the next interval
+    assert analysis.judge(windows, key, rules, 3000, ["canary"], [], now=15.0) is failed  # until the next interval
     # A new step (or a retried rollout) starts a new window.
-    again = analysis.judge(("ns", "m", "rev-2", 0), rules, 3000, ["canary"], [], now=16.0)
+    again = analysis.judge(windows, ("rev-2", 0), rules, 3000, ["canary"], [], now=16.0)
     assert again.reason == "Collecting"
-    analysis.forget("ns", "m")
+    assert list(windows) == [("rev-2", 0)]  # the earlier window is gone

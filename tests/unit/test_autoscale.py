@@ -104,10 +104,10 @@ def test_a_restarted_operator_does_not_scale_down_before_its_window_is_full():
 
 def test_rps_ignores_a_pod_whose_counter_went_down_and_counts_busy_pods_as_loaded():
     from kubento.controller import autoscaler
+    from kubento.controller.memory import AutoscalerMemory
     from kubento.rollout.analysis import Sample
 
-    key = ("ns", "rps-model")
-    autoscaler.forget(*key)
+    key = AutoscalerMemory()
     assert autoscaler._value(key, "rps", {"a": Sample(requests=1000), "b": Sample(requests=50)}, 2, 0.0) is None
     # 2 s later: pod a served 100 more; pod b restarted (its counter went down): not a burst.
     value = autoscaler._value(key, "rps", {"a": Sample(requests=1100), "b": Sample(requests=10)}, 2, 2.0)
@@ -115,7 +115,6 @@ def test_rps_ignores_a_pod_whose_counter_went_down_and_counts_busy_pods_as_loade
     # Three pods ready, one too busy to answer /metrics: it still carries load.
     value = autoscaler._value(key, "concurrency", {"a": Sample(in_progress=4), "b": Sample(in_progress=2)}, 3, 4.0)
     assert value == 9.0
-    autoscaler.forget(*key)
 
 
 def test_behavior_with_only_a_stabilisation_window_keeps_the_default_steps():

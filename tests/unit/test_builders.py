@@ -4,7 +4,6 @@ from hypothesis import given, strategies as st
 
 from kubento.api.v1alpha1 import ModelDeploymentSpec
 from kubento.builders import Owner
-from kubento.builders import desired_children as _desired_children
 from kubento.builders.bento import BENTOML_HOME, ServedBento
 from kubento.builders.deployment import revision as _revision
 from kubento.builders.meta import ANNOTATION_APPLIED_HASH, LABEL_MODEL, LABEL_REVISION
@@ -22,7 +21,14 @@ def served(spec):
 
 
 def desired_children(spec, owner):
-    return _desired_children(spec, owner, served(spec))
+    """What the operator applies for a new model: the plan of a pass over it
+    with no children yet (the Deployment first)."""
+    from kubento.controller.plan import Inputs, World, plan
+
+    body = {"metadata": {"name": owner.name, "namespace": owner.namespace, "uid": owner.uid, "generation": 1},
+            "spec": spec.wire()}
+    actions = plan(World(body, [], [], [], [], [], []), Inputs(now=0.0, default_runtime_image=RUNTIME)).actions
+    return [a.manifest for a in actions.applies]
 
 
 def revision(spec):

@@ -45,30 +45,32 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [apps]
   resources: [deployments/scale]
   verbs: [patch]
+# Services are watched unfiltered: one named like a model may be someone else's.
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # autoscaling.provider keda (only if KEDA is installed).
 - apiGroups: [keda.sh]
   resources: [scaledobjects]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # Pod status tells image pull failures and crash loops.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
-# Existence checks of the Secrets a ModelDeployment names (never their data:
-# the fetch and build containers read them as environment).
+# Existence checks of the Secrets a ModelDeployment names, when its spec
+# changes and while one is missing (never list/watch, never their data: the
+# fetch and build containers read them as environment).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
-# bento.build: hash a ConfigMap project and give its build Job an immutable
-# copy of it; run and clean up build Jobs.
+# bento.build: hash a ConfigMap project (watched: an edit rebuilds) and give
+# its build Job an immutable copy of it; run and clean up build Jobs.
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, create]
+  verbs: [get, list, watch, create]
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, delete]

@@ -6,7 +6,6 @@ kubernetes client's own models (``validated``) so a malformed manifest fails in
 unit tests, not at the API server.
 """
 
-from kubento.builders.children import desired_children  # noqa: F401
 from kubento.builders.deployment import deployment  # noqa: F401
 from kubento.builders.hpa import horizontal_pod_autoscaler  # noqa: F401
 from kubento.builders.meta import Owner  # noqa: F401

@@ -21,6 +21,9 @@ def _run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
+    # Read by kubento.controller.handlers when it is imported (below).
+    os.environ["KUBENTO_WORKERS"] = str(args.workers)
+    os.environ["KUBENTO_RESYNC_SECONDS"] = str(args.resync_seconds)
     import kubento.controller.handlers  # noqa: F401  (registers the handlers)
 
     if not args.namespace and not args.all_namespaces:
@@ -139,6 +142,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL ('' to disable)")
     run.add_argument("--metrics-port", type=int, default=0,
                      help="serve the operator's Prometheus metrics on this port (0: off)")
+    run.add_argument("--workers", type=int, default=int(os.environ.get("KUBENTO_WORKERS", "8")),
+                     help="models reconciled at once (default 8; env KUBENTO_WORKERS)")
+    run.add_argument("--resync-seconds", type=float, default=float(os.environ.get("KUBENTO_RESYNC_SECONDS", "300")),
+                     help="every model is passed at least this often (default 300; env KUBENTO_RESYNC_SECONDS)")
     run.add_argument("--log-format", choices=["plain", "json"], default="plain")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)

@@ -53,9 +53,7 @@ class Window:
         return total(self.pods.setdefault(uid, PodCounts(None)).update(s) for uid, s in samples.items())
 
 
-# (namespace, model, rollout, step) -> the step's window, for the candidate and the stable pods
-_windows: dict[tuple[str, str, str, int], tuple[Window, Window]] = {}
-_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kubento-metrics")
+_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kubento-metrics")
 
 
 def is_ready(pod: dict[str, Any]) -> bool:
@@ -81,20 +79,20 @@ def fetch(pods: list[dict[str, Any]], port: int) -> dict[str, Sample]:
     return {p["metadata"]["uid"]: s for p, s in zip(ready, samples) if s is not None}
 
 
-def judge(key: tuple[str, str, str, int], analysis: Analysis, port: int,
-          candidate_pods: list[dict[str, Any]], stable_pods: list[dict[str, Any]],
+def judge(windows: dict[tuple[str, int], tuple[Window, Window]], key: tuple[str, int], analysis: Analysis,
+          port: int, candidate_pods: list[dict[str, Any]], stable_pods: list[dict[str, Any]],
           now: Optional[float] = None) -> Verdict:
-    """The verdict of the window ``key`` so far, re-judged every ``interval``."""
+    """The verdict of the window ``key`` (rollout token, step) so far,
+    re-judged every ``interval``. ``windows`` is the model's memory of them."""
     now = time.time() if now is None else now
     interval = seconds(analysis.interval)
-    if key not in _windows:
-        for old in [k for k in _windows if k[:2] == key[:2]]:
-            _windows.pop(old, None)  # an earlier step, or another rollout
+    if key not in windows:
+        windows.clear()  # an earlier step, or another rollout
         candidate, stable = Window(now), Window(now)
         for window, pods in ((candidate, candidate_pods), (stable, stable_pods)):
             window.pods = {uid: PodCounts(s) for uid, s in fetch(pods, port).items()}
-        _windows[key] = (candidate, stable)
-    candidate, stable = _windows[key]
+        windows[key] = (candidate, stable)
+    candidate, stable = windows[key]
     if candidate.last is not None and now - candidate.judged < interval:
         return candidate.last
     if now - candidate.started < interval:
@@ -103,10 +101,16 @@ def judge(key: tuple[str, str, str, int], analysis: Analysis, port: int,
     baseline_now = fetch(stable_pods, port)
     baseline = stable.counts(baseline_now) if baseline_now else None
     candidate.last, candidate.judged = evaluate(canary, analysis, baseline), now
-    log.info("analysis %s: %s", "/".join(map(str, key)), candidate.last.message)
+    log.info("analysis %s step %d: %s", key[0], key[1], candidate.last.message)
     return candidate.last
 
 
-def forget(namespace: str, name: str) -> None:
-    for key in [k for k in _windows if k[:2] == (namespace, name)]:
-        _windows.pop(key, None)
+def next_judgement(windows: dict[tuple[str, int], tuple[Window, Window]], key: tuple[str, int],
+                   analysis: Analysis, now: float) -> float:
+    """Seconds until the window ``key`` is judged again."""
+    interval = seconds(analysis.interval)
+    if key not in windows:
+        return 0.0
+    candidate = windows[key][0]
+    since = candidate.judged if candidate.last is not None else candidate.started
+    return max(0.0, since + interval - now)

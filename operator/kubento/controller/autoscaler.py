@@ -10,24 +10,17 @@ again, and until a whole window has been sampled the last decided count
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Optional
 
 from kubento.api.v1alpha1 import Autoscaling, ScalingRules
-from kubento.autoscale.decision import DEFAULT_DOWN, DEFAULT_UP, Decision, Memory, Policy, Rules, decide
+from kubento.autoscale.decision import DEFAULT_DOWN, DEFAULT_UP, Policy, Rules, decide
 from kubento.controller import analysis, metrics
+from kubento.controller.memory import AutoscalerMemory
 from kubento.rollout.analysis import Sample, seconds
 from kubento.rollout.revisions import rfc3339
 
 SAMPLE_SECONDS = 2.0
 PUBLISH_SECONDS = 30.0
-
-_guard = threading.Lock()
-_memory: dict[tuple[str, str], Memory] = {}
-_counts: dict[tuple[str, str], tuple[float, dict[str, Sample]]] = {}  # for rps: the previous sample
-_last: dict[tuple[str, str], tuple[float, Decision]] = {}
-_published: dict[tuple[str, str], float] = {}
-_metric: dict[tuple[str, str], str] = {}  # the metric the memory above was sampled for
 
 
 def _rules(rules: Optional[ScalingRules], default: Rules) -> Rules:
@@ -57,7 +50,7 @@ def policy(scaling: Autoscaling) -> Policy:
     )
 
 
-def _value(key: tuple[str, str], metric: str, samples: dict[str, Sample], ready: int, now: float) -> Optional[float]:
+def _value(memory: AutoscalerMemory, metric: str, samples: dict[str, Sample], ready: int, now: float) -> Optional[float]:
     """The metric for the model: per answering pod on average, times the
     ready pods (a pod too busy to answer /metrics in time still carries
     load, as in Knative's KPA). Requests in flight, or requests per second
@@ -67,8 +60,8 @@ def _value(key: tuple[str, str], metric: str, samples: dict[str, Sample], ready:
     if metric == "concurrency":
         per_pod = [s.in_progress for s in samples.values()]
     else:
-        before = _counts.get(key)
-        _counts[key] = (now, samples)
+        before = memory.counts
+        memory.counts = (now, samples)
         if before is None or now <= before[0]:
             return None
         elapsed, previous = now - before[0], before[1]
@@ -80,36 +73,34 @@ def _value(key: tuple[str, str], metric: str, samples: dict[str, Sample], ready:
     return sum(per_pod) / len(per_pod) * max(ready, len(samples))
 
 
-def scale(namespace: str, name: str, scaling: Autoscaling, replicas: int, port: int, pods: list[dict[str, Any]],
-          previous: Optional[dict[str, Any]], now: float) -> dict[str, Any]:
+def scale(namespace: str, name: str, memory: AutoscalerMemory, scaling: Autoscaling, replicas: int, port: int,
+          pods: list[dict[str, Any]], previous: Optional[dict[str, Any]], now: float) -> dict[str, Any]:
     """status.autoscaling for now; its desiredReplicas is the model's size.
-    ``replicas`` is the spec's count, where a newly autoscaled model starts."""
-    key = (namespace, name)
+    ``replicas`` is the spec's count, where a newly autoscaled model starts.
+    Samples the pods' /metrics at most every SAMPLE_SECONDS."""
     if previous and previous.get("metric") == scaling.metric:
         current = previous["desiredReplicas"]
     else:  # just turned on (or another metric): start from the size the model has
         current = min(max(replicas, scaling.min_replicas), scaling.max_replicas)
     ready = sum(1 for p in pods if analysis.is_ready(p))
-    with _guard:
-        if _metric.get(key) != scaling.metric:
-            forget_locked(key)  # a window of another metric means nothing for this one
-            _metric[key] = scaling.metric
-        last = _last.get(key)
-        if last is not None and now - last[0] < SAMPLE_SECONDS * 0.9:
-            decision = last[1]  # sampled moments ago (a burst of events): same answer
-        else:
-            samples = analysis.fetch(pods, port)
-            value = _value(key, scaling.metric, samples, ready, now)
-            decision = decide(policy(scaling), _memory.get(key, Memory()), now=now, value=value,
-                              ready=ready, current=current)
-            _memory[key] = decision.memory
-            _last[key] = (now, decision)
-            metrics.autoscaler(namespace, name, decision, ready)
+    if memory.metric != scaling.metric:
+        memory.__init__()  # a window of another metric means nothing for this one
+        memory.metric = scaling.metric
+    last = memory.last
+    if last is not None and now - last[0] < SAMPLE_SECONDS * 0.9:
+        decision = last[1]  # sampled moments ago (a burst of events): same answer
+    else:
+        samples = analysis.fetch(pods, port)
+        value = _value(memory, scaling.metric, samples, ready, now)
+        decision = decide(policy(scaling), memory.decision_memory, now=now, value=value, ready=ready, current=current)
+        memory.decision_memory = decision.memory
+        memory.last = (now, decision)
+        metrics.autoscaler(namespace, name, decision, ready)
     changed = decision.replicas != current or not previous
     if previous and not changed and previous.get("reason") == decision.reason \
-            and now - _published.get(key, 0.0) < PUBLISH_SECONDS:
+            and now - memory.published < PUBLISH_SECONDS:
         return previous  # the same decision: fresh inputs at most every PUBLISH_SECONDS (fewer status writes)
-    _published[key] = now
+    memory.published = now
     status = {
         "metric": scaling.metric,
         "target": float(scaling.effective_target),
@@ -124,13 +115,3 @@ def scale(namespace: str, name: str, scaling: Autoscaling, replicas: int, port: 
         status["windowValue"] = round(decision.window_value, 3)
         status["panicValue"] = round(decision.panic_value or 0.0, 3)
     return {k: v for k, v in status.items() if v is not None}
-
-
-def forget_locked(key: tuple[str, str]) -> None:
-    for store in (_memory, _counts, _last, _published, _metric):
-        store.pop(key, None)
-
-
-def forget(namespace: str, name: str) -> None:
-    with _guard:
-        forget_locked((namespace, name))

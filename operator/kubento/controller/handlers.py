@@ -1,16 +1,20 @@
-"""kopf registrations. Every trigger runs the same idempotent pass
-(:func:`kubento.controller.reconcile.reconcile_named`):
+"""kopf registrations: watches feed the cache and the work queue; workers
+run passes (kubento.controller.reconcile) from the queue.
 
-- any watch event of a ModelDeployment (including the initial listing when
-  the operator starts, so nothing is missed while it was down);
-- any event of a Deployment, pod or build Job kubento manages (their status
-  drives ours);
-- a periodic resync of every known ModelDeployment, which reverts changes
-  others made to its Deployment or HPA spec and notices conditions that
-  resolve by themselves (a Secret that appears later);
-- while a rollout is under way or kubento's own autoscaler sizes the model,
-  a pass every TICK seconds: pauses, deadlines and analysis intervals end,
-  and load is sampled, without any watch event.
+- kopf watches ModelDeployments, and kubento's own children (the API server
+  filters on app.kubernetes.io/managed-by=kubento): revision Deployments,
+  pods, HPAs, ScaledObjects, build Jobs; and every Service and ConfigMap of
+  the watched namespaces (a Service named like a model may be someone
+  else's; a build may read any ConfigMap). Each event updates the cache and
+  puts the model's key on the queue.
+- The cache is written by kopf *index* handlers: kopf runs them for every
+  object of the initial listings before any other handler, so no pass ever
+  works from a half-filled cache.
+- Workers (``KUBENTO_WORKERS``, default 8 threads) take keys from the queue:
+  repeated events merge, one model is never in two workers, a pass says
+  when it next needs to run, a failing pass backs off per model.
+- A resync puts every model on the queue once per ``KUBENTO_RESYNC_SECONDS``
+  (spread over the period). A settled model's pass reads and writes nothing.
 
 Only watch-event handlers are used: kopf's change handlers and timers would
 add annotations and a finalizer, and a finalizer would block deleting models
@@ -19,43 +23,56 @@ whenever the operator is not running.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+import random
+import threading
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
 from kubento.api import v1alpha1 as api
-from kubento.builders.build_job import LABEL_BUILD_OF
-from kubento.builders.meta import LABEL_MODEL, MANAGED_BY
+from kubento.builders.meta import MANAGED_BY
+from kubento.controller import cache as kinds
 from kubento.controller import kube, metrics
-from kubento.controller.reconcile import reconcile_named
+from kubento.controller.cache import Cache, Key
+from kubento.controller.memory import Registry
+from kubento.controller.reconcile import reconcile
+from kubento.controller.workqueue import WorkQueue
 
-RESYNC_SECONDS = float(os.environ.get("KUBENTO_RESYNC_SECONDS", "30"))
-TICK = 2.0
+RESYNC_SECONDS = float(os.environ.get("KUBENTO_RESYNC_SECONDS", "300"))
+WORKERS = int(os.environ.get("KUBENTO_WORKERS", "8"))
+MANAGED = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 
 log = logging.getLogger("kubento")
 
-# ModelDeployments seen in the watched namespaces: what the resync walks.
-_known: set[tuple[str, str]] = set()
-# Those with a rollout under way or kubento's own autoscaler: passed every TICK seconds.
-_ticking: set[tuple[str, str]] = set()
+CACHE = Cache()
+QUEUE: WorkQueue[Key] = WorkQueue()
+MEMORY = Registry()
+_threads: list[threading.Thread] = []
+_stopping = threading.Event()
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # kopf posts no per-handler events; kubento posts its own on transitions.
     settings.posting.level = logging.WARNING
-    memo.resync = asyncio.create_task(_resync_forever())
+    for group, plural in (("apps", "deployments"), ("", "pods"), ("autoscaling", "horizontalpodautoscalers"),
+                          ("keda.sh", "scaledobjects"), ("batch", "jobs")):
+        settings.watching.label_selectors[group or "v1", plural] = MANAGED
+    kube.configuration().connection_pool_maxsize = max(WORKERS * 2, 10)
+    _stopping.clear()
+    for i in range(WORKERS):
+        _threads.append(threading.Thread(target=_work, name=f"kubento-worker-{i}", daemon=True))
+    _threads.append(threading.Thread(target=_resync, name="kubento-resync", daemon=True))
+    for t in _threads:
+        t.start()
 
 
 @kopf.on.cleanup()
-async def stop(memo: kopf.Memo, **_: Any) -> None:
-    task = memo.get("resync")
-    if task is not None:
-        task.cancel()
+def stop(**_: Any) -> None:
+    _stopping.set()
+    QUEUE.close()
 
 
 @kopf.on.login()
@@ -78,60 +95,96 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
     )
 
 
-def _pass(namespace: str, name: str) -> None:
-    try:
-        with metrics.RECONCILE_SECONDS.time():
-            status = reconcile_named(namespace, name)
-    except ApiException as exc:
-        metrics.RECONCILE_ERRORS.inc()
-        # Retried by the next event or resync: never a tight loop.
-        log.warning("reconcile of %s/%s failed (retry within %ss): %s %s",
-                    namespace, name, RESYNC_SECONDS, exc.status, exc.reason)
-        return
-    if status and (status.get("rollout") or status.get("autoscaling")):
-        _ticking.add((namespace, name))
-    else:
-        _ticking.discard((namespace, name))
+# ------------------------------------------------------------ the workers
+
+
+def _work() -> None:
+    CACHE.synced.wait()
+    while not _stopping.is_set():
+        key = QUEUE.get()
+        if key is None:
+            return
+        metrics.QUEUE_DEPTH.set(QUEUE.depth())
+        try:
+            with metrics.RECONCILE_SECONDS.time():
+                outcome = reconcile(key, CACHE, MEMORY.get(key))
+        except Exception as exc:  # noqa: BLE001 - a worker outlives any one model
+            metrics.RECONCILE_ERRORS.inc()
+            delay = QUEUE.failed(key)
+            log.warning("reconcile of %s/%s failed (retry in %.0fs): %s", key[0], key[1], delay,
+                        getattr(exc, "reason", None) or exc, exc_info=not hasattr(exc, "status"))
+        else:
+            QUEUE.succeeded(key)
+            if outcome.deleted:
+                MEMORY.forget(key)
+                QUEUE.forget(key)
+                metrics.forget(*key)
+            elif outcome.requeue_after is not None:
+                QUEUE.add_after(key, outcome.requeue_after)
+        finally:
+            QUEUE.done(key)
+
+
+def _resync() -> None:
+    """Every model once per RESYNC_SECONDS, spread over the period."""
+    CACHE.synced.wait()
+    while not _stopping.wait(RESYNC_SECONDS):
+        for key in CACHE.keys():
+            QUEUE.add_after(key, random.uniform(0, RESYNC_SECONDS))
+
+
+# ------------------------------------------------------ the cache's writers
+
+
+def _indexer(kind: str):
+    async def index(body: kopf.Body, **_: Any) -> None:
+        CACHE.update(kind, dict(body))
+        return None  # kubento's cache keeps the object, not kopf's index
+    return index
+
+
+def _events(kind: str):
+    async def event(type: str, body: kopf.Body, **_: Any) -> None:
+        key = CACHE.delete(kind, dict(body)) if type == "DELETED" else CACHE.update(kind, dict(body))
+        CACHE.synced.set()  # handlers run only once every initial listing is indexed
+        if key is not None:
+            QUEUE.add(key)
+    return event
+
+
+_WATCHED = [
+    (kinds.DEPLOYMENT, ("apps", "v1", "deployments")),
+    (kinds.POD, ("", "v1", "pods")),
+    (kinds.SERVICE, ("", "v1", "services")),
+    (kinds.HPA, ("autoscaling", "v2", "horizontalpodautoscalers")),
+    (kinds.SCALED_OBJECT, ("keda.sh", "v1alpha1", "scaledobjects")),
+    (kinds.JOB, ("batch", "v1", "jobs")),
+]
+for _kind, (_group, _version, _plural) in _WATCHED:
+    kopf.index(_group, _version, _plural, id=f"cache-{_plural}")(_indexer(_kind))
+    kopf.on.event(_group, _version, _plural, id=f"queue-{_plural}")(_events(_kind))
+
+kopf.index(api.GROUP, api.VERSION, api.PLURAL, id="cache-modeldeployments")(_indexer(kinds.MODEL))
+kopf.index("", "v1", "configmaps", id="cache-configmaps")(_indexer(kinds.CONFIG_MAP))
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-def model_deployment_event(type: str, namespace: str, name: str, **_: Any) -> None:
+async def model_deployment_event(type: str, namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+    CACHE.synced.set()
     if type == "DELETED":
-        _known.discard((namespace, name))
-        _ticking.discard((namespace, name))
-        return
-    _known.add((namespace, name))
-    _pass(namespace, name)
+        CACHE.delete(kinds.MODEL, dict(body))
+    else:
+        CACHE.update(kinds.MODEL, dict(body))
+    QUEUE.add((namespace, name))  # a deleted model's pass forgets it
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={LABEL_MODEL: kopf.PRESENT, "app.kubernetes.io/managed-by": MANAGED_BY})
-def child_deployment_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
-    _pass(namespace, labels[LABEL_MODEL])
-
-
-@kopf.on.event("", "v1", "pods", labels={LABEL_MODEL: kopf.PRESENT, "app.kubernetes.io/managed-by": MANAGED_BY})
-def model_pod_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
-    # Image pull failures and crash loops show on pods first.
-    _pass(namespace, labels[LABEL_MODEL])
-
-
-# A finished build is served (or reported) at once, not at the next resync; a
-# builder pod that cannot pull its image or be scheduled leaves its Job unchanged.
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_BUILD_OF: kopf.PRESENT, "app.kubernetes.io/managed-by": MANAGED_BY})
-@kopf.on.event("", "v1", "pods", labels={LABEL_BUILD_OF: kopf.PRESENT, "app.kubernetes.io/managed-by": MANAGED_BY})
-def build_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
-    _pass(namespace, labels[LABEL_BUILD_OF])
-
-
-async def _resync_forever() -> None:
-    last = asyncio.get_running_loop().time()
-    while True:
-        await asyncio.sleep(TICK)
-        due = asyncio.get_running_loop().time() - last >= RESYNC_SECONDS
-        if due:
-            last = asyncio.get_running_loop().time()
-        for namespace, name in sorted(_known if due else _ticking & _known):
-            try:
-                await asyncio.to_thread(_pass, namespace, name)
-            except Exception:  # noqa: BLE001 - the loop must outlive any one object
-                log.exception("resync of %s/%s failed", namespace, name)
+@kopf.on.event("", "v1", "configmaps")
+async def config_map_event(type: str, namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+    """A build source changed (or appeared, or went): rebuild or say so."""
+    CACHE.synced.set()
+    if type == "DELETED":
+        CACHE.delete(kinds.CONFIG_MAP, dict(body))
+    else:
+        CACHE.update(kinds.CONFIG_MAP, dict(body))
+    for key in CACHE.models_reading(namespace, name):
+        QUEUE.add(key)

@@ -128,10 +128,6 @@ def create(manifest: dict[str, Any]) -> dict[str, Any]:
         return resource.get(name=meta["name"], namespace=meta["namespace"]).to_dict()
 
 
-def list_objects(api_version: str, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
-    return _resource(api_version, kind).get(namespace=namespace, label_selector=selector).to_dict().get("items") or []
-
-
 def delete(api_version: str, kind: str, namespace: str, name: str, propagation: Optional[str] = None) -> None:
     body = {"propagationPolicy": propagation} if propagation else None
     try:
@@ -140,35 +136,18 @@ def delete(api_version: str, kind: str, namespace: str, name: str, propagation: 
         pass
 
 
-def scale_deployment(namespace: str, name: str, replicas: int) -> None:
+def scale_deployment(namespace: str, name: str, replicas: int) -> str:
     """Resize a Deployment through its scale subresource: the rest of its
-    spec (an older revision's template) is left exactly as it is."""
-    client.AppsV1Api(api_client()).patch_namespaced_deployment_scale(
+    spec (an older revision's template) is left exactly as it is. Returns
+    the Deployment's new resourceVersion."""
+    scale = client.AppsV1Api(api_client()).patch_namespaced_deployment_scale(
         name, namespace, {"spec": {"replicas": replicas}}, field_manager=FIELD_MANAGER
     )
+    return scale.metadata.resource_version
 
 
-def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
-    pods = client.CoreV1Api(api_client()).list_namespaced_pod(namespace, label_selector=selector)
-    return [api_client().sanitize_for_serialization(p) for p in pods.items]
-
-
-def missing_secrets(namespace: str, names: list[str]) -> list[str]:
-    """Those of ``names`` that are not Secrets in ``namespace``."""
-    core = client.CoreV1Api(api_client())
-    missing = []
-    for name in names:
-        try:
-            core.read_namespaced_secret(name, namespace, _preload_content=False).release_conn()
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            missing.append(name)
-    return missing
-
-
-def patch_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
-    client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
+def patch_status(namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    return client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
         api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": patch}
     )
 
@@ -206,3 +185,15 @@ def post_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> No
         "count": 1,
     }
     client.CoreV1Api(api_client()).create_namespaced_event(meta["namespace"], event)
+
+
+def secret_exists(namespace: str, name: str) -> bool:
+    """Whether a Secret exists (a GET whose body is never read: kubento
+    needs no Secret's data)."""
+    try:
+        client.CoreV1Api(api_client()).read_namespaced_secret(name, namespace, _preload_content=False).release_conn()
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return False
+    return True

@@ -1,256 +1,167 @@
-"""One reconcile pass over a ModelDeployment.
+"""One reconcile pass over a ModelDeployment: observe -> plan -> apply.
 
-Level-triggered and idempotent: read the world (the bento to serve, every
-revision's Deployment and pods, an analysis verdict), decide the rollout's
-next step (a pure function), apply what differs (controller.children), then
-write status only if it changed. A pass over an unchanged object makes no
-write call.
+- observe: the model and its children from the watch caches (no request),
+  plus what only I/O can tell and only when it is needed: the Secrets the
+  spec names (checked when that set changes, and again with backoff while
+  one is missing), a build source ConfigMap not seen before, the pods'
+  /metrics when an analysis verdict or an autoscaler sample is due;
+- plan: kubento.controller.plan.plan, a pure function;
+- apply: kubento.controller.apply sends only what the plan asks for. If the
+  API server refuses a child, the pass plans once more with that answer so
+  status says so in the same pass.
+
+Returns when the model next needs a pass without any watch event (a pause's
+end, a deadline, an analysis interval, the autoscaler's next sample).
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
-import os
-import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from pydantic import ValidationError
 
-from kubento.api import v1alpha1 as api
 from kubento.api.v1alpha1 import ModelDeploymentSpec
-from kubento.builders import Owner
-from kubento.builders.bento import DEFAULT_RUNTIME_IMAGE, ServedBento
-from kubento.builders.deployment import OWN_METRICS, model_replicas, revision
-from kubento.builders.meta import ANNOTATION_ABORT, ANNOTATION_PROMOTE, rollout_token, selector_string, service_url
-from kubento.controller import analysis, autoscaler, children, kube, metrics
-from kubento.controller.build import BuildState, delete_builds, sync_build
-from kubento.controller.status import (
-    Observed,
-    Problem,
-    RolloutView,
-    compute_status,
-    merge_conditions,
-    pod_problems,
-    status_patch,
-    transition_events,
+from kubento.builders.build_job import snapshot_name
+from kubento.builders.deployment import OWN_METRICS
+from kubento.builders.keda import KEDA_API_VERSION
+from kubento.builders.meta import selector_labels
+from kubento.controller import analysis, apply, autoscaler, kube
+from kubento.controller import cache as kinds
+from kubento.controller.cache import Cache, Key
+from kubento.controller.memory import ModelMemory, SecretCheck
+from kubento.controller.plan import (
+    Inputs,
+    World,
+    analysis_due,
+    default_runtime_image,
+    plan,
+    referenced_secrets,
+    revisions_of,
 )
-from kubento.rollout.analysis import Verdict
-from kubento.rollout.revisions import Decision, decide
 
 log = logging.getLogger("kubento.reconcile")
 
-# The same object can be reconciled from its own handler and from a child's
-# event at once; one lock per object keeps passes in order.
-_locks: dict[tuple[str, str], threading.RLock] = {}
-_locks_guard = threading.Lock()
+SECRET_RECHECK_CAP = 30.0  # a missing Secret is looked for again at most this often (backoff from 1 s)
 
 
-def _lock(namespace: str, name: str) -> threading.RLock:
-    with _locks_guard:
-        return _locks.setdefault((namespace, name), threading.RLock())
-
-EventSink = Callable[[str, str, str], None]
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+@dataclass
+class Outcome:
+    writes: int
+    requeue_after: Optional[float]
+    deleted: bool = False
 
 
-def referenced_secrets(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
-    """(field, Secret name) of every Secret the spec names."""
-    refs = [("imagePullSecrets", s.name) for s in spec.image_pull_secrets]
-    bento = spec.bento
-    if bento.archive and bento.archive.secret_ref:
-        refs.append(("bento.archive.secretRef", bento.archive.secret_ref.name))
-    if bento.build and bento.build.output.secret_ref:
-        refs.append(("bento.build.output.secretRef", bento.build.output.secret_ref.name))
-    if bento.build and bento.build.source.git and bento.build.source.git.secret_ref:
-        refs.append(("bento.build.source.git.secretRef", bento.build.source.git.secret_ref.name))
-    return refs
+def _secrets(spec: ModelDeploymentSpec, namespace: str, memory: ModelMemory, now: float,
+             recheck_cap: float) -> tuple[frozenset[str], Optional[float]]:
+    """Missing Secrets of the spec, from memory unless the names changed or
+    a missing one is due for another look; and when to look again."""
+    names = frozenset(name for _, name in referenced_secrets(spec))
+    check = memory.secrets
+    if not names:
+        memory.secrets = None
+        return frozenset(), None
+    wait = min(recheck_cap, 2.0 ** (check.attempts - 1)) if check and check.missing else None
+    if check is None or check.names != names or (wait is not None and now - check.checked >= wait):
+        missing = frozenset(n for n in sorted(names) if not kube.secret_exists(namespace, n))
+        attempts = (check.attempts + 1) if check and check.names == names and missing else (1 if missing else 0)
+        check = memory.secrets = SecretCheck(names, missing, now, attempts)
+        wait = min(recheck_cap, 2.0 ** (check.attempts - 1)) if missing else None
+    if not check.missing:
+        return frozenset(), None
+    return check.missing, max(0.1, check.checked + (wait or recheck_cap) - now)
 
 
-def missing_secret_problem(spec: ModelDeploymentSpec, namespace: str) -> Optional[Problem]:
-    refs = referenced_secrets(spec)
-    missing = set(kube.missing_secrets(namespace, sorted({name for _, name in refs}))) if refs else set()
-    if not missing:
+def _config_map(cache: Cache, namespace: str, name: str) -> Optional[dict[str, Any]]:
+    known, content = cache.config_map(namespace, name)
+    if known:
+        return content
+    live = kube.get("v1", "ConfigMap", namespace, name)  # first read by a build: the watch keeps it from now on
+    if live is None:
         return None
-    named = ", ".join(f"{name} ({field})" for field, name in refs if name in missing)
-    return Problem(
-        "SecretNotFound",
-        f"Secret(s) named in the spec do not exist in namespace {namespace}: {named}; the model server was not changed",
-    )
+    cache.update(kinds.CONFIG_MAP, live)
+    return {"data": live.get("data") or {}, "binaryData": live.get("binaryData") or {}}
 
 
-def served_bento(spec: ModelDeploymentSpec, owner: Owner, recorded_build: Optional[dict[str, Any]] = None
-                 ) -> tuple[Optional[ServedBento], Optional[BuildState]]:
-    """What the pods should run; for a build source, only once it is built."""
-    if spec.bento.image:
-        return ServedBento(spec.bento.image), None
-    runtime = spec.runtime_image or os.environ.get("KUBENTO_RUNTIME_IMAGE") or DEFAULT_RUNTIME_IMAGE
-    archive = spec.bento.archive
-    if archive:
-        secret = archive.secret_ref.name if archive.secret_ref else None
-        return ServedBento(runtime, archive_uri=archive.uri, sha256=archive.sha256, secret=secret), None
-    assert spec.bento.build is not None
-    state, bento = sync_build(spec.bento.build, owner, runtime, recorded_build)
-    return bento, state
-
-
-def _flag(body: dict[str, Any], annotation: str, rev: Optional[str]) -> bool:
-    """`kubento promote|abort` name the rollout they are meant for: a
-    leftover annotation never acts on a later one."""
-    state = (body.get("status") or {}).get("rollout") or {}
-    if rev is None or state.get("revision") != rev:
-        return False
-    return (body["metadata"].get("annotations") or {}).get(annotation) == rollout_token(state)
-
-
-def _verdict(spec: ModelDeploymentSpec, owner: Owner, rev: Optional[str], previous: dict[str, Any],
-             revisions: children.Revisions) -> Optional[Verdict]:
+def gather(world: World, cache: Cache, memory: ModelMemory, now: float, mono: float,
+           recheck_cap: float) -> tuple[Inputs, Optional[float]]:
+    """Inputs for the plan beyond the cached objects, and the soonest time
+    one of them wants another pass."""
+    body = world.model
+    owner = world.owner
+    inputs = Inputs(now=now, default_runtime_image=default_runtime_image(), generations=memory.generations,
+                    rejected=memory.rejected)
+    try:
+        spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return inputs, None
+    requeue: Optional[float] = None
+    inputs.missing_secrets, requeue = _secrets(spec, owner.namespace, memory, mono, recheck_cap)
+    build = spec.bento.build
+    if build is not None and build.source.config_map is not None:
+        inputs.config_map = _config_map(cache, owner.namespace, build.source.config_map.name)
+        inputs.snapshots = frozenset(
+            snapshot_name(j["metadata"]["name"]) for j in world.jobs
+            if cache.exists(kinds.CONFIG_MAP, owner.namespace, snapshot_name(j["metadata"]["name"])))
+    if world.scaled_objects:
+        inputs.keda_served = True  # watched: KEDA is there (and one of ours may have to go)
+    elif spec.autoscaling and spec.autoscaling.provider == "keda":
+        inputs.keda_served = kube.served(KEDA_API_VERSION, "ScaledObject")
+        if not inputs.keda_served:
+            requeue = _soonest(requeue, kube.REDISCOVER_SECONDS)
+    previous = body.get("status") or {}
+    model_pods = [p for p in world.pods
+                  if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v
+                         for k, v in selector_labels(owner).items())]
+    scaling = spec.autoscaling
+    if scaling and scaling.metric in OWN_METRICS and scaling.provider == "kubento":
+        inputs.scaling = autoscaler.scale(owner.namespace, owner.name, memory.autoscaler, scaling, spec.replicas,
+                                          spec.port, model_pods, previous.get("autoscaling"), now)
+        requeue = _soonest(requeue, autoscaler.SAMPLE_SECONDS)
+    elif memory.autoscaler.metric is not None:
+        memory.autoscaler = type(memory.autoscaler)()  # turned off: nothing stale if it comes back
     state = previous.get("rollout") or {}
-    stable = previous.get("stableRevision")
-    if spec.rollout.analysis is None or not state.get("stepReached") or state.get("rollback"):
-        return None
-    if state["revision"] != rev:
-        return None  # the spec moved on: that rollout's verdict is not the new one's
-    key = (owner.namespace, owner.name, rollout_token(state), state.get("step", 0))
-    return analysis.judge(key, spec.rollout.analysis, spec.port,
-                          revisions.pods.get(state["revision"], []), revisions.pods.get(stable, []))
+    due = analysis_due(spec, previous, state.get("revision"))
+    if due is not None and spec.rollout.analysis is not None:
+        revisions = revisions_of(world)
+        inputs.verdict = analysis.judge(memory.windows, due, spec.rollout.analysis, spec.port,
+                                        revisions.pods.get(state["revision"], []),
+                                        revisions.pods.get(previous.get("stableRevision"), []), now)
+        requeue = _soonest(requeue, max(0.2, analysis.next_judgement(memory.windows, due, spec.rollout.analysis, now)))
+    elif memory.windows and not state:
+        memory.windows.clear()
+    return inputs, requeue
 
 
-def observe(spec: ModelDeploymentSpec, generation: int, owner: Owner, rev: Optional[str], problems: list[Problem],
-            build: Optional[BuildState], decision: Decision, revisions: children.Revisions,
-            scaling: Optional[dict[str, Any]]) -> Observed:
-    """What status is computed from: the serving revision's Deployment and
-    pods when nothing rolls out, and the rollout's plan when something does."""
-    rolling = decision.plan is not None and not decision.plan.done
-    rolled_back = rev is not None and rev == decision.failed and rev != decision.stable
-    if rolling:
-        shown = decision.rollout["revision"]
-    elif rolled_back:
-        shown = decision.stable  # the stable revision serves
-    else:
-        shown = rev if rev in revisions.deployments else decision.stable
-    failed_entry = None
-    if rolled_back:
-        failed_entry = next((h for h in decision.history if h["revision"] == rev), {"revision": rev})
-    deps = revisions.deployments.values()
-    return Observed(
-        spec=spec,
-        generation=generation,
-        revision=rev,
-        url=service_url(owner),
-        selector=selector_string(owner),
-        deployment=revisions.deployments.get(shown) if shown else None,
-        problems=problems,
-        pods=revisions.pods.get(shown, []) if shown else [],
-        build=build,
-        rollout=RolloutView(
-            plan=decision.plan if rolling else None,
-            stable=decision.stable,
-            candidate=(decision.rollout or {}).get("revision"),
-            rolled_back=failed_entry,
-            pods=sum((d.get("status") or {}).get("replicas", 0) for d in deps),
-            ready=sum((d.get("status") or {}).get("readyReplicas", 0) for d in deps),
-            stable_problems=pod_problems(revisions.pods.get(decision.stable, [])) if rolling and decision.stable else [],
-            record={"stableRevision": decision.stable, "rollout": decision.rollout,
-                    "failedRevision": decision.failed, "history": decision.history,
-                    "canaryWeight": decision.weight, "autoscaling": scaling},
-        ),
-    )
+def _soonest(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
 
 
-def reconcile(body: dict[str, Any], post_event: EventSink, clock: Callable[[], float] = time.time) -> dict[str, Any]:
-    """Bring the children and status of one ModelDeployment in line with its
-    spec. Returns the status it stored (or found current)."""
-    meta = body["metadata"]
-    owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
-    generation = meta.get("generation", 1)
-    previous = dict(body.get("status") or {})
-    with _lock(owner.namespace, owner.name):
-        try:
-            spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            # Admission should have caught this (e.g. a CRD older than the operator).
-            new = dict(previous)
-            new.update({"phase": "Failed", "observedGeneration": generation})
-            ready = {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": " ".join(str(exc).split())}
-            new["conditions"] = merge_conditions(previous.get("conditions", []), [ready], generation, now())
-            _store(owner, previous, new, post_event)
-            return new
+def reconcile(key: Key, cache: Cache, memory: ModelMemory, *, clock: Callable[[], float] = time.time,
+              monotonic: Callable[[], float] = time.monotonic, recheck_cap: float = SECRET_RECHECK_CAP,
+              post_event: Optional[Callable[..., None]] = None) -> Outcome:
+    """One pass over the model ``key``: observe, plan, apply."""
+    snapshot = cache.model(key)
+    if snapshot.model is None or (snapshot.model.get("metadata") or {}).get("deletionTimestamp"):
+        return Outcome(0, None, deleted=True)  # its children go by garbage collection
+    world = World(snapshot.model, snapshot.deployments, snapshot.pods, snapshot.services, snapshot.hpas,
+                  snapshot.scaled_objects, snapshot.jobs)
+    now = clock()
+    inputs, requeue = gather(world, cache, memory, now, monotonic(), recheck_cap)
+    planned = plan(world, inputs)
+    actions = planned.actions
+    for note in actions.notes:
+        log.info("%s/%s: %s", key[0], key[1], note)
+    result = apply.children(world.owner, actions, cache, memory, now)
+    if result.problems:
+        # Refused: plan again with the answers, so status says so now.
+        inputs.apply_problems = result.problems
+        again = plan(world, inputs).actions
+        actions.status, actions.events, actions.new_status = again.status, again.events, again.new_status
+    apply.status(world.model, actions, cache, post_event)
+    return Outcome(actions.writes, _soonest(requeue, actions.requeue_after))
 
-        problems: list[Problem] = []
-        missing = missing_secret_problem(spec, owner.namespace)
-        bento, build = None, None
-        if missing:
-            problems.insert(0, missing)
-        else:
-            bento, build = served_bento(spec, owner, previous.get("build"))
-            if build is not None and build.phase != "Succeeded":
-                problems.insert(0, Problem(build.reason, build.summary))
-        if spec.bento.build is None and previous.get("build"):
-            delete_builds(owner)  # the source is no longer a build
-        rev = revision(spec, bento) if bento else None
-        revisions = children.observe_revisions(owner)
-        candidate = rev if rev != previous.get("stableRevision") else None
-        replicas, scaling = model_replicas(spec), None
-        if not (spec.autoscaling and spec.autoscaling.metric in OWN_METRICS) and previous.get("autoscaling"):
-            autoscaler.forget(owner.namespace, owner.name)  # turned off: nothing stale if it comes back
-        if spec.autoscaling and spec.autoscaling.metric in OWN_METRICS and spec.autoscaling.provider == "kubento":
-            pods = [p for revision_pods in revisions.pods.values() for p in revision_pods]
-            scaling = autoscaler.scale(owner.namespace, owner.name, spec.autoscaling, spec.replicas, spec.port, pods,
-                                       previous.get("autoscaling"), clock())
-            replicas = scaling["desiredReplicas"]
-        decision = decide(
-            revision=rev,
-            bento=bento.describe() if bento else "",
-            rollout=spec.rollout,
-            replicas=replicas,
-            previous=previous,
-            seen=revisions.seen(),
-            now=clock(),
-            verdict=_verdict(spec, owner, rev, previous, revisions),
-            promote=_flag(body, ANNOTATION_PROMOTE, candidate),
-            abort=_flag(body, ANNOTATION_ABORT, candidate),
-        )
-        for note in decision.notes:
-            log.info("%s/%s: %s", owner.namespace, owner.name, note)
-        if decision.replicas or decision.delete:
-            problems = children.apply_decision(spec, owner, bento, rev, decision, revisions) + problems
-        observed = observe(spec, generation, owner, rev or previous.get("currentRevision"), problems, build,
-                           decision, revisions, scaling)
-        new = compute_status(observed, previous, now())
-        _store(owner, previous, new, post_event)
-        return new
-
-
-def reconcile_named(namespace: str, name: str) -> Optional[dict[str, Any]]:
-    """Reconcile the ModelDeployment as it is now in the API (read under the
-    object's lock, so a pass never works from a status an earlier pass replaced)."""
-    with _lock(namespace, name):
-        body = kube.get(f"{api.GROUP}/{api.VERSION}", api.KIND, namespace, name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            with _locks_guard:
-                _locks.pop((namespace, name), None)
-            children.forget(namespace, name)
-            analysis.forget(namespace, name)
-            autoscaler.forget(namespace, name)
-            metrics.forget(namespace, name)
-            return None
-
-        def post(type_: str, reason: str, message: str) -> None:
-            kube.post_event(body, type_, reason, message)
-
-        return reconcile(body, post)
-
-
-def _store(owner: Owner, previous: dict[str, Any], new: dict[str, Any], post_event: EventSink) -> None:
-    patch = status_patch(previous, new)
-    if patch is None:
-        return
-    kube.patch_status(owner.namespace, owner.name, patch)
-    for event in transition_events(previous, new):
-        metrics.rollout_event(owner.namespace, owner.name, event[1])
-        post_event(*event)

@@ -1,0 +1,121 @@
+"""The apply layer: send what a plan asks for, nothing else.
+
+Every write goes through here (server-side apply with kubento's field
+manager, scale subresources, deletes, build Jobs, the status patch, events)
+and is shown to the cache at once (an overlay until the watch catches up).
+A refusal by the API server (4xx, not a conflict or throttling) becomes a
+Problem for status and is remembered by the manifest's applied-hash, so the
+same manifest is not sent again in a loop; transient errors (409, 429, 5xx,
+connection errors) propagate and the work queue backs the model off.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from kubernetes.client.exceptions import ApiException
+
+from kubento.api import v1alpha1 as api
+from kubento.builders.meta import ANNOTATION_APPLIED_HASH, Owner
+from kubento.controller import cache as kinds
+from kubento.controller import kube, metrics
+from kubento.controller.cache import Cache
+from kubento.controller.memory import ModelMemory
+from kubento.controller.plan import Actions
+from kubento.controller.status import Problem
+
+log = logging.getLogger("kubento.apply")
+
+KINDS = {"Deployment": kinds.DEPLOYMENT, "Service": kinds.SERVICE, "HorizontalPodAutoscaler": kinds.HPA,
+         "ScaledObject": kinds.SCALED_OBJECT, "Job": kinds.JOB, "ConfigMap": kinds.CONFIG_MAP}
+
+
+def transient(exc: ApiException) -> bool:
+    return exc.status in (409, 429) or (exc.status or 500) >= 500
+
+
+@dataclass
+class Result:
+    problems: list[Problem] = field(default_factory=list)  # refusals found by this pass
+
+
+def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, now: float) -> Result:
+    """Creates, applies, scales and deletes, in that order."""
+    result = Result()
+    for manifest in actions.creates:
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        log.info("creating %s %s/%s", kind, owner.namespace, name)
+        try:
+            live = kube.create(manifest)
+        except ApiException as exc:
+            if transient(exc):
+                raise
+            result.problems.append(Problem("BuildJobRejected" if kind == "Job" else "ApplyFailed",
+                                           f"the API server refused {kind} {name}: {kube.rejection(exc)}"))
+            continue
+        cache.wrote(KINDS[kind], live)
+        if kind == "Job" and not owner.controls(live):
+            result.problems.append(Problem("ChildConflict",
+                                           f"Job {name} exists and is not controlled by this ModelDeployment"))
+    for step in actions.applies:
+        manifest = step.manifest
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        if step.read_first:
+            live = kube.get(manifest["apiVersion"], kind, owner.namespace, name)
+            if live is not None and not owner.controls(live):
+                result.problems.append(Problem(
+                    "ChildConflict", f"{kind} {name} already exists and is not controlled by this ModelDeployment; "
+                    "kubento leaves it alone (delete or rename it)"))
+                continue
+        log.info("applying %s %s/%s (%s)", kind, owner.namespace, name, step.why)
+        try:
+            live = kube.apply(manifest)
+        except kube.NotInstalled as exc:
+            result.problems.append(Problem("ApplyFailed", f"the API server does not serve {kind}: {exc}"))
+            continue
+        except ApiException as exc:
+            if transient(exc):
+                raise
+            message = f"the API server rejected {kind} {name}: {kube.rejection(exc)}"
+            memory.rejected[manifest["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]] = (message, now)
+            result.problems.append(Problem("ApplyFailed", message))
+            continue
+        memory.generations[(kind, name)] = (live.get("metadata") or {}).get("generation", 0)
+        cache.wrote(KINDS[kind], live)
+    for step in actions.scales:
+        log.info("scaling Deployment %s/%s to %d", owner.namespace, step.name, step.replicas)
+        rv = kube.scale_deployment(owner.namespace, step.name, step.replicas)
+        live = cache.get(kinds.DEPLOYMENT, owner.namespace, step.name)
+        if live is not None:
+            live["spec"]["replicas"] = step.replicas
+            live["metadata"]["resourceVersion"] = rv
+            cache.wrote(kinds.DEPLOYMENT, live)
+    for step in actions.deletes:
+        log.info("deleting %s %s/%s", step.kind, owner.namespace, step.name)
+        kube.delete(step.api_version, step.kind, owner.namespace, step.name, step.propagation)
+        cache.wrote(KINDS[step.kind], None, owner.namespace, step.name)
+        memory.generations.pop((step.kind, step.name), None)
+    return result
+
+
+def status(body: dict[str, Any], actions: Actions, cache: Cache,
+           post_event: Optional[Callable[[dict[str, Any], str, str, str], None]] = None) -> None:
+    """The status patch (guarded by nothing: kubento is its only writer), then
+    the events of its transitions."""
+    if actions.status is None:
+        return
+    meta = body["metadata"]
+    live = kube.patch_status(meta["namespace"], meta["name"], actions.status)
+    if live is not None:
+        cache.wrote(kinds.MODEL, live)
+    for event in actions.events:
+        metrics.rollout_event(meta["namespace"], meta["name"], event[1])
+        try:
+            (post_event or kube.post_event)(body, *event)
+        except ApiException as exc:  # an event lost is not worth failing the pass
+            log.warning("could not post event %s for %s/%s: %s", event[1], meta["namespace"], meta["name"], exc.reason)
+
+
+GROUP_VERSION = f"{api.GROUP}/{api.VERSION}"

@@ -1,0 +1,325 @@
+"""The operator's view of the cluster, kept from watches.
+
+kopf watches ModelDeployments and every kind of child kubento makes (only
+objects labelled managed-by=kubento, filtered by the API server), and the
+ConfigMaps a build may read. Each event replaces the object here, stripped
+to the fields kubento uses, so memory stays small and a reconcile pass reads
+nothing from the API server.
+
+A write kubento makes (a server-side apply, a scale, a delete, a status
+patch) is shown at once as an *overlay*, until the watch delivers any other
+version than the one the write replaced (kopf merges events that come close
+together, so the write's own version may never be seen on its own), or
+OVERLAY_SECONDS pass: a pass that follows its own write never works from
+the state before it.
+
+Thread-safe: kopf's handlers write from the event loop, workers read from
+their threads; :meth:`Cache.model` copies one model's world under the lock.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from kubento.builders.build_job import LABEL_BUILD_OF
+from kubento.builders.meta import ANNOTATION_APPLIED_HASH, LABEL_MODEL
+
+Key = tuple[str, str]  # (namespace, name) of a ModelDeployment
+OVERLAY_SECONDS = 15.0
+
+# Kinds kept, by the name the rest of the controller uses.
+MODEL = "ModelDeployment"
+DEPLOYMENT = "Deployment"
+POD = "Pod"
+SERVICE = "Service"
+HPA = "HorizontalPodAutoscaler"
+SCALED_OBJECT = "ScaledObject"
+JOB = "Job"
+CONFIG_MAP = "ConfigMap"
+
+
+def _pick(obj: Optional[dict[str, Any]], *keys: str) -> dict[str, Any]:
+    obj = obj or {}
+    return {k: obj[k] for k in keys if obj.get(k) is not None}
+
+
+def _meta(obj: dict[str, Any], annotations: tuple[str, ...] = (ANNOTATION_APPLIED_HASH,)) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    out = _pick(meta, "name", "namespace", "uid", "resourceVersion", "generation", "labels",
+                "creationTimestamp", "deletionTimestamp")
+    refs = [_pick(r, "uid", "controller", "kind", "name") for r in meta.get("ownerReferences") or []]
+    if refs:
+        out["ownerReferences"] = refs
+    kept = {k: v for k, v in (meta.get("annotations") or {}).items() if k in annotations}
+    if kept:
+        out["annotations"] = kept
+    return out
+
+
+def _conditions(status: dict[str, Any]) -> list[dict[str, Any]]:
+    return [_pick(c, "type", "status", "reason", "message") for c in status.get("conditions") or []]
+
+
+def strip_deployment(obj: dict[str, Any]) -> dict[str, Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return {
+        "metadata": _meta(obj),
+        "spec": {"replicas": spec.get("replicas", 1),
+                 "selector": {"matchLabels": dict(((spec.get("selector") or {}).get("matchLabels")) or {})}},
+        "status": {**_pick(status, "observedGeneration", "replicas", "readyReplicas", "updatedReplicas",
+                           "availableReplicas"), "conditions": _conditions(status)},
+    }
+
+
+def _container_status(cs: dict[str, Any]) -> dict[str, Any]:
+    state = cs.get("state") or {}
+    out = _pick(cs, "name", "ready", "restartCount", "image")
+    out["state"] = {k: _pick(v, "reason", "message", "exitCode") for k, v in state.items() if v is not None}
+    last = ((cs.get("lastState") or {}).get("terminated"))
+    if last:
+        out["lastState"] = {"terminated": _pick(last, "reason", "message", "exitCode")}
+    return out
+
+
+def strip_pod(obj: dict[str, Any]) -> dict[str, Any]:
+    status = obj.get("status") or {}
+    return {
+        "metadata": _meta(obj),
+        "status": {
+            **_pick(status, "phase", "podIP"),
+            "conditions": _conditions(status),
+            "containerStatuses": [_container_status(c) for c in status.get("containerStatuses") or []],
+            "initContainerStatuses": [_container_status(c) for c in status.get("initContainerStatuses") or []],
+        },
+    }
+
+
+def strip_service(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": _meta(obj), "spec": {"selector": dict((obj.get("spec") or {}).get("selector") or {})}}
+
+
+def strip_meta_only(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": _meta(obj)}
+
+
+def strip_job(obj: dict[str, Any]) -> dict[str, Any]:
+    from kubento.builders.build_job import ANNOTATION_ARCHIVE, ANNOTATION_SETTINGS
+
+    status = obj.get("status") or {}
+    return {"metadata": _meta(obj, (ANNOTATION_ARCHIVE, ANNOTATION_SETTINGS)),
+            "status": {"conditions": _conditions(status)}}
+
+
+def strip_config_map(obj: dict[str, Any]) -> dict[str, Any]:
+    """Content is kept only for ConfigMaps a build reads (see Cache.update)."""
+    out = {"metadata": _meta(obj, ())}
+    for key in ("data", "binaryData"):
+        if obj.get(key):
+            out[key] = dict(obj[key])
+    return out
+
+
+def config_map_source(model: Optional[dict[str, Any]]) -> Optional[str]:
+    """The ConfigMap a model's build reads, if any."""
+    build = (((model or {}).get("spec") or {}).get("bento") or {}).get("build") or {}
+    return ((build.get("source") or {}).get("configMap") or {}).get("name")
+
+
+def strip_model(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    out = {k: v for k, v in obj.items() if k != "metadata"}
+    out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return out
+
+
+STRIP: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    MODEL: strip_model,
+    DEPLOYMENT: strip_deployment,
+    POD: strip_pod,
+    SERVICE: strip_service,
+    HPA: strip_meta_only,
+    SCALED_OBJECT: strip_meta_only,
+    JOB: strip_job,
+    CONFIG_MAP: strip_config_map,
+}
+
+
+def model_of(kind: str, obj: dict[str, Any]) -> Optional[str]:
+    """The name of the ModelDeployment an object belongs to (None: not one of ours)."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if kind == MODEL:
+        return meta.get("name")
+    if kind == JOB:
+        return labels.get(LABEL_BUILD_OF)
+    if kind == POD:
+        return labels.get(LABEL_MODEL) or labels.get(LABEL_BUILD_OF)
+    if kind == CONFIG_MAP:
+        return None
+    return labels.get(LABEL_MODEL)
+
+
+@dataclass
+class _Overlay:
+    obj: Optional[dict[str, Any]]  # None: deleted by kubento
+    replaced: Optional[str]  # the resourceVersion cached when kubento wrote (events of it are stale)
+    until: float
+
+
+@dataclass
+class World:
+    """One model's objects as cached: the raw material of a pass."""
+
+    model: Optional[dict[str, Any]]
+    deployments: list[dict[str, Any]] = field(default_factory=list)
+    pods: list[dict[str, Any]] = field(default_factory=list)  # model pods and build pods
+    services: list[dict[str, Any]] = field(default_factory=list)
+    hpas: list[dict[str, Any]] = field(default_factory=list)
+    scaled_objects: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+
+
+_WORLD_FIELDS = {DEPLOYMENT: "deployments", POD: "pods", SERVICE: "services", HPA: "hpas",
+                 SCALED_OBJECT: "scaled_objects", JOB: "jobs"}
+
+
+class Cache:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        # kind -> (namespace, name) -> stripped object, as watched
+        self._objects: dict[str, dict[Key, dict[str, Any]]] = {kind: {} for kind in STRIP}
+        # kind -> model key -> names of its objects of that kind
+        self._by_model: dict[str, dict[Key, set[str]]] = {kind: {} for kind in STRIP}
+        self._overlays: dict[tuple[str, str, str], _Overlay] = {}
+        # (namespace, ConfigMap) -> models whose build reads it: only those keep their content
+        self._config_readers: dict[Key, set[str]] = {}
+        self.synced = threading.Event()  # every kind's initial listing is in
+
+    # ---------------------------------------------------------------- writes
+
+    def update(self, kind: str, obj: dict[str, Any]) -> Optional[Key]:
+        """A watch event (added or modified). Returns the model it concerns."""
+        stripped = STRIP[kind](obj)
+        meta = stripped["metadata"]
+        ns, name = meta.get("namespace", ""), meta["name"]
+        model = model_of(kind, stripped)
+        with self._lock:
+            if kind == CONFIG_MAP:
+                if self._config_readers.get((ns, name)):
+                    stripped["content"] = True
+                else:
+                    stripped = {"metadata": meta}  # no build reads it: its existence is enough
+            old = self._objects[kind].get((ns, name))
+            self._objects[kind][(ns, name)] = stripped
+            self._index(kind, ns, name, old, stripped)
+            ov = self._overlays.get((kind, ns, name))
+            if ov is not None and ov.replaced != meta.get("resourceVersion"):
+                self._overlays.pop((kind, ns, name), None)  # the watch caught up with kubento's write
+        return (ns, model) if model else None
+
+    def delete(self, kind: str, obj: dict[str, Any]) -> Optional[Key]:
+        meta = obj.get("metadata") or {}
+        ns, name = meta.get("namespace", ""), meta.get("name", "")
+        with self._lock:
+            old = self._objects[kind].pop((ns, name), None)
+            self._index(kind, ns, name, old, None)
+            self._overlays.pop((kind, ns, name), None)
+        model = model_of(kind, old or obj)
+        return (ns, model) if model else None
+
+    def _index(self, kind: str, ns: str, name: str, old: Optional[dict[str, Any]], new: Optional[dict[str, Any]]) -> None:
+        if kind == MODEL:
+            before_cm, after_cm = config_map_source(old), config_map_source(new)
+            if before_cm and before_cm != after_cm:
+                self._config_readers.get((ns, before_cm), set()).discard(name)
+            if after_cm:
+                self._config_readers.setdefault((ns, after_cm), set()).add(name)
+        before = model_of(kind, old) if old else None
+        after = model_of(kind, new) if new else None
+        if before and before != after:
+            names = self._by_model[kind].get((ns, before))
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self._by_model[kind][(ns, before)]
+        if after:
+            self._by_model[kind].setdefault((ns, after), set()).add(name)
+
+    def wrote(self, kind: str, obj: Optional[dict[str, Any]], namespace: str = "", name: str = "") -> None:
+        """kubento wrote ``obj`` (the API server's answer; None: deleted it)."""
+        if obj is not None:
+            stripped = STRIP[kind](obj)
+            namespace, name = stripped["metadata"].get("namespace", namespace), stripped["metadata"]["name"]
+        else:
+            stripped = None
+        with self._lock:
+            cached = self._objects[kind].get((namespace, name))
+            replaced = (cached or {}).get("metadata", {}).get("resourceVersion")
+            if cached is None and stripped is None:
+                return  # deleted something the watch never showed: nothing to hide
+            self._overlays[(kind, namespace, name)] = _Overlay(stripped, replaced, self._clock() + OVERLAY_SECONDS)
+            if stripped is not None:
+                model = model_of(kind, stripped)
+                if model:
+                    self._by_model[kind].setdefault((namespace, model), set()).add(name)
+
+    # ----------------------------------------------------------------- reads
+
+    def _current(self, kind: str, ns: str, name: str, now: float) -> Optional[dict[str, Any]]:
+        ov = self._overlays.get((kind, ns, name))
+        if ov is not None:
+            if now < ov.until:
+                return ov.obj
+            del self._overlays[(kind, ns, name)]
+        return self._objects[kind].get((ns, name))
+
+    def get(self, kind: str, namespace: str, name: str) -> Optional[dict[str, Any]]:
+        with self._lock:
+            obj = self._current(kind, namespace, name, self._clock())
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def exists(self, kind: str, namespace: str, name: str) -> bool:
+        with self._lock:
+            return self._current(kind, namespace, name, self._clock()) is not None
+
+    def model(self, key: Key) -> World:
+        """Copies of one model's objects (deep: a pass may change its copies)."""
+        ns, name = key
+        now = self._clock()
+        with self._lock:
+            world = World(model=copy.deepcopy(self._current(MODEL, ns, name, now)))
+            for kind, attr in _WORLD_FIELDS.items():
+                objs = (self._current(kind, ns, n, now) for n in sorted(self._by_model[kind].get(key, ())))
+                setattr(world, attr, [copy.deepcopy(o) for o in objs if o is not None])
+        return world
+
+    def keys(self) -> list[Key]:
+        with self._lock:
+            return sorted(self._objects[MODEL])
+
+    def models_reading(self, namespace: str, config_map: str) -> list[Key]:
+        """ModelDeployments whose build source is this ConfigMap."""
+        with self._lock:
+            return [(namespace, m) for m in sorted(self._config_readers.get((namespace, config_map), ()))]
+
+    def config_map(self, namespace: str, name: str) -> tuple[bool, Optional[dict[str, Any]]]:
+        """(known, content): known is False when the ConfigMap exists but its
+        content was not kept (no build read it when it last changed: the
+        caller reads it once, then the watch keeps it); content is None when
+        it does not exist."""
+        with self._lock:
+            obj = self._objects[CONFIG_MAP].get((namespace, name))
+            if obj is None:
+                return True, None
+            if not obj.get("content"):
+                return False, None
+            return True, {"data": dict(obj.get("data") or {}), "binaryData": dict(obj.get("binaryData") or {})}
+
+    def sizes(self) -> dict[str, int]:
+        with self._lock:
+            return {kind: len(objs) for kind, objs in self._objects.items()}

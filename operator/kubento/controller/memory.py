@@ -1,0 +1,71 @@
+"""What the operator remembers about each model between passes, in one
+place with one ``forget``.
+
+Nothing here is needed for correctness after a restart (status carries what
+must survive); it saves work and API calls: the children's generations as
+kubento last applied them (someone else's edit shows as a new generation),
+manifests the API server refused (not retried in a loop), the Secrets last
+checked, the analysis windows and the autoscaler's samples.
+
+One model is handled by one worker at a time (the work queue guarantees
+it), so a ModelMemory needs no lock of its own; the registry's dict does.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from kubento.autoscale.decision import Decision as ScaleDecision
+from kubento.autoscale.decision import Memory as ScaleMemory
+from kubento.rollout.analysis import Sample
+
+Key = tuple[str, str]
+
+
+@dataclass
+class SecretCheck:
+    names: frozenset[str]
+    missing: frozenset[str]
+    checked: float  # monotonic time of the check
+    attempts: int = 0  # consecutive checks that found one missing
+
+
+@dataclass
+class AutoscalerMemory:
+    metric: Optional[str] = None  # the metric the windows were sampled for
+    decision_memory: ScaleMemory = field(default_factory=ScaleMemory)
+    counts: Optional[tuple[float, dict[str, Sample]]] = None  # rps: the previous sample
+    last: Optional[tuple[float, ScaleDecision]] = None
+    published: float = 0.0
+
+
+@dataclass
+class ModelMemory:
+    # (kind, name) -> the child's generation when kubento last applied or saw it
+    generations: dict[tuple[str, str], int] = field(default_factory=dict)
+    # applied-hash -> (the API server's refusal, when): not sent again until it expires
+    rejected: dict[str, tuple[str, float]] = field(default_factory=dict)
+    secrets: Optional[SecretCheck] = None
+    # (rollout token, step) -> (candidate window, stable window), see controller.analysis
+    windows: dict[tuple[str, int], Any] = field(default_factory=dict)
+    autoscaler: AutoscalerMemory = field(default_factory=AutoscalerMemory)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[Key, ModelMemory] = {}
+
+    def get(self, key: Key) -> ModelMemory:
+        with self._lock:
+            return self._models.setdefault(key, ModelMemory())
+
+    def forget(self, key: Key) -> None:
+        with self._lock:
+            self._models.pop(key, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._models)

@@ -1,0 +1,71 @@
+"""The watch cache: objects grouped by model, stripped, and kubento's own
+writes shown until the watch catches up."""
+
+from __future__ import annotations
+
+from kubento.controller import cache as kinds
+from kubento.controller.cache import Cache
+
+
+class Clock:
+    t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def dep(name: str, rv: str, replicas: int = 1, model: str = "iris") -> dict:
+    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": rv, "uid": f"u-{name}",
+                         "labels": {"serving.kubento.io/model-deployment": model},
+                         "annotations": {"serving.kubento.io/spec": "x" * 5000, "serving.kubento.io/applied-hash": "h"},
+                         "managedFields": [{"manager": "kubento"}]},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "bento"}]}}},
+            "status": {"readyReplicas": replicas}}
+
+
+def test_children_are_grouped_by_model_and_stripped():
+    c = Cache()
+    assert c.update(kinds.DEPLOYMENT, dep("iris-a", "1")) == ("ns", "iris")
+    c.update(kinds.DEPLOYMENT, dep("other-a", "2", model="other"))
+    world = c.model(("ns", "iris"))
+    assert [d["metadata"]["name"] for d in world.deployments] == ["iris-a"]
+    kept = world.deployments[0]
+    assert "template" not in kept["spec"] and "managedFields" not in kept["metadata"]
+    assert kept["metadata"]["annotations"] == {"serving.kubento.io/applied-hash": "h"}  # not the 5 kB spec copy
+    assert c.delete(kinds.DEPLOYMENT, dep("iris-a", "3")) == ("ns", "iris")
+    assert c.model(("ns", "iris")).deployments == []
+
+
+def test_a_write_shows_until_the_watch_moves_past_the_version_it_replaced():
+    clock = Clock()
+    c = Cache(clock=clock)
+    c.update(kinds.DEPLOYMENT, dep("iris-a", "10", replicas=1))
+    c.wrote(kinds.DEPLOYMENT, dep("iris-a", "11", replicas=3))
+    assert c.model(("ns", "iris")).deployments[0]["spec"]["replicas"] == 3
+    c.update(kinds.DEPLOYMENT, dep("iris-a", "10", replicas=1))  # a late event of the old version
+    assert c.model(("ns", "iris")).deployments[0]["spec"]["replicas"] == 3
+    c.update(kinds.DEPLOYMENT, dep("iris-a", "12", replicas=3))  # the write and a later change, merged by kopf
+    assert c.model(("ns", "iris")).deployments[0]["metadata"]["resourceVersion"] == "12"
+
+
+def test_a_delete_hides_the_object_and_overlays_expire():
+    clock = Clock()
+    c = Cache(clock=clock)
+    c.update(kinds.DEPLOYMENT, dep("iris-a", "10"))
+    c.wrote(kinds.DEPLOYMENT, None, "ns", "iris-a")
+    assert c.model(("ns", "iris")).deployments == []
+    clock.t = 100  # the watch never told: the watched state wins again
+    assert len(c.model(("ns", "iris")).deployments) == 1
+
+
+def test_config_map_content_is_kept_only_for_a_build_that_reads_it():
+    c = Cache()
+    cm = {"metadata": {"name": "proj", "namespace": "ns", "resourceVersion": "1"}, "data": {"service.py": "x"}}
+    c.update(kinds.CONFIG_MAP, cm)
+    assert c.config_map("ns", "proj") == (False, None)  # exists, content not kept: the caller reads it once
+    c.update(kinds.MODEL, {"metadata": {"name": "m", "namespace": "ns"},
+                           "spec": {"bento": {"build": {"source": {"configMap": {"name": "proj"}}}}}})
+    assert c.models_reading("ns", "proj") == [("ns", "m")]
+    c.update(kinds.CONFIG_MAP, cm)
+    assert c.config_map("ns", "proj") == (True, {"data": {"service.py": "x"}, "binaryData": {}})
+    assert c.config_map("ns", "missing") == (True, None)

@@ -1,0 +1,225 @@
+"""The pass as a pure function (kubento.controller.plan) over a fake world:
+a toy cluster applies what each plan asks for, Deployments become ready one
+pass later, and status is stored. No API server: this checks the decisions
+(what to apply, scale, delete, create; the status; when to come back); the
+integration tier checks the same passes against a real one."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+from hypothesis import given, settings, strategies as st
+
+from kubento.builders.meta import ANNOTATION_APPLIED_HASH
+from kubento.controller.plan import Inputs, World, plan
+from kubento.controller.status import Problem
+from tests.specs import VALID_SPEC
+
+UID = "uid-1"
+
+
+class Toy:
+    """One model and its children; applies plans as an API server and the
+    Deployment controller would (pods ready one pass after they are asked for)."""
+
+    def __init__(self, spec: dict, name: str = "iris") -> None:
+        self.model = {"metadata": {"name": name, "namespace": "ns", "uid": UID, "generation": 1}, "spec": spec}
+        self.children: dict[tuple[str, str], dict] = {}
+        self.now = 1000.0
+        self.writes = 0
+        self.generations: dict = {}  # the operator's memory (controller.memory.ModelMemory.generations)
+
+    def world(self) -> World:
+        by_kind = lambda kind: [copy.deepcopy(o) for (k, _), o in sorted(self.children.items()) if k == kind]  # noqa: E731
+        return World(copy.deepcopy(self.model), by_kind("Deployment"), [], by_kind("Service"),
+                     by_kind("HorizontalPodAutoscaler"), by_kind("ScaledObject"), by_kind("Job"))
+
+    def tick(self) -> None:
+        """Deployments catch up with their spec."""
+        for (kind, _), obj in self.children.items():
+            if kind == "Deployment":
+                n = obj["spec"]["replicas"]
+                obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "replicas": n,
+                                 "readyReplicas": n, "updatedReplicas": n, "availableReplicas": n,
+                                 "conditions": [{"type": "Progressing", "status": "True",
+                                                 "reason": "NewReplicaSetAvailable"}]}
+
+    def step(self, inputs: Inputs | None = None):
+        inputs = inputs or Inputs(now=self.now)
+        inputs = replace(inputs, now=self.now, generations=self.generations)
+        actions = plan(self.world(), inputs).actions
+        self.writes += actions.writes
+        for a in actions.applies:
+            key = (a.manifest["kind"], a.manifest["metadata"]["name"])
+            live = copy.deepcopy(a.manifest)
+            old = self.children.get(key)
+            live["metadata"]["uid"] = f"child-{key[1]}"
+            live["metadata"]["generation"] = (old["metadata"]["generation"] + 1) if old else 1
+            if old and "status" in old:
+                live["status"] = old["status"]
+            self.children[key] = live
+            self.generations[key] = live["metadata"]["generation"]  # as the apply layer records it
+        for s in actions.scales:
+            self.children[("Deployment", s.name)]["spec"]["replicas"] = s.replicas
+        for d in actions.deletes:
+            self.children.pop((d.kind, d.name), None)
+        if actions.status is not None:
+            self.model["status"] = actions.new_status
+        self.now += 1
+        self.tick()
+        return actions
+
+
+def settle(toy: Toy, passes: int = 20, inputs: Inputs | None = None):
+    for _ in range(passes):
+        actions = toy.step(inputs)
+        if actions.writes == 0:
+            return actions
+    raise AssertionError(f"no settled pass after {passes}: {actions}")
+
+
+def test_a_new_model_gets_its_deployment_and_service_then_a_settled_pass_asks_for_nothing():
+    toy = Toy({**VALID_SPEC, "replicas": 2})
+    first = toy.step()
+    assert [(a.manifest["kind"], a.why, a.read_first) for a in first.applies] == [
+        ("Deployment", "missing", True), ("Service", "missing", True)]
+    assert first.status["phase"] == "Pending" and not first.creates and not first.deletes
+    last = settle(toy)
+    assert toy.model["status"]["phase"] == "Ready"
+    assert (last.applies, last.scales, last.deletes, last.status, last.events) == ([], [], [], None, [])
+    assert last.requeue_after is None  # settled: only a watch event (or the resync) brings it back
+
+
+def test_someone_elses_change_to_a_child_is_reverted_once():
+    toy = Toy(VALID_SPEC)
+    settle(toy)
+    dep = next(o for (k, _), o in toy.children.items() if k == "Deployment")
+    dep["metadata"]["generation"] += 1  # edited by someone else: same applied-hash, new generation
+    actions = toy.step()
+    assert [(a.manifest["kind"], a.why) for a in actions.applies] == [("Deployment", "changed by someone else")]
+    assert settle(toy).writes == 0
+
+
+def test_an_object_someone_else_owns_is_never_taken_over():
+    toy = Toy(VALID_SPEC)
+    toy.children[("Service", "iris")] = {"metadata": {"name": "iris", "namespace": "ns", "uid": "theirs"},
+                                         "spec": {"selector": {"app": "theirs"}}}
+    actions = toy.step()
+    assert [a.manifest["kind"] for a in actions.applies] == ["Deployment"]
+    ready = next(c for c in actions.new_status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "ChildConflict" and "Service iris" in ready["message"]
+
+
+def test_a_refused_manifest_is_not_sent_again_until_it_changes():
+    toy = Toy(VALID_SPEC)
+    first = toy.step()
+    refused = first.applies[0].manifest["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]
+    toy.children.clear()
+    inputs = Inputs(now=toy.now, rejected={refused: ("the API server rejected Deployment iris-x: bad label", toy.now)})
+    again = toy.step(inputs)
+    assert again.applies == []  # and no Service pointing at nothing
+    ready = next(c for c in again.new_status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "ApplyFailed" and "bad label" in ready["message"]
+
+
+def test_a_missing_secret_applies_nothing():
+    toy = Toy({**VALID_SPEC, "imagePullSecrets": [{"name": "regcred"}]})
+    actions = toy.step(Inputs(now=0, missing_secrets=frozenset({"regcred"})))
+    assert actions.applies == [] and actions.status["phase"] == "Failed"
+    ready = next(c for c in actions.new_status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "SecretNotFound" and "regcred (imagePullSecrets)" in ready["message"]
+    assert actions.events and actions.events[0][:2] == ("Warning", "SecretNotFound")
+
+
+def test_apply_problems_from_the_api_server_reach_status():
+    toy = Toy(VALID_SPEC)
+    actions = toy.step(Inputs(now=0, apply_problems=[Problem("ApplyFailed", "the API server rejected Service iris")]))
+    ready = next(c for c in actions.new_status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "ApplyFailed"
+
+
+def test_a_canary_pause_brings_the_model_back_when_it_ends():
+    spec = {**VALID_SPEC, "replicas": 2, "rollout": {"strategy": "Canary", "steps": [{"weight": 50, "pause": "30s"}]}}
+    toy = Toy(spec)
+    settle(toy)
+    toy.model["spec"] = {**spec, "env": [{"name": "V", "value": "2"}]}
+    toy.model["metadata"]["generation"] = 2
+    for _ in range(5):
+        actions = toy.step()
+        if toy.model["status"].get("rollout", {}).get("stepReached"):
+            break
+    paused = toy.step()
+    assert paused.writes == 0
+    assert 25 < paused.requeue_after <= 30.1  # the pause's end, not a 2 s tick
+    toy.now += paused.requeue_after
+    done = settle(toy)
+    assert done.writes == 0 and toy.model["status"]["history"][-1]["outcome"] == "Serving"
+
+
+def test_a_build_source_creates_its_job_and_says_when_no_pod_comes():
+    spec = {"bento": {"build": {"source": {"configMap": {"name": "proj"}}, "output": {"uri": "s3://b/p"}}}}
+    toy = Toy(spec)
+    content = {"data": {"service.py": "x", "bentofile.yaml": "y"}, "binaryData": {}}
+    first = toy.step(Inputs(now=0, config_map=content))
+    assert [c["kind"] for c in first.creates] == ["Job"] and first.applies == []
+    assert first.status["phase"] == "Building"
+    job = copy.deepcopy(first.creates[0])
+    job["metadata"].update(uid="job-uid", creationTimestamp="2026-01-01T00:00:00Z")
+    toy.children[("Job", job["metadata"]["name"])] = job
+    from kubento.rollout.revisions import epoch
+    created = epoch("2026-01-01T00:00:00Z")
+    toy.now = created + 10
+    waiting = toy.step(Inputs(now=0, config_map=content))
+    assert [c["kind"] for c in waiting.creates] == ["ConfigMap"]  # the immutable copy of the source
+    assert 50 < waiting.requeue_after <= 52  # to say, at 60 s, that the Job made no pod
+    toy.now = created + 61
+    late = toy.step(Inputs(now=0, config_map=content, snapshots=frozenset({f"{job['metadata']['name']}-source"})))
+    assert late.creates == []
+    build = next(c for c in late.new_status["conditions"] if c["type"] == "BuildSucceeded")
+    assert build["reason"] == "BuildPodNotCreated"
+
+
+def test_a_missing_config_map_source_is_named():
+    spec = {"bento": {"build": {"source": {"configMap": {"name": "proj"}}, "output": {"uri": "s3://b/p"}}}}
+    actions = Toy(spec).step(Inputs(now=0, config_map=None))
+    assert actions.creates == [] and actions.applies == []
+    ready = next(c for c in actions.new_status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "SourceNotFound" and "ConfigMap proj" in ready["message"]
+
+
+SPECS = st.fixed_dictionaries({
+    "replicas": st.integers(0, 6),
+    "strategy": st.sampled_from(["RollingUpdate", "Canary", "BlueGreen"]),
+    "autoscale": st.booleans(),
+    "version": st.integers(1, 3),
+})
+
+
+@settings(max_examples=60, deadline=None)
+@given(first=SPECS, second=SPECS)
+def test_any_spec_and_any_change_settle_to_a_pass_that_writes_nothing(first, second):
+    """Level-triggered and idempotent: from any spec, and after any change,
+    passes converge, and the settled pass asks for no write and no timer."""
+    def spec(p):
+        out = {**VALID_SPEC, "replicas": p["replicas"], "rollout": {"strategy": p["strategy"]},
+               "env": [{"name": "V", "value": str(p["version"])}]}
+        if p["strategy"] == "Canary":
+            out["rollout"]["steps"] = [{"weight": 50}]
+        if p["autoscale"]:
+            out["resources"] = {"requests": {"cpu": "100m"}}
+            out["autoscaling"] = {"minReplicas": 1, "maxReplicas": 5}
+        return out
+
+    toy = Toy(spec(first))
+    assert settle(toy, 40).requeue_after is None
+    toy.model["spec"] = spec(second)
+    toy.model["metadata"]["generation"] = 2
+    last = settle(toy, 60)
+    assert last.requeue_after is None
+    status = toy.model["status"]
+    assert status["stableRevision"] == status["currentRevision"] and not status.get("rollout")
+    wanted = min(max(second["replicas"], 1), 5) if second["autoscale"] else second["replicas"]
+    serving = [o for (k, _), o in toy.children.items() if k == "Deployment" and o["spec"]["replicas"]]
+    assert sum(o["spec"]["replicas"] for o in serving) == wanted
+    assert {o["metadata"]["labels"]["serving.kubento.io/revision"] for o in serving} <= {status["stableRevision"]}
