@@ -57,3 +57,12 @@ def tail_logs(log_dir: Path | str | None, lines: int) -> list[str]:
             out.append(f"--- {log} (last {lines} lines)")
             out.extend(log.read_text(errors="replace").splitlines()[-lines:])
     return out
+
+
+def wait_established(kubectl: Callable[..., Any], crd: str, timeout: float = 60) -> None:
+    """`kubectl wait --for=condition=Established` fails at once (instead of
+    waiting) while a new CRD has no conditions yet: retry until it succeeds."""
+    def established() -> bool:
+        proc = kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=10s", check=False)
+        return proc.returncode == 0
+    wait_for(f"CRD {crd} to be Established", established, timeout=timeout, interval=0.5)

@@ -79,7 +79,7 @@ def controlplane() -> ControlPlane:
     ).stdout.strip()
     cp = ControlPlane(Path(proc.stdout.strip().splitlines()[-1]), kube_bin)
     cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    cp.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.serving.kubento.io", "--timeout=30s")
+    helpers.wait_established(cp.kubectl, "modeldeployments.serving.kubento.io")
     yield cp
     if not os.environ.get("KUBENTO_KEEP_CLUSTER"):
         subprocess.run([script, "down"], env=env, capture_output=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import condition, wait_for
+from tests.helpers import wait_established, condition, wait_for
 from tests.integration.conftest import get_json, newest_deployment
 from tests.integration.test_reconcile import md_get, play_deployment_controller
 from tests.specs import VALID_SPEC
@@ -59,7 +59,7 @@ def test_keda_provider_waits_for_keda_then_makes_a_scaled_object(controlplane, a
     assert get_json(controlplane, "hpa", name, "-n", namespace) is None
 
     controlplane.kubectl("apply", "--server-side", "-f", str(keda_crd))
-    controlplane.kubectl("wait", "--for=condition=Established", "crd/scaledobjects.keda.sh", "--timeout=60s")
+    wait_established(controlplane.kubectl, "scaledobjects.keda.sh")
     so = wait_for("the ScaledObject", lambda: get_json(controlplane, "scaledobjects.keda.sh", name, "-n", namespace), timeout=40)
     assert so["spec"]["scaleTargetRef"] == {"apiVersion": "serving.kubento.io/v1alpha1", "kind": "ModelDeployment", "name": name}
     assert (so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"]) == (1, 4)

@@ -40,7 +40,7 @@ def test_a_write_shows_until_the_watch_moves_past_the_version_it_replaced():
     clock = Clock()
     c = Cache(clock=clock)
     c.update(kinds.DEPLOYMENT, dep("iris-a", "10", replicas=1))
-    c.wrote(kinds.DEPLOYMENT, dep("iris-a", "11", replicas=3))
+    c.wrote(kinds.DEPLOYMENT, dep("iris-a", "11", replicas=3), replaced=c.version(kinds.DEPLOYMENT, "ns", "iris-a"))
     assert c.model(("ns", "iris")).deployments[0]["spec"]["replicas"] == 3
     c.update(kinds.DEPLOYMENT, dep("iris-a", "10", replicas=1))  # a late event of the old version
     assert c.model(("ns", "iris")).deployments[0]["spec"]["replicas"] == 3
@@ -48,11 +48,21 @@ def test_a_write_shows_until_the_watch_moves_past_the_version_it_replaced():
     assert c.model(("ns", "iris")).deployments[0]["metadata"]["resourceVersion"] == "12"
 
 
+def test_a_write_the_watch_already_overtook_shows_nothing_stale():
+    c = Cache()
+    c.update(kinds.DEPLOYMENT, dep("iris-a", "10", replicas=1))
+    before = c.version(kinds.DEPLOYMENT, "ns", "iris-a")
+    # While kubento's write was on its way, the watch delivered it and a later change.
+    c.update(kinds.DEPLOYMENT, dep("iris-a", "12", replicas=3))
+    c.wrote(kinds.DEPLOYMENT, dep("iris-a", "11", replicas=3), replaced=before)
+    assert c.model(("ns", "iris")).deployments[0]["metadata"]["resourceVersion"] == "12"
+
+
 def test_a_delete_hides_the_object_and_overlays_expire():
     clock = Clock()
     c = Cache(clock=clock)
     c.update(kinds.DEPLOYMENT, dep("iris-a", "10"))
-    c.wrote(kinds.DEPLOYMENT, None, "ns", "iris-a")
+    c.wrote(kinds.DEPLOYMENT, None, "ns", "iris-a", replaced="10")
     assert c.model(("ns", "iris")).deployments == []
     clock.t = 100  # the watch never told: the watched state wins again
     assert len(c.model(("ns", "iris")).deployments) == 1

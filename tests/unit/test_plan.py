@@ -83,7 +83,7 @@ def test_a_new_model_gets_its_deployment_and_service_then_a_settled_pass_asks_fo
     toy = Toy({**VALID_SPEC, "replicas": 2})
     first = toy.step()
     assert [(a.manifest["kind"], a.why, a.read_first) for a in first.applies] == [
-        ("Deployment", "missing", True), ("Service", "missing", True)]
+        ("Deployment", "missing", True), ("Service", "missing", False)]
     assert first.status["phase"] == "Pending" and not first.creates and not first.deletes
     last = settle(toy)
     assert toy.model["status"]["phase"] == "Ready"

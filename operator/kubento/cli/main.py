@@ -21,6 +21,12 @@ def _run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
+    if not args.verbose:
+        # kopf logs every handler call on every watch event at info: at a
+        # thousand models that is most of the operator's work.
+        import logging
+
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # Read by kubento.controller.handlers when it is imported (below).
     os.environ["KUBENTO_WORKERS"] = str(args.workers)
     os.environ["KUBENTO_RESYNC_SECONDS"] = str(args.resync_seconds)

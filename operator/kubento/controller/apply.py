@@ -47,6 +47,7 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
     for manifest in actions.creates:
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         log.info("creating %s %s/%s", kind, owner.namespace, name)
+        before = cache.version(KINDS[kind], owner.namespace, name)
         try:
             live = kube.create(manifest)
         except ApiException as exc:
@@ -55,7 +56,7 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
             result.problems.append(Problem("BuildJobRejected" if kind == "Job" else "ApplyFailed",
                                            f"the API server refused {kind} {name}: {kube.rejection(exc)}"))
             continue
-        cache.wrote(KINDS[kind], live)
+        cache.wrote(KINDS[kind], live, replaced=before)
         if kind == "Job" and not owner.controls(live):
             result.problems.append(Problem("ChildConflict",
                                            f"Job {name} exists and is not controlled by this ModelDeployment"))
@@ -70,6 +71,7 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
                     "kubento leaves it alone (delete or rename it)"))
                 continue
         log.info("applying %s %s/%s (%s)", kind, owner.namespace, name, step.why)
+        before = cache.version(KINDS[kind], owner.namespace, name)
         try:
             live = kube.apply(manifest)
         except kube.NotInstalled as exc:
@@ -83,19 +85,21 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
             result.problems.append(Problem("ApplyFailed", message))
             continue
         memory.generations[(kind, name)] = (live.get("metadata") or {}).get("generation", 0)
-        cache.wrote(KINDS[kind], live)
+        cache.wrote(KINDS[kind], live, replaced=before)
     for step in actions.scales:
         log.info("scaling Deployment %s/%s to %d", owner.namespace, step.name, step.replicas)
-        rv = kube.scale_deployment(owner.namespace, step.name, step.replicas)
+        before = cache.version(kinds.DEPLOYMENT, owner.namespace, step.name)
         live = cache.get(kinds.DEPLOYMENT, owner.namespace, step.name)
+        rv = kube.scale_deployment(owner.namespace, step.name, step.replicas)
         if live is not None:
             live["spec"]["replicas"] = step.replicas
             live["metadata"]["resourceVersion"] = rv
-            cache.wrote(kinds.DEPLOYMENT, live)
+            cache.wrote(kinds.DEPLOYMENT, live, replaced=before)
     for step in actions.deletes:
         log.info("deleting %s %s/%s", step.kind, owner.namespace, step.name)
+        before = cache.version(KINDS[step.kind], owner.namespace, step.name)
         kube.delete(step.api_version, step.kind, owner.namespace, step.name, step.propagation)
-        cache.wrote(KINDS[step.kind], None, owner.namespace, step.name)
+        cache.wrote(KINDS[step.kind], None, owner.namespace, step.name, replaced=before)
         memory.generations.pop((step.kind, step.name), None)
     return result
 
@@ -107,9 +111,10 @@ def status(body: dict[str, Any], actions: Actions, cache: Cache,
     if actions.status is None:
         return
     meta = body["metadata"]
+    before = cache.version(kinds.MODEL, meta["namespace"], meta["name"])
     live = kube.patch_status(meta["namespace"], meta["name"], actions.status)
     if live is not None:
-        cache.wrote(kinds.MODEL, live)
+        cache.wrote(kinds.MODEL, live, replaced=before)
     for event in actions.events:
         metrics.rollout_event(meta["namespace"], meta["name"], event[1])
         try:

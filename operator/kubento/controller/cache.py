@@ -250,8 +250,20 @@ class Cache:
         if after:
             self._by_model[kind].setdefault((ns, after), set()).add(name)
 
-    def wrote(self, kind: str, obj: Optional[dict[str, Any]], namespace: str = "", name: str = "") -> None:
-        """kubento wrote ``obj`` (the API server's answer; None: deleted it)."""
+    def version(self, kind: str, namespace: str, name: str) -> Optional[str]:
+        """The resourceVersion the watch last delivered (None: none seen).
+        Taken before a write, it tells :meth:`wrote` whether the watch has
+        moved on meanwhile."""
+        with self._lock:
+            obj = self._objects[kind].get((namespace, name))
+            return (obj or {}).get("metadata", {}).get("resourceVersion")
+
+    def wrote(self, kind: str, obj: Optional[dict[str, Any]], namespace: str = "", name: str = "",
+              replaced: Optional[str] = None) -> None:
+        """kubento wrote ``obj`` (the API server's answer; None: deleted it)
+        over the version ``replaced`` (from :meth:`version` before the write).
+        If the watch already delivered a later version, there is nothing to
+        show: the cache is at least as new as the write."""
         if obj is not None:
             stripped = STRIP[kind](obj)
             namespace, name = stripped["metadata"].get("namespace", namespace), stripped["metadata"]["name"]
@@ -259,7 +271,9 @@ class Cache:
             stripped = None
         with self._lock:
             cached = self._objects[kind].get((namespace, name))
-            replaced = (cached or {}).get("metadata", {}).get("resourceVersion")
+            if (cached or {}).get("metadata", {}).get("resourceVersion") != replaced:
+                self._overlays.pop((kind, namespace, name), None)
+                return  # the watch moved on while kubento wrote
             if cached is None and stripped is None:
                 return  # deleted something the watch never showed: nothing to hide
             self._overlays[(kind, namespace, name)] = _Overlay(stripped, replaced, self._clock() + OVERLAY_SECONDS)

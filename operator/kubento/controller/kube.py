@@ -188,10 +188,15 @@ def post_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> No
 
 
 def secret_exists(namespace: str, name: str) -> bool:
-    """Whether a Secret exists (a GET whose body is never read: kubento
-    needs no Secret's data)."""
+    """Whether a Secret exists. Asks for its metadata only
+    (PartialObjectMetadata): kubento never receives any Secret's data."""
     try:
-        client.CoreV1Api(api_client()).read_namespaced_secret(name, namespace, _preload_content=False).release_conn()
+        api_client().call_api(
+            "/api/v1/namespaces/{namespace}/secrets/{name}", "GET",
+            path_params={"namespace": namespace, "name": name},
+            header_params={"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"},
+            auth_settings=["BearerToken"], response_type="object", _return_http_data_only=True,
+        )
     except ApiException as exc:
         if exc.status != 404:
             raise

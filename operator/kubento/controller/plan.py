@@ -65,6 +65,7 @@ from kubento.rollout.analysis import Verdict, seconds
 from kubento.rollout.revisions import Decision, Seen, decide, epoch, rfc3339
 
 LEGACY = "legacy-"
+WATCHED_UNFILTERED = {"Service"}  # the cache sees every one in the watched namespaces
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 REJECTION_RETRY_SECONDS = 300.0  # a manifest the API server refused is sent again after this, or when it changes
 
@@ -406,9 +407,10 @@ class _Children:
             return False
         why = _needs_apply(live, manifest, self.inputs.generations)
         if why:
-            # A child missing from the cache may still exist under someone
-            # else (the cache holds kubento's own): the apply layer reads it first.
-            self.applies.append(Apply(manifest, why, read_first=live is None))
+            # A child missing from a cache that holds only kubento's own may
+            # still exist under someone else: the apply layer reads it first.
+            # Services are watched unfiltered: missing from the cache is missing.
+            self.applies.append(Apply(manifest, why, read_first=live is None and kind not in WATCHED_UNFILTERED))
         return True
 
     def delete_if_ours(self, api_version: str, kind: str, name: str) -> None:

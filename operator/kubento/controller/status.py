@@ -395,6 +395,8 @@ def transition_event(previous: dict[str, Any], new: dict[str, Any]) -> Optional[
     old_ready, new_ready = ready(previous), ready(new)
     if (previous or {}).get("phase") == new.get("phase") and old_ready.get("reason") == new_ready.get("reason"):
         return None
+    if not (previous or {}).get("phase") and new.get("phase") == "Pending":
+        return None  # a new model's first status says nothing an event would add
     degraded = next((c for c in new.get("conditions", []) if c.get("type") == "Degraded"), {})
     if new.get("phase") == "Building" and new_ready.get("reason") != "Building":
         return "Warning", new_ready.get("reason", ""), new_ready.get("message", "")  # a build that is stuck
