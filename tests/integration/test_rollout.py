@@ -139,9 +139,10 @@ def test_canary_holds_its_step_then_promote_finishes_it(controlplane, admin, nam
     def paused():
         play_deployment_controller(admin, namespace, name)
         obj = md_get(controlplane, namespace, name)
-        return obj if condition(obj, "Ready").get("reason") == "CanaryPaused" else None
+        # The weight is that of ready pods: 25% once the stable pod that goes is gone.
+        return obj if condition(obj, "Ready").get("reason") == "CanaryPaused" and obj["status"]["canaryWeight"] == 25 else None
 
-    obj = wait_for("the canary step to hold", paused)
+    obj = wait_for("the canary step to hold at 25%", paused)
     assert replicas_by_revision(controlplane, namespace, name) == {v1: 3, v2: 1}
     assert obj["status"]["canaryWeight"] == 25
     assert "step 1/1 (25%)" in condition(obj, "Ready")["message"]

@@ -308,7 +308,12 @@ class Cache:
         with self._lock:
             world = World(model=copy.deepcopy(self._current(MODEL, ns, name, now)))
             for kind, attr in _WORLD_FIELDS.items():
-                objs = (self._current(kind, ns, n, now) for n in sorted(self._by_model[kind].get(key, ())))
+                names = set(self._by_model[kind].get(key, ()))
+                if kind == SERVICE:
+                    # The names kubento gives them, whoever made them: one
+                    # without kubento's labels is someone else's (a conflict).
+                    names |= {name, f"{name}-preview"}
+                objs = (self._current(kind, ns, n, now) for n in sorted(names))
                 setattr(world, attr, [copy.deepcopy(o) for o in objs if o is not None])
         return world
 

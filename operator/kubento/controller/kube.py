@@ -190,15 +190,16 @@ def post_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> No
 def secret_exists(namespace: str, name: str) -> bool:
     """Whether a Secret exists. Asks for its metadata only
     (PartialObjectMetadata): kubento never receives any Secret's data."""
-    try:
-        api_client().call_api(
-            "/api/v1/namespaces/{namespace}/secrets/{name}", "GET",
-            path_params={"namespace": namespace, "name": name},
-            header_params={"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"},
-            auth_settings=["BearerToken"], response_type="object", _return_http_data_only=True,
-        )
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    c = api_client()
+    method, url, headers, _, _ = c.param_serialize(
+        "GET", "/api/v1/namespaces/{namespace}/secrets/{name}", path_params={"namespace": namespace, "name": name},
+        header_params={"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"},
+        auth_settings=["BearerToken"],
+    )
+    resp = c.call_api(method, url, header_params=headers)
+    resp.read()
+    if resp.status == 404:
         return False
+    if resp.status >= 300:
+        raise ApiException(status=resp.status, reason=resp.reason)
     return True
