@@ -21,17 +21,22 @@ from tests.helpers import condition, wait_for
 REPLICAS = (1, 2, 4)
 WEIGHTS = (10, 25, 50)
 REQUESTS = 400  # per step: a binomial share's standard deviation is at most 2.5 points
-PAUSE = "25s"
+PAUSE = "30s"
 
 
 def _measure(cluster, name: str, replicas: int, rows: list, errors: list) -> None:
     try:
         for step, weight in enumerate(WEIGHTS):
+            # Held, and the pods the step removes from stable are gone (until
+            # then they still serve: the effective weight is lower).
+            settled_weight = effective_weight(*canary_split(replicas, weight))
+
             def held():
                 obj = md(cluster, name)
                 st = obj.get("status", {})
                 rollout = st.get("rollout") or {}
-                if rollout.get("step") == step and condition(obj, "Ready").get("reason") == "CanaryPaused":
+                if rollout.get("step") == step and condition(obj, "Ready").get("reason") == "CanaryPaused" \
+                        and st.get("canaryWeight") == settled_weight:
                     return st
                 return None
 
