@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 CLUSTER ?= local
 
-.PHONY: demo help test bench unit chart integration e2e cluster-up cluster-down images deps venv kube helm install-yaml crds crds-check controlplane-up controlplane-down clean
+.PHONY: demo help test bench bench-scale unit chart integration e2e cluster-up cluster-down images deps venv kube helm install-yaml crds crds-check controlplane-up controlplane-down clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ e2e: deps venv kube helm  ## e2e only: local cluster, images, helm install, real
 bench: deps venv kube helm  ## benchmarks on the local cluster (print figures: apply -> Ready per bento source, rollback time, autoscaling; PNG in bench/out)
 	$(PY) -m pip install -q -e '.[test,bench]' -c e2e/images/constraints.txt
 	$(PYTEST) bench -s -p no:logging
+
+bench-scale: deps venv kube helm  ## scale bench: 100, 1,000 and 3,000 ModelDeployments on a real control plane (figures, ~40 min)
+	$(PY) -m bench.scale --n 100 1000 3000
 
 unit: venv  ## unit tests only (no cluster, seconds)
 	$(PYTEST) tests/unit
