@@ -243,7 +243,9 @@ def reconcile_named(namespace: str, name: str) -> Optional[dict[str, Any]]:
         def post(type_: str, reason: str, message: str) -> None:
             kube.post_event(body, type_, reason, message)
 
-        return reconcile(body, post)
+        status = reconcile(body, post)
+        metrics.publish_model(namespace, name, body.get("spec"), status)
+        return status
 
 
 def _store(owner: Owner, previous: dict[str, Any], new: dict[str, Any], post_event: EventSink) -> None:
@@ -251,6 +253,6 @@ def _store(owner: Owner, previous: dict[str, Any], new: dict[str, Any], post_eve
     if patch is None:
         return
     kube.patch_status(owner.namespace, owner.name, patch)
+    metrics.count_transitions(owner.namespace, owner.name, previous, new)
     for event in transition_events(previous, new):
-        metrics.rollout_event(owner.namespace, owner.name, event[1])
         post_event(*event)
