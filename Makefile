@@ -24,7 +24,7 @@ bench: deps venv kube helm  ## benchmarks on the local cluster (print figures: a
 	$(PY) -m pip install -q -e '.[test,bench]' -c e2e/images/constraints.txt
 	$(PYTEST) bench -s -p no:logging
 
-unit: venv  ## unit tests only (no cluster, seconds)
+unit: deps venv  ## unit tests only (no cluster, seconds; promtool checks the alert rules)
 	$(PYTEST) tests/unit
 
 chart: venv helm  ## helm lint/template tests and dist/install.yaml sync

@@ -4,7 +4,10 @@
 # the Go toolchain that builds the Kubernetes components.
 set -euo pipefail
 need=()
-for pkg in openssl curl ca-certificates debootstrap; do
+# prometheus (with promtool) and prometheus-alertmanager: the unit tier runs
+# `promtool check|test rules`, the e2e tier runs both against the cluster
+# (e2e/monitoring starts them; their packaged services are not used).
+for pkg in openssl curl ca-certificates debootstrap prometheus prometheus-alertmanager; do
   [[ "$(dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null)" == "install ok installed" ]] || need+=("$pkg")
 done
 if ((${#need[@]})); then
