@@ -115,7 +115,7 @@ def serve(port: int) -> None:
 # ------------------------------------------------------------------ pure
 
 
-def _desired(spec: Mapping[str, Any], status: Mapping[str, Any]) -> int:
+def desired_replicas(spec: Mapping[str, Any], status: Mapping[str, Any]) -> int:
     """What the model should run, as the reconcile pass sizes it: kubento's
     autoscaler's decision, else kubento.builders.deployment.model_replicas."""
     own = (status.get("autoscaling") or {}).get("desiredReplicas")
@@ -143,7 +143,7 @@ def model_series(spec: Optional[Mapping[str, Any]], status: Optional[Mapping[str
             (t, str(c.get("status", "Unknown")).lower(), str(c.get("reason") or "")): 1.0
             for t, c in sorted(conditions.items())
         },
-        "kubento_model_desired_replicas": {(): float(_desired(spec, status))},
+        "kubento_model_desired_replicas": {(): float(desired_replicas(spec, status))},
         "kubento_model_replicas": {(): float(status.get("replicas") or 0)},
         "kubento_model_ready_replicas": {(): float(status.get("readyReplicas") or 0)},
         "kubento_model_canary_weight_ratio": {(): float(status.get("canaryWeight") or 0) / 100},
