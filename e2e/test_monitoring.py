@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from e2e import monitoring
+from e2e import monitoring as prometheus_stack
 from e2e.conftest import NAMESPACE, S3_SECRET, run
 from e2e.support import TrafficCounter, apply_md, example_spec, md, settled
 from e2e.test_rollout import serving
@@ -85,7 +85,7 @@ def rules(helm: str) -> str:
 @pytest.fixture(scope="module")
 def monitoring_stack(cluster, operator, helm, tmp_path_factory):
     hook = Webhook()
-    stack = monitoring.start(cluster.kubeconfig, rules(helm), tmp_path_factory.mktemp("monitoring"),
+    stack = prometheus_stack.start(cluster.kubeconfig, rules(helm), tmp_path_factory.mktemp("monitoring"),
                              webhook=hook.url, interval=INTERVAL)
     stack.hook = hook
     try:
@@ -126,7 +126,8 @@ def test_a_model_that_cannot_become_ready_fires_not_ready_then_resolves(cluster,
     assert alert["labels"]["namespace"] == NAMESPACE and alert["labels"]["severity"] == "warning"
     assert f"{NAMESPACE}/{name}" in alert["annotations"]["summary"]
     assert f"Ready reason: {reason}" in alert["annotations"]["description"], alert["annotations"]
-    assert monitoring.hook.first("firing", alertname="KubentoModelNotReady", model=name)
+    wait_for("the firing notification", lambda: monitoring.hook.first("firing", alertname="KubentoModelNotReady",
+                                                                      model=name), timeout=30, interval=0.5)
 
     apply_md(cluster, name, example_spec(images))  # fixed: the iris image
     wait_for("the model to be Ready", lambda: settled(cluster, name), timeout=300, interval=0.5)
@@ -162,13 +163,14 @@ def kubento_top(cluster, name: str) -> dict:
 
 def test_a_canary_with_30_percent_errors_fires_error_ratio_then_rollback_then_both_resolve(
         cluster, model, images, s3, monitoring):
-    spec = {**example_spec(images), "replicas": 2}
-    name = serving(cluster, model, "mon-canary", spec)
+    # A second model, autoscaled by kubento, for the dashboard's autoscaler panel.
     steady = model("mon-steady", {**example_spec(images),
                                   "autoscaling": {"metric": "concurrency", "minReplicas": 1, "maxReplicas": 2}})
+    spec = {**example_spec(images), "replicas": 2}
+    name = serving(cluster, model, "mon-canary", spec)
+    wait_for(f"{steady} to be Ready", lambda: settled(cluster, steady), timeout=300, interval=1)
     configmap = flaky_v2(cluster, name)
     with TrafficCounter(cluster, name) as traffic, TrafficCounter(cluster, steady) as steady_traffic:
-        wait_for(f"{steady} to be Ready", lambda: settled(cluster, steady), timeout=300, interval=1)
         apply_md(cluster, name, {
             "bento": {"build": {"source": {"configMap": {"name": configmap}},
                                 "output": {"uri": "s3://built/monitoring", "secretRef": {"name": S3_SECRET}}}},
@@ -196,6 +198,9 @@ def test_a_canary_with_30_percent_errors_fires_error_ratio_then_rollback_then_bo
                  lambda: active(monitoring, "KubentoModelRolledBack", model=name), timeout=60, interval=0.5)
         rollback_alert_after = time.monotonic() - rolled_back
         rollback_alert = active(monitoring, "KubentoModelRolledBack", model=name)[0]
+        wait_for("the rollback's firing notification",
+                 lambda: monitoring.hook.first("firing", alertname="KubentoModelRolledBack", model=name),
+                 timeout=30, interval=0.5)
 
         wait_for("the error-ratio alert to be resolved",
                  lambda: monitoring.hook.first("resolved", alertname="KubentoModelErrorRatioHigh", model=name),
@@ -212,7 +217,6 @@ def test_a_canary_with_30_percent_errors_fires_error_ratio_then_rollback_then_bo
     assert alert["labels"]["severity"] == "critical" and alert["labels"]["namespace"] == NAMESPACE
     assert "%" in alert["annotations"]["summary"] and f"Revision {v2}" in alert["annotations"]["description"]
     assert rollback_alert["labels"]["reason"] == "AnalysisFailed"
-    assert monitoring.hook.first("firing", alertname="KubentoModelRolledBack", model=name)
     assert 0 < traffic.failed < traffic.ok and steady_traffic.failed == 0
     assert top["requestsPerSecond"] > 0 and top["pods"] >= 2 and top["canaryWeight"] == 50
     assert top["errorRatio"] is not None and 0 < top["errorRatio"] < 0.5  # the canary's share of 30%
