@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 CLUSTER ?= local
 
-.PHONY: demo help test bench bench-scale unit chart integration e2e cluster-up cluster-down images deps venv kube helm install-yaml crds crds-check controlplane-up controlplane-down clean
+.PHONY: demo help test bench bench-scale unit chart integration e2e cluster-up cluster-down images deps venv kube helm prometheus install-yaml crds crds-check controlplane-up controlplane-down clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -14,10 +14,10 @@ help:  ## list targets
 demo: deps kube helm  ## a served prediction on a local cluster (CLUSTER=current: use your kubeconfig)
 	CLUSTER=$(CLUSTER) hack/demo.sh
 
-test: deps venv kube helm  ## every tier: unit, chart, integration (real kube-apiserver), e2e (real node; root)
+test: deps venv kube helm prometheus  ## every tier: unit, chart, integration (real kube-apiserver), e2e (real node; root)
 	$(PYTEST) tests e2e
 
-e2e: deps venv kube helm  ## e2e only: local cluster, images, helm install, real BentoML pods
+e2e: deps venv kube helm prometheus  ## e2e only: local cluster, images, helm install, real BentoML pods
 	$(PYTEST) e2e
 
 bench: deps venv kube helm  ## benchmarks on the local cluster (print figures: apply -> Ready per bento source, rollback time, autoscaling; PNG in bench/out)
@@ -27,7 +27,7 @@ bench: deps venv kube helm  ## benchmarks on the local cluster (print figures: a
 bench-scale: deps venv kube helm  ## scale bench: 100, 1,000 and 3,000 ModelDeployments on a real control plane (figures, ~40 min)
 	$(PY) -m bench.scale --n 100 1000 3000
 
-unit: venv  ## unit tests only (no cluster, seconds)
+unit: deps venv  ## unit tests only (no cluster, seconds; promtool checks the alert rules)
 	$(PYTEST) tests/unit
 
 chart: venv helm  ## helm lint/template tests and dist/install.yaml sync
@@ -57,7 +57,10 @@ helm:  ## build (or reuse from ~/.cache/kubento) Helm from its Go module
 crds: venv  ## regenerate crds/ and charts/kubento/crds from operator/kubento/api
 	$(VENV)/bin/kubento crds
 
-install-yaml: helm  ## regenerate dist/install.yaml from the chart
+prometheus:  ## build (or reuse from ~/.cache/kubento) Prometheus with Kubernetes discovery for the e2e tier
+	@hack/prometheus.sh >/dev/null
+
+install-yaml: helm  ## regenerate dist/install.yaml and dist/kubento-rules.yaml from the chart
 	hack/render-install.sh
 
 crds-check: venv  ## fail if crds/ is out of date

@@ -101,7 +101,7 @@ def test_concurrency_autoscaling_scales_up_under_load_and_back_down(cluster, mod
     pod = cluster.get("pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=kubento")["items"][0]
     with urllib.request.urlopen(f"http://{pod['status']['podIP']}:9090/metrics", timeout=10) as resp:
         exposition = resp.read().decode()
-    assert f'kubento_autoscaler_desired_replicas{{name="{timeline.name}",namespace="{NAMESPACE}"}}' in exposition
+    assert f'kubento_autoscaler_desired_replicas{{model="{timeline.name}",namespace="{NAMESPACE}"}}' in exposition
     assert "kubento_reconcile_duration_seconds_count" in exposition
     assert decided is not None, "never scaled up under load"
     assert at_max is not None, "4 replicas never became ready under load"

@@ -4,7 +4,11 @@
 # the Go toolchain that builds the Kubernetes components.
 set -euo pipefail
 need=()
-for pkg in openssl curl ca-certificates debootstrap; do
+# prometheus for promtool (the unit tier runs `promtool check|test rules`) and
+# prometheus-alertmanager (the e2e tier starts it: e2e/monitoring.py; the
+# packaged services are not used). Debian's Prometheus server has no Kubernetes
+# service discovery: the e2e tier builds upstream's (hack/prometheus.sh).
+for pkg in openssl curl ca-certificates debootstrap prometheus prometheus-alertmanager; do
   [[ "$(dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null)" == "install ok installed" ]] || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -4,6 +4,7 @@ these tests fail, not skip, when it cannot be built."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -23,7 +24,11 @@ MODELS = {
     "RoleBinding": client.V1RoleBinding,
     "Namespace": client.V1Namespace,
     "CustomResourceDefinition": client.V1CustomResourceDefinition,
+    "Service": client.V1Service,
+    "ConfigMap": client.V1ConfigMap,
 }
+# prometheus-operator's kinds: no client model (e2e/test_monitoring.py runs what they configure).
+MONITORING = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
 
 
 def render(helm: str, *args: str) -> list[dict]:
@@ -34,6 +39,9 @@ def render(helm: str, *args: str) -> list[dict]:
     assert proc.returncode == 0, proc.stderr
     docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
     for doc in docs:
+        if doc["kind"] in MONITORING:
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["spec"], doc["kind"]
+            continue
         MODELS[doc["kind"]].model_validate(doc)  # every object is a valid Kubernetes object
     return docs
 
@@ -108,9 +116,84 @@ def test_chart_crd_is_the_generated_one():
 
 
 def test_dist_install_yaml_is_rendered_from_the_chart(helm, tmp_path):
-    out = tmp_path / "install.yaml"
-    subprocess.run([str(ROOT / "hack" / "render-install.sh"), str(out)], check=True, capture_output=True)
-    assert (ROOT / "dist" / "install.yaml").read_text() == out.read_text(), "run hack/render-install.sh"
+    out, rules = tmp_path / "install.yaml", tmp_path / "kubento-rules.yaml"
+    subprocess.run([str(ROOT / "hack" / "render-install.sh"), str(out), str(rules)], check=True, capture_output=True)
+    assert (ROOT / "dist" / "install.yaml").read_text() == out.read_text(), "run make install-yaml"
+    assert (ROOT / "dist" / "kubento-rules.yaml").read_text() == rules.read_text(), "run make install-yaml"
     kinds = [d["kind"] for d in yaml.safe_load_all(out.read_text()) if d]
     assert kinds[:2] == ["Namespace", "CustomResourceDefinition"]
     assert "Deployment" in kinds
+
+
+# ------------------------------------------------------------------ monitoring
+
+
+def test_monitoring_defaults_need_no_prometheus_operator(helm):
+    docs = render(helm)
+    assert not [d for d in docs if d["kind"] in MONITORING]
+    pod = by_kind(docs, "Deployment")[0]["spec"]["template"]
+    assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9090"
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"  # files/prometheus-scrape.yaml
+    dashboards = by_kind(docs, "ConfigMap")
+    assert [d["metadata"]["labels"]["grafana_dashboard"] for d in dashboards] == ["1"]
+    assert json.loads(dashboards[0]["data"]["kubento.json"]) == json.loads(
+        (CHART / "files" / "grafana-dashboard.json").read_text())
+
+
+def test_monitors_and_rules_render_when_enabled(helm):
+    docs = render(helm, "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.podMonitor.enabled=true",
+                  "--set", "alerts.prometheusRule.enabled=true", "--set", "alerts.configMap.enabled=true",
+                  "--set", "alerts.prometheusRule.labels.release=prom", "--set", "alerts.errorRatio.threshold=0.2",
+                  "--set", "alerts.modelNotReady.for=3m", "--set", "alerts.labels.team=ml")
+    service = next(d for d in by_kind(docs, "Service") if d["metadata"]["name"] == "kubento-metrics")
+    monitor = by_kind(docs, "ServiceMonitor")[0]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    dep = by_kind(docs, "Deployment")[0]
+    assert service["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert endpoint["honorLabels"] is True and endpoint["port"] == "metrics"
+    assert {"targetLabel": "job", "replacement": "kubento-operator", "action": "replace"} in endpoint["relabelings"]
+
+    pods = by_kind(docs, "PodMonitor")[0]["spec"]
+    assert pods["namespaceSelector"] == {"any": True}
+    assert pods["selector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "kubento",
+                                                "app.kubernetes.io/component": "model-server"}
+    assert {r["targetLabel"] for r in pods["podMetricsEndpoints"][0]["relabelings"]} == {"model", "revision"}
+
+    rule = by_kind(docs, "PrometheusRule")[0]
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    plain = yaml.safe_load(by_kind(docs, "ConfigMap")[-1]["data"]["kubento-rules.yaml"])
+    assert plain["groups"] == rule["spec"]["groups"]  # one set of rules, two forms
+    alerts = {r["alert"]: r for g in plain["groups"] for r in g["rules"]}
+    assert ") > 0.2" in alerts["KubentoModelErrorRatioHigh"]["expr"]
+    assert alerts["KubentoModelNotReady"]["for"] == "3m"
+    assert all(r["labels"]["team"] == "ml" for r in alerts.values())
+
+
+def test_pod_monitor_follows_watched_namespaces(helm):
+    docs = render(helm, "--set", "metrics.podMonitor.enabled=true", "--set", "watch.namespaces={team-a,team-b}")
+    assert by_kind(docs, "PodMonitor")[0]["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+
+
+def test_documented_scrape_config_keeps_the_labels_the_rules_use():
+    """files/prometheus-scrape.yaml (e2e/test_monitoring.py runs it) and the
+    PodMonitor label model servers alike."""
+    jobs = {j["job_name"]: j for j in yaml.safe_load((CHART / "files" / "prometheus-scrape.yaml").read_text())["scrape_configs"]}
+    assert set(jobs) == {"kubento-operator", "kubento-models"}
+    assert jobs["kubento-operator"]["honor_labels"] is True
+    targets = {r.get("target_label") for r in jobs["kubento-models"]["relabel_configs"]}
+    assert {"namespace", "pod", "model", "revision"} <= targets
+
+
+@pytest.mark.parametrize("flag, field", [
+    ("alerts.errorRatio.threshold=2", "threshold"),
+    ("alerts.modelNotReady.for=ten", "for"),
+    ("metrics.podMonitor.interval=fast", "interval"),
+    ("grafana.dashboard.color=red", "color"),
+])
+def test_values_schema_rejects_bad_monitoring_values(helm, flag, field):
+    proc = subprocess.run([helm, "template", "kubento", str(CHART), "--kube-version", "1.34.4", "--set", flag],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert field in proc.stderr, proc.stderr

@@ -1,8 +1,8 @@
 """The ``kubento`` command: ``kubento run`` (the operator), ``kubento crds``,
 and, for ML engineers, ``kubento build`` / ``kubento push`` (a ``.bento``
-archive for ``bento.archive``; they reuse the in-pod helper kubento.runtime)
-and ``kubento history|rollback|promote|abort`` (kubento.cli.rollout; also
-``kubectl kubento ...``)."""
+archive for ``bento.archive``; they reuse the in-pod helper kubento.runtime),
+``kubento history|rollback|promote|abort`` (kubento.cli.rollout) and
+``kubento top`` (kubento.cli.top); also ``kubectl kubento ...``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from kubento.cli import rollout
+from kubento.cli import rollout, top
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -183,6 +183,7 @@ def parser() -> argparse.ArgumentParser:
     push.set_defaults(func=_push)
 
     rollout.register(sub)  # history, rollback, promote, abort
+    top.register(sub)
     return p
 
 

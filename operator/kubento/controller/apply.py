@@ -115,8 +115,8 @@ def status(body: dict[str, Any], actions: Actions, cache: Cache,
     live = kube.patch_status(meta["namespace"], meta["name"], actions.status)
     if live is not None:
         cache.wrote(kinds.MODEL, live, replaced=before)
+    metrics.count_transitions(meta["namespace"], meta["name"], body.get("status"), actions.new_status)
     for event in actions.events:
-        metrics.rollout_event(meta["namespace"], meta["name"], event[1])
         try:
             (post_event or kube.post_event)(body, *event)
         except ApiException as exc:  # an event lost is not worth failing the pass

@@ -28,7 +28,7 @@ from kubento.builders.build_job import snapshot_name
 from kubento.builders.deployment import OWN_METRICS
 from kubento.builders.keda import KEDA_API_VERSION
 from kubento.builders.meta import selector_labels
-from kubento.controller import analysis, apply, autoscaler, kube
+from kubento.controller import analysis, apply, autoscaler, kube, metrics
 from kubento.controller import cache as kinds
 from kubento.controller.cache import Cache, Key
 from kubento.controller.memory import ModelMemory, SecretCheck
@@ -163,5 +163,6 @@ def reconcile(key: Key, cache: Cache, memory: ModelMemory, *, clock: Callable[[]
         again = plan(world, inputs).actions
         actions.status, actions.events, actions.new_status = again.status, again.events, again.new_status
     apply.status(world.model, actions, cache, post_event)
+    metrics.publish_model(key[0], key[1], world.model.get("spec"), actions.new_status)
     return Outcome(actions.writes, _soonest(requeue, actions.requeue_after))
 
