@@ -26,6 +26,7 @@ MODELS = {
     "CustomResourceDefinition": client.V1CustomResourceDefinition,
     "Service": client.V1Service,
     "ConfigMap": client.V1ConfigMap,
+    "PodDisruptionBudget": client.V1PodDisruptionBudget,
 }
 # prometheus-operator's kinds: no client model (e2e/test_monitoring.py runs what they configure).
 MONITORING = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
@@ -67,7 +68,11 @@ def test_default_install_is_cluster_wide_with_least_privilege(helm):
     assert dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     roles = {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}
     assert set(roles) == {"kubento", "kubento-discovery"}
-    assert by_kind(docs, "Role") == []
+    # The one Role: leader election, a Lease in the operator's namespace.
+    [lease_role] = by_kind(docs, "Role")
+    assert lease_role["metadata"]["namespace"] == "kubento-system"
+    assert lease_role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                    "verbs": ["get", "create", "update"]}]
     for role in roles.values():
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
@@ -80,8 +85,8 @@ def test_namespaced_install_gets_a_role_per_namespace(helm):
     container = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
     assert "--namespace=team-a" in container["args"] and "--namespace=team-b" in container["args"]
     assert "--all-namespaces" not in container["args"]
-    assert sorted(r["metadata"]["namespace"] for r in by_kind(docs, "Role")) == ["team-a", "team-b"]
-    assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == ["team-a", "team-b"]
+    assert sorted(r["metadata"]["namespace"] for r in by_kind(docs, "Role")) == ["kubento-system", "team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == ["kubento-system", "team-a", "team-b"]
     assert [r["metadata"]["name"] for r in by_kind(docs, "ClusterRole")] == ["kubento-discovery"]
 
 
@@ -197,3 +202,20 @@ def test_values_schema_rejects_bad_monitoring_values(helm, flag, field):
                           capture_output=True, text=True)
     assert proc.returncode != 0
     assert field in proc.stderr, proc.stderr
+
+
+def test_two_replicas_elect_a_leader_spread_across_nodes_and_keep_one_through_a_drain(helm):
+    one = render(helm)
+    assert by_kind(one, "PodDisruptionBudget") == []
+    docs = render(helm, "--set", "replicaCount=2")
+    dep = by_kind(docs, "Deployment")[0]
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["KUBENTO_LEADER_ELECTION_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    term = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    [pdb] = by_kind(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1 and pdb["spec"]["selector"] == dep["spec"]["selector"]
+    assert pod["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/healthz"

@@ -15,6 +15,11 @@ run passes (kubento.controller.reconcile) from the queue.
   when it next needs to run, a failing pass backs off per model.
 - A resync puts every model on the queue once per ``KUBENTO_RESYNC_SECONDS``
   (spread over the period). A settled model's pass reads and writes nothing.
+- With ``KUBENTO_LEADER_ELECTION_NAMESPACE`` set (the chart sets it), replicas
+  elect a leader on a Lease there (kubento.controller.leader): every replica
+  keeps its cache warm, only the leader's workers run passes. A new leader
+  starts from a full resync with empty memory (analysis and autoscaler
+  windows fill again: no verdict, promotion or scale-down from half a window).
 
 Only watch-event handlers are used: kopf's change handlers and timers would
 add annotations and a finalizer, and a finalizer would block deleting models
@@ -26,8 +31,10 @@ from __future__ import annotations
 import logging
 import os
 import random
+import socket
 import threading
-from typing import Any
+import uuid
+from typing import Any, Optional
 
 import kopf
 
@@ -36,12 +43,15 @@ from kubento.builders.meta import MANAGED_BY
 from kubento.controller import cache as kinds
 from kubento.controller import kube, metrics
 from kubento.controller.cache import Cache, Key
+from kubento.controller.leader import LeaderElector
 from kubento.controller.memory import Registry
 from kubento.controller.reconcile import reconcile
 from kubento.controller.workqueue import WorkQueue
 
 RESYNC_SECONDS = float(os.environ.get("KUBENTO_RESYNC_SECONDS", "300"))
 WORKERS = int(os.environ.get("KUBENTO_WORKERS", "8"))
+ELECTION_NAMESPACE = os.environ.get("KUBENTO_LEADER_ELECTION_NAMESPACE", "")
+LEASE_NAME = os.environ.get("KUBENTO_LEASE_NAME", "kubento")
 MANAGED = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 
 log = logging.getLogger("kubento")
@@ -49,8 +59,25 @@ log = logging.getLogger("kubento")
 CACHE = Cache()
 QUEUE: WorkQueue[Key] = WorkQueue()
 MEMORY = Registry()
+LEADING = threading.Event()  # this replica's workers may run passes
 _threads: list[threading.Thread] = []
 _stopping = threading.Event()
+_elector: Optional[LeaderElector] = None
+
+
+def _started_leading() -> None:
+    metrics.LEADER.set(1)
+    LEADING.set()
+    for key in CACHE.keys():  # everything once: the last leader's timers are not ours
+        QUEUE.add(key)
+
+
+def _stopped_leading() -> None:
+    LEADING.clear()
+    metrics.LEADER.set(0)
+    for key in CACHE.keys():  # a standby publishes no model's state, and keeps no stale windows
+        metrics.forget(*key)
+        MEMORY.forget(key)
 
 
 @kopf.on.startup()
@@ -62,6 +89,14 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.watching.label_selectors[group or "v1", plural] = MANAGED
     kube.configuration().connection_pool_maxsize = max(WORKERS * 2, 10)
     _stopping.clear()
+    global _elector
+    if ELECTION_NAMESPACE:
+        identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        _elector = LeaderElector(kube.api_client(), ELECTION_NAMESPACE, LEASE_NAME, identity,
+                                 on_started=_started_leading, on_stopped=_stopped_leading)
+        _threads.append(threading.Thread(target=_elector.run, name="kubento-leader-election", daemon=True))
+    else:
+        _started_leading()  # one replica, no election
     for i in range(WORKERS):
         _threads.append(threading.Thread(target=_work, name=f"kubento-worker-{i}", daemon=True))
     _threads.append(threading.Thread(target=_resync, name="kubento-resync", daemon=True))
@@ -71,8 +106,15 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.cleanup()
 def stop(**_: Any) -> None:
+    """Finish the passes under way, then hand the Lease over at once."""
+    LEADING.clear()
     _stopping.set()
     QUEUE.close()
+    for t in _threads:
+        if t.name.startswith("kubento-worker"):
+            t.join(timeout=10)
+    if _elector is not None:
+        _elector.stop(release=True)
 
 
 @kopf.on.login()
@@ -101,9 +143,15 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
 def _work() -> None:
     CACHE.synced.wait()
     while not _stopping.is_set():
-        key = QUEUE.get()
+        if not LEADING.wait(1.0):
+            continue
+        key = QUEUE.get(timeout=1.0)
         if key is None:
-            return
+            continue
+        if not LEADING.is_set():  # lost the Lease while waiting: the key stays for later
+            QUEUE.done(key)
+            QUEUE.add(key)
+            continue
         metrics.QUEUE_DEPTH.set(QUEUE.depth())
         try:
             with metrics.RECONCILE_SECONDS.time():

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 RECONCILE_SECONDS = Histogram("kubento_reconcile_duration_seconds", "Time one reconcile pass took.",
                               buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+LEADER = Gauge("kubento_leader", "1 while this replica leads (runs passes); standbys keep their caches warm.")
 QUEUE_DEPTH = Gauge("kubento_workqueue_depth", "Models waiting for a worker (not those waiting for a timer).")
 RECONCILE_ERRORS = Counter("kubento_reconcile_errors_total", "Passes that failed (retried at the next event or resync).")
 
