@@ -177,7 +177,7 @@ groups:
         and that metrics.port is set and scraped (README, Monitoring and alerts).
   - alert: KubentoOperatorNotReconciling
     expr: |
-      sum(rate(kubento_reconcile_duration_seconds_count[{{ $w }}])) == 0
+      sum(rate(kubento_reconcile_duration_seconds_count[{{ mul 2 (int .Values.resyncSeconds) }}s])) == 0
       and on () count(kubento_model_ready) > 0
     for: {{ $a.operatorNotReconciling.for }}
     labels:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 import threading
 import uuid
@@ -174,11 +173,13 @@ def _work() -> None:
 
 
 def _resync() -> None:
-    """Every model once per RESYNC_SECONDS, spread over the period."""
+    """Every model once per RESYNC_SECONDS, spread evenly over the period
+    (a model's passes are never more than two periods apart)."""
     CACHE.synced.wait()
     while not _stopping.wait(RESYNC_SECONDS):
-        for key in CACHE.keys():
-            QUEUE.add_after(key, random.uniform(0, RESYNC_SECONDS))
+        keys = CACHE.keys()
+        for i, key in enumerate(keys):
+            QUEUE.add_after(key, RESYNC_SECONDS * i / max(1, len(keys)))
 
 
 # ------------------------------------------------------ the cache's writers
