@@ -49,6 +49,18 @@ def _clean_description(text: str) -> str:
     return " ".join(text.split())
 
 
+def _merge_into(target: dict[str, Any], field: dict[str, Any]) -> None:
+    """Put a field's own keywords on the schema of its type: its description
+    wins, its CEL rules are added, other keywords fill what the type lacks."""
+    for key, value in field.items():
+        if key == "description":
+            target[key] = value
+        elif key == "x-kubernetes-validations":
+            target[key] = list(target.get(key, [])) + [v for v in value if v not in target.get(key, [])]
+        else:
+            target.setdefault(key, value)
+
+
 def structural(node: Any, defs: dict[str, Any]) -> Any:
     """Translate one pydantic JSON Schema node into a structural CRD schema node."""
     if isinstance(node, list):
@@ -58,8 +70,9 @@ def structural(node: Any, defs: dict[str, Any]) -> Any:
     node = dict(node)
     if "$ref" in node:
         target = copy.deepcopy(defs[node.pop("$ref").split("/")[-1]])
-        # The field's own description wins over the model's docstring.
-        target.update({k: v for k, v in node.items() if k in ("description", "default")})
+        # The field's own description wins over the model's docstring; its
+        # rules add to the model's.
+        _merge_into(target, {k: v for k, v in node.items() if k in ("description", "default") or k.startswith("x-")})
         node = target
     if "anyOf" in node and not node.get("x-kubernetes-int-or-string"):
         variants = [v for v in node.pop("anyOf") if v != {"type": "null"}]
@@ -68,10 +81,7 @@ def structural(node: Any, defs: dict[str, Any]) -> Any:
         merged = dict(variants[0])
         if "$ref" in merged:
             merged = structural(merged, defs)
-        for key, value in node.items():
-            if key == "default" and value is None:
-                continue
-            merged.setdefault(key, value) if key != "description" else merged.__setitem__(key, value)
+        _merge_into(merged, {k: v for k, v in node.items() if not (k == "default" and v is None)})
         node = merged
     out: dict[str, Any] = {}
     for key, value in node.items():

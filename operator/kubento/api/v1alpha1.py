@@ -14,22 +14,29 @@ table to a real API server.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional
 
-from kubernetes.client import (
-    V1Affinity,
-    V1EnvVar,
-    V1Toleration,
-)
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
-    WithJsonSchema,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+
+from kubento.api.common import (  # noqa: F401 - the API's vocabulary, re-exported
+    DNS_LABEL_PATTERN,
+    DNS_SUBDOMAIN_PATTERN,
+    LABEL_VALUE,
+    QUALIFIED_NAME,
+    QUANTITY_PATTERN,
+    Model,
+    Quantity,
+    cel,
+    map_keys_rule,
+    quantity_value,
+    rules as _rules,
+)
+from kubento.api.k8s import SHM_PATH, SHM_VOLUME, Rule, k8s_model, resource_rules
 
 GROUP = "serving.kubento.io"
 VERSION = "v1alpha1"
@@ -39,35 +46,19 @@ SINGULAR = "modeldeployment"
 SHORT_NAMES = ["md"]
 CATEGORIES = ["kubento"]
 
-# The API server's quantity grammar (as kubebuilder emits it), without the
-# minus sign: no resource amount is negative.
-QUANTITY_PATTERN = (
-    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 ARCHIVE_URI_PATTERN = r"^(s3|https?|pvc)://[^\s]+$"
-DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
+# Kubernetes types, generated from Kubernetes' own OpenAPI (api/k8s.py).
+EnvVar = k8s_model("EnvVar")
+EnvFromSource = k8s_model("EnvFromSource")
+Toleration = k8s_model("Toleration")
+Affinity = k8s_model("Affinity")
+TopologySpreadConstraint = k8s_model("TopologySpreadConstraint")
+Volume = k8s_model("Volume")
+VolumeMount = k8s_model("VolumeMount")
+PodOverlay = k8s_model("PodSpec", "overlay")
 
-def _check_quantity(value: Union[int, str]) -> Union[int, str]:
-    if isinstance(value, str) and not re.match(QUANTITY_PATTERN, value):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2Gi, 1)")
-    return value
-
-
-Quantity = Annotated[
-    Union[int, str],
-    AfterValidator(_check_quantity),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "pattern": QUANTITY_PATTERN,
-            "x-kubernetes-int-or-string": True,
-        }
-    ),
-]
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
 
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
@@ -83,33 +74,6 @@ def duration_seconds(duration: str) -> float:
 
 # Lists whose items are unique by name (server-side apply merges them by name).
 LIST_MAP_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
-
-
-def cel(rule: str, message: str, field_path: Optional[str] = None) -> dict[str, str]:
-    """One ``x-kubernetes-validations`` entry."""
-    entry = {"rule": rule, "message": message}
-    if field_path:
-        entry["fieldPath"] = field_path
-    return entry
-
-
-def _rules(*entries: dict[str, str]) -> dict[str, Any]:
-    return {"x-kubernetes-validations": list(entries)}
-
-
-class Model(BaseModel):
-    """Base: camelCase on the wire, unknown fields are errors."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        use_attribute_docstrings=False,
-    )
-
-    def wire(self) -> dict[str, Any]:
-        """The object as it appears in the Kubernetes API (camelCase, no nulls)."""
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 # --------------------------------------------------------------------- bento
@@ -313,17 +277,31 @@ class BentoSource(Model):
 # ---------------------------------------------------------------- resources
 
 
+RESOURCE_RULES = resource_rules()
+
+
 class Resources(Model):
     """Compute resources of each model server container. Keys are resource
-    names: cpu, memory, ephemeral-storage, or extended resources such as
-    nvidia.com/gpu (for which requests, if set, must equal limits)."""
+    names: cpu, memory, ephemeral-storage, hugepages-<size>, or extended
+    resources such as nvidia.com/gpu (whole numbers; requests, if set, must
+    equal limits: they are not overcommitted)."""
+
+    model_config = ConfigDict(json_schema_extra=_rules(*(r.entry() for r in RESOURCE_RULES)))
 
     requests: dict[str, Quantity] = Field(
-        default_factory=dict, description="Minimum resources reserved, e.g. {cpu: 500m, memory: 1Gi}."
+        default_factory=dict, max_length=16, description="Minimum resources reserved, e.g. {cpu: 500m, memory: 1Gi}."
     )
     limits: dict[str, Quantity] = Field(
-        default_factory=dict, description="Maximum resources, e.g. {memory: 2Gi, nvidia.com/gpu: 1}."
+        default_factory=dict, max_length=16, description="Maximum resources, e.g. {memory: 2Gi, nvidia.com/gpu: 1}."
     )
+
+    @model_validator(mode="after")
+    def _kubernetes_rules(self) -> "Resources":
+        wire = self.wire()
+        for rule in RESOURCE_RULES:
+            if not rule.ok(wire):
+                raise ValueError(rule.message)
+        return self
 
 
 # -------------------------------------------------------------- autoscaling
@@ -572,6 +550,92 @@ class Rollout(Model):
 # --------------------------------------------------------------------- spec
 
 
+# -------------------------------------------------------------------- pods
+
+# What kubento puts in every pod, which the pod fields must leave alone.
+LABEL_PREFIX = f"{GROUP}/"  # the labels kubento selects pods on
+KUBENTO_VOLUMES = ("bentoml-home", "work", SHM_VOLUME)  # and pvc-<hash> for a pvc:// archive
+KUBENTO_PVC_VOLUME = r"^pvc-[0-9a-f]{12}$"
+RUNTIME_DIR = "/var/lib/kubento"  # where kubento mounts its volumes (archive bentos)
+DEFAULT_STARTUP_SECONDS = 600
+DEFAULT_GRACE_SECONDS = 35
+PRESTOP_SECONDS = 5
+# Pod annotations: 64 of at most 3700 characters keep the pod's annotations
+# (keys included) under the API server's 256 KiB.
+ANNOTATION_VALUE_MAX = 3700
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+
+
+def _overlay_containers(o: dict[str, Any]) -> list[dict[str, Any]]:
+    overlay = o.get("podOverlay") or {}
+    return (overlay.get("containers") or []) + (overlay.get("initContainers") or [])
+
+
+def _volume_names(o: dict[str, Any]) -> set[str]:
+    return {v["name"] for v in o.get("volumes") or []} | ({SHM_VOLUME} if "shmSize" in o else set())
+
+
+def _each_overlay_container(test: str) -> str:
+    """CEL: ``test`` (on ``c``) holds for every container and init container of podOverlay."""
+    return (f"!has(self.podOverlay) || ((!has(self.podOverlay.containers) || self.podOverlay.containers.all(c, {test})) && "
+            f"(!has(self.podOverlay.initContainers) || self.podOverlay.initContainers.all(c, {test})))")
+
+
+_GRACE = f"(has(self.terminationGracePeriodSeconds) ? self.terminationGracePeriodSeconds : {DEFAULT_GRACE_SECONDS})"
+_DEADLINE = ("(has(self.rollout) && has(self.rollout.progressDeadlineSeconds) ? "
+             "self.rollout.progressDeadlineSeconds : 600)")
+
+
+def _sleeps(c: dict[str, Any]) -> list[int]:
+    life = c.get("lifecycle") or {}
+    return [h["sleep"]["seconds"] for h in (life.get("postStart"), life.get("preStop")) if h and "sleep" in h]
+
+
+POD_RULES = (
+    Rule("!has(self.startupTimeoutSeconds) || self.startupTimeoutSeconds <= " + _DEADLINE,
+         "rollout.progressDeadlineSeconds (default 600) must be at least startupTimeoutSeconds: a model still "
+         "loading would be rolled back",
+         lambda o: "startupTimeoutSeconds" not in o
+         or o["startupTimeoutSeconds"] <= (o.get("rollout") or {}).get("progressDeadlineSeconds", 600),
+         ".startupTimeoutSeconds"),
+    Rule(f"!has(self.volumes) || self.volumes.all(v, !(v.name in {list(KUBENTO_VOLUMES)}) && "
+         f"!v.name.matches('{KUBENTO_PVC_VOLUME}'))",
+         f"volume names {', '.join(KUBENTO_VOLUMES)} and pvc-<12 hex digits> are kubento's",
+         lambda o: not any(v["name"] in KUBENTO_VOLUMES or re.fullmatch(KUBENTO_PVC_VOLUME[1:-1], v["name"])
+                           for v in o.get("volumes") or []),
+         ".volumes"),
+    Rule("!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && self.volumes.exists(v, v.name == m.name))",
+         "every volumeMounts[].name must be one of spec.volumes",
+         lambda o: all(m["name"] in {v["name"] for v in o.get("volumes") or []} for m in o.get("volumeMounts") or []),
+         ".volumeMounts"),
+    Rule(f"!has(self.volumeMounts) || self.volumeMounts.all(m, !(m.mountPath == '{RUNTIME_DIR}' || "
+         f"m.mountPath.startsWith('{RUNTIME_DIR}/')) && !(has(self.shmSize) && m.mountPath in ['{SHM_PATH}', '{SHM_PATH}/']))",
+         f"{RUNTIME_DIR} is kubento's, and so is {SHM_PATH} when shmSize is set",
+         lambda o: not any(m["mountPath"] == RUNTIME_DIR or m["mountPath"].startswith(RUNTIME_DIR + "/")
+                           or ("shmSize" in o and m["mountPath"] in (SHM_PATH, SHM_PATH + "/"))
+                           for m in o.get("volumeMounts") or []),
+         ".volumeMounts"),
+    Rule(_each_overlay_container("!has(c.volumeMounts) || c.volumeMounts.all(m, "
+         f"(has(self.volumes) && self.volumes.exists(v, v.name == m.name)) || (has(self.shmSize) && m.name == '{SHM_VOLUME}'))"),
+         f"an added container's volumeMounts must name one of spec.volumes (or {SHM_VOLUME} with shmSize)",
+         lambda o: all(m["name"] in _volume_names(o) for c in _overlay_containers(o) for m in c.get("volumeMounts") or []),
+         ".podOverlay"),
+    Rule(_each_overlay_container("!has(c.ports) || c.ports.all(p, p.containerPort != self.port)"),
+         "an added container must not listen on the model's port (spec.port)",
+         lambda o: not any(p["containerPort"] == o.get("port", 3000) for c in _overlay_containers(o)
+                           for p in c.get("ports") or []),
+         ".podOverlay"),
+    Rule(_each_overlay_container(
+        "!has(c.lifecycle) || [c.lifecycle.?postStart.sleep.seconds, c.lifecycle.?preStop.sleep.seconds]"
+        f".all(s, !s.hasValue() || s.value() <= {_GRACE})"),
+         "a lifecycle sleep must not be longer than terminationGracePeriodSeconds (default 35)",
+         lambda o: all(sec <= o.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
+                       for c in _overlay_containers(o) for sec in _sleeps(c)),
+         ".podOverlay"),
+)
+
+
 class ModelDeploymentSpec(Model):
     """A BentoML service to serve: where the bento comes from, how its pods
     run, how it scales and how new versions roll out."""
@@ -596,6 +660,7 @@ class ModelDeploymentSpec(Model):
                 "(utilization is measured against the request)",
                 ".autoscaling",
             ),
+            *(r.entry() for r in POD_RULES),
         )
     )
 
@@ -610,15 +675,74 @@ class ModelDeploymentSpec(Model):
     replicas: int = Field(default=1, ge=0, le=1000, description="Model server pods, when autoscaling is not set.")
     port: int = Field(default=3000, ge=1, le=65535, description="Port the BentoML server listens on.")
     resources: Optional[Resources] = Field(default=None, description="CPU, memory and GPU requests and limits.")
-    env: list[V1EnvVar] = Field(
+    env: list[EnvVar] = Field(
         default_factory=list,
         max_length=256,
         description="Environment variables of the model server (BENTOML_PORT is set from port).",
         json_schema_extra=LIST_MAP_BY_NAME,
     )
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods must match.")
-    tolerations: list[V1Toleration] = Field(default_factory=list, max_length=64, description="Taints the pods tolerate.")
-    affinity: Optional[V1Affinity] = Field(default=None, description="Pod scheduling constraints.")
+    env_from: Optional[list[EnvFromSource]] = Field(
+        default=None,
+        max_length=32,
+        description="ConfigMaps and Secrets whose keys become environment variables of the model server "
+        "(env wins over them).",
+    )
+    volumes: Optional[list[Volume]] = Field(
+        default=None,
+        max_length=64,
+        description="Volumes of the pod: mounted into the model server by volumeMounts, and into added "
+        "containers (podOverlay) by theirs. E.g. a PersistentVolumeClaim with the weights, a ConfigMap, a "
+        "Secret, a CSI volume, an emptyDir.",
+        json_schema_extra=LIST_MAP_BY_NAME,
+    )
+    volume_mounts: Optional[list[VolumeMount]] = Field(
+        default=None,
+        max_length=64,
+        description="Where the model server sees spec.volumes (name: a volume, mountPath: an absolute path).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["mountPath"]},
+    )
+    shm_size: Optional[Quantity] = Field(
+        default=None,
+        description=f"Size of an in-memory {SHM_PATH} (an emptyDir with medium Memory), e.g. 1Gi for PyTorch data "
+        "loaders; it counts against the container's memory limit. Default: the container runtime's 64Mi.",
+        json_schema_extra=_rules(cel("quantity(string(self)).isGreaterThan(quantity('0'))", "must be greater than 0")),
+    )
+    startup_timeout_seconds: Optional[int] = Field(
+        default=None,
+        ge=1,
+        le=86400,
+        description=f"How long the model may take to load: the pod is restarted when its server has not answered "
+        f"/readyz within about this many seconds (default {DEFAULT_STARTUP_SECONDS}). Raise it for large models; "
+        "rollout.progressDeadlineSeconds must be at least as long.",
+    )
+    termination_grace_period_seconds: Optional[int] = Field(
+        default=None,
+        ge=PRESTOP_SECONDS + 1,
+        le=86400,
+        description=f"Seconds a stopping pod gets to finish its requests (default {DEFAULT_GRACE_SECONDS}); the "
+        f"first {PRESTOP_SECONDS} let the endpoint removal reach every node. Longer than your slowest request.",
+    )
+    runtime_class_name: Optional[str] = Field(
+        default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN,
+        description="RuntimeClass of the pods, e.g. nvidia on GPU nodes whose runtime needs it.",
+    )
+    priority_class_name: Optional[str] = Field(
+        default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN,
+        description="PriorityClass of the pods (which pods are preempted first when the cluster is full).",
+    )
+    topology_spread_constraints: Optional[list[TopologySpreadConstraint]] = Field(
+        default=None,
+        max_length=8,
+        description="How the pods spread across zones or nodes. labelSelector defaults to this model's pods.",
+        json_schema_extra={"x-kubernetes-list-type": "map",
+                           "x-kubernetes-list-map-keys": ["topologyKey", "whenUnsatisfiable"]},
+    )
+    node_selector: dict[str, LabelValue] = Field(
+        default_factory=dict, max_length=64, description="Node labels the pods must match.",
+        json_schema_extra=_rules(map_keys_rule(QUALIFIED_NAME, "label key")),
+    )
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64, description="Taints the pods tolerate.")
+    affinity: Optional[Affinity] = Field(default=None, description="Pod scheduling constraints.")
     service_account_name: Optional[str] = Field(
         default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="ServiceAccount the pods run as."
     )
@@ -628,8 +752,32 @@ class ModelDeploymentSpec(Model):
         description="Secrets (in this namespace) used to pull the images.",
         json_schema_extra=LIST_MAP_BY_NAME,
     )
-    pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the pods.")
-    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the pods.")
+    pod_labels: dict[str, LabelValue] = Field(
+        default_factory=dict, max_length=64,
+        description=f"Extra labels on the pods (keys under {LABEL_PREFIX} are kubento's; app.kubernetes.io/name, "
+        "instance, component, part-of and managed-by are set by kubento).",
+        json_schema_extra=_rules(
+            map_keys_rule(QUALIFIED_NAME, "label key"),
+            cel(f"self.all(k, !k.startsWith('{LABEL_PREFIX}'))", f"label keys under {LABEL_PREFIX} are kubento's"),
+        ),
+    )
+    pod_annotations: dict[str, Annotated[str, Field(max_length=ANNOTATION_VALUE_MAX)]] = Field(
+        default_factory=dict, max_length=64, description="Extra annotations on the pods.",
+        json_schema_extra=_rules(cel(
+            "self.all(k, !format.qualifiedName().validate(k.lowerAscii()).hasValue())",
+            f"annotation keys must be {QUALIFIED_NAME.what}",
+            message_expression="'annotation key ' + self.filter(k, format.qualifiedName().validate(k.lowerAscii())"
+            ".hasValue())[0] + ' is not ' + " + repr(QUALIFIED_NAME.what),
+        )),
+    )
+    pod_overlay: Optional[PodOverlay] = Field(
+        default=None,
+        description="For what the fields above do not cover: sidecars, init containers, the pod's security "
+        "context, DNS, host aliases. Merged into the pod kubento generates like a strategic merge patch "
+        "(containers by name, maps key by key). The parts kubento owns are refused: the model container's "
+        "image, command, ports, env, resources, volume mounts, probes and lifecycle, the fetch-bento init "
+        "container, and every field above (set those there).",
+    )
     autoscaling: Optional[Autoscaling] = Field(default=None, description="Scale between minReplicas and maxReplicas.")
     rollout: Rollout = Field(default_factory=Rollout, description="How new revisions replace the running one.")
 
@@ -649,6 +797,25 @@ class ModelDeploymentSpec(Model):
                     "autoscaling on cpu or memory needs resources.requests for that resource "
                     "(utilization is measured against the request)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _pod(self) -> "ModelDeploymentSpec":
+        for key in self.node_selector:
+            if not QUALIFIED_NAME.valid(key):
+                raise ValueError(f"nodeSelector: label key {key!r} must be {QUALIFIED_NAME.what}")
+        for key in self.pod_labels:
+            if not QUALIFIED_NAME.valid(key) or key.startswith(LABEL_PREFIX):
+                raise ValueError(f"podLabels: label key {key!r} must be {QUALIFIED_NAME.what}, not under {LABEL_PREFIX}")
+        for key in self.pod_annotations:
+            if not QUALIFIED_NAME.valid(key.lower()):
+                raise ValueError(f"podAnnotations: annotation key {key!r} must be {QUALIFIED_NAME.what}")
+        if self.shm_size is not None and quantity_value(self.shm_size) <= 0:
+            raise ValueError("shmSize must be greater than 0")
+        wire = self.wire()
+        for rule in POD_RULES:
+            if not rule.ok(wire):
+                raise ValueError(f"{rule.field_path.lstrip('.')}: {rule.message}")
         return self
 
 

@@ -6,7 +6,13 @@ import copy
 import json
 from typing import Any
 
-from kubento.api.v1alpha1 import ModelDeploymentSpec
+from kubento.api.k8s import MODEL_CONTAINER, MODEL_PORT_NAME, SHM_PATH, SHM_VOLUME
+from kubento.api.v1alpha1 import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_STARTUP_SECONDS,
+    PRESTOP_SECONDS,
+    ModelDeploymentSpec,
+)
 from kubento.builders.bento import (
     BENTOML_HOME,
     BENTOML_HOME_VOLUME,
@@ -18,6 +24,7 @@ from kubento.builders.bento import (
 from kubento.builders.meta import (
     ANNOTATION_BENTO,
     ANNOTATION_SPEC,
+    LABEL_MODEL,
     LABEL_REVISION,
     Owner,
     common_labels,
@@ -26,29 +33,41 @@ from kubento.builders.meta import (
     selector_labels,
     with_applied_hash,
 )
+from kubento.builders.overlay import apply_overlay
 from kubento.builders.validate import validated
 
-CONTAINER_NAME = "bento"
-PORT_NAME = "http"
+CONTAINER_NAME = MODEL_CONTAINER
+PORT_NAME = MODEL_PORT_NAME
 # BentoML's containerized images run as the "bentoml" user with this uid; a
 # numeric uid lets the kubelet enforce runAsNonRoot.
 BENTO_UID = 1034
-PRESTOP_SECONDS = 5  # let endpoint removal reach kube-proxy before the server stops
-TERMINATION_GRACE_SECONDS = 35
+# PRESTOP_SECONDS: let endpoint removal reach kube-proxy before the server stops.
+TERMINATION_GRACE_SECONDS = DEFAULT_GRACE_SECONDS
 # BentoML's /readyz hangs (rather than failing) while the service loads, so
 # every probe carries a timeout; the startup probe allows 10 minutes to load.
 # It polls every second: a pod is Ready within ~1 s of the server answering
 # (a 5 s period cost up to 4 s of every apply-to-Ready and every rollout step).
-STARTUP_PERIOD, STARTUP_FAILURES = 1, 600
+STARTUP_PERIOD, STARTUP_FAILURES = 1, DEFAULT_STARTUP_SECONDS
+# With spec.startupTimeoutSeconds, a hanging /readyz fails each attempt after
+# 1 s, so the budget is that many seconds whether the server refuses or hangs.
+# (The default probe above keeps its 3 s timeout: changing it would change
+# every existing revision; a hanging server gets up to 3x its 600 s there.)
+STARTUP_TIMEOUT_PROBE_TIMEOUT = 1
 
 
-def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+def _probe(path: str, period: int, failures: int, timeout: int = 3) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": PORT_NAME},
         "periodSeconds": period,
-        "timeoutSeconds": 3,
+        "timeoutSeconds": timeout,
         "failureThreshold": failures,
     }
+
+
+def _startup_probe(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    if spec.startup_timeout_seconds is None:
+        return _probe("/readyz", STARTUP_PERIOD, STARTUP_FAILURES)
+    return _probe("/readyz", STARTUP_PERIOD, spec.startup_timeout_seconds, STARTUP_TIMEOUT_PROBE_TIMEOUT)
 
 
 def _env(spec: ModelDeploymentSpec, bento: ServedBento) -> list[dict[str, Any]]:
@@ -86,6 +105,10 @@ POD_SECURITY = {
 }
 
 
+def _wire(items: list[Any] | None) -> list[dict[str, Any]]:
+    return [i.model_dump(by_alias=True, exclude_none=True, mode="json") for i in items or []]
+
+
 def container(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
     out = {
         "name": CONTAINER_NAME,
@@ -93,28 +116,58 @@ def container(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
         "ports": [{"name": PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}],
         "env": _env(spec, bento),
         "resources": _resources(spec),
-        "startupProbe": _probe("/readyz", STARTUP_PERIOD, STARTUP_FAILURES),
+        "startupProbe": _startup_probe(spec),
         "readinessProbe": _probe("/readyz", 5, 3),
         "livenessProbe": _probe("/livez", 10, 3),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
         "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
+    mounts = []
     if bento.archive_uri:
         # The init container imported the bento into BENTOML_HOME.
         out["command"] = RUNTIME + ["serve"]
-        out["volumeMounts"] = [{"name": BENTOML_HOME_VOLUME, "mountPath": BENTOML_HOME}]
+        mounts.append({"name": BENTOML_HOME_VOLUME, "mountPath": BENTOML_HOME})
+    if spec.shm_size is not None:
+        mounts.append({"name": SHM_VOLUME, "mountPath": SHM_PATH})
+    mounts += _wire(spec.volume_mounts)
+    if mounts:
+        out["volumeMounts"] = mounts
+    if spec.env_from:
+        out["envFrom"] = _wire(spec.env_from)
     return out
 
 
+def _spread(constraint: dict[str, Any]) -> dict[str, Any]:
+    """A topology spread constraint; without a labelSelector it counts this
+    model's pods: every kubento pod, matched on this pod's instance label
+    (the model's name) by matchLabelKeys."""
+    if "labelSelector" in constraint:
+        return constraint
+    keys = constraint.get("matchLabelKeys") or []
+    return {
+        **constraint,
+        "labelSelector": {"matchExpressions": [{"key": LABEL_MODEL, "operator": "Exists"}]},
+        "matchLabelKeys": keys + [k for k in ["app.kubernetes.io/instance"] if k not in keys],
+    }
+
+
 def pod_spec(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
+    """The model's pod. A field the spec leaves unset adds nothing, so
+    existing revisions keep their hash when fields are added."""
     pod: dict[str, Any] = {
         "containers": [container(spec, bento)],
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "terminationGracePeriodSeconds": spec.termination_grace_period_seconds or TERMINATION_GRACE_SECONDS,
         "securityContext": copy.deepcopy(POD_SECURITY),
     }
+    volumes = []
     if bento.archive_uri:
         pod["initContainers"] = [fetch_container(bento, copy.deepcopy(CONTAINER_SECURITY), _resources(spec))]
-        pod["volumes"] = archive_volumes(bento)
+        volumes += archive_volumes(bento)
+    if spec.shm_size is not None:
+        volumes.append({"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": str(spec.shm_size)}})
+    volumes += _wire(spec.volumes)
+    if volumes:
+        pod["volumes"] = volumes
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
     if spec.image_pull_secrets:
@@ -125,6 +178,14 @@ def pod_spec(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
         pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in spec.tolerations]
     if spec.affinity is not None:
         pod["affinity"] = spec.affinity.model_dump(by_alias=True, exclude_none=True, mode="json")
+    if spec.topology_spread_constraints:
+        pod["topologySpreadConstraints"] = [_spread(c) for c in _wire(spec.topology_spread_constraints)]
+    if spec.runtime_class_name:
+        pod["runtimeClassName"] = spec.runtime_class_name
+    if spec.priority_class_name:
+        pod["priorityClassName"] = spec.priority_class_name
+    if spec.pod_overlay is not None:
+        pod = apply_overlay(pod, spec.pod_overlay.wire(), CONTAINER_SECURITY)
     return pod
 
 
