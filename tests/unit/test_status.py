@@ -144,6 +144,20 @@ def test_crash_loop_and_oom_are_told_apart():
     assert "resources.limits.memory" in problems[1].message
 
 
+def test_a_model_killed_by_its_startup_probe_says_so():
+    probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 20}
+    killed = pod(waiting={"reason": "CrashLoopBackOff"}, restarts=2, last={
+        "exitCode": 137, "reason": "Error", "startedAt": "2025-01-01T00:00:00Z", "finishedAt": "2025-01-01T00:00:21Z"})
+    killed["spec"] = {"containers": [{"name": "bento", "startupProbe": probe}]}
+    killed["status"]["containerStatuses"][0]["started"] = False
+    (problem,) = pod_problems([killed])
+    assert problem.reason == "CrashLoopBackOff"
+    assert "did not answer its startup probe within 20s" in problem.message and "startupTimeoutSeconds" in problem.message
+    # a crash at start (before the budget ran out) is not blamed on the budget
+    killed["status"]["containerStatuses"][0]["lastState"]["terminated"]["finishedAt"] = "2025-01-01T00:00:03Z"
+    assert "startup probe" not in pod_problems([killed])[0].message
+
+
 def test_unschedulable_and_healthy_pods():
     assert [p.reason for p in pod_problems([pod(unschedulable="0/1 nodes: insufficient cpu")])] == ["Unschedulable"]
     assert pod_problems([pod()]) == []

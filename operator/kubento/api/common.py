@@ -17,11 +17,12 @@ from typing import Annotated, Any, Callable, Optional, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
-# The API server's quantity grammar (as kubebuilder emits it), without the
-# minus sign: no resource amount is negative.
+# The API server's quantity grammar (resource.ParseQuantity), without the
+# minus sign (no resource amount is negative) and with whole exponents
+# (kubebuilder's pattern allows "1e3.5", which the API server refuses).
 QUANTITY_PATTERN = (
     r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?[0-9]{1,3}))?$"
 )
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -53,7 +54,7 @@ def quantity_value(q: Union[int, str]) -> Decimal:
     """A quantity as an exact number (for comparisons: requests <= limits, integers)."""
     if isinstance(q, int):
         return Decimal(q)
-    m = re.fullmatch(r"\+?([0-9]*\.?[0-9]*)(([KMGTPE]i)|[numkMGTPE]|[eE][-+]?[0-9.]+)?", q)
+    m = re.fullmatch(r"\+?([0-9]*\.?[0-9]*)(([KMGTPE]i)|[numkMGTPE]|[eE][-+]?[0-9]+)?", q)
     if not m or not re.search("[0-9]", m.group(1)):
         raise ValueError(f"{q!r} is not a Kubernetes quantity")
     number, suffix = Decimal(m.group(1)), m.group(2) or ""

@@ -470,6 +470,10 @@ class Analysis(Model):
     )
 
 
+CANARY_NEEDS_STEPS = ("strategy Canary needs at least one step, e.g. steps: [{weight: 20, pause: 5m}] "
+                      "(a rollout without steps is a RollingUpdate)")
+
+
 class Rollout(Model):
     """How a new revision replaces the running one."""
 
@@ -478,6 +482,11 @@ class Rollout(Model):
             cel(
                 "!has(self.steps) || size(self.steps) == 0 || self.strategy == 'Canary'",
                 "steps are only allowed with strategy Canary",
+                ".steps",
+            ),
+            cel(
+                "self.strategy != 'Canary' || (has(self.steps) && size(self.steps) > 0)",
+                CANARY_NEEDS_STEPS,
                 ".steps",
             ),
             cel(
@@ -509,7 +518,8 @@ class Rollout(Model):
         ),
     )
     steps: list[RolloutStep] = Field(
-        default_factory=list, max_length=20, description="Canary steps, weights strictly ascending."
+        default_factory=list, max_length=20,
+        description="Canary steps (at least one for strategy Canary), weights strictly ascending.",
     )
     analysis: Optional[Analysis] = Field(default=None, description="Automatic checks of the new revision.")
     progress_deadline_seconds: int = Field(
@@ -539,6 +549,8 @@ class Rollout(Model):
     def _steps(self) -> "Rollout":
         if self.steps and self.strategy != "Canary":
             raise ValueError("steps are only allowed with strategy Canary")
+        if self.strategy == "Canary" and not self.steps:
+            raise ValueError(CANARY_NEEDS_STEPS)
         weights = [s.weight for s in self.steps]
         if any(a >= b for a, b in zip(weights, weights[1:])):
             raise ValueError("step weights must be strictly ascending")

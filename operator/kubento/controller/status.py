@@ -9,6 +9,7 @@ yields an identical status and the controller writes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Optional
 
 from kubento.api.v1alpha1 import ModelDeploymentSpec
@@ -64,6 +65,19 @@ PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrIma
 CONFIG_FAILURES = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 
 
+def _startup_budget_spent(pod: dict[str, Any], cs: dict[str, Any], last: dict[str, Any]) -> Optional[int]:
+    """The container's startup probe budget in seconds, if its last run never
+    passed the probe and lasted that long (the kubelet killed it), else None."""
+    if cs.get("started") or not last.get("startedAt") or not last.get("finishedAt"):
+        return None
+    spec = next((c for c in (pod.get("spec") or {}).get("containers") or [] if c.get("name") == cs.get("name")), {})
+    probe = spec.get("startupProbe") or {}
+    budget = probe.get("failureThreshold", 3) * probe.get("periodSeconds", 10)
+    ran = (datetime.fromisoformat(last["finishedAt"].replace("Z", "+00:00"))
+           - datetime.fromisoformat(last["startedAt"].replace("Z", "+00:00"))).total_seconds()
+    return budget if probe and ran >= budget else None
+
+
 def pod_problems(pods: list[dict[str, Any]]) -> list[Problem]:
     """Why the model's pods are not becoming ready, one Problem per kind of
     failure (the first pod showing it is named)."""
@@ -97,10 +111,14 @@ def pod_problems(pods: list[dict[str, Any]]) -> list[Problem]:
                 # still the same failure, so the status does not flap.
                 why = last.get("reason", "Error")
                 key = "OOMKilled" if why == "OOMKilled" else "CrashLoopBackOff"
+                budget = _startup_budget_spent(pod, cs, last)
                 found.setdefault(key, Problem(
                     key,
-                    f"container {cs.get('name')} in pod {name} is crash-looping: exited with code "
-                    f"{last.get('exitCode', '?')} ({why}), {cs.get('restartCount', 0)} restarts"
+                    f"container {cs.get('name')} in pod {name} is crash-looping: "
+                    + (f"it did not answer its startup probe within {budget}s and was restarted "
+                       "— raise spec.startupTimeoutSeconds if the model loads slowly, "
+                       if budget and key != "OOMKilled" else "")
+                    + f"exited with code {last.get('exitCode', '?')} ({why}), {cs.get('restartCount', 0)} restarts"
                     + (" — raise resources.limits.memory" if key == "OOMKilled" else ""),
                     False,
                 ))
