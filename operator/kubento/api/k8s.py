@@ -54,6 +54,8 @@ CONFIG_KEY = r"^[-._a-zA-Z0-9]+$"
 # A relative path with no '..' element (validateLocalDescendingPath).
 _SEG = r"(\.|[^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)"
 DESCENDING_PATH = rf"^{_SEG}(/({_SEG})?)*$"
+# ... and not starting with '..' (ValidateLocalNonReservedPath: file names in volumes).
+NONRESERVED_PATH = rf"^(\.|[^/.][^/]*|\.[^/.][^/]*)(/({_SEG})?)*$"
 ABSOLUTE_PATH = r"^/"
 
 
@@ -549,7 +551,7 @@ FACTS: dict[str, Facts] = {
                                 props={"secretName": NAME_DNS_SUBDOMAIN, "defaultMode": Prop(ge=0, le=0o777),
                                        "items": Prop(max_items=64)}),
     "KeyToPath": Facts(props={"key": Prop(pattern=CONFIG_KEY, max_length=253), "mode": Prop(ge=0, le=0o777),
-                              "path": Prop(pattern=DESCENDING_PATH, max_length=1024)}),
+                              "path": Prop(pattern=NONRESERVED_PATH, max_length=1024)}),
     "CSIVolumeSource": Facts(props={"driver": Prop(fmt=DNS1123_SUBDOMAIN, max_length=63),
                                     "volumeAttributes": Prop(max_properties=64)}),
     "LocalObjectReference": Facts(required=frozenset({"name"}), props={"name": NAME_DNS_SUBDOMAIN}),
@@ -591,11 +593,12 @@ FACTS: dict[str, Facts] = {
     "SecretProjection": Facts(required=frozenset({"name"}), props={"name": NAME_DNS_SUBDOMAIN, "items": Prop(max_items=64)}),
     "DownwardAPIProjection": Facts(props={"items": Prop(max_items=16)}),
     "ServiceAccountTokenProjection": Facts(
-        props={"path": Prop(pattern=DESCENDING_PATH, max_length=1024), "expirationSeconds": Prop(ge=600, le=2**32)},
+        props={"path": Prop(pattern=NONRESERVED_PATH, max_length=1024), "expirationSeconds": Prop(ge=600, le=2**32)},
     ),
     "DownwardAPIVolumeSource": Facts(props={"defaultMode": Prop(ge=0, le=0o777), "items": Prop(max_items=16)}),
     "DownwardAPIVolumeFile": Facts(
-        props={"path": Prop(pattern=DESCENDING_PATH, max_length=1024), "mode": Prop(ge=0, le=0o777)},
+        props={"path": Prop(pattern=NONRESERVED_PATH, max_length=1024), "mode": Prop(ge=0, le=0o777),
+               "fieldRef": Prop(variant="volume"), "resourceFieldRef": Prop(variant="volume")},
         rules=(exactly_one(("fieldRef", "resourceFieldRef"), "the file's source"),),
     ),
     "NFSVolumeSource": Facts(props={"server": Prop(min_length=1, max_length=253),
@@ -683,6 +686,14 @@ VARIANTS: dict[str, Facts] = {
                  lambda o: not any(p.get("name") == MODEL_PORT_NAME for p in o.get("ports") or []), ".ports"),
         ),
     ),
+    # downwardAPI volume files: other fields than environment variables.
+    "ObjectFieldSelector@volume": Facts(props={"fieldPath": Prop(
+        pattern=r"^(metadata\.(name|namespace|uid|labels|annotations)|metadata\.(labels|annotations)\['[^']+'\])$",
+        max_length=400,
+        doc="One of metadata.name, metadata.namespace, metadata.uid, metadata.labels, metadata.annotations, "
+            "metadata.labels['<key>'], metadata.annotations['<key>'].",
+    )}),
+    "ResourceFieldSelector@volume": Facts(required=frozenset({"containerName"})),
     # A container's securityContext in the overlay is merged over kubento's
     # restricted one, whose allowPrivilegeEscalation is false.
     "SecurityContext@overlay": Facts(

@@ -4,8 +4,11 @@ The merge is Kubernetes' strategic merge (what ``kubectl patch`` does by
 default), driven by the patch metadata in Kubernetes' own OpenAPI (the
 vendored document spec.podOverlay's schema comes from): maps merge key by
 key; lists with a merge key (containers and initContainers by name, ports by
-containerPort, ...) merge item by item, new items appended; other lists and
-scalars are replaced. The API refuses at admission every overlay field that
+containerPort, ...) merge item by item; other lists and scalars are replaced.
+One difference on purpose: kubectl puts a list's new items first, kubento
+appends them, so the model container stays the pod's first (default)
+container and kubento's fetch runs before the user's init containers
+(tests/integration/test_pods.py compares the two). The API refuses at admission every overlay field that
 would replace something kubento owns, so the merge only adds and adjusts.
 
 Containers the overlay adds start from the model container's restricted
@@ -68,9 +71,9 @@ def _merge_list(base: list[dict[str, Any]], patch: list[dict[str, Any]], key: st
     return out
 
 
-def apply_overlay(pod: dict[str, Any], overlay: dict[str, Any], container_security: dict[str, Any]) -> dict[str, Any]:
-    """The pod spec ``pod`` with ``overlay`` (spec.podOverlay, wire form)
-    merged in; containers it adds get ``container_security`` as their base."""
+def prepared(pod: dict[str, Any], overlay: dict[str, Any], container_security: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` (spec.podOverlay, wire form) as the patch kubento merges:
+    the containers it adds to ``pod`` start from ``container_security``."""
     overlay = copy.deepcopy(overlay)
     for list_name in ("containers", "initContainers"):
         existing = {c["name"] for c in pod.get(list_name) or []}
@@ -78,4 +81,9 @@ def apply_overlay(pod: dict[str, Any], overlay: dict[str, Any], container_securi
             if c["name"] not in existing:
                 c["securityContext"] = strategic_merge(container_security, c.get("securityContext") or {},
                                                        "io.k8s.api.core.v1.SecurityContext")
-    return strategic_merge(pod, overlay, POD_SPEC)
+    return overlay
+
+
+def apply_overlay(pod: dict[str, Any], overlay: dict[str, Any], container_security: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec ``pod`` with ``overlay`` merged in."""
+    return strategic_merge(pod, prepared(pod, overlay, container_security), POD_SPEC)
