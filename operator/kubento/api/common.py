@@ -157,15 +157,15 @@ def _label_value(value: str) -> list[str]:
 class Format:
     """A named Kubernetes string format: CEL's ``format.<name>()`` and the
     same check in Python (apimachinery's validation functions), and a
-    pattern + maxLength for schemas (cheap where CEL's cost budget is tight;
-    exact for all but qualified names, whose prefix may reach 315 characters
-    by the pattern instead of 253)."""
+    pattern + maxLength for schemas, cheap where CEL's cost budget is tight
+    (a qualified name needs a second pattern for its prefix's length)."""
 
     name: str
     errors: Callable[[str], list[str]]
     what: str
     pattern: str
     max_length: int
+    also: Optional[str] = None  # a second pattern the value must match (schemas: allOf)
 
     def valid(self, value: str) -> bool:
         return not self.errors(value)
@@ -175,8 +175,9 @@ class Format:
         return f"format.{self.name}().validate({expr}).hasValue()"
 
     def matches(self, value: str) -> bool:
-        """The pattern's verdict (what the schema checks)."""
-        return len(value) <= self.max_length and re.fullmatch(self.pattern[1:-1], value) is not None
+        """The patterns' verdict (what the schema checks)."""
+        return (len(value) <= self.max_length and re.fullmatch(self.pattern[1:-1], value) is not None
+                and (self.also is None or re.fullmatch(self.also[1:-1], value) is not None))
 
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -186,7 +187,8 @@ DNS1123_LABEL = Format("dns1123Label", _dns1123_label, "a DNS label (lowercase l
 DNS1123_SUBDOMAIN = Format("dns1123Subdomain", _dns1123_subdomain,
                            "a DNS subdomain (lowercase letters, digits, '-' and '.', at most 253)", rf"^{_SUBDOMAIN}$", 253)
 QUALIFIED_NAME = Format("qualifiedName", _qualified_name, "a qualified name ([prefix/]name, e.g. example.com/my-key)",
-                        rf"^({_SUBDOMAIN}/)?([A-Za-z0-9][-A-Za-z0-9_.]{{0,61}})?[A-Za-z0-9]$", 317)
+                        rf"^({_SUBDOMAIN}/)?([A-Za-z0-9][-A-Za-z0-9_.]{{0,61}})?[A-Za-z0-9]$", 317,
+                        also=r"^([^/]{1,253}/)?[^/]*$")  # the prefix: at most 253
 LABEL_VALUE = Format("labelValue", _label_value,
                      "a label value (at most 63 letters, digits, '-', '_' or '.', alphanumeric at both ends)",
                      r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$", 63)

@@ -95,6 +95,8 @@ def structural(node: Any, defs: dict[str, Any]) -> Any:
             out[key] = {name: structural(sub, defs) for name, sub in value.items()}
         elif key in ("items", "additionalProperties"):
             out[key] = structural(value, defs)
+        elif key == "const":  # a one-value Literal; CRDs have no const (it would be ignored)
+            out["enum"] = [value]
         elif key == "anyOf":
             out[key] = [{k: v for k, v in variant.items() if k != "title"} for variant in value]
         else:

@@ -391,7 +391,8 @@ FACTS: dict[str, Facts] = {
         ),
     ),
     "NodeSelector": Facts(props={"nodeSelectorTerms": Prop(min_items=1, max_items=8)}),
-    "NodeSelectorTerm": Facts(props={"matchExpressions": Prop(max_items=16), "matchFields": Prop(max_items=4)}),
+    "NodeSelectorTerm": Facts(props={"matchExpressions": Prop(max_items=16),
+                                     "matchFields": Prop(max_items=4, variant="field")}),
     "NodeSelectorRequirement": Facts(
         props={"key": QNAME, "operator": enum("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"),
                "values": LABEL_VALUES},
@@ -686,6 +687,13 @@ VARIANTS: dict[str, Facts] = {
                  lambda o: not any(p.get("name") == MODEL_PORT_NAME for p in o.get("ports") or []), ".ports"),
         ),
     ),
+    # A node field selector: only metadata.name, In or NotIn one node name
+    # (ValidateNodeFieldSelectorRequirement).
+    "NodeSelectorRequirement@field": Facts(
+        required=frozenset({"values"}),
+        props={"key": enum("metadata.name"), "operator": enum("In", "NotIn"),
+               "values": Prop(min_items=1, max_items=1, items=Prop(fmt=DNS1123_SUBDOMAIN))},
+    ),
     # downwardAPI volume files: other fields than environment variables.
     "ObjectFieldSelector@volume": Facts(props={"fieldPath": Prop(
         pattern=r"^(metadata\.(name|namespace|uid|labels|annotations)|metadata\.(labels|annotations)\['[^']+'\])$",
@@ -837,6 +845,11 @@ def _scalar(schema: dict[str, Any], prop: Prop) -> tuple[Any, dict[str, Any], li
         if prop.fmt is not None:
             kwargs["pattern"] = f"^(|{prop.fmt.pattern[1:-1]})$" if prop.empty_ok else prop.fmt.pattern
             kwargs["max_length"] = min(prop.max_length or prop.fmt.max_length, prop.fmt.max_length)
+            if prop.fmt.also:
+                also = prop.fmt.also
+                kwargs["json_schema_extra"] = {"allOf": [{"pattern": also}]}
+                meta.append(AfterValidator(_check_rules((Rule("", f"must be {prop.fmt.what}",
+                                                              lambda v, a=also: re.fullmatch(a[1:-1], v) is not None),))))
     elif kind == "integer":
         ann = int
         lo, hi = INT32 if schema.get("format") == "int32" else (None, None)
@@ -853,7 +866,7 @@ def _scalar(schema: dict[str, Any], prop: Prop) -> tuple[Any, dict[str, Any], li
         meta.append(AfterValidator(_check_rules(prop.rules)))
         extra_rules.extend(r.entry() for r in prop.rules)
     if extra_rules:
-        kwargs["json_schema_extra"] = {"x-kubernetes-validations": extra_rules}
+        kwargs.setdefault("json_schema_extra", {})["x-kubernetes-validations"] = extra_rules
     return ann, kwargs, meta
 
 
@@ -919,8 +932,9 @@ def _field(owner: str, name: str, schema: dict[str, Any], prop: Prop, required: 
         extra["maxProperties"] = prop.max_properties if prop.max_properties is not None else 64
         rules = list(prop.rules)
         if prop.keys is not None:
+            also = f" && k.matches(r'{prop.keys.also}')" if prop.keys.also else ""
             rules.append(Rule(
-                f"self.all(k, size(k) <= {prop.keys.max_length} && k.matches(r'{prop.keys.pattern}'))",
+                f"self.all(k, size(k) <= {prop.keys.max_length} && k.matches(r'{prop.keys.pattern}'){also})",
                 f"keys must be {prop.keys.what}",
                 lambda m, f=prop.keys: all(f.matches(k) for k in m),
             ))

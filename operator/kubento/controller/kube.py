@@ -6,6 +6,8 @@ import datetime
 import functools
 import json
 import os
+import re
+import threading
 import time
 from typing import Any, Optional
 
@@ -50,6 +52,7 @@ class NotInstalled(Exception):
 # (the client's discovery reloads every group on each miss).
 _missing: dict[tuple[str, str], float] = {}
 REDISCOVER_SECONDS = 10.0
+_discovery = threading.RLock()
 
 
 def _resource(api_version: str, kind: str) -> Any:
@@ -57,7 +60,8 @@ def _resource(api_version: str, kind: str) -> Any:
     if time.monotonic() - _missing.get(key, -REDISCOVER_SECONDS) < REDISCOVER_SECONDS:
         raise NotInstalled(f"{kind} ({api_version}) is not served by this cluster")
     try:
-        resource = dynamic_client().resources.get(api_version=api_version, kind=kind)
+        with _discovery:  # the client's discovery cache is not thread-safe (a miss rebuilds it)
+            resource = dynamic_client().resources.get(api_version=api_version, kind=kind)
     except ResourceNotFoundError:
         _missing[key] = time.monotonic()
         raise NotInstalled(f"{kind} ({api_version}) is not served by this cluster") from None
@@ -81,6 +85,20 @@ def get(api_version: str, kind: str, namespace: str, name: str) -> Optional[dict
         return None
 
 
+# Characters a YAML 1.1 decoder refuses raw (C1 controls, DEL, non-characters)
+# or reads as line breaks (NEL, LS, PS); JSON already escapes C0 controls.
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+
+
+def apply_body(manifest: dict[str, Any]) -> bytes:
+    """A server-side apply body (application/apply-patch+yaml): JSON that is
+    also valid YAML. The client's own json.dumps escapes characters beyond
+    U+FFFF as UTF-16 surrogate pairs, which the API server's YAML decoder
+    refuses; so those go as raw UTF-8, and what YAML refuses raw is escaped."""
+    text = json.dumps(manifest, ensure_ascii=False)
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
+
+
 def apply(manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
     """Server-side apply with kubento's field manager, taking ownership of
     the fields it sets (``force_conflicts``; a ``force=`` keyword is ignored)."""
@@ -89,7 +107,7 @@ def apply(manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[
         return (
             _resource(manifest["apiVersion"], manifest["kind"])
             .server_side_apply(
-                body=manifest,
+                body=apply_body(manifest),
                 name=meta["name"],
                 namespace=meta["namespace"],
                 field_manager=field_manager,
@@ -102,7 +120,8 @@ def apply(manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[
             raise
         # Apply creates missing objects: a 404 means the kind itself is gone
         # (e.g. KEDA uninstalled while discovery was cached).
-        dynamic_client().resources.invalidate_cache()
+        with _discovery:
+            dynamic_client().resources.invalidate_cache()
         _missing[(manifest["apiVersion"], manifest["kind"])] = time.monotonic()
         raise NotInstalled(f"{manifest['kind']} ({manifest['apiVersion']}) is not served by this cluster") from None
 

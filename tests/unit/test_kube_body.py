@@ -1,0 +1,27 @@
+"""The server-side apply body: JSON that a YAML decoder reads back unchanged,
+whatever the strings in it (the fuzzer found annotations with characters
+beyond U+FFFF, then C1 control characters, refused by the API server's YAML
+decoder)."""
+
+import json
+
+import yaml
+from hypothesis import given, strategies as st
+
+from kubento.controller.kube import apply_body
+
+strings = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
+
+
+@given(st.dictionaries(strings, strings, max_size=4))
+def test_apply_body_is_json_and_yaml_of_the_same_object(annotations):
+    manifest = {"metadata": {"name": "x", "annotations": annotations}}
+    body = apply_body(manifest)
+    assert json.loads(body) == manifest
+    assert yaml.safe_load(body) == manifest
+
+
+def test_apply_body_sends_astral_characters_raw_and_escapes_what_yaml_refuses():
+    body = apply_body({"a": "\U0001f916 \x85\x9f\u2028"})
+    assert "\U0001f916".encode() in body and b"\\ud83e" not in body
+    assert b"\\u0085\\u009f\\u2028" in body
