@@ -439,6 +439,34 @@ INVALID = [
     ),
     Invalid("env-bad-field-path", with_(VALID_SPEC, env=[{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.nope"}}}]),
             "spec.env[0].valueFrom.fieldRef.fieldPath"),
+    # --- classes of holes the fuzz test found (tests/integration/test_fuzz.py)
+    Invalid("field-ref-api-version", with_(VALID_SPEC, env=[{"name": "A", "valueFrom": {"fieldRef": {
+        "fieldPath": "metadata.name", "apiVersion": "v2"}}}]), "spec.env[0].valueFrom.fieldRef.apiVersion"),
+    Invalid("init-restart-never", with_(VALID_SPEC, podOverlay={"initContainers": [
+        {"name": "warm", "image": "w:1", "restartPolicy": "Never"}]}),
+        "spec.podOverlay.initContainers[0].restartPolicy"),
+    Invalid(
+        "node-field-selector-not-a-node-name",
+        with_(VALID_SPEC, affinity={"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 1, "preference": {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["A"]}]}}]}}),
+        "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].preference.matchFields[0].values[0]",
+    ),
+    Invalid(
+        "label-key-prefix-over-253",
+        with_(VALID_SPEC, tolerations=[{"key": "a" * 254 + "/b", "operator": "Exists"}]),
+        "spec.tolerations[0].key",
+    ),
+    Invalid("toleration-key-with-colon", with_(VALID_SPEC, tolerations=[{"key": "x:1", "operator": "Exists"}]),
+            "spec.tolerations[0].key"),
+    Invalid(
+        "duplicate-sysctl",
+        with_(VALID_SPEC, podOverlay={"securityContext": {"sysctls": [{"name": "kernel.shm_rmid_forced", "value": "1"},
+                                                                      {"name": "kernel.shm_rmid_forced", "value": "0"}]}}),
+        "spec.podOverlay.securityContext.sysctls",
+        message="sysctl names must be unique",
+    ),
+    Invalid("selinux-mount-option", with_(VALID_SPEC, podOverlay={"securityContext": {"seLinuxChangePolicy": "MountOption"}}),
+            "spec.podOverlay.securityContext.seLinuxChangePolicy"),
     Invalid(
         "canary-without-steps",
         with_(VALID_SPEC, rollout={"strategy": "Canary"}),

@@ -12,6 +12,7 @@ and one to four such fields.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from hypothesis import strategies as st
@@ -330,4 +331,69 @@ def spec(draw) -> dict[str, Any]:
         out[name] = draw(fields[name])
     if "volumeMounts" in out or "podOverlay" in out:
         out.setdefault("volumes", volumes)  # mounts usually name volumes that exist
+    return out
+
+
+# ------------------------------------------------- values from the schema itself
+
+def from_schema(node: dict[str, Any], depth: int = 0) -> st.SearchStrategy:
+    """Values the CRD's structural schema allows (types, enums, patterns,
+    bounds), whatever Kubernetes thinks of them: what a user could write
+    that the schema lets through. Only CEL rules stand between these and
+    the API server's pod validation."""
+    if node.get("x-kubernetes-int-or-string"):
+        strings = st.from_regex(node["pattern"], fullmatch=True) if "pattern" in node else st.text(max_size=8)
+        return st.one_of(st.integers(node.get("minimum", -5), node.get("maximum", 70000)), strings)
+    kind = node.get("type")
+    if "enum" in node:
+        return st.sampled_from(node["enum"])
+    if kind == "string":
+        if "pattern" in node:
+            s = st.from_regex(node["pattern"], fullmatch=True)
+        else:
+            s = st.one_of(st.text(max_size=8), st.sampled_from(["a", "x:1", "/p", "10.0.0.1", "metadata.name"]))
+        if "maxLength" in node:
+            s = s.filter(lambda v, n=node["maxLength"]: len(v) <= n)
+        return s
+    if kind == "integer":
+        lo, hi = node.get("minimum", -(2**31)), node.get("maximum", 2**31 - 1)
+        return st.one_of(st.integers(max(lo, -3), max(min(hi, 130), max(lo, -3))), st.sampled_from([lo, hi]))
+    if kind == "number":
+        return st.floats(node.get("minimum", -10), node.get("maximum", 10), allow_nan=False)
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "array":
+        item = from_schema(node["items"], depth + 1)
+        return st.lists(item, min_size=node.get("minItems", 0), max_size=min(node.get("maxItems", 2), 2 if depth < 4 else 1))
+    if kind == "object" and "additionalProperties" in node:
+        value = from_schema(node["additionalProperties"], depth + 1)
+        return st.dictionaries(st.one_of(label_key, st.sampled_from(["storage", "cpu", "a"])), value, max_size=2)
+    if kind == "object":
+        props = node.get("properties") or {}
+        required = set(node.get("required") or [])
+        if depth > 6:
+            return st.fixed_dictionaries({k: from_schema(props[k], depth + 1) for k in required})
+        return st.fixed_dictionaries({k: from_schema(props[k], depth + 1) for k in required},
+                                     optional={k: from_schema(v, depth + 1) for k, v in props.items() if k not in required})
+    return st.nothing()
+
+
+@functools.cache
+def schema_fields() -> dict[str, st.SearchStrategy]:
+    from kubento.api import crd
+
+    spec_schema = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    return {name: from_schema(spec_schema[name]) for name in (
+        "env", "envFrom", "tolerations", "affinity", "topologySpreadConstraints", "volumes", "volumeMounts",
+        "podOverlay", "resources", "nodeSelector", "shmSize")}
+
+
+@st.composite
+def schema_spec(draw) -> dict[str, Any]:
+    """A valid bento and one to three fields drawn from the schema itself."""
+    fields = schema_fields()
+    chosen = draw(st.lists(st.sampled_from(sorted(fields)), min_size=1, max_size=3, unique=True))
+    out: dict[str, Any] = {"bento": {"image": "registry.local/iris:1.0"}}
+    for name in chosen:
+        out[name] = draw(fields[name])
     return out

@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
 from kubernetes import client
 from pydantic import ValidationError
 
@@ -172,7 +173,7 @@ def test_every_spec_the_api_server_accepts_is_one_the_operator_applies(admin, na
     @seed(SEED)
     @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(spec=fuzz.spec())
+    @given(spec=st.one_of(fuzz.spec(), fuzz.schema_spec()))
     def admit(spec):
         run.admit(spec)
 

@@ -41,9 +41,23 @@ OVERLAY = {
     "enableServiceLinks": False,
     "automountServiceAccountToken": False,
 }
+def readme_pods_example() -> dict:
+    """The spec shown in the README's "Pods" section."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("\n## Pods\n", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    return {"bento": {"image": "registry.example.com/llama:1"}, **yaml.safe_load(block)["spec"]}
+
+
 OWNER = Owner("pods", "kubento-it", "00000000-0000-0000-0000-000000000001")
 
 VALID_POD_SPECS = {
+    "readme": readme_pods_example(),
     "full": FULL_SPEC,
     "pods": POD_SPEC,
     "archive-with-everything": {**ARCHIVE, **{k: v for k, v in POD_SPEC.items() if k != "bento"}},
@@ -134,3 +148,15 @@ def test_the_overlay_merges_as_kubectl_patch_does(controlplane, tmp_path, base):
         theirs[key] = sorted(theirs[key], key=lambda c: c["name"])
         ours[key] = sorted(ours[key], key=lambda c: c["name"])
     assert theirs == ours
+
+
+def test_any_unicode_in_values_reaches_the_deployment_unchanged(controlplane, namespace, md):
+    """Found by the fuzzer: characters beyond U+FFFF (the client escaped them as
+    UTF-16 surrogates) and C1 controls (raw, refused by YAML) made the operator's
+    server-side apply fail."""
+    value = "model \U0001f916 \x85 \x9f \u2028 \u00e9 \\u1234"
+    name = md({**VALID_SPEC, "podAnnotations": {"note": value}, "env": [{"name": "GREETING", "value": value}]})
+    dep = wait_for("the Deployment", lambda: newest_deployment(controlplane, namespace, name))
+    assert dep["spec"]["template"]["metadata"]["annotations"]["note"] == value
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["GREETING"] == value

@@ -58,3 +58,15 @@ def test_cross_field_rules_and_printer_columns_are_present():
     ]
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
     assert spec["properties"]["autoscaling"]["properties"]["metric"]["enum"] == ["cpu", "memory", "concurrency", "rps"]
+
+
+def test_constraints_survive_validators_in_the_schema():
+    """pydantic drops a field's constraints from its JSON schema when a
+    validator follows them (the fuzzer found toleration keys unchecked)."""
+    spec = schema()["properties"]["spec"]["properties"]
+    key = spec["tolerations"]["items"]["properties"]["key"]
+    assert key["pattern"] and key["allOf"] == [{"pattern": r"^([^/]{1,253}/)?[^/]*$"}] and key["maxLength"] == 317
+    port = spec["podOverlay"]["properties"]["containers"]["items"]["properties"]["ports"]["items"]["properties"]["name"]
+    assert port["maxLength"] == 15 and port["x-kubernetes-validations"]
+    topology = spec["topologySpreadConstraints"]["items"]["properties"]["topologyKey"]
+    assert topology["pattern"] and topology["allOf"]

@@ -524,9 +524,11 @@ FACTS: dict[str, Facts] = {
             "runAsUser": NON_NEGATIVE, "runAsGroup": NON_NEGATIVE, "fsGroup": NON_NEGATIVE,
             "supplementalGroups": Prop(max_items=32, items=Prop(ge=0, le=INT32[1])),
             "fsGroupChangePolicy": enum("OnRootMismatch", "Always"),
-            "seLinuxChangePolicy": enum("MountOption", "Recursive"),
+            "seLinuxChangePolicy": enum("Recursive"),  # MountOption needs the SELinuxMount gate (off in 1.34)
             "supplementalGroupsPolicy": enum("Merge", "Strict"),
-            "sysctls": Prop(max_items=32),
+            "sysctls": Prop(max_items=32, rules=(Rule(
+                "self.all(s, self.exists_one(t, t.name == s.name))", "sysctl names must be unique",
+                lambda l: len({x["name"] for x in l}) == len(l)),)),
         },
     ),
     "Sysctl": Facts(props={"name": Prop(pattern=r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$",
@@ -821,7 +823,10 @@ def _full_name(short: str) -> str:
 
 def _check_rules(rules: tuple[Rule, ...]) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
-        wire = value.wire() if isinstance(value, Model) else value
+        def wire_of(v: Any) -> Any:
+            return v.wire() if isinstance(v, Model) else v
+        wire = [wire_of(v) for v in value] if isinstance(value, list) else (
+            {k: wire_of(v) for k, v in value.items()} if isinstance(value, dict) else wire_of(value))
         for r in rules:
             if not r.ok(wire):
                 raise ValueError(r.message)
@@ -847,6 +852,8 @@ def _scalar(schema: dict[str, Any], prop: Prop) -> tuple[Any, dict[str, Any], li
             kwargs["max_length"] = min(prop.max_length or prop.fmt.max_length, prop.fmt.max_length)
             if prop.fmt.also:
                 also = prop.fmt.also
+                # pydantic leaves a field's own constraints out of its schema once
+                # a validator follows them: state them here too.
                 kwargs["json_schema_extra"] = {"allOf": [{"pattern": also}]}
                 meta.append(AfterValidator(_check_rules((Rule("", f"must be {prop.fmt.what}",
                                                               lambda v, a=also: re.fullmatch(a[1:-1], v) is not None),))))
@@ -867,6 +874,12 @@ def _scalar(schema: dict[str, Any], prop: Prop) -> tuple[Any, dict[str, Any], li
         extra_rules.extend(r.entry() for r in prop.rules)
     if extra_rules:
         kwargs.setdefault("json_schema_extra", {})["x-kubernetes-validations"] = extra_rules
+    if meta:
+        # pydantic leaves a field's own constraints out of its schema once a
+        # validator follows them: state them in the schema as well.
+        names = {"pattern": "pattern", "max_length": "maxLength", "min_length": "minLength",
+                 "ge": "minimum", "le": "maximum"}
+        kwargs.setdefault("json_schema_extra", {}).update({names[k]: v for k, v in kwargs.items() if k in names})
     return ann, kwargs, meta
 
 
@@ -922,6 +935,9 @@ def _field(owner: str, name: str, schema: dict[str, Any], prop: Prop, required: 
         if prop.rules:
             meta.append(AfterValidator(_check_rules(prop.rules)))
             extra["x-kubernetes-validations"] = [r.entry() for r in prop.rules]
+            extra["maxItems"] = kwargs["max_length"]  # (dropped by pydantic once a validator follows)
+            if "min_length" in kwargs:
+                extra["minItems"] = kwargs["min_length"]
     elif kind == "object" and "additionalProperties" in schema:
         value = _item_type(schema["additionalProperties"], Prop(), f"{owner}.{name}")
         if prop.values is not None:
