@@ -31,6 +31,12 @@ def test_kubectl_explain_describes_the_fields(controlplane):
     assert "bentoml containerize" in out
     out = controlplane.kubectl("explain", "md.spec.autoscaling.metric").stdout
     assert "cpu, memory, concurrency or rps" in out
+    out = " ".join(controlplane.kubectl("explain", "md.spec.podOverlay.containers").stdout.split())
+    assert "Merged by name" in out and "securityContext" in out and "livenessProbe" in out
+    out = " ".join(controlplane.kubectl("explain", "md.spec.volumes.persistentVolumeClaim.claimName").stdout.split())
+    assert "claimName is the name of a PersistentVolumeClaim" in out
+    out = " ".join(controlplane.kubectl("explain", "md.spec.startupTimeoutSeconds").stdout.split())
+    assert "progressDeadlineSeconds must be at least as long" in out
 
 
 def test_kubectl_get_shows_the_printer_columns(controlplane, namespace):

@@ -209,3 +209,21 @@ def test_overlay_refuses_kubentos_init_container_and_first_class_fields():
                   "runtimeClassName", "serviceAccountName", "restartPolicy", "ephemeralContainers"):
         with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
             spec({**VALID_SPEC, "podOverlay": {field: {} if field != "terminationGracePeriodSeconds" else 5}})
+
+
+def test_integer_quantities_anywhere_in_the_pod_build():
+    """Found by the fuzzer: Kubernetes reads sizeLimit: 99999 as it reads
+    "99999", but the client models kubento checks its manifests with take
+    strings only; a pass crashed on it."""
+    raw = {**VALID_SPEC,
+           "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": 99999}},
+                       {"name": "eph", "ephemeral": {"volumeClaimTemplate": {"spec": {
+                           "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": 10}}}}}},
+                       {"name": "down", "downwardAPI": {"items": [{"path": "cpu", "resourceFieldRef": {
+                           "containerName": "bento", "resource": "limits.cpu", "divisor": 1}}]}}],
+           "podOverlay": {"containers": [{"name": "side", "image": "s:1", "resources": {"limits": {"cpu": 1, "memory": 1024}}}]}}
+    s = spec(raw)
+    dep = deployment(s, OWNER, bento_builder.ServedBento("registry.local/iris:1.0"), 1)
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["scratch"]["emptyDir"]["sizeLimit"] == "99999"
+    assert dep["spec"]["template"]["spec"]["containers"][1]["resources"]["limits"] == {"cpu": "1", "memory": "1024"}

@@ -29,7 +29,7 @@ from functools import cache
 from importlib import resources
 from typing import Annotated, Any, Callable, Literal, Optional, Union
 
-from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, create_model, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema, create_model, model_validator
 from pydantic.alias_generators import to_snake
 
 from kubento.api.common import (
@@ -789,6 +789,12 @@ SPECIAL = {
     "io.k8s.apimachinery.pkg.util.intstr.IntOrString": "int-or-string",
 }
 
+# A quantity in a Kubernetes type goes out as a string: the Python client's
+# models (which check every manifest kubento builds) type quantities as
+# strings, and Kubernetes reads "1" as it reads 1 (the fuzzer found a pass
+# crashing on emptyDir.sizeLimit: 99999).
+K8sQuantity = Annotated[Quantity, PlainSerializer(str, return_type=str)]
+
 IntOrString = Annotated[
     Union[int, str],
     WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True}),
@@ -887,7 +893,7 @@ def _item_type(schema: dict[str, Any], prop: Prop, ctx: str) -> Any:
     """The annotation of a list item or map value."""
     ref = schema_ref(schema)
     if ref in SPECIAL:
-        return Quantity if SPECIAL[ref] == "quantity" else IntOrString
+        return K8sQuantity if SPECIAL[ref] == "quantity" else IntOrString
     if ref:
         return k8s_model(short_name(ref), prop.variant)
     if schema.get("type") in ("string", "integer", "boolean", "number"):
@@ -910,7 +916,7 @@ def _field(owner: str, name: str, schema: dict[str, Any], prop: Prop, required: 
     ref = schema_ref(schema)
     kind = schema.get("type")
     if ref in SPECIAL or prop.quantity:
-        ann: Any = Quantity if (prop.quantity or SPECIAL.get(ref) == "quantity") else IntOrString
+        ann: Any = K8sQuantity if (prop.quantity or SPECIAL.get(ref) == "quantity") else IntOrString
         if prop.max_length is not None:
             extra["maxLength"] = prop.max_length
             meta.append(AfterValidator(_check_rules((Rule("", f"at most {prop.max_length} characters",
