@@ -309,8 +309,11 @@ def spec(draw) -> dict[str, Any]:
                                      max_size=2),
         "podLabels": st.dictionaries(st.one_of(label_key, st.just("serving.kubento.io/revision")), label_value,
                                      max_size=2),
-        "podAnnotations": st.dictionaries(st.one_of(label_key, st.just("Example.COM/Key")),
-                                          st.one_of(text, st.just("x" * 3701)), max_size=2),
+        "podAnnotations": st.one_of(
+            st.dictionaries(st.one_of(label_key, st.just("Example.COM/Key")), st.one_of(text, st.just("x" * 3701)),
+                            max_size=2),
+            st.just({f"example.com/k{i}": "x" * 3700 for i in range(64)}),  # the most the API allows
+            st.just({f"k{i}": "x" * 3700 for i in range(65)})),
         "autoscaling": autoscaling,
         "rollout": rollout,
         "startupTimeoutSeconds": any_int,

@@ -160,3 +160,20 @@ def test_any_unicode_in_values_reaches_the_deployment_unchanged(controlplane, na
     assert dep["spec"]["template"]["metadata"]["annotations"]["note"] == value
     env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["GREETING"] == value
+
+
+def test_the_largest_pod_annotations_still_apply(controlplane, namespace, md):
+    """64 annotations of the largest size the API allows: the pod's annotations
+    fit, and the spec snapshot (for kubento rollback) is left off the
+    Deployment rather than overflowing its annotations (found by reasoning
+    about the fuzzer's bounds, not by the fuzzer)."""
+    from kubento.builders.meta import ANNOTATION_SPEC
+    from kubento.api.v1alpha1 import ANNOTATION_VALUE_MAX
+
+    annotations = {f"example.com/k{i}": "x" * ANNOTATION_VALUE_MAX for i in range(64)}
+    name = md({**VALID_SPEC, "podAnnotations": annotations})
+    dep = wait_for("the Deployment", lambda: newest_deployment(controlplane, namespace, name))
+    assert dep["spec"]["template"]["metadata"]["annotations"]["example.com/k63"] == "x" * ANNOTATION_VALUE_MAX
+    assert ANNOTATION_SPEC not in dep["metadata"]["annotations"]
+    obj = wait_for("a status", lambda: (o := get_json(controlplane, "md", name, "-n", namespace)).get("status") and o)
+    assert condition(obj, "Ready").get("reason") != "ApplyFailed", obj["status"]

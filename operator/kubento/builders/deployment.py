@@ -221,6 +221,12 @@ def deployment_name(owner: Owner, rev: str) -> str:
     return f"{owner.name}-{rev}"
 
 
+# An object's annotations may hold 256 KiB in all. A spec whose pod part is
+# larger than this (big annotations, env values, overlays) is not kept on its
+# Deployment: the revision runs, but `kubento rollback` to it says it cannot.
+SPEC_ANNOTATION_MAX = 200 * 1024
+
+
 def spec_snapshot(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
     """The pod-shaping part of the spec that made a revision, kept on its
     Deployment so `kubento rollback` can put it back. A build is recorded as
@@ -265,9 +271,9 @@ def deployment(spec: ModelDeploymentSpec, owner: Owner, bento: ServedBento, repl
         },
     }
     meta = object_meta(owner, name or deployment_name(owner, rev), {LABEL_REVISION: rev})
-    meta["annotations"] = {
-        ANNOTATION_SPEC: json.dumps(spec_snapshot(spec, bento), sort_keys=True, separators=(",", ":")),
-        ANNOTATION_BENTO: bento.describe(),
-    }
+    snapshot = json.dumps(spec_snapshot(spec, bento), sort_keys=True, separators=(",", ":"))
+    meta["annotations"] = {ANNOTATION_BENTO: bento.describe()}
+    if len(snapshot.encode()) <= SPEC_ANNOTATION_MAX:
+        meta["annotations"][ANNOTATION_SPEC] = snapshot
     manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": dep_spec}
     return validated(with_applied_hash(manifest))
