@@ -467,6 +467,15 @@ INVALID = [
     ),
     Invalid("selinux-mount-option", with_(VALID_SPEC, podOverlay={"securityContext": {"seLinuxChangePolicy": "MountOption"}}),
             "spec.podOverlay.securityContext.seLinuxChangePolicy"),
+    Invalid("hugepages-not-a-page-multiple", with_(VALID_SPEC, resources={"limits": {"memory": "1Gi", "hugepages-2Mi": 17600}}),
+            "spec.resources", message="whole multiples of the page size"),
+    Invalid(
+        "seccomp-absolute-localhost-profile",
+        with_(VALID_SPEC, podOverlay={"securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "/p"}}}),
+        "spec.podOverlay.securityContext.seccompProfile.localhostProfile",
+    ),
+    Invalid("field-ref-bad-label-key", with_(VALID_SPEC, env=[{"name": "A", "valueFrom": {"fieldRef": {
+        "fieldPath": "metadata.labels['a b']"}}}]), "spec.env[0].valueFrom.fieldRef.fieldPath"),
     Invalid(
         "canary-without-steps",
         with_(VALID_SPEC, rollout={"strategy": "Canary"}),

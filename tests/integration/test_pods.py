@@ -5,7 +5,6 @@ Kubernetes' own strategic merge does (kubectl patch)."""
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest

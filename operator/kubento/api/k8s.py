@@ -23,6 +23,7 @@ only, or deprecated in-tree volume plugins are left out.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -49,6 +50,12 @@ SCHEMAS: dict[str, Any] = OPENAPI["schemas"]
 KUBERNETES_VERSION = OPENAPI["source"].split("@")[1].split()[0]
 
 INT32 = (-(2**31), 2**31 - 1)
+# metadata.labels['<key>'] in a field path: the key is a qualified name
+# (annotations: once lowercased) whose prefix is at most 253 characters.
+_QN = QUALIFIED_NAME.pattern[1:-1]
+_QN_ANY_CASE = _QN.replace("a-z0-9", "a-zA-Z0-9")
+_SUBSCRIPTS = rf"metadata\.labels\['{_QN}'\]|metadata\.annotations\['{_QN_ANY_CASE}'\]"
+SUBSCRIPT_PREFIX = r"^([^\[]*|[^\[]*\['([^/']{1,253}/)?[^/']*'\])$"
 PRINTABLE_NO_EQUALS = r"^[\x20-\x3c\x3e-\x7e]+$"  # IsRelaxedEnvVarName: printable ASCII except '='
 CONFIG_KEY = r"^[-._a-zA-Z0-9]+$"
 # A relative path with no '..' element (validateLocalDescendingPath).
@@ -98,6 +105,7 @@ class Prop:
     quantity: bool = False  # a resource amount (int or string)
     empty_ok: bool = False  # fmt applies only to a non-empty string
     variant: str = ""  # for a field of a Kubernetes type: which variant of it (see VARIANTS)
+    also: Optional[str] = None  # a second pattern (schema: allOf)
     doc: Optional[str] = None  # appended to the description
 
 
@@ -110,10 +118,6 @@ class Facts:
     props: dict[str, Prop] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     doc: Optional[str] = None
-
-
-def _has(o: dict, key: str) -> bool:
-    return key in o
 
 
 def exactly_one(fields: tuple[str, ...], what: str, required: bool = True) -> Rule:
@@ -259,6 +263,18 @@ def resource_rules(prefix: str = "") -> tuple[Rule, ...]:
         return all(k not in lim or quantity_value(v) <= quantity_value(lim[k])
                    for k, v in (o.get("requests") or {}).items())
 
+    def pages_ok(o: dict) -> bool:
+        for part in ("requests", "limits"):
+            for k, v in (o.get(part) or {}).items():
+                if k.startswith("hugepages-"):
+                    try:
+                        page = quantity_value(k[len("hugepages-"):])
+                    except ValueError:
+                        return False
+                    if page <= 0 or page != int(page) or math.ceil(quantity_value(v)) % int(page):
+                        return False
+        return True
+
     def huge_ok(o: dict) -> bool:
         names = set(o.get("requests") or {}) | set(o.get("limits") or {})
         return not any(k.startswith("hugepages-") for k in names) or bool(names & {"cpu", "memory"})
@@ -286,6 +302,15 @@ def resource_rules(prefix: str = "") -> tuple[Rule, ...]:
              + _QTY.format("self.requests[k]") + ".compareTo(" + _QTY.format("self.limits[k]") + ") <= 0)",
              f"{prefix}requests must be less than or equal to {prefix}limits",
              below_ok, ".requests"),
+        Rule(" && ".join(
+                 f"(!has(self.{part}) || self.{part}.all(k, !k.startsWith('hugepages-') || "
+                 "(isQuantity(k.substring(10)) && quantity(k.substring(10)).isInteger() && "
+                 "quantity(k.substring(10)).isGreaterThan(quantity('0')) && "
+                 f"{_QTY.format(f'self.{part}[k]')}.isInteger() && "
+                 f"{_QTY.format(f'self.{part}[k]')}.asInteger() % quantity(k.substring(10)).asInteger() == 0)))"
+                 for part in ("requests", "limits")),
+             f"{prefix}hugepages-<size> amounts must be whole multiples of the page size",
+             pages_ok),
         Rule("!((has(self.requests) && self.requests.exists(k, k.startsWith('hugepages-'))) || "
              "(has(self.limits) && self.limits.exists(k, k.startsWith('hugepages-')))) || "
              "(has(self.requests) && (('cpu' in self.requests) || ('memory' in self.requests))) || "
@@ -337,8 +362,8 @@ FACTS: dict[str, Facts] = {
             "apiVersion": enum("v1"),
             "fieldPath": Prop(
                 pattern=r"^(metadata\.(name|namespace|uid)|spec\.(nodeName|serviceAccountName)|"
-                        r"status\.(hostIP|hostIPs|podIP|podIPs)|metadata\.(labels|annotations)\['[^']+'\])$",
-                max_length=400,
+                        r"status\.(hostIP|hostIPs|podIP|podIPs)|" + _SUBSCRIPTS + ")$",
+                also=SUBSCRIPT_PREFIX, max_length=400,
                 doc="One of metadata.name, metadata.namespace, metadata.uid, metadata.labels['<key>'], "
                     "metadata.annotations['<key>'], spec.nodeName, spec.serviceAccountName, status.hostIP, "
                     "status.hostIPs, status.podIP, status.podIPs.",
@@ -533,8 +558,13 @@ FACTS: dict[str, Facts] = {
     ),
     "Sysctl": Facts(props={"name": Prop(pattern=r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$",
                                         max_length=253)}),
-    "SeccompProfile": Facts(props={"type": enum("RuntimeDefault", "Unconfined", "Localhost")}, rules=SECCOMP_RULES),
-    "AppArmorProfile": Facts(props={"type": enum("RuntimeDefault", "Unconfined", "Localhost")}, rules=SECCOMP_RULES),
+    "SeccompProfile": Facts(props={"type": enum("RuntimeDefault", "Unconfined", "Localhost"),
+                                   "localhostProfile": Prop(pattern=DESCENDING_PATH, max_length=4095,
+                                                            doc="A relative path under the kubelet's seccomp directory.")},
+                            rules=SECCOMP_RULES),
+    "AppArmorProfile": Facts(props={"type": enum("RuntimeDefault", "Unconfined", "Localhost"),
+                                    "localhostProfile": Prop(pattern=r"^\S(.*\S)?$", max_length=4095)},
+                             rules=SECCOMP_RULES),
     "Capabilities": Facts(props={"add": Prop(max_items=64), "drop": Prop(max_items=64)}),
     # --------------------------------------------------------- volumes
     "Volume": Facts(
@@ -698,8 +728,8 @@ VARIANTS: dict[str, Facts] = {
     ),
     # downwardAPI volume files: other fields than environment variables.
     "ObjectFieldSelector@volume": Facts(props={"fieldPath": Prop(
-        pattern=r"^(metadata\.(name|namespace|uid|labels|annotations)|metadata\.(labels|annotations)\['[^']+'\])$",
-        max_length=400,
+        pattern=r"^(metadata\.(name|namespace|uid|labels|annotations)|" + _SUBSCRIPTS + ")$",
+        also=SUBSCRIPT_PREFIX, max_length=400,
         doc="One of metadata.name, metadata.namespace, metadata.uid, metadata.labels, metadata.annotations, "
             "metadata.labels['<key>'], metadata.annotations['<key>'].",
     )}),
@@ -856,13 +886,11 @@ def _scalar(schema: dict[str, Any], prop: Prop) -> tuple[Any, dict[str, Any], li
         if prop.fmt is not None:
             kwargs["pattern"] = f"^(|{prop.fmt.pattern[1:-1]})$" if prop.empty_ok else prop.fmt.pattern
             kwargs["max_length"] = min(prop.max_length or prop.fmt.max_length, prop.fmt.max_length)
-            if prop.fmt.also:
-                also = prop.fmt.also
-                # pydantic leaves a field's own constraints out of its schema once
-                # a validator follows them: state them here too.
-                kwargs["json_schema_extra"] = {"allOf": [{"pattern": also}]}
-                meta.append(AfterValidator(_check_rules((Rule("", f"must be {prop.fmt.what}",
-                                                              lambda v, a=also: re.fullmatch(a[1:-1], v) is not None),))))
+        also = prop.also or (prop.fmt.also if prop.fmt is not None else None)
+        if also:  # a second pattern: allOf in the schema, a validator in Python
+            kwargs["json_schema_extra"] = {"allOf": [{"pattern": also}]}
+            what = f"must be {prop.fmt.what}" if prop.fmt is not None else f"must match {also}"
+            meta.append(AfterValidator(_check_rules((Rule("", what, lambda v, a=also: re.fullmatch(a[1:-1], v) is not None),))))
     elif kind == "integer":
         ann = int
         lo, hi = INT32 if schema.get("format") == "int32" else (None, None)

@@ -17,7 +17,6 @@ import re
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import (
-    AfterValidator,
     ConfigDict,
     Field,
     model_validator,
