@@ -262,14 +262,40 @@ def test_pod_image_pull_failure_becomes_a_condition_and_event(controlplane, admi
     core.delete_namespaced_pod(pod_name, namespace, grace_period_seconds=0)
 
 
-def test_rejected_child_becomes_a_condition_not_a_retry_loop(controlplane, namespace, md):
-    # Passes the CRD (podLabels are free-form) but not Deployment validation.
-    name = md({**VALID_SPEC, "podLabels": {"team": "ml platform!"}})
+DENY_POLICY = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: kubento-it-deny-team-x}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}
+  validations:
+  - expression: "!has(object.spec.template.metadata.labels) || !('team' in object.spec.template.metadata.labels) || object.spec.template.metadata.labels['team'] != 'x'"
+    message: "team x may not deploy here (cluster policy)"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: kubento-it-deny-team-x}
+spec:
+  policyName: kubento-it-deny-team-x
+  validationActions: [Deny]
+"""
+
+
+def test_rejected_child_becomes_a_condition_not_a_retry_loop(controlplane, namespace, md, request):
+    # The spec is valid (the API refuses at apply whatever a pod could not
+    # be made of), but a cluster's admission policy refuses the Deployment.
+    controlplane.kubectl("apply", "-f", "-", input=DENY_POLICY)
+    request.addfinalizer(lambda: controlplane.kubectl("delete", "-f", "-", "--ignore-not-found", input=DENY_POLICY,
+                                                      check=False))
+    time.sleep(2)  # the policy reaches the API server's admission
+    name = md({**VALID_SPEC, "podLabels": {"team": "x"}})
     failed = wait_for(
         "condition ApplyFailed",
         lambda: with_ready_reason(md_get(controlplane, namespace, name), "ApplyFailed"),
     )
-    assert "ml platform!" in condition(failed, "Ready")["message"]
+    assert "team x may not deploy here" in condition(failed, "Ready")["message"]
     assert failed["status"]["phase"] == "Failed"
     events = wait_for(
         "an ApplyFailed event",
