@@ -77,18 +77,23 @@ def strip_deployment(obj: dict[str, Any]) -> dict[str, Any]:
 
 def _container_status(cs: dict[str, Any]) -> dict[str, Any]:
     state = cs.get("state") or {}
-    out = _pick(cs, "name", "ready", "restartCount", "image")
+    out = _pick(cs, "name", "ready", "restartCount", "image", "started")
     out["state"] = {k: _pick(v, "reason", "message", "exitCode") for k, v in state.items() if v is not None}
     last = ((cs.get("lastState") or {}).get("terminated"))
-    if last:
-        out["lastState"] = {"terminated": _pick(last, "reason", "message", "exitCode")}
+    if last:  # how long it ran tells a startup-probe kill (status.pod_problems)
+        out["lastState"] = {"terminated": _pick(last, "reason", "message", "exitCode", "startedAt", "finishedAt")}
     return out
 
 
 def strip_pod(obj: dict[str, Any]) -> dict[str, Any]:
     status = obj.get("status") or {}
+    containers = ((obj.get("spec") or {}).get("containers")) or []
     return {
         "metadata": _meta(obj),
+        # the startup probes' budgets (a kill by the probe is named as such)
+        "spec": {"containers": [{"name": c.get("name"), "startupProbe": _pick(c.get("startupProbe") or {},
+                                                                               "failureThreshold", "periodSeconds")}
+                                for c in containers if c.get("startupProbe")]},
         "status": {
             **_pick(status, "phase", "podIP"),
             "conditions": _conditions(status),
