@@ -201,6 +201,9 @@ class Cache:
         # kind -> model key -> names of its objects of that kind
         self._by_model: dict[str, dict[Key, set[str]]] = {kind: {} for kind in STRIP}
         self._overlays: dict[tuple[str, str, str], _Overlay] = {}
+        # (kind, namespace, name) -> the resourceVersion of kubento's last write of it: its
+        # watch event is an echo, which needs no pass (the pass that wrote runs once more)
+        self._written: dict[tuple[str, str, str], str] = {}
         # (namespace, ConfigMap) -> models whose build reads it: only those keep their content
         self._config_readers: dict[Key, set[str]] = {}
         self.synced = threading.Event()  # every kind's initial listing is in
@@ -208,7 +211,8 @@ class Cache:
     # ---------------------------------------------------------------- writes
 
     def update(self, kind: str, obj: dict[str, Any]) -> Optional[Key]:
-        """A watch event (added or modified). Returns the model it concerns."""
+        """A watch event (added or modified). Returns the model it concerns,
+        or None when there is none or the event only echoes kubento's own write."""
         stripped = STRIP[kind](obj)
         meta = stripped["metadata"]
         ns, name = meta.get("namespace", ""), meta["name"]
@@ -225,7 +229,8 @@ class Cache:
             ov = self._overlays.get((kind, ns, name))
             if ov is not None and ov.replaced != meta.get("resourceVersion"):
                 self._overlays.pop((kind, ns, name), None)  # the watch caught up with kubento's write
-        return (ns, model) if model else None
+            echo = self._written.get((kind, ns, name)) == meta.get("resourceVersion")
+        return (ns, model) if model and not echo else None
 
     def delete(self, kind: str, obj: dict[str, Any]) -> Optional[Key]:
         meta = obj.get("metadata") or {}
@@ -234,6 +239,7 @@ class Cache:
             old = self._objects[kind].pop((ns, name), None)
             self._index(kind, ns, name, old, None)
             self._overlays.pop((kind, ns, name), None)
+            self._written.pop((kind, ns, name), None)
         model = model_of(kind, old or obj)
         return (ns, model) if model else None
 
@@ -275,6 +281,8 @@ class Cache:
         else:
             stripped = None
         with self._lock:
+            if stripped is not None and stripped["metadata"].get("resourceVersion"):
+                self._written[(kind, namespace, name)] = stripped["metadata"]["resourceVersion"]
             cached = self._objects[kind].get((namespace, name))
             if (cached or {}).get("metadata", {}).get("resourceVersion") != replaced:
                 self._overlays.pop((kind, namespace, name), None)

@@ -51,6 +51,7 @@ RESYNC_SECONDS = float(os.environ.get("KUBENTO_RESYNC_SECONDS", "300"))
 WORKERS = int(os.environ.get("KUBENTO_WORKERS", "8"))
 ELECTION_NAMESPACE = os.environ.get("KUBENTO_LEADER_ELECTION_NAMESPACE", "")
 LEASE_NAME = os.environ.get("KUBENTO_LEASE_NAME", "kubento")
+WRITE_STREAK = 10
 MANAGED = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 
 log = logging.getLogger("kubento")
@@ -152,9 +153,10 @@ def _work() -> None:
             QUEUE.add(key)
             continue
         metrics.QUEUE_DEPTH.set(QUEUE.depth())
+        memory = MEMORY.get(key)
         try:
             with metrics.RECONCILE_SECONDS.time():
-                outcome = reconcile(key, CACHE, MEMORY.get(key))
+                outcome = reconcile(key, CACHE, memory)
         except Exception as exc:  # noqa: BLE001 - a worker outlives any one model
             metrics.RECONCILE_ERRORS.inc()
             delay = QUEUE.failed(key)
@@ -162,10 +164,23 @@ def _work() -> None:
                         getattr(exc, "reason", None) or exc, exc_info=not hasattr(exc, "status"))
         else:
             QUEUE.succeeded(key)
+            if not outcome.writes:
+                memory.write_streak = 0
             if outcome.deleted:
                 MEMORY.forget(key)
                 QUEUE.forget(key)
                 metrics.forget(*key)
+            elif outcome.writes:
+                # Once more, on what it wrote (the watch's echoes of its own writes bring
+                # no pass); a model whose passes keep writing fights someone: slow down.
+                memory.write_streak += 1
+                if memory.write_streak > WRITE_STREAK:
+                    delay = min(60.0, 2.0 ** (memory.write_streak - WRITE_STREAK))
+                    log.warning("%s/%s: %d passes in a row changed something; next in %.0fs",
+                                key[0], key[1], memory.write_streak, delay)
+                    QUEUE.add_after(key, delay)
+                else:
+                    QUEUE.add(key)
             elif outcome.requeue_after is not None:
                 QUEUE.add_after(key, outcome.requeue_after)
         finally:
@@ -222,9 +237,9 @@ async def model_deployment_event(type: str, namespace: str, name: str, body: kop
     CACHE.synced.set()
     if type == "DELETED":
         CACHE.delete(kinds.MODEL, dict(body))
-    else:
-        CACHE.update(kinds.MODEL, dict(body))
-    QUEUE.add((namespace, name))  # a deleted model's pass forgets it
+        QUEUE.add((namespace, name))  # its pass forgets it
+    elif CACHE.update(kinds.MODEL, dict(body)) is not None:
+        QUEUE.add((namespace, name))
 
 
 @kopf.on.event("", "v1", "configmaps")

@@ -51,6 +51,7 @@ class ModelMemory:
     # (rollout token, step) -> (candidate window, stable window), see controller.analysis
     windows: dict[tuple[str, int], Any] = field(default_factory=dict)
     autoscaler: AutoscalerMemory = field(default_factory=AutoscalerMemory)
+    write_streak: int = 0  # passes in a row that wrote something (a pass that keeps writing is a fight: slow down)
 
 
 class Registry:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pydantic import ValidationError
 
 from kubento.api.v1alpha1 import ModelDeploymentSpec
@@ -36,54 +37,33 @@ QUEUE_DEPTH = Gauge("kubento_workqueue_depth", "Models waiting for a worker (not
 RECONCILE_ERRORS = Counter("kubento_reconcile_errors_total", "Passes that failed (retried at the next event or resync).")
 
 MODEL = ("namespace", "model")
-_BY_NAME: dict[str, Any] = {}  # exposition name (counters with _total) -> metric
 
-
-def _gauge(name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
-    _BY_NAME[name] = Gauge(name, doc, labels)
-    return _BY_NAME[name]
-
-
-def _counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
-    _BY_NAME[name] = Counter(name, doc, labels)
-    return _BY_NAME[name]
-
-
-# Each model's state, from its status (publish_model).
-READY = _gauge("kubento_model_ready",
-               "1 when the model's Ready condition is True: its spec is rolled out and serves.", MODEL)
-PHASE = _gauge("kubento_model_phase", "1 for the model's current status.phase, 0 for the other phases.",
-               (*MODEL, "phase"))
-CONDITION = _gauge("kubento_model_condition",
-                   "1 for each status condition of the model, with its status (true, false, unknown) and reason.",
-                   (*MODEL, "condition", "status", "reason"))
-DESIRED = _gauge("kubento_model_desired_replicas",
-                 "Replicas the model should have (spec.replicas, or what its autoscaler decided).", MODEL)
-REPLICAS = _gauge("kubento_model_replicas", "Model server pods, all revisions (status.replicas).", MODEL)
-READY_REPLICAS = _gauge("kubento_model_ready_replicas",
-                        "Ready model server pods, all revisions (status.readyReplicas).", MODEL)
-CANARY_WEIGHT = _gauge("kubento_model_canary_weight_ratio",
-                       "Share of the replicas on the new revision during a rollout (0 to 1; 0 when none).", MODEL)
-REVISION = _gauge("kubento_model_revision_info",
-                  "1 per revision role: stable (last Ready), current (the spec's) and failed (last rolled back).",
-                  (*MODEL, "role", "revision"))
-MIN_REPLICAS = _gauge("kubento_model_autoscaling_min_replicas",
-                      "spec.autoscaling.minReplicas (autoscaled models only).", MODEL)
-MAX_REPLICAS = _gauge("kubento_model_autoscaling_max_replicas",
-                      "spec.autoscaling.maxReplicas (autoscaled models only).", MODEL)
-
-# Transitions between two stored statuses (count_transitions).
-ROLLOUT_EVENTS = _counter("kubento_rollout_events_total", "Rollouts started, promoted, rolled back or aborted.",
-                          (*MODEL, "event"))
-ROLLBACKS = _counter("kubento_rollbacks_total", "Revisions rolled back (or aborted), by the RolledBack reason.",
-                     (*MODEL, "reason"))
-
-# kubento's own autoscaler (concurrency/rps), set where it decides.
-AUTOSCALER_DESIRED = _gauge("kubento_autoscaler_desired_replicas", "Replicas kubento's autoscaler decided.", MODEL)
-AUTOSCALER_READY = _gauge("kubento_autoscaler_ready_replicas", "Ready pods the metric came from.", MODEL)
-AUTOSCALER_VALUE = _gauge("kubento_autoscaler_metric_value",
-                          "The metric summed over ready pods, per averaging window.", (*MODEL, "window"))
-AUTOSCALER_PANIC = _gauge("kubento_autoscaler_panic", "1 while in panic mode.", MODEL)
+# Each model's state and transitions are kept as plain values per model and
+# rendered when Prometheus scrapes (a collector, as kube-state-metrics does):
+# one prometheus_client child per series would cost about 1 kB each, some
+# 40 MB at 1,000 models. name -> (type, help, extra label names)
+FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "kubento_model_ready": ("gauge", "1 when the model's Ready condition is True: its spec is rolled out and serves.", ()),
+    "kubento_model_phase": ("gauge", "1 for the model's current status.phase, 0 for the other phases.", ("phase",)),
+    "kubento_model_condition": ("gauge", "1 for each status condition of the model, with its status (true, false, "
+                                "unknown) and reason.", ("condition", "status", "reason")),
+    "kubento_model_desired_replicas": ("gauge", "Replicas the model should have (spec.replicas, or what its "
+                                       "autoscaler decided).", ()),
+    "kubento_model_replicas": ("gauge", "Model server pods, all revisions (status.replicas).", ()),
+    "kubento_model_ready_replicas": ("gauge", "Ready model server pods, all revisions (status.readyReplicas).", ()),
+    "kubento_model_canary_weight_ratio": ("gauge", "Share of the replicas on the new revision during a rollout "
+                                          "(0 to 1; 0 when none).", ()),
+    "kubento_model_revision_info": ("gauge", "1 per revision role: stable (last Ready), current (the spec's) and "
+                                    "failed (last rolled back).", ("role", "revision")),
+    "kubento_model_autoscaling_min_replicas": ("gauge", "spec.autoscaling.minReplicas (autoscaled models only).", ()),
+    "kubento_model_autoscaling_max_replicas": ("gauge", "spec.autoscaling.maxReplicas (autoscaled models only).", ()),
+    "kubento_rollout_events_total": ("counter", "Rollouts started, promoted, rolled back or aborted.", ("event",)),
+    "kubento_rollbacks_total": ("counter", "Revisions rolled back (or aborted), by the RolledBack reason.", ("reason",)),
+    "kubento_autoscaler_desired_replicas": ("gauge", "Replicas kubento's autoscaler decided.", ()),
+    "kubento_autoscaler_ready_replicas": ("gauge", "Ready pods the metric came from.", ()),
+    "kubento_autoscaler_metric_value": ("gauge", "The metric summed over ready pods, per averaging window.", ("window",)),
+    "kubento_autoscaler_panic": ("gauge", "1 while in panic mode.", ()),
+}
 
 PHASES = ("Pending", "Building", "Progressing", "Ready", "Degraded", "RolledBack", "Failed")
 CONDITIONS = ("Ready", "Available", "Progressing", "Degraded", "RolledBack", "BuildSucceeded")
@@ -106,8 +86,8 @@ Labels = tuple[str, ...]  # the label values after namespace and model
 Series = dict[str, dict[Labels, float]]  # metric name -> extra label values -> value
 
 _guard = threading.Lock()
-# (namespace, model) -> metric name -> label values (without namespace, model) currently set
-_published: dict[tuple[str, str], dict[str, set[Labels]]] = {}
+# (namespace, model) -> metric name -> label values (without namespace, model) -> value
+_published: dict[tuple[str, str], Series] = {}
 
 
 def serve(port: int) -> None:
@@ -189,17 +169,14 @@ def transitions(previous: Optional[Mapping[str, Any]], new: Mapping[str, Any]) -
 COUNTERS = {"kubento_rollout_events_total": EVENTS, "kubento_rollbacks_total": ROLLBACK_REASONS}
 
 
-def _entry(namespace: str, name: str) -> dict[str, set[Labels]]:
+def _entry(namespace: str, name: str) -> Series:
     """What is published for the model (call under _guard). A model's
     counters exist at 0 from the start, so that Prometheus sees its first
     rollout or rollback as an increase."""
     published = _published.get((namespace, name))
     if published is None:
-        published = _published[(namespace, name)] = {}
-        for metric, values in COUNTERS.items():
-            for value in values:
-                _BY_NAME[metric].labels(namespace, name, value)
-            published[metric] = {(v,) for v in values}
+        published = _published[(namespace, name)] = {
+            metric: {(v,): 0.0 for v in values} for metric, values in COUNTERS.items()}
     return published
 
 
@@ -211,14 +188,13 @@ def publish_model(namespace: str, name: str, spec: Optional[Mapping[str, Any]],
     with _guard:
         published = _entry(namespace, name)
         for gauge_name in STATE_GAUGES:
-            gauge, now = _BY_NAME[gauge_name], series.get(gauge_name, {})
-            for labels in published.get(gauge_name, set()) - set(now):
-                _remove(gauge, namespace, name, labels)
-            for labels, value in now.items():
-                gauge.labels(namespace, name, *labels).set(value)
-            published[gauge_name] = set(now)
+            if series.get(gauge_name):
+                published[gauge_name] = series[gauge_name]
+            else:
+                published.pop(gauge_name, None)
         if not (status or {}).get("autoscaling"):
-            _drop_autoscaler(namespace, name, published)  # kubento's autoscaler is off (or never was)
+            for gauge_name in AUTOSCALER_GAUGES:  # kubento's autoscaler is off (or never was)
+                published.pop(gauge_name, None)
 
 
 def count_transitions(namespace: str, name: str, previous: Optional[Mapping[str, Any]],
@@ -227,44 +203,48 @@ def count_transitions(namespace: str, name: str, previous: Optional[Mapping[str,
     with _guard:
         published = _entry(namespace, name)
         for metric, labels in transitions(previous, new):
-            _BY_NAME[metric].labels(namespace, name, *labels).inc()
-            published.setdefault(metric, set()).add(labels)
+            values = published.setdefault(metric, {})
+            values[labels] = values.get(labels, 0.0) + 1
 
 
 def autoscaler(namespace: str, name: str, decision: "Decision", ready: int) -> None:
     values: dict[str, dict[Labels, float]] = {
-        "kubento_autoscaler_desired_replicas": {(): decision.replicas},
-        "kubento_autoscaler_ready_replicas": {(): ready},
-        "kubento_autoscaler_panic": {(): 1 if decision.panic else 0},
+        "kubento_autoscaler_desired_replicas": {(): float(decision.replicas)},
+        "kubento_autoscaler_ready_replicas": {(): float(ready)},
+        "kubento_autoscaler_panic": {(): 1.0 if decision.panic else 0.0},
     }
     if decision.window_value is not None:
         values["kubento_autoscaler_metric_value"] = {("stable",): decision.window_value,
                                                      ("panic",): decision.panic_value or 0.0}
     with _guard:
-        published = _entry(namespace, name)
-        for metric, by_labels in values.items():
-            for labels, value in by_labels.items():
-                _BY_NAME[metric].labels(namespace, name, *labels).set(value)
-                published.setdefault(metric, set()).add(labels)
-
-
-def _drop_autoscaler(namespace: str, name: str, published: dict[str, set[Labels]]) -> None:
-    for gauge_name in AUTOSCALER_GAUGES:
-        for labels in published.pop(gauge_name, set()):
-            _remove(_BY_NAME[gauge_name], namespace, name, labels)
+        _entry(namespace, name).update(values)
 
 
 def forget(namespace: str, name: str) -> None:
     """The model is gone: every series of it goes."""
     with _guard:
-        published = _published.pop((namespace, name), {})
-        for metric, label_sets in published.items():
-            for labels in label_sets:
-                _remove(_BY_NAME[metric], namespace, name, labels)
+        _published.pop((namespace, name), None)
 
 
-def _remove(metric: Any, namespace: str, name: str, labels: Labels) -> None:
-    try:
-        metric.remove(namespace, name, *labels)
-    except KeyError:
-        pass
+class ModelCollector:
+    """Renders every model's series at scrape time."""
+
+    def describe(self) -> list[Any]:
+        return []  # unchecked collector: families are known only at collect time
+
+    def collect(self) -> Any:
+        with _guard:
+            snapshot = [(key, {m: dict(v) for m, v in series.items()}) for key, series in _published.items()]
+        for metric, (kind, doc, extra) in FAMILIES.items():
+            labels = [*MODEL, *extra]
+            if kind == "counter":
+                family: Any = CounterMetricFamily(metric.removesuffix("_total"), doc, labels=labels)
+            else:
+                family = GaugeMetricFamily(metric, doc, labels=labels)
+            for (namespace, name), series in snapshot:
+                for values, value in series.get(metric, {}).items():
+                    family.add_metric([namespace, name, *values], value)
+            yield family
+
+
+REGISTRY.register(ModelCollector())
