@@ -313,9 +313,12 @@ class Operator:
     def __init__(self, kubeconfig: Path, workers: int) -> None:
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBENTO_WORKERS": str(workers)}
         self.log = open(Path(tempfile.gettempdir()) / "kubento-scale-operator.log", "w")
-        self.proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "kubento"), "run", "-A", "--liveness", "",
-                                      "--metrics-port", str(METRICS_PORT), "--log-format", "json"],
-                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        cmd = [str(ROOT / ".venv" / "bin" / "kubento"), "run", "-A", "--liveness", "",
+               "--metrics-port", str(METRICS_PORT), "--log-format", "json"]
+        if os.environ.get("KUBENTO_BENCH_PROFILE"):  # collapsed stacks of the whole run (py-spy): figures then skew
+            cmd = ["py-spy", "record", "--format", "raw", "--rate", "50", "-o", os.environ["KUBENTO_BENCH_PROFILE"],
+                   "--", *cmd]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
