@@ -204,6 +204,8 @@ INVALID = [
     ),
     Invalid("pull-secret-without-name", with_(VALID_SPEC, imagePullSecrets=[{}]), "spec.imagePullSecrets[0].name"),
     Invalid("negative-quantity", with_(VALID_SPEC, resources={"requests": {"cpu": "-1"}}), "spec.resources.requests.cpu"),
+    # The quantity pattern only applies to strings; an integer needs its own minimum (found by the fuzzer).
+    Invalid("negative-integer-quantity", with_(VALID_SPEC, resources={"limits": {"cpu": -5}}), "spec.resources.limits.cpu"),
     Invalid("name-too-long", VALID_SPEC, "metadata.name", pydantic=False, name="m" * 53),
     # --- pod fields (issue #18)
     Invalid(

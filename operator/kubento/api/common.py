@@ -44,6 +44,7 @@ Quantity = Annotated[
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "pattern": QUANTITY_PATTERN,
             "maxLength": 64,
+            "minimum": 0,  # the pattern only applies to strings: -5 is an integer
             "x-kubernetes-int-or-string": True,
         }
     ),
