@@ -108,6 +108,28 @@ def active(stack, alertname: str, **labels: str) -> list[dict]:
     return [a for a in stack.alerts(alertname=alertname, **labels) if a["status"]["state"] == "active"]
 
 
+def fired(stack, alertname: str, **labels: str) -> dict | None:
+    """The alert, active in Alertmanager now or already notified as firing: a
+    short-lived alert can fire and resolve between two polls of the API."""
+    now = active(stack, alertname, **labels)
+    if now:
+        return now[0]
+    want = {"alertname": alertname, **labels}
+    for _, body in stack.hook.notifications:
+        for alert in body.get("alerts", []):
+            if alert["status"] == "firing" and want.items() <= alert["labels"].items():
+                return alert
+    return None
+
+
+def prometheus_view(stack, name: str) -> str:
+    """What Prometheus saw of a model's requests and targets (for a failure message)."""
+    requests = stack.query(f'sum by (revision, http_response_code) (bentoml_service_request_total{{model="{name}"}})')
+    targets = [(t["labels"].get("pod"), t["health"], t.get("lastError")) for t in stack.targets()
+               if t["labels"].get("model") == name]
+    return f"requests by revision/code: {[(r['metric'], r['value'][1]) for r in requests]}; targets: {targets}"
+
+
 def report(what: str, seconds: float) -> None:
     print(f"\n[monitoring] {what}: {seconds:.1f}s")
 
@@ -185,11 +207,13 @@ def test_a_canary_with_30_percent_errors_fires_error_ratio_then_rollback_then_bo
         v2 = md(cluster, name)["status"]["currentRevision"]
 
         top = kubento_top(cluster, name)  # the same pods, read directly
-        wait_for("the error-ratio alert in Alertmanager",
-                 lambda: active(monitoring, "KubentoModelErrorRatioHigh", model=name, revision=v2),
-                 timeout=90, interval=0.5)
+        try:
+            alert = wait_for("the error-ratio alert in Alertmanager",
+                             lambda: fired(monitoring, "KubentoModelErrorRatioHigh", model=name, revision=v2),
+                             timeout=90, interval=0.5)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{prometheus_view(monitoring, name)}") from None
         error_alert_after = time.monotonic() - fault
-        alert = active(monitoring, "KubentoModelErrorRatioHigh", model=name, revision=v2)[0]
 
         obj = wait_for("the rollback", lambda: (o := md(cluster, name))["status"].get("phase") == "RolledBack" and o,
                        timeout=120, interval=0.5)

@@ -155,5 +155,7 @@ def test_a_slow_model_is_rolled_back_past_its_startup_budget_and_rolls_out_withi
     obj = wait_for("the slow revision to serve", lambda: (o := settled(cluster, name))
                    and o["status"]["stableRevision"] != v1 and o, timeout=300, interval=1)
     print(f"[pods] within budget: Ready after {time.monotonic() - start:.0f}s")
-    assert info(cluster, name)["loaded_in"] >= 40
+    # The old pod leaves the Service's endpoints as it terminates (kube-proxy follows within seconds).
+    assert wait_for("the slow revision to answer through the Service",
+                    lambda: info(cluster, name)["loaded_in"] >= 40, timeout=30, interval=1)
     assert obj["status"]["history"][-1]["outcome"] == "Serving"
