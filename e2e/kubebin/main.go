@@ -1,8 +1,11 @@
 // kubento-kube: the Kubernetes components kubento's test clusters run, in one
-// binary (hyperkube-style) so the shared packages compile once. The first
-// argument names the component:
+// binary (hyperkube-style) so the shared packages compile once. The component
+// is the name it is called by (a symlink, as in the kind node image) or else
+// the first argument:
 //
-//	kubento-kube etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy|kubectl [flags]
+//	kubento-kube etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy|kubectl|kubeadm [flags]
+//
+// etcd is etcd's own main (etcd's flags), the version k8s.io/kubernetes pins.
 package main
 
 import (
@@ -13,6 +16,7 @@ import (
 	_ "time/tzdata"
 
 	"github.com/spf13/cobra"
+	"go.etcd.io/etcd/server/v3/etcdmain"
 	"k8s.io/component-base/cli"
 	_ "k8s.io/component-base/logs/json/register"
 	_ "k8s.io/component-base/metrics/prometheus/clientgo"
@@ -23,6 +27,8 @@ import (
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubeadm "k8s.io/kubernetes/cmd/kubeadm/app"
+	kubeadmerrors "k8s.io/kubernetes/cmd/kubeadm/app/util/errors"
 	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
@@ -35,7 +41,7 @@ var components = map[string]func() *cobra.Command{
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: kubento-kube etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy|kubectl [flags]")
+	fmt.Fprintln(os.Stderr, "usage: kubento-kube etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy|kubectl|kubeadm [flags]")
 	os.Exit(2)
 }
 
@@ -48,11 +54,16 @@ func main() {
 		}
 		name, args = args[0], args[1:]
 	}
+	// Each component parses os.Args itself or is given args; both see its own name first.
+	os.Args = append([]string{name}, args...)
 	switch name {
 	case "etcd":
-		os.Exit(runEtcd(args))
+		etcdmain.Main(os.Args)
+		return
+	case "kubeadm":
+		kubeadmerrors.HandleError(kubeadm.Run())
+		return
 	case "kubectl":
-		os.Args = append([]string{"kubectl"}, args...)
 		command := kubectlcmd.NewDefaultKubectlCommand()
 		if err := cli.RunNoErrOutput(command); err != nil {
 			kubectlutil.CheckErr(err)
