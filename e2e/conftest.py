@@ -1,6 +1,7 @@
 """e2e tier: a full single-node cluster (e2e/cluster: kubelet + containerd +
 kube-proxy) or, with KUBENTO_E2E_KUBECONFIG, any cluster you point it at
-(e2e/kind/run does that for kind). The operator runs as a pod installed by
+(e2e/kind/run does that for kind, with KUBENTO_E2E_LOAD, _IN_CLUSTER, _HOST_IP
+and _VOLUME_DIR). The operator runs as a pod installed by
 `helm install` from locally built images; real BentoML pods answer.
 
 Fails, never skips, when the cluster or the images cannot be made.
@@ -19,7 +20,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -33,6 +34,10 @@ NAMESPACE = "kubento-e2e"
 IMAGES = ("operator", "iris", "crashing")
 S3_SECRET = "e2e-s3"
 S3_WRONG_SECRET = "e2e-s3-wrong"
+# Where Service and pod IPs answer only inside the cluster (kind; e2e/kind/run
+# sets it), the tests' HTTP clients run in a pod there (in_cluster_client).
+IN_CLUSTER = bool(os.environ.get("KUBENTO_E2E_IN_CLUSTER"))
+CLIENT_POD = "e2e-client"
 
 
 def run(*args: str, check: bool = True, timeout: float = 1800, **kw: Any) -> subprocess.CompletedProcess:
@@ -47,6 +52,7 @@ class Cluster:
     kubeconfig: str
     kubectl_bin: str
     log_dir: str | None
+    client_pod: str | None = None  # in_cluster_client's pod, with IN_CLUSTER
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
         return run(self.kubectl_bin, "kubectl", "--kubeconfig", self.kubeconfig, *args, check=check, input=input, timeout=120)
@@ -63,11 +69,12 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Cluster:
+def cluster() -> Iterator[Cluster]:
     kube_bin = run(str(ROOT / "e2e" / "kubebin" / "build.sh")).stdout.strip()
     external = os.environ.get("KUBENTO_E2E_KUBECONFIG")
     if external:
-        return Cluster(external, kube_bin, None)
+        yield Cluster(external, kube_bin, None)
+        return
     proc = subprocess.run([str(CLUSTER), "up"], capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         pytest.fail(f"the local cluster did not start:\n{proc.stderr[-6000:]}", pytrace=False)
@@ -98,7 +105,38 @@ def images(cluster) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster, images, helm) -> None:
+def in_cluster_client(cluster, images):
+    """With IN_CLUSTER: a pod (the iris image: python3) the tests' HTTP
+    clients run in (e2e/support.py, e2e/traffic.py), as restricted as the models."""
+    if not IN_CLUSTER:
+        yield None
+        return
+    cluster.kubectl("create", "namespace", NAMESPACE, check=False)
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": CLIENT_POD, "namespace": NAMESPACE, "labels": {"app.kubernetes.io/name": CLIENT_POD}},
+        "spec": {
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1034, "seccompProfile": {"type": "RuntimeDefault"}},
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "client", "image": images["iris"], "imagePullPolicy": "IfNotPresent",
+                "command": ["python3", "-c", "import signal, time; signal.signal(signal.SIGTERM, lambda *a: exit(0)); "
+                            "time.sleep(10**9)"],
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
+            }],
+        },
+    }
+    cluster.kubectl("delete", "pod", CLIENT_POD, "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    cluster.kubectl("wait", "-n", NAMESPACE, f"pod/{CLIENT_POD}", "--for=condition=Ready", "--timeout=100s")
+    cluster.client_pod = CLIENT_POD
+    yield CLIENT_POD
+    cluster.kubectl("delete", "pod", CLIENT_POD, "-n", NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, images, helm, in_cluster_client) -> None:
     repo, tag = images["operator"].rsplit(":", 1)
     # Both namespaces enforce Pod Security "restricted": the operator's and the
     # model servers' pods must pass it, or they are never created.
@@ -149,11 +187,21 @@ def iris_bento(images) -> Path:
 @pytest.fixture(scope="session")
 def host_ip(cluster) -> str:
     """An address of this machine that pods reach (the node's bridge IP on
-    the local cluster); the test storage servers listen there only."""
+    the local cluster; kind's Docker network gateway, KUBENTO_E2E_HOST_IP);
+    the test storage servers listen there only."""
     if os.environ.get("KUBENTO_E2E_HOST_IP"):
         return os.environ["KUBENTO_E2E_HOST_IP"]
     nodes = cluster.get("nodes")["items"]
     return next(a["address"] for a in nodes[0]["status"]["addresses"] if a["type"] == "InternalIP")
+
+
+def volume_dir() -> str:
+    """Where the tests make hostPath volumes' directories: this machine's /tmp
+    on the local cluster; on kind (KUBENTO_E2E_VOLUME_DIR), a directory mounted
+    into the node at the same path (e2e/kind/cluster.yaml's extraMounts)."""
+    path = os.environ.get("KUBENTO_E2E_VOLUME_DIR", "/tmp")
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 def put_secret(cluster, name: str, data: dict[str, str]) -> None:

@@ -4,23 +4,23 @@ send predictions through its Service (also from many threads at once)."""
 from __future__ import annotations
 
 import json
-import os
+import subprocess
 import threading
-import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import yaml
 
-from e2e.conftest import NAMESPACE
+from e2e import traffic
+from e2e.conftest import IN_CLUSTER, NAMESPACE
 from tests.helpers import condition
 from tests.specs import model_deployment
 
 ROOT = Path(__file__).resolve().parents[1]
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 IRIS_CLASSES = ["setosa", "virginica", "versicolor"]
+TRAFFIC_SOURCE = Path(traffic.__file__).read_text()
 
 
 def apply_md(cluster, name: str, spec: dict) -> None:
@@ -44,80 +44,103 @@ def ready(cluster, name):
 
 def predict(cluster, name, rows):
     ip = cluster.get("service", name, "-n", NAMESPACE)["spec"]["clusterIP"]
-    if os.environ.get("KUBENTO_E2E_IN_CLUSTER"):  # kind: ClusterIPs answer only inside the cluster
-        script = (
-            "import json,sys,urllib.request as u; r=u.Request(sys.argv[1], data=sys.argv[2].encode(), "
-            "headers={'content-type':'application/json'}); print(u.urlopen(r, timeout=10).read().decode())"
-        )
-        pods = cluster.get("pods", "-n", NAMESPACE, "-l", f"serving.kubento.io/model-deployment={name}",
-                           "--field-selector", "status.phase=Running")["items"]
-        out = cluster.kubectl("exec", "-n", NAMESPACE, pods[0]["metadata"]["name"], "--", "python3", "-c", script,
-                              f"http://{ip}/classify", json.dumps({"features": rows})).stdout
-        return json.loads(out)
-    req = urllib.request.Request(
-        f"http://{ip}/classify", data=json.dumps({"features": rows}).encode(),
-        headers={"content-type": "application/json"}, method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
+    body = json.dumps({"features": rows})
+    if IN_CLUSTER:
+        return json.loads(in_cluster(cluster, "post", {"url": f"http://{ip}/classify", "body": body, "timeout": 10}))
+    return json.loads(traffic.post(f"http://{ip}/classify", body.encode(), timeout=10))
 
 
-class TrafficCounter:
-    """A client sending predictions through the Service without pause, in
-    a thread, counting answers that are not the right predictions, and the
-    answers of each model version (the iris example's X-Model-Version header).
+def http_get(cluster, url: str, timeout: float = 10) -> str:
+    """GET ``url`` (a Service or pod address) from where it answers."""
+    if IN_CLUSTER:
+        return in_cluster(cluster, "get", {"url": url, "timeout": timeout})
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.read().decode()
 
-    By default every request opens a new connection (urllib), so kube-proxy
-    picks a pod per request. ``keep_alive=True`` sends every request on one
-    pooled httpx connection, as BentoML's own SyncHTTPClient does: the client
-    that sees a pod stop under it."""
 
-    def __init__(self, cluster, name: str, rows=None, expected=None, keep_alive: bool = False):
-        self.ip = cluster.get("service", name, "-n", NAMESPACE)["spec"]["clusterIP"]
-        self.rows = rows or IRIS_ROWS[:1]
-        self.expected = expected or IRIS_CLASSES[:1]
+def in_cluster(cluster, mode: str, args: dict) -> str:
+    """Run e2e/traffic.py in the client pod (conftest's in_cluster_client); its stdout."""
+    return cluster.kubectl("exec", "-n", NAMESPACE, cluster.client_pod, "--", "python3", "-c", TRAFFIC_SOURCE,
+                           mode, json.dumps(args)).stdout
+
+
+class Clients:
+    """``threads`` client loops (e2e/traffic.py) POSTing ``body`` to ``url``
+    until stopped, counting good answers (``ok``) and failures by reason. They
+    run in threads here, or in the cluster's client pod where Service IPs
+    answer only inside the cluster (KUBENTO_E2E_IN_CLUSTER)."""
+
+    def __init__(self, cluster, url: str, body: bytes, expected, threads: int, timeout: float, pause: float,
+                 fail_pause: float, keep_alive: bool = False):
+        self.cluster = cluster
         self.keep_alive = keep_alive
+        self.args = {"url": url, "body": body.decode(), "expected": expected, "threads": threads,
+                     "timeout": timeout, "pause": pause, "fail_pause": fail_pause, "keep_alive": keep_alive}
         self.ok = 0
         self.failures: Counter[str] = Counter()
-        self.versions: Counter[str] = Counter()
+        self.versions: Counter[str] = Counter()  # good answers per model version (X-Model-Version)
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads: list[threading.Thread] = []
+        self._proc: subprocess.Popen | None = None
+        self._events: set[str] = set()
 
-    def _post_new_connection(self, body: bytes) -> tuple[object, str]:
-        req = urllib.request.Request(f"http://{self.ip}/classify", data=body,
-                                     headers={"content-type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read()), resp.headers.get("x-model-version", "?")
+    def _report(self, failure: str | None, version: str | None = None) -> None:
+        with self._lock:
+            if failure is None:
+                self.ok += 1
+                self.versions[version or "?"] += 1
+            else:
+                self.failures[failure] += 1
 
-    def _run(self) -> None:
-        body = json.dumps({"features": self.rows}).encode()
-        client = httpx.Client(base_url=f"http://{self.ip}", timeout=10) if self.keep_alive else None
-        while not self._stop.is_set():
-            try:
-                if client is not None:
-                    resp = client.post("/classify", content=body, headers={"content-type": "application/json"})
-                    resp.raise_for_status()
-                    answer, version = resp.json(), resp.headers.get("x-model-version", "?")
+    def start(self) -> None:
+        a = self.args
+        if not IN_CLUSTER:
+            self._threads = [threading.Thread(target=traffic.client_loop, daemon=True, args=(
+                a["url"], a["body"].encode(), a["expected"], a["timeout"], a["pause"], a["fail_pause"],
+                self._stop, self._report, a["keep_alive"])) for _ in range(a["threads"])]
+            for t in self._threads:
+                t.start()
+            return
+        c = self.cluster
+        self._proc = subprocess.Popen(
+            [c.kubectl_bin, "kubectl", "--kubeconfig", c.kubeconfig, "exec", "-i", "-n", NAMESPACE, c.client_pod,
+             "--", "python3", "-u", "-c", TRAFFIC_SOURCE, "loop", json.dumps(a)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started = threading.Event()
+
+        def read() -> None:
+            for line in self._proc.stdout:
+                item = json.loads(line)
+                if isinstance(item, dict):
+                    self._events.add(item["event"])
+                    started.set()
                 else:
-                    answer, version = self._post_new_connection(body)
-                if answer == self.expected:
-                    self.ok += 1
-                    self.versions[version] += 1
-                else:
-                    self.failures[f"wrong answer {answer}"] += 1
-            except Exception as exc:  # noqa: BLE001 - every kind of failure counts
-                self.failures[type(exc).__name__ + ": " + str(exc)[:80]] += 1
-            time.sleep(0.02)
-        if client is not None:
-            client.close()
+                    self._report(item[0], item[1])
+            started.set()
 
-    def __enter__(self) -> "TrafficCounter":
-        self._thread.start()
+        self._threads = [threading.Thread(target=read, daemon=True)]
+        self._threads[0].start()
+        if not started.wait(60) or "started" not in self._events:
+            raise AssertionError(f"the client pod's loop did not start: {self._proc.stderr.read()[-2000:]}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._proc is not None:
+            self._proc.stdin.close()
+            self._proc.wait(self.args["timeout"] + 30)
+        for t in self._threads:
+            t.join(self.args["timeout"] + 5)
+        if self._proc is not None and "stopped" not in self._events:
+            # the counts are incomplete: never let that pass for "no failed request"
+            raise AssertionError(f"the client pod's loop ended early: {self._proc.stderr.read()[-2000:]}")
+
+    def __enter__(self):
+        self.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(15)
+        self.stop()
 
     @property
     def failed(self) -> int:
@@ -129,15 +152,32 @@ class TrafficCounter:
                 f"{' ' + str(dict(self.failures)) if self.failures else ''}")
 
 
+class TrafficCounter(Clients):
+    """A client sending predictions through the Service without pause,
+    counting answers that are not the right predictions, and the answers of
+    each model version (the iris example's X-Model-Version header).
+
+    By default every request opens a new connection, so kube-proxy picks a
+    pod per request. ``keep_alive=True`` sends every request on one pooled
+    httpx connection, as BentoML's own SyncHTTPClient does: the client that
+    sees a pod stop under it."""
+
+    def __init__(self, cluster, name: str, rows=None, expected=None, keep_alive: bool = False):
+        ip = cluster.get("service", name, "-n", NAMESPACE)["spec"]["clusterIP"]
+        body = json.dumps({"features": rows or IRIS_ROWS[:1]}).encode()
+        super().__init__(cluster, f"http://{ip}/classify", body, expected or IRIS_CLASSES[:1], threads=1,
+                         timeout=10, pause=0.02, fail_pause=0, keep_alive=keep_alive)
+
+
 def shares(cluster, name: str, requests: int) -> Counter[str]:
     """Answers per model version of ``requests`` predictions, each on a new
     connection through the Service (kube-proxy picks a pod for each)."""
-    counter = TrafficCounter(cluster, name)
-    body = json.dumps({"features": counter.rows}).encode()
-    out: Counter[str] = Counter()
-    for _ in range(requests):
-        out[counter._post_new_connection(body)[1]] += 1
-    return out
+    ip = cluster.get("service", name, "-n", NAMESPACE)["spec"]["clusterIP"]
+    url, body = f"http://{ip}/classify", json.dumps({"features": IRIS_ROWS[:1]})
+    if IN_CLUSTER:
+        return Counter(json.loads(in_cluster(cluster, "shares", {"url": url, "body": body, "requests": requests,
+                                                                  "timeout": 10})))
+    return traffic.shares(url, body.encode(), requests, timeout=10)
 
 
 def model_deployments(cluster, name: str) -> list[dict]:
@@ -153,40 +193,12 @@ def settled(cluster, name: str):
     return obj if ok else None
 
 
-class Load:
+class Load(Clients):
     """``threads`` clients POSTing ``body`` to ``path`` through the Service
     without pause, counting answers (the load generator of the autoscaling
     tests; a slow endpoint makes the in-flight count predictable)."""
 
     def __init__(self, cluster, name: str, path: str, body: dict, threads: int):
-        self.url = f"http://{cluster.get('service', name, '-n', NAMESPACE)['spec']['clusterIP']}{path}"
-        self.body = json.dumps(body).encode()
-        self.ok = 0
-        self.failures: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            req = urllib.request.Request(self.url, data=self.body, headers={"content-type": "application/json"},
-                                         method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=30) as resp:
-                    resp.read()
-                self.ok += 1
-            except Exception as exc:  # noqa: BLE001 - counted, the load goes on
-                self.failures[type(exc).__name__ + ": " + str(exc)[:80]] += 1
-                time.sleep(0.1)
-
-    def __enter__(self) -> "Load":
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(35)
+        url = f"http://{cluster.get('service', name, '-n', NAMESPACE)['spec']['clusterIP']}{path}"
+        super().__init__(cluster, url, json.dumps(body).encode(), None, threads=threads, timeout=30, pause=0,
+                         fail_pause=0.1)

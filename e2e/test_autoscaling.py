@@ -6,12 +6,11 @@ reaction times are printed with ``-s`` (bench/test_autoscaling.py plots them).""
 from __future__ import annotations
 
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 from e2e.conftest import NAMESPACE, OPERATOR_NAMESPACE, S3_SECRET
-from e2e.support import Load, example_spec, md, settled
+from e2e.support import Load, example_spec, http_get, md, settled
 from e2e.test_sources import put_project
 from tests.helpers import wait_for
 
@@ -99,8 +98,7 @@ def test_concurrency_autoscaling_scales_up_under_load_and_back_down(cluster, mod
           f"{load.ok} requests answered, {sum(load.failures.values())} failed {dict(load.failures)}")
     # The same decisions, as the operator's Prometheus metrics.
     pod = cluster.get("pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=kubento")["items"][0]
-    with urllib.request.urlopen(f"http://{pod['status']['podIP']}:9090/metrics", timeout=10) as resp:
-        exposition = resp.read().decode()
+    exposition = http_get(cluster, f"http://{pod['status']['podIP']}:9090/metrics")
     assert f'kubento_autoscaler_desired_replicas{{model="{timeline.name}",namespace="{NAMESPACE}"}}' in exposition
     assert "kubento_reconcile_duration_seconds_count" in exposition
     assert decided is not None, "never scaled up under load"

@@ -29,7 +29,7 @@ import pytest
 
 import yaml
 
-from e2e.conftest import NAMESPACE, S3_SECRET, put_secret
+from e2e.conftest import NAMESPACE, S3_SECRET, put_secret, volume_dir
 from e2e.support import IRIS_CLASSES, IRIS_ROWS, ROOT, md, predict, ready
 from e2e.test_sources import project_files, put_project
 from tests.helpers import condition, wait_for, with_ready_reason
@@ -141,8 +141,10 @@ class Claim:
 @pytest.fixture(scope="module")
 def claim(cluster, operator) -> Iterator[Claim]:
     """A PersistentVolumeClaim bound to a static hostPath PersistentVolume: a
-    fresh directory of this machine, writable by the pods' uid."""
-    directory = Path(tempfile.mkdtemp(prefix="kubento-e2e-pvc-", dir="/tmp"))
+    fresh directory of this machine, writable by the pods' uid (under
+    KUBENTO_E2E_VOLUME_DIR: on kind, a directory mounted into the node at the
+    same path)."""
+    directory = Path(tempfile.mkdtemp(prefix="kubento-e2e-pvc-", dir=volume_dir()))
     os.chown(directory, BENTO_UID, BENTO_UID)
     directory.chmod(0o755)
     name = f"e2e-pvc-{uuid.uuid4().hex[:5]}"
