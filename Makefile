@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 CLUSTER ?= local
 
-.PHONY: demo help test bench bench-scale unit chart integration e2e cluster-up cluster-down images deps venv kube helm prometheus install-yaml crds crds-check controlplane-up controlplane-down clean
+.PHONY: demo help test test-kind test-kind-smoke bench bench-scale unit chart integration e2e cluster-up cluster-down images deps venv kube helm prometheus install-yaml crds crds-check controlplane-up controlplane-down clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -14,8 +14,25 @@ help:  ## list targets
 demo: deps kube helm  ## a served prediction on a local cluster (CLUSTER=current: use your kubeconfig)
 	CLUSTER=$(CLUSTER) hack/demo.sh
 
-test: deps venv kube helm prometheus  ## every tier: unit, chart, integration (real kube-apiserver), e2e (real node; root)
+test: deps venv kube helm prometheus  ## every tier: unit, chart, integration (real kube-apiserver), e2e (real node; root), then a kind smoke
 	$(PYTEST) tests e2e
+	$(MAKE) test-kind-smoke
+
+# kind: the node image is built here (no registry needed); KIND_ARGS= uses the
+# public kindest/node image of e2e/kind/cluster.yaml instead (when it can be pulled).
+KIND_ARGS ?= --build-node-image
+# The kind smoke in `make test`: install by Helm, a prediction through the
+# Service, a rollback under traffic with no failed request, HPA autoscaling
+# (metrics-server on kind).
+KIND_SMOKE ?= e2e/test_e2e.py::test_example_serves_correct_predictions_through_the_service \
+	e2e/test_rollout.py::test_a_revision_crashing_at_start_is_rolled_back_without_a_failed_request \
+	e2e/test_autoscaling.py::test_hpa_on_cpu_scales_up_under_cpu_load
+
+test-kind: deps venv kube helm  ## the whole e2e suite on a kind cluster (Docker + kind started/built here; root)
+	e2e/kind/run $(KIND_ARGS)
+
+test-kind-smoke: deps venv kube helm  ## the kind smoke of `make test` (cluster made and deleted)
+	e2e/kind/run $(KIND_ARGS) $(KIND_SMOKE)
 
 e2e: deps venv kube helm prometheus  ## e2e only: local cluster, images, helm install, real BentoML pods
 	$(PYTEST) e2e
