@@ -11,7 +11,7 @@ CLUSTER ?= local
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-demo: deps kube helm  ## a served prediction on a local cluster (CLUSTER=current: use your kubeconfig)
+demo: deps kube helm venv  ## a served prediction on a local cluster (CLUSTER=current: use your kubeconfig); leaves .venv/bin/kubento
 	CLUSTER=$(CLUSTER) hack/demo.sh
 
 test: deps venv kube helm prometheus  ## every tier: unit, chart, integration (real kube-apiserver), e2e (real node; root), then a kind smoke

@@ -3,7 +3,12 @@
 #
 #   make demo                       bring up e2e/cluster (a real single-node cluster, root)
 #   make demo CLUSTER=current       use the current kubeconfig instead (e.g. kind; images are
-#                                   loaded with KUBENTO_LOAD, default "kind load image-archive")
+#                                   loaded with KUBENTO_LOAD, default "kind load image-archive
+#                                   --name $KIND_CLUSTER_NAME", and KIND_CLUSTER_NAME defaults to
+#                                   kubento, the name in e2e/kind/cluster.yaml)
+#
+# The prediction goes through `kubectl port-forward` to the Service, so it works wherever
+# kubectl does (kind does not route ClusterIPs to the host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${CLUSTER:-local}"
@@ -37,7 +42,8 @@ begin "images: operator and the iris example, built without Docker (first time: 
 mapfile -t archives < <(e2e/images/build operator iris)
 for archive in "${archives[@]}"; do
   echo "loading $archive"
-  if [[ "$mode" == local ]]; then e2e/cluster import "$archive"; else ${KUBENTO_LOAD:-kind load image-archive} "$archive"; fi
+  if [[ "$mode" == local ]]; then e2e/cluster import "$archive"
+  else ${KUBENTO_LOAD:-kind load image-archive --name ${KIND_CLUSTER_NAME:-kubento}} "$archive"; fi
 done
 ref() { tar -xOf "$1" index.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["manifests"][0]["annotations"]["io.containerd.image.name"])'; }
 operator_ref="$(ref "${archives[0]}")"
@@ -56,19 +62,43 @@ if ! kubectl wait --for=condition=Ready md/iris --timeout=300s; then
   kubectl describe md iris; false
 fi
 
-begin "a prediction through the Service"
-ip="$(kubectl get service iris -o jsonpath='{.spec.clusterIP}')"
+begin "a prediction through the Service (kubectl port-forward svc/iris)"
+pf_log="$(mktemp)"
+kubectl port-forward svc/iris :80 >"$pf_log" 2>&1 &
+pf=$!
+stop_forward() { kill "$pf" 2>/dev/null || true; wait "$pf" 2>/dev/null || true; rm -f "$pf_log"; }
+trap stop_forward EXIT
+port=""
+for _ in $(seq 100); do
+  port="$(sed -n 's/^Forwarding from 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$pf_log" | head -1)"
+  [[ -n "$port" ]] && break
+  kill -0 "$pf" 2>/dev/null || { cat "$pf_log" >&2; false; }
+  sleep 0.1
+done
+[[ -n "$port" ]] || { cat "$pf_log" >&2; false; }
 body='{"features": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}'
-echo "POST http://$ip/classify $body"
+echo "POST http://127.0.0.1:$port/classify $body"
 answer=""
 for _ in $(seq 30); do
-  answer="$(curl -sf --max-time 10 -X POST "http://$ip/classify" -H 'content-type: application/json' -d "$body")" && break
+  answer="$(curl -sf --max-time 10 -X POST "http://127.0.0.1:$port/classify" -H 'content-type: application/json' -d "$body")" && break
   sleep 2
 done
 echo "=> $answer"
 python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1]) != ["setosa", "virginica"])' "$answer" ||
   { echo "unexpected prediction (expected setosa, virginica)" >&2; false; }
+stop_forward
+trap - EXIT
 
 begin "kubectl get md"
-kubectl get md -o wide
-printf '\n\033[32mdone.\033[0m try: KUBECONFIG=%s kubectl describe md iris\n' "${KUBECONFIG:-~/.kube/config}"
+kubectl get md
+kubeconfig="${KUBECONFIG:-$HOME/.kube/config}"
+cat <<EOF
+
+$(printf '\033[32mdone.\033[0m') Next (the quick start in README.md goes on from here):
+  export KUBECONFIG=$kubeconfig PATH=$PWD/.venv/bin:\$PATH
+  kubectl describe md iris
+  kubectl port-forward svc/iris 3000:80     # then http://localhost:3000 (BentoML's UI) or:
+  curl -X POST localhost:3000/classify -H 'content-type: application/json' -d '$body'
+  kubento history iris                      # the kubento CLI (also: kubectl kubento history iris)
+EOF
+if [[ "$mode" == local ]]; then echo "  make cluster-down                         # remove the cluster and everything it made"; fi
