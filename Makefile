@@ -6,13 +6,22 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 CLUSTER ?= local
 
-.PHONY: demo help test test-kind test-kind-smoke bench bench-scale unit chart integration e2e cluster-up cluster-down images deps venv kube helm prometheus install-yaml crds crds-check controlplane-up controlplane-down clean
+.PHONY: demo docs docs-build reference help test test-kind test-kind-smoke bench bench-scale unit chart integration e2e cluster-up cluster-down images deps venv kube helm prometheus install-yaml crds crds-check controlplane-up controlplane-down clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 demo: deps kube helm venv  ## a served prediction on a local cluster (CLUSTER=current: use your kubeconfig); leaves .venv/bin/kubento
 	CLUSTER=$(CLUSTER) hack/demo.sh
+
+docs: venv  ## serve the documentation site on http://localhost:8000 (mkdocs, docs/)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
+docs-build: venv reference  ## build the documentation site into site/ (mkdocs build --strict: a broken link fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+reference: venv  ## regenerate docs/reference/ from the CRD and the CLI's --help
+	$(PY) hack/gen-reference.py
 
 test: deps venv kube helm prometheus  ## every tier: unit, chart, integration (real kube-apiserver), e2e (real node; root), then a kind smoke
 	$(PYTEST) tests e2e

@@ -77,4 +77,4 @@ def test_build_without_bentoml(tmp_path: Path) -> None:
     proc = subprocess.run([str(venv / "bin" / "python"), "-m", "kubento.cli.main", "build", str(PROJECT)],
                           env=clean_env(PATH=str(tmp_path)), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
-    assert "bentoml is not installed" in proc.stderr and "pip install 'kubento[build]'" in proc.stderr, proc.stderr
+    assert "bentoml is not installed" in proc.stderr and "pip install -e '.[build]'" in proc.stderr, proc.stderr

@@ -205,9 +205,11 @@ OWN_METRICS = ("concurrency", "rps")
 
 
 def model_replicas(spec: ModelDeploymentSpec) -> int:
-    """How many pods the model should have in all. With autoscaling, the
-    HPA (or kubento's autoscaler) sizes the ModelDeployment itself through
-    its scale subresource (spec.replicas), kept within [minReplicas, maxReplicas]."""
+    """How many pods the model should have in all. With autoscaling, an HPA
+    (or KEDA) sizes the ModelDeployment itself through its scale subresource
+    (spec.replicas), kept within [minReplicas, maxReplicas]; kubento's own
+    autoscaler keeps its decision in status.autoscaling.desiredReplicas (the
+    reconcile pass uses it), so until it has decided: minReplicas."""
     scaling = spec.autoscaling
     if scaling is None:
         return spec.replicas

@@ -69,7 +69,8 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
-_BUILD_EXTRA = "pip install 'kubento[build]'"
+# kubento is not published on PyPI: the build extra installs from a checkout.
+_BUILD_EXTRA = "pip install -e '.[build]' in a kubento checkout"
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -169,7 +170,7 @@ def parser() -> argparse.ArgumentParser:
     crds.set_defaults(func=_crds)
 
     build = sub.add_parser(
-        "build", help="bentoml build a project and export it as a .bento archive (needs kubento[build])"
+        "build", help="bentoml build a project and export it as a .bento archive (needs the build extra: pip install -e '.[build]')"
     )
     build.add_argument("path", help="the BentoML project directory (service.py, bentofile.yaml)")
     build.add_argument("--output", "-o", help="archive file to write (default: ./NAME-VERSION.bento)")
