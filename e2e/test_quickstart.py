@@ -36,7 +36,7 @@ def quick_start() -> list[tuple[int, str, list[str]]]:
     out = []
     for step, body in re.findall(r"\*\*(\d)\..*?```console\n(.*?)```", section, re.S):
         current: list | None = None
-        for line in body.splitlines():
+        for line in body.replace("\\\n", " ").splitlines():  # a command continued with \
             if line.startswith("$ "):
                 current = [int(step), line[2:], []]
                 out.append(current)
@@ -88,6 +88,7 @@ def test_the_readme_quick_start_runs_as_shown(cluster, images, operator):
                 argv = [cluster.kubectl_bin, "kubectl", "--kubeconfig", cluster.kubeconfig, "-n", NAMESPACE, *words[1:]]
             else:
                 argv = [kubento, *words[1:], "-n", NAMESPACE]
+            assert expected, f"step {step}: the README shows no output for `{command}`"
             want = shape(expected, name)
             polled = table(expected) is not None
             deadline = time.monotonic() + (150 if polled else 0)
