@@ -64,7 +64,7 @@ fi
 
 begin "a prediction through the Service (kubectl port-forward svc/iris)"
 pf_log="$(mktemp)"
-kubectl port-forward svc/iris :80 >"$pf_log" 2>&1 &
+"$kube" kubectl port-forward svc/iris :80 >"$pf_log" 2>&1 &  # not the function: $! must be kubectl itself
 pf=$!
 stop_forward() { kill "$pf" 2>/dev/null || true; wait "$pf" 2>/dev/null || true; rm -f "$pf_log"; }
 trap stop_forward EXIT
