@@ -27,6 +27,7 @@ from tests.helpers import wait_for
 ROOT = Path(__file__).resolve().parents[1]
 STABLE_COLUMNS = {"NAME", "READY", "PHASE", "REPLICAS", "AVAILABLE", "WEIGHT", "REQUESTED", "NUMBER", "OUTCOME", "BENTO"}
 HASH = re.compile(r"\b[0-9a-f]{10}\b")
+TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 def quick_start() -> list[tuple[int, str, list[str]]]:
@@ -52,9 +53,12 @@ def table(lines: list[str]) -> tuple[list[str], list[dict[str, str]]] | None:
     header = lines[0]
     starts = [m.start() for m in re.finditer(r"\S+", header)]
     names = header.split()
-    rows = []
+    rows: list = []
     for line in lines[1:]:
-        if not line.strip():
+        if not line.strip() or line.strip() == "^C":
+            continue
+        if any(len(line) >= a and line[a - 1] != " " for a in starts[1:]):  # not aligned: a message under it
+            rows.append(TIME.sub("<time>", HASH.sub("<rev>", line)))
             continue
         cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [len(line) + 1])]
         rows.append(dict(zip(names, cells)))
@@ -66,7 +70,8 @@ def shape(lines: list[str], name: str) -> object:
     if parsed is None:
         return [HASH.sub("<rev>", line.replace(name, "iris")) for line in lines if line.strip()]
     names, rows = parsed
-    return names, [{k: v.replace(name, "iris") for k, v in row.items() if k in STABLE_COLUMNS} for row in rows]
+    return names, [row.replace(name, "iris") if isinstance(row, str) else
+                   {k: v.replace(name, "iris") for k, v in row.items() if k in STABLE_COLUMNS} for row in rows]
 
 
 def test_the_readme_quick_start_runs_as_shown(cluster, images, operator):
@@ -109,3 +114,11 @@ def test_the_readme_quick_start_runs_as_shown(cluster, images, operator):
 def test_tables_parse_by_header_columns(lines, rows):
     names, parsed = table(lines)
     assert names == ["NAME", "READY", "PHASE"] and len(parsed) == rows and parsed[0]["PHASE"] == "Ready"
+
+
+def test_a_message_under_a_table_is_compared_with_hashes_and_times_masked():
+    lines = ["NUMBER  REVISION    OUTCOME", "1       95bc78848d  Superseded",
+             "Rolling out 542c6403c6 (Canary) since 2026-12-01T04:23:34Z, step 1/1"]
+    _, rows = table(lines)
+    assert rows == [{"NUMBER": "1", "REVISION": "95bc78848d", "OUTCOME": "Superseded"},
+                    "Rolling out <rev> (Canary) since <time>, step 1/1"]
