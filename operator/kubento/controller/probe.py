@@ -25,8 +25,13 @@ log = logging.getLogger("kubento.probe")
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kubento-checks")
 MAX_BODY = 1 << 20  # an answer is read up to 1 MiB
 
-# (url, method, body, timeout) -> Response: the transport, replaceable (the CLI goes through the API server)
-Sender = Callable[[str, str, Optional[bytes], float], Response]
+# (pod, port, path, method, body, timeout) -> Response: the transport (the CLI's goes through the API server)
+Sender = Callable[[dict[str, Any], int, str, str, Optional[bytes], float], Response]
+
+
+def direct(pod: dict[str, Any], port: int, path: str, method: str, body: Optional[bytes], timeout: float) -> Response:
+    """To the pod's IP, as the operator does."""
+    return send(f"http://{pod['status']['podIP']}:{port}{path}", method, body, timeout)
 
 
 def send(url: str, method: str, body: Optional[bytes], timeout: float) -> Response:
@@ -48,32 +53,28 @@ def send(url: str, method: str, body: Optional[bytes], timeout: float) -> Respon
                         if text == "timed out" else text)
 
 
-def pod_url(pod: dict[str, Any], port: int, path: str) -> str:
-    return f"http://{pod['status']['podIP']}:{port}{path}"
-
-
 def run_checks(pod: dict[str, Any], port: int, checks: PredictionChecks, inputs: Inputs, attempt: int,
-               sender: Sender = send) -> PodResult:
+               sender: Sender = direct) -> PodResult:
     """Every check of a revision on one pod."""
     ready = (containers_ready(pod) or {}).get("lastTransitionTime")
     if inputs.error:
         return PodResult(error=inputs.error, attempt=attempt, ready_since=ready)
     results = []
     for check in checks.checks:
-        resp = sender(pod_url(pod, port, check.path), check.method, inputs.bodies.get(check.name),
+        resp = sender(pod, port, check.path, check.method, inputs.bodies.get(check.name),
                       duration_seconds(check.timeout))
         results.append(judge_response(check, resp))
     return PodResult(tuple(results), attempt, ready_since=ready)
 
 
 def check_pods(jobs: list[tuple[dict[str, Any], int, PredictionChecks, Inputs, int]],
-               sender: Sender = send) -> list[PodResult]:
+               sender: Sender = direct) -> list[PodResult]:
     """run_checks for each (pod, port, checks, inputs, attempt), in parallel."""
     return list(_pool.map(lambda job: run_checks(*job, sender=sender), jobs))
 
 
 def compare(stable: dict[str, Any], new: dict[str, Any], stable_port: int, port: int, checks: PredictionChecks,
-            inputs: Inputs, sender: Sender = send) -> dict[str, Any]:
+            inputs: Inputs, sender: Sender = direct) -> dict[str, Any]:
     """Send every input line to a stable and a new pod; their agreement."""
     spec = checks.compare_with_stable
     assert spec is not None
@@ -81,8 +82,8 @@ def compare(stable: dict[str, Any], new: dict[str, Any], stable_port: int, port:
 
     def both(line: Any) -> tuple[Any, Response, Response]:
         body = request_body(line)
-        return (line, sender(pod_url(stable, stable_port, spec.path), "POST", body, timeout),
-                sender(pod_url(new, port, spec.path), "POST", body, timeout))
+        return (line, sender(stable, stable_port, spec.path, "POST", body, timeout),
+                sender(new, port, spec.path, "POST", body, timeout))
 
     pairs = list(_pool.map(both, inputs.lines))
     result = agreement(spec, pairs)
