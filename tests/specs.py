@@ -79,6 +79,8 @@ class Invalid:
     spec: dict[str, Any]
     field: str  # what the API server's message must name
     pydantic: bool = True  # the spec models see it too (metadata rules they cannot)
+    admission: bool = True  # the API server refuses it (CEL cannot see fields of any JSON, e.g. equals: the
+    #                         operator refuses those with InvalidSpec, naming the field)
     name: str = "bad"
     message: str = ""  # and, where the field alone is ambiguous, what it must say
 
@@ -500,15 +502,28 @@ INVALID = [
     Invalid("check-without-expectation", checks(expect=[]), "spec.predictionChecks.checks[0].expect"),
     Invalid(
         "expectation-of-two-kinds",
-        checks(expect=[{"equals": "setosa", "oneOf": ["setosa"]}]),
+        checks(expect=[{"jsonPath": "$.p", "number": 0.9, "oneOf": ["setosa"]}]),
         "spec.predictionChecks.checks[0].expect[0]",
         message="exactly one of equals, number or oneOf",
     ),
     Invalid(
         "expectation-of-no-kind",
         checks(expect=[{"jsonPath": "$[0]"}]),
-        "spec.predictionChecks.checks[0].expect[0]",
+        "predictionChecks.checks.0.expect.0",
         message="exactly one of equals, number or oneOf",
+        admission=False,
+    ),
+    Invalid(
+        "equals-and-number",
+        checks(expect=[{"jsonPath": "$[0]", "equals": 1, "number": 1}]),
+        "predictionChecks.checks.0.expect.0",
+        message="exactly one of equals, number or oneOf",
+        admission=False,
+    ),
+    Invalid(
+        "label-not-a-string-or-integer",
+        checks(expect=[{"jsonPath": "$[0]", "oneOf": [1.5]}]),
+        "spec.predictionChecks.checks[0].expect[0].oneOf[0]",
     ),
     Invalid(
         "negative-tolerance",

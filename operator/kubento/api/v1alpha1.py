@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import (
     ConfigDict,
     Field,
+    StrictInt,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -577,6 +579,13 @@ JSON_PATH_DESCRIPTION = (
 )
 
 
+# A class label: a string or an integer (a class index).
+Label = Annotated[
+    Union[StrictInt, str],
+    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True}),
+]
+
+
 class ConfigMapKeyRef(Model):
     """One key of a ConfigMap in the ModelDeployment's namespace."""
 
@@ -596,10 +605,8 @@ class Expectation(Model):
 
     model_config = ConfigDict(
         json_schema_extra=_rules(
-            cel(
-                "[has(self.equals), has(self.number), has(self.oneOf)].filter(x, x).size() == 1",
-                "set exactly one of equals, number or oneOf",
-            ),
+            # CEL cannot see equals (any JSON has no schema type): the models check the rest of the rule.
+            cel("!has(self.number) || !has(self.oneOf)", "set exactly one of equals, number or oneOf"),
             cel(
                 "!has(self.tolerance) || !has(self.oneOf)",
                 "tolerance applies to equals and number, not oneOf",
@@ -622,11 +629,11 @@ class Expectation(Model):
     tolerance: Optional[float] = Field(
         default=None, ge=0, description="Largest absolute difference allowed for numbers (default 0: exact)."
     )
-    one_of: Optional[list[Any]] = Field(
+    one_of: Optional[list[Label]] = Field(
         default=None,
         min_length=1,
         max_length=100,
-        description="Labels (any JSON values) of which the answer must be one, e.g. [versicolor, virginica].",
+        description="Labels (strings or integers) of which the answer must be one, e.g. [versicolor, virginica].",
     )
 
     @model_validator(mode="after")
@@ -657,7 +664,10 @@ class PredictionCheck(Model):
                       "conditions, events and `kubento check`.")
     path: str = Field(pattern=r"^/\S*$", max_length=1024, description="The endpoint, e.g. /classify.")
     method: Literal["POST", "GET"] = Field(default="POST", description="POST (a JSON body) or GET.")
-    body: Optional[Any] = Field(default=None, description="The request body as inline JSON (sent as application/json).")
+    body: Optional[dict[str, Any]] = Field(
+        default=None,
+        description="The request body as inline JSON: an object, as a BentoML API takes (sent as application/json).",
+    )
     body_from: Optional[InputSource] = Field(
         default=None,
         description=(
