@@ -339,3 +339,20 @@ def test_missing_inputs_hold_the_pod_and_say_why_without_failing_it():
 def test_an_unreadable_checks_annotation_is_ignored(bad):
     dep = {"metadata": {"annotations": {gate.ANNOTATION_CHECKS: bad}}}
     assert gate.revision_checks({"r1": dep}) == {}
+
+
+def test_the_readme_example_is_valid_and_its_inputs_resolve():
+    from pathlib import Path
+
+    import yaml
+
+    from kubento.api.v1alpha1 import ModelDeploymentSpec
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "iris" / "modeldeployment-checks.yaml"
+    config_map, md = yaml.safe_load_all(path.read_text())
+    checks = ModelDeploymentSpec.model_validate(md["spec"]).prediction_checks
+    got = gate.resolve(checks, {config_map["metadata"]["name"]: config_map})
+    assert got.error == "" and len(got.lines) == 6
+    assert json.loads(got.bodies["many-rows"])["features"][2] == [5.9, 3.0, 4.2, 1.5]
+    readme = (path.parents[2] / "README.md").read_text()
+    assert "predictionChecks:" in readme and "kubento check iris" in readme
