@@ -19,7 +19,7 @@ import uuid
 from kubernetes import client, config, watch
 
 from e2e.conftest import NAMESPACE
-from e2e.support import TrafficCounter, apply_md, example_spec, md, settled
+from e2e.support import TrafficCounter, apply_md, example_spec, settled
 from e2e.test_predictions import CHECKS
 from tests.helpers import wait_for
 

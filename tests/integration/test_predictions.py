@@ -23,8 +23,6 @@ import threading
 import time
 from contextlib import contextmanager
 
-import pytest
-import yaml
 from kubernetes import client
 
 from tests.helpers import condition, wait_for

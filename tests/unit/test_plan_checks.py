@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Callable
 
 from kubento.builders.meta import LABEL_MODEL, LABEL_REVISION
-from kubento.controller.plan import Inputs, World, plan
+from kubento.controller.plan import Inputs, World
 from kubento.predictions import gate
 from kubento.predictions.expect import CheckResult
 from tests.specs import VALID_SPEC

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 from kubento.api.v1alpha1 import PredictionChecks, duration_seconds
 from kubento.predictions.expect import Response, agreement, judge_response, request_body
-from kubento.predictions.gate import Inputs, PodResult, containers_ready
+from kubento.predictions.gate import CheckInputs, PodResult, containers_ready
 
 log = logging.getLogger("kubento.probe")
 
@@ -53,7 +53,7 @@ def send(url: str, method: str, body: Optional[bytes], timeout: float) -> Respon
                         if text == "timed out" else text)
 
 
-def run_checks(pod: dict[str, Any], port: int, checks: PredictionChecks, inputs: Inputs, attempt: int,
+def run_checks(pod: dict[str, Any], port: int, checks: PredictionChecks, inputs: CheckInputs, attempt: int,
                sender: Sender = direct) -> PodResult:
     """Every check of a revision on one pod."""
     ready = (containers_ready(pod) or {}).get("lastTransitionTime")
@@ -67,14 +67,14 @@ def run_checks(pod: dict[str, Any], port: int, checks: PredictionChecks, inputs:
     return PodResult(tuple(results), attempt, ready_since=ready)
 
 
-def check_pods(jobs: list[tuple[dict[str, Any], int, PredictionChecks, Inputs, int]],
+def check_pods(jobs: list[tuple[dict[str, Any], int, PredictionChecks, CheckInputs, int]],
                sender: Sender = direct) -> list[PodResult]:
     """run_checks for each (pod, port, checks, inputs, attempt), in parallel."""
     return list(_pool.map(lambda job: run_checks(*job, sender=sender), jobs))
 
 
 def compare(stable: dict[str, Any], new: dict[str, Any], stable_port: int, port: int, checks: PredictionChecks,
-            inputs: Inputs, sender: Sender = direct) -> dict[str, Any]:
+            inputs: CheckInputs, sender: Sender = direct) -> dict[str, Any]:
     """Send every input line to a stable and a new pod; their agreement."""
     spec = checks.compare_with_stable
     assert spec is not None

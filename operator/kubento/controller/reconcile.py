@@ -192,7 +192,7 @@ def _prediction_checks(world: World, cache: Cache, memory: ModelMemory, previous
 
 
 def _compare(revisions: Any, checks: dict[str, gate.RevisionChecks], stable: str, d: gate.Due,
-             inputs: gate.Inputs, mem: Any, token: str) -> tuple[Optional[dict[str, Any]], Optional[float]]:
+             inputs: gate.CheckInputs, mem: Any, token: str) -> tuple[Optional[dict[str, Any]], Optional[float]]:
     """The new revision's pod ``d.pod`` against a ready stable pod; None (and
     when to try again) while there is none, or it answered nothing."""
     pods = sorted((p for p in revisions.pods.get(stable, []) if analysis.is_ready(p)

@@ -101,7 +101,7 @@ def revision_checks(deployments: dict[str, dict[str, Any]]) -> dict[str, Revisio
 
 
 @dataclass(frozen=True)
-class Inputs:
+class CheckInputs:
     """Request bodies of a revision's checks, resolved from the spec or its ConfigMaps."""
 
     bodies: dict[str, Optional[bytes]]  # check name -> body (None: GET)
@@ -109,7 +109,7 @@ class Inputs:
     error: str = ""  # what is missing or malformed
 
 
-def resolve(checks: PredictionChecks, config_maps: dict[str, Optional[dict[str, Any]]]) -> Inputs:
+def resolve(checks: PredictionChecks, config_maps: dict[str, Optional[dict[str, Any]]]) -> CheckInputs:
     """The bodies to send; ``config_maps`` holds the content of those named
     (None: it does not exist)."""
     bodies: dict[str, Optional[bytes]] = {}
@@ -139,8 +139,8 @@ def resolve(checks: PredictionChecks, config_maps: dict[str, Optional[dict[str, 
             lines = parse_lines(text(ref, "predictionChecks.compareWithStable.inputs"),
                                 f"ConfigMap {ref.name} key {ref.key}", cmp.max_inputs)
     except ValueError as exc:
-        return Inputs({}, [], str(exc))
-    return Inputs(bodies, lines)
+        return CheckInputs({}, [], str(exc))
+    return CheckInputs(bodies, lines)
 
 
 def compares(rev: str, checks: PredictionChecks, stable: Optional[str], candidate: Optional[str]) -> bool:
