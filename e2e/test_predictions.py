@@ -154,8 +154,8 @@ def test_a_canary_agreeing_60_percent_with_stable_is_rolled_back_with_prediction
     assert wrong_answers(traffic) == 0 and traffic.failed == 0, traffic.failures
     assert only_connection_closed(kept), kept.failures
     exposition = operator_metrics(cluster)
-    assert f'kubento_prediction_agreement_ratio{{name="{name}",namespace="{NAMESPACE}"}} 0.6' in exposition
-    assert f'kubento_prediction_check_pods_total{{name="{name}",namespace="{NAMESPACE}",reason="PredictionMismatch"}}' \
+    assert f'kubento_prediction_agreement_ratio{{model="{name}",namespace="{NAMESPACE}"}} 0.6' in exposition
+    assert f'kubento_prediction_check_pods_total{{model="{name}",namespace="{NAMESPACE}",reason="PredictionMismatch"}}' \
         in exposition
     described = cluster.kubectl("describe", "md", name, "-n", NAMESPACE).stdout
     assert "Agreement:  0.6" in described and "PredictionMismatch" in described

@@ -1,8 +1,9 @@
 """The ``kubento`` command: ``kubento run`` (the operator), ``kubento crds``,
 and, for ML engineers, ``kubento build`` / ``kubento push`` (a ``.bento``
 archive for ``bento.archive``; they reuse the in-pod helper kubento.runtime),
-``kubento history|rollback|promote|abort`` (kubento.cli.rollout) and
-``kubento top`` (kubento.cli.top) and ``kubento check`` (kubento.cli.check); also ``kubectl kubento ...``."""
+``kubento history|rollback|promote|abort`` (kubento.cli.rollout), ``kubento
+top`` (kubento.cli.top) and ``kubento check`` (kubento.cli.check); also
+``kubectl kubento ...``."""
 
 from __future__ import annotations
 
