@@ -10,6 +10,7 @@ Wrong answers served per scenario are printed with ``-s``.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 
@@ -158,7 +159,7 @@ def test_a_canary_agreeing_60_percent_with_stable_is_rolled_back_with_prediction
     assert f'kubento_prediction_check_pods_total{{model="{name}",namespace="{NAMESPACE}",reason="PredictionMismatch"}}' \
         in exposition
     described = cluster.kubectl("describe", "md", name, "-n", NAMESPACE).stdout
-    assert "Agreement:  0.6" in described and "PredictionMismatch" in described
+    assert re.search(r"Agreement:\s+0\.6\b", described) and "PredictionMismatch" in described, described
 
 
 def test_a_scale_up_under_load_puts_no_unchecked_pod_into_the_service(cluster, model, images):
