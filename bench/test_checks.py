@@ -36,9 +36,17 @@ class PodTimes:
         self.ready: dict[str, float] = {}
         self.revision: dict[str, str] = {}
         self._watch = watch.Watch()
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
+        try:
+            self._stream()
+        except Exception:  # noqa: BLE001 - the stream ends when the watch is stopped
+            if not self._stopped:
+                raise
+
+    def _stream(self):
         for event in self._watch.stream(self.core.list_namespaced_pod, NAMESPACE,
                                         label_selector=f"serving.kubento.io/model-deployment={self.name}"):
             pod, now = event["object"], time.monotonic()
@@ -56,6 +64,7 @@ class PodTimes:
         return self
 
     def __exit__(self, *exc):
+        self._stopped = True
         self._watch.stop()
 
     def gaps(self, revision: str) -> list[float]:
