@@ -14,9 +14,10 @@ table to a real API server.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
+    AfterValidator,
     ConfigDict,
     Field,
     StrictInt,
