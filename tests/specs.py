@@ -79,9 +79,23 @@ class Invalid:
     spec: dict[str, Any]
     field: str  # what the API server's message must name
     pydantic: bool = True  # the spec models see it too (metadata rules they cannot)
+    admission: bool = True  # the API server refuses it (CEL cannot see fields of any JSON, e.g. equals: the
+    #                         operator refuses those with InvalidSpec, naming the field)
     name: str = "bad"
     message: str = ""  # and, where the field alone is ambiguous, what it must say
 
+
+GOLDEN = {"name": "setosa", "path": "/classify", "body": {"features": [[5.1, 3.5, 1.4, 0.2]]},
+          "expect": [{"jsonPath": "$[0]", "equals": "setosa"}]}
+
+
+def checks(**changes: Any) -> dict[str, Any]:
+    """VALID_SPEC with one prediction check, changed by ``changes``."""
+    return with_(VALID_SPEC, predictionChecks={"checks": [{**GOLDEN, **changes}]})
+
+
+COMPARE = {"inputs": {"configMapKeyRef": {"name": "iris-rows", "key": "rows.jsonl"}}, "path": "/classify",
+           "minAgreement": 0.95}
 
 INVALID = [
     Invalid("two-sources", {"bento": {"image": "a:1", "archive": {"uri": "s3://b/k.bento"}}}, "spec.bento", message="exactly one of image, archive or build"),
@@ -483,5 +497,83 @@ INVALID = [
         with_(VALID_SPEC, rollout={"strategy": "Canary"}),
         "spec.rollout.steps",
         message="strategy Canary needs at least one step",
+    ),
+    Invalid("check-path-without-slash", checks(path="classify"), "spec.predictionChecks.checks[0].path"),
+    Invalid("check-without-expectation", checks(expect=[]), "spec.predictionChecks.checks[0].expect"),
+    Invalid(
+        "expectation-of-two-kinds",
+        checks(expect=[{"jsonPath": "$.p", "number": 0.9, "oneOf": ["setosa"]}]),
+        "spec.predictionChecks.checks[0].expect[0]",
+        message="exactly one of equals, number or oneOf",
+    ),
+    Invalid(
+        "expectation-of-no-kind",
+        checks(expect=[{"jsonPath": "$[0]"}]),
+        "predictionChecks.checks.0.expect.0",
+        message="exactly one of equals, number or oneOf",
+        admission=False,
+    ),
+    Invalid(
+        "equals-and-number",
+        checks(expect=[{"jsonPath": "$[0]", "equals": 1, "number": 1}]),
+        "predictionChecks.checks.0.expect.0",
+        message="exactly one of equals, number or oneOf",
+        admission=False,
+    ),
+    Invalid(
+        "label-not-a-string-or-integer",
+        checks(expect=[{"jsonPath": "$[0]", "oneOf": [1.5]}]),
+        "spec.predictionChecks.checks[0].expect[0].oneOf[0]",
+    ),
+    Invalid(
+        "negative-tolerance",
+        checks(expect=[{"jsonPath": "$.p", "number": 0.9, "tolerance": -0.1}]),
+        "spec.predictionChecks.checks[0].expect[0].tolerance",
+    ),
+    Invalid(
+        "tolerance-with-labels",
+        checks(expect=[{"jsonPath": "$[0]", "oneOf": ["setosa"], "tolerance": 0.1}]),
+        "spec.predictionChecks.checks[0].expect[0].tolerance",
+        message="not oneOf",
+    ),
+    Invalid(
+        "json-path-not-from-root",
+        checks(expect=[{"jsonPath": "[0]", "equals": "setosa"}]),
+        "spec.predictionChecks.checks[0].expect[0].jsonPath",
+    ),
+    Invalid(
+        "body-and-body-from",
+        checks(bodyFrom={"configMapKeyRef": {"name": "golden", "key": "setosa.json"}}),
+        "spec.predictionChecks.checks[0]",
+        message="exactly one of body or bodyFrom",
+    ),
+    Invalid(
+        "post-without-body",
+        with_(VALID_SPEC, predictionChecks={"checks": [{k: v for k, v in GOLDEN.items() if k != "body"}]}),
+        "spec.predictionChecks.checks[0]",
+        message="exactly one of body or bodyFrom",
+    ),
+    Invalid("check-timeout", checks(timeout="soon"), "spec.predictionChecks.checks[0].timeout"),
+    Invalid(
+        "duplicate-check-names",
+        with_(VALID_SPEC, predictionChecks={"checks": [GOLDEN, GOLDEN]}),
+        "spec.predictionChecks.checks[1]",
+        message="Duplicate value",
+    ),
+    Invalid(
+        "no-checks-and-no-comparison",
+        with_(VALID_SPEC, predictionChecks={"checks": []}),
+        "spec.predictionChecks",
+        message="at least one check or compareWithStable",
+    ),
+    Invalid(
+        "min-agreement-above-1",
+        with_(VALID_SPEC, predictionChecks={"compareWithStable": {**COMPARE, "minAgreement": 1.5}}),
+        "spec.predictionChecks.compareWithStable.minAgreement",
+    ),
+    Invalid(
+        "comparison-without-inputs",
+        with_(VALID_SPEC, predictionChecks={"compareWithStable": {"path": "/classify", "minAgreement": 0.9}}),
+        "spec.predictionChecks.compareWithStable.inputs",
     ),
 ]

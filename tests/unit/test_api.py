@@ -35,3 +35,15 @@ def test_autoscaling_target_defaults_by_metric():
 def test_invalid_spec_is_rejected_by_the_models(case):
     with pytest.raises(ValidationError):
         ModelDeploymentSpec.model_validate(case.spec)
+
+
+def test_a_json_path_must_parse():
+    """Syntax beyond the leading $ is the models' rule (CEL has no JSONPath parser): the operator
+    refuses such a spec with InvalidSpec naming the path."""
+    from tests.specs import checks
+
+    with pytest.raises(ValidationError, match="not an RFC 9535 JSONPath"):
+        ModelDeploymentSpec.model_validate(checks(expect=[{"jsonPath": "$[", "equals": "setosa"}]))
+    spec = ModelDeploymentSpec.model_validate(checks(expect=[{"jsonPath": "$.rows[?@.p > 0.5].label",
+                                                              "oneOf": ["a", "b"]}]))
+    assert spec.prediction_checks.checks[0].method == "POST" and spec.prediction_checks.checks[0].timeout == "5s"

@@ -197,3 +197,28 @@ def test_keda_provider_makes_a_scaled_object_on_the_model_instead_of_an_hpa():
     custom = {**raw, "autoscaling": {**raw["autoscaling"], "metric": "rps",
                                      "kedaTriggers": [{"type": "prometheus", "metadata": {"query": "sum(rate(x[1m]))"}}]}}
     assert so is not None and scaled_object(ModelDeploymentSpec.model_validate(custom), OWNER)["spec"]["triggers"][0]["type"] == "prometheus"
+
+
+def test_prediction_checks_gate_the_pods_and_are_part_of_the_revision():
+    from kubento.predictions.gate import ANNOTATION_CHECKS, GATE, revision_checks
+    from tests.specs import checks
+
+    plain, checked = children(VALID_SPEC)["Deployment"], children(checks())["Deployment"]
+    assert "readinessGates" not in plain["spec"]["template"]["spec"]
+    assert ANNOTATION_CHECKS not in plain["metadata"]["annotations"]
+    assert checked["spec"]["template"]["spec"]["readinessGates"] == [{"conditionType": GATE}]
+    rev = checked["metadata"]["labels"][LABEL_REVISION]
+    parsed = revision_checks({rev: checked})[rev]
+    assert parsed.port == 3000 and parsed.checks.checks[0].name == "setosa"
+    # Other checks are another revision (rolled out, checked by their own pods)...
+    other = checks(expect=[{"jsonPath": "$[0]", "equals": "virginica"}])
+    assert len({revision(ModelDeploymentSpec.model_validate(s)) for s in (VALID_SPEC, checks(), other)}) == 3
+
+
+def test_a_model_without_checks_keeps_the_revision_it_had_before_checks_existed():
+    # Computed by the operator before prediction checks: upgrading kubento rolls nothing out.
+    archive = {"bento": {"archive": {"uri": "s3://b/k.bento"}}}
+    assert revision(ModelDeploymentSpec.model_validate(VALID_SPEC)) == "ca8bfbe0c1"
+    assert revision(ModelDeploymentSpec.model_validate(FULL_SPEC)) == "58352cb01e"
+    assert _revision(ModelDeploymentSpec.model_validate(archive),
+                     ServedBento("runtime:1", archive_uri="s3://b/k.bento")) == "fec13089cf"

@@ -358,3 +358,21 @@ def test_namespace_from_the_kubeconfig_context(tmp_path, monkeypatch):
     assert rollout.default_namespace() == "default"
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     assert rollout.default_namespace() == "default"
+
+
+def test_history_shows_the_agreement_with_stable_when_there_is_one():
+    from kubento.cli.check import check_table, pick_revision
+
+    status = {"stableRevision": "aaa", "history": [
+        {"number": 1, "revision": "aaa", "outcome": "Serving", "time": "t1", "bento": "image iris:1"},
+        {"number": 2, "revision": "bbb", "outcome": "RolledBack", "time": "t2", "bento": "image iris:2",
+         "reason": "PredictionMismatch", "agreement": 0.6, "message": "agreement 60% (6 of 10 inputs) < 95%"}]}
+    table = history_table(status, {})
+    assert table.splitlines()[0].split() == ["NUMBER", "REVISION", "OUTCOME", "TIME", "BENTO", "AGREEMENT", "MESSAGE"]
+    assert "60%" in table.splitlines()[2]
+    assert "AGREEMENT" not in history_table({"history": status["history"][:1]}, {})
+    assert pick_revision(status, None) == "aaa" and pick_revision(status, "bbb") == "bbb"
+    out = check_table([{"check": "setosa", "pod": "iris-aaa-x", "expected": '$[0] = "setosa"', "got": '"virginica"',
+                        "ok": False, "seconds": 0.0123}])
+    assert out.splitlines()[1].split() == ["setosa", "iris-aaa-x", "$[0]", "=", '"setosa"', '"virginica"', "FAIL",
+                                           "12ms"]

@@ -60,6 +60,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+# predictionChecks: the readiness gate condition kubento sets on each checked pod.
+- apiGroups: [""]
+  resources: [pods/status]
+  verbs: [patch]
 # Existence checks of the Secrets a ModelDeployment names, when its spec
 # changes and while one is missing (never list/watch, never their data: the
 # fetch and build containers read them as environment).

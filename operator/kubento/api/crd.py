@@ -89,6 +89,9 @@ def structural(node: Any, defs: dict[str, Any]) -> Any:
             continue
         if key == "additionalProperties" and value is False:
             continue  # unknown fields are rejected by the API server's strict field validation
+        if key == "additionalProperties" and value is True:
+            out["x-kubernetes-preserve-unknown-fields"] = True  # any JSON object (dict[str, Any])
+            continue
         if key == "description":
             out[key] = _clean_description(value)
         elif key == "properties":

@@ -35,6 +35,7 @@ from kubento.builders.meta import (
 )
 from kubento.builders.overlay import apply_overlay
 from kubento.builders.validate import validated
+from kubento.predictions.gate import ANNOTATION_CHECKS, GATE, checks_annotation
 
 CONTAINER_NAME = MODEL_CONTAINER
 PORT_NAME = MODEL_PORT_NAME
@@ -159,6 +160,9 @@ def pod_spec(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
         "terminationGracePeriodSeconds": spec.termination_grace_period_seconds or TERMINATION_GRACE_SECONDS,
         "securityContext": copy.deepcopy(POD_SECURITY),
     }
+    if spec.prediction_checks is not None:
+        # Ready only once kubento has checked its answers (kubento.predictions.gate).
+        pod["readinessGates"] = [{"conditionType": GATE}]
     volumes = []
     if bento.archive_uri:
         pod["initContainers"] = [fetch_container(bento, copy.deepcopy(CONTAINER_SECURITY), _resources(spec))]
@@ -190,14 +194,17 @@ def pod_spec(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
 
 
 def revision(spec: ModelDeploymentSpec, bento: ServedBento) -> str:
-    """Hash of everything that shapes the model's pods."""
-    return digest(
-        {
-            "pod": pod_spec(spec, bento),
-            "labels": spec.pod_labels,
-            "annotations": spec.pod_annotations,
-        }
-    )
+    """Hash of everything that shapes the model's pods (and the checks that
+    admit them to traffic, when there are any: a model without checks keeps
+    the hash it always had)."""
+    shaped: dict[str, Any] = {
+        "pod": pod_spec(spec, bento),
+        "labels": spec.pod_labels,
+        "annotations": spec.pod_annotations,
+    }
+    if spec.prediction_checks is not None:
+        shaped["predictionChecks"] = spec.prediction_checks.wire()
+    return digest(shaped)
 
 
 # Metrics kubento's own autoscaler scales on (cpu and memory: an HPA).
@@ -277,5 +284,7 @@ def deployment(spec: ModelDeploymentSpec, owner: Owner, bento: ServedBento, repl
     meta["annotations"] = {ANNOTATION_BENTO: bento.describe()}
     if len(snapshot.encode()) <= SPEC_ANNOTATION_MAX:
         meta["annotations"][ANNOTATION_SPEC] = snapshot
+    if spec.prediction_checks is not None:
+        meta["annotations"][ANNOTATION_CHECKS] = checks_annotation(spec.prediction_checks, spec.port)
     manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": dep_spec}
     return validated(with_applied_hash(manifest))

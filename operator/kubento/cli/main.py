@@ -1,8 +1,9 @@
 """The ``kubento`` command: ``kubento run`` (the operator), ``kubento crds``,
 and, for ML engineers, ``kubento build`` / ``kubento push`` (a ``.bento``
 archive for ``bento.archive``; they reuse the in-pod helper kubento.runtime),
-``kubento history|rollback|promote|abort`` (kubento.cli.rollout) and
-``kubento top`` (kubento.cli.top); also ``kubectl kubento ...``."""
+``kubento history|rollback|promote|abort`` (kubento.cli.rollout), ``kubento
+top`` (kubento.cli.top) and ``kubento check`` (kubento.cli.check); also
+``kubectl kubento ...``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from kubento.cli import rollout, top
+from kubento.cli import check, rollout, top
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -189,6 +190,7 @@ def parser() -> argparse.ArgumentParser:
 
     rollout.register(sub)  # history, rollback, promote, abort
     top.register(sub)
+    check.register(sub)
     return p
 
 

@@ -157,6 +157,8 @@ def rollout_line(status: dict[str, Any], spec: dict[str, Any]) -> Optional[str]:
     line = ", ".join(parts)
     if state.get("analysis"):
         line += f"; analysis: {state['analysis']}"
+    if state.get("agreement"):
+        line += f"; prediction checks: {state['agreement'].get('message', '')}"
     return line
 
 
@@ -168,7 +170,8 @@ def history_table(status: dict[str, Any], spec: dict[str, Any]) -> str:
     rolling = (status.get("rollout") or {}).get("revision")
     lines = []
     if history:
-        rows = [["NUMBER", "REVISION", "OUTCOME", "TIME", "BENTO", "MESSAGE"]]
+        agreements = any(h.get("agreement") is not None for h in history)  # predictionChecks.compareWithStable
+        rows = [["NUMBER", "REVISION", "OUTCOME", "TIME", "BENTO"] + (["AGREEMENT"] if agreements else []) + ["MESSAGE"]]
         for h in history:
             outcome = h.get("outcome", "")
             if h.get("revision") == stable:
@@ -176,8 +179,9 @@ def history_table(status: dict[str, Any], spec: dict[str, Any]) -> str:
             elif h.get("revision") == rolling:
                 outcome += " (rolling out)"
             message = h.get("message") or h.get("reason") or ""
+            agreement = [f"{h['agreement']:.0%}" if h.get("agreement") is not None else ""] if agreements else []
             rows.append([str(h.get("number", "")), h.get("revision", ""), outcome, h.get("time", ""),
-                         h.get("bento", ""), _cut(message)])
+                         h.get("bento", "")] + agreement + [_cut(message)])
         lines.append(_table(rows))
     else:
         lines.append("No revisions recorded yet.")

@@ -95,6 +95,14 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
             live["spec"]["replicas"] = step.replicas
             live["metadata"]["resourceVersion"] = rv
             cache.wrote(kinds.DEPLOYMENT, live, replaced=before)
+    for pod, condition in actions.pod_conditions:
+        log.info("pod %s/%s: %s %s (%s)", owner.namespace, pod, condition["type"], condition["status"],
+                 condition["reason"])
+        before = cache.version(kinds.POD, owner.namespace, pod)
+        live = kube.set_pod_condition(owner.namespace, pod, condition)
+        if live is not None:
+            cache.wrote(kinds.POD, live, replaced=before)
+            metrics.pod_checked(owner.namespace, owner.name, condition["reason"])
     for step in actions.deletes:
         log.info("deleting %s %s/%s", step.kind, owner.namespace, step.name)
         before = cache.version(KINDS[step.kind], owner.namespace, step.name)
@@ -107,15 +115,14 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
 def status(body: dict[str, Any], actions: Actions, cache: Cache,
            post_event: Optional[Callable[[dict[str, Any], str, str, str], None]] = None) -> None:
     """The status patch (guarded by nothing: kubento is its only writer), then
-    the events of its transitions."""
-    if actions.status is None:
-        return
+    the events of its transitions (and of pods failing prediction checks)."""
     meta = body["metadata"]
-    before = cache.version(kinds.MODEL, meta["namespace"], meta["name"])
-    live = kube.patch_status(meta["namespace"], meta["name"], actions.status)
-    if live is not None:
-        cache.wrote(kinds.MODEL, live, replaced=before)
-    metrics.count_transitions(meta["namespace"], meta["name"], body.get("status"), actions.new_status)
+    if actions.status is not None:
+        before = cache.version(kinds.MODEL, meta["namespace"], meta["name"])
+        live = kube.patch_status(meta["namespace"], meta["name"], actions.status)
+        if live is not None:
+            cache.wrote(kinds.MODEL, live, replaced=before)
+        metrics.count_transitions(meta["namespace"], meta["name"], body.get("status"), actions.new_status)
     for event in actions.events:
         try:
             (post_event or kube.post_event)(body, *event)

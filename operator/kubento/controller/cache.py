@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional
 
 from kubento.builders.build_job import LABEL_BUILD_OF
 from kubento.builders.meta import ANNOTATION_APPLIED_HASH, LABEL_MODEL
+from kubento.predictions.gate import ANNOTATION_CHECKS
 
 Key = tuple[str, str]  # (namespace, name) of a ModelDeployment
 OVERLAY_SECONDS = 15.0
@@ -60,14 +61,14 @@ def _meta(obj: dict[str, Any], annotations: tuple[str, ...] = (ANNOTATION_APPLIE
     return out
 
 
-def _conditions(status: dict[str, Any]) -> list[dict[str, Any]]:
-    return [_pick(c, "type", "status", "reason", "message") for c in status.get("conditions") or []]
+def _conditions(status: dict[str, Any], *times: str) -> list[dict[str, Any]]:
+    return [_pick(c, "type", "status", "reason", "message", *times) for c in status.get("conditions") or []]
 
 
 def strip_deployment(obj: dict[str, Any]) -> dict[str, Any]:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     return {
-        "metadata": _meta(obj),
+        "metadata": _meta(obj, (ANNOTATION_APPLIED_HASH, ANNOTATION_CHECKS)),
         "spec": {"replicas": spec.get("replicas", 1),
                  "selector": {"matchLabels": dict(((spec.get("selector") or {}).get("matchLabels")) or {})}},
         "status": {**_pick(status, "observedGeneration", "replicas", "readyReplicas", "updatedReplicas",
@@ -96,7 +97,8 @@ def strip_pod(obj: dict[str, Any]) -> dict[str, Any]:
                                 for c in containers if c.get("startupProbe")]},
         "status": {
             **_pick(status, "phase", "podIP"),
-            "conditions": _conditions(status),
+            # The times tell prediction checks whether a pod's containers restarted since they passed.
+            "conditions": _conditions(status, "lastTransitionTime", "lastProbeTime"),
             "containerStatuses": [_container_status(c) for c in status.get("containerStatuses") or []],
             "initContainerStatuses": [_container_status(c) for c in status.get("initContainerStatuses") or []],
         },
@@ -132,6 +134,16 @@ def config_map_source(model: Optional[dict[str, Any]]) -> Optional[str]:
     """The ConfigMap a model's build reads, if any."""
     build = (((model or {}).get("spec") or {}).get("bento") or {}).get("build") or {}
     return ((build.get("source") or {}).get("configMap") or {}).get("name")
+
+
+def config_maps_read(model: Optional[dict[str, Any]]) -> set[str]:
+    """Every ConfigMap a model reads: its build source and its prediction checks' inputs."""
+    out = {config_map_source(model)}
+    checks = ((model or {}).get("spec") or {}).get("predictionChecks") or {}
+    refs = [(c.get("bodyFrom") or {}) for c in checks.get("checks") or []]
+    refs.append((checks.get("compareWithStable") or {}).get("inputs") or {})
+    out |= {(r.get("configMapKeyRef") or {}).get("name") for r in refs}
+    return {name for name in out if name}
 
 
 def strip_model(obj: dict[str, Any]) -> dict[str, Any]:
@@ -245,11 +257,11 @@ class Cache:
 
     def _index(self, kind: str, ns: str, name: str, old: Optional[dict[str, Any]], new: Optional[dict[str, Any]]) -> None:
         if kind == MODEL:
-            before_cm, after_cm = config_map_source(old), config_map_source(new)
-            if before_cm and before_cm != after_cm:
-                self._config_readers.get((ns, before_cm), set()).discard(name)
-            if after_cm:
-                self._config_readers.setdefault((ns, after_cm), set()).add(name)
+            before_cm, after_cm = config_maps_read(old), config_maps_read(new)
+            for cm in before_cm - after_cm:
+                self._config_readers.get((ns, cm), set()).discard(name)
+            for cm in after_cm:
+                self._config_readers.setdefault((ns, cm), set()).add(name)
         before = model_of(kind, old) if old else None
         after = model_of(kind, new) if new else None
         if before and before != after:

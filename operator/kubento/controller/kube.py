@@ -165,6 +165,21 @@ def scale_deployment(namespace: str, name: str, replicas: int) -> str:
     return scale.metadata.resource_version
 
 
+def set_pod_condition(namespace: str, name: str, condition: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """Set one condition of a pod's status (a readiness gate's), leaving the
+    kubelet's alone: a strategic merge patch merges conditions by type.
+    None if the pod is gone."""
+    try:
+        resp = client.CoreV1Api(api_client()).patch_namespaced_pod_status(
+            name, namespace, {"status": {"conditions": [condition]}}, field_manager=FIELD_MANAGER,
+            _content_type="application/strategic-merge-patch+json", _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return json.loads(resp.data)  # as the watch delivers it (times as the API server writes them)
+
+
 def patch_status(namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
     return client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
         api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": patch}

@@ -5,7 +5,8 @@ Nothing here is needed for correctness after a restart (status carries what
 must survive); it saves work and API calls: the children's generations as
 kubento last applied them (someone else's edit shows as a new generation),
 manifests the API server refused (not retried in a loop), the Secrets last
-checked, the analysis windows and the autoscaler's samples.
+checked, the analysis windows, the autoscaler's samples, and prediction
+checks that got no answer yet (retried a few times before a pod fails).
 
 One model is handled by one worker at a time (the work queue guarantees
 it), so a ModelMemory needs no lock of its own; the registry's dict does.
@@ -42,6 +43,16 @@ class AutoscalerMemory:
 
 
 @dataclass
+class PredictionMemory:
+    """Prediction checks that could not tell yet (no answer, a 5xx)."""
+
+    # pod uid -> (runs in a row without a verdict, monotonic time of the last)
+    attempts: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # rollout token -> comparisons in which the stable pod answered nothing
+    comparisons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class ModelMemory:
     # (kind, name) -> the child's generation when kubento last applied or saw it
     generations: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -51,6 +62,7 @@ class ModelMemory:
     # (rollout token, step) -> (candidate window, stable window), see controller.analysis
     windows: dict[tuple[str, int], Any] = field(default_factory=dict)
     autoscaler: AutoscalerMemory = field(default_factory=AutoscalerMemory)
+    predictions: PredictionMemory = field(default_factory=PredictionMemory)
     write_streak: int = 0  # passes in a row that wrote something (a pass that keeps writing is a fight: slow down)
 
 

@@ -63,13 +63,23 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "kubento_autoscaler_ready_replicas": ("gauge", "Ready pods the metric came from.", ()),
     "kubento_autoscaler_metric_value": ("gauge", "The metric summed over ready pods, per averaging window.", ("window",)),
     "kubento_autoscaler_panic": ("gauge", "1 while in panic mode.", ()),
+    # Prediction checks (kubento.predictions), set where kubento writes a pod's gate or compares a revision.
+    "kubento_prediction_check_pods_total": ("counter", "Readiness gates kubento set on the model's pods, by reason: "
+                                            "ChecksPassed, PredictionCheckFailed, PredictionMismatch, or why a pod "
+                                            "waits.", ("reason",)),
+    "kubento_prediction_agreement_ratio": ("gauge", "Share of compareWithStable inputs on which the last new "
+                                           "revision compared agreed with stable.", ()),
 }
 
 PHASES = ("Pending", "Building", "Progressing", "Ready", "Degraded", "RolledBack", "Failed")
 CONDITIONS = ("Ready", "Available", "Progressing", "Degraded", "RolledBack", "BuildSucceeded")
 ROLES = ("stable", "current", "failed")
 EVENTS = ("started", "promoted", "rolled_back", "aborted")
-ROLLBACK_REASONS = ("CandidateFailed", "ProgressDeadlineExceeded", "AnalysisFailed", "AnalysisInconclusive", "Aborted")
+ROLLBACK_REASONS = ("CandidateFailed", "ProgressDeadlineExceeded", "AnalysisFailed", "AnalysisInconclusive",
+                    "PredictionCheckFailed", "PredictionMismatch", "Aborted")
+# The reasons a pod's prediction-check gate can have (kubento.predictions.gate).
+GATE_REASONS = ("ChecksPassed", "PredictionCheckFailed", "PredictionMismatch", "CheckRetrying", "Comparing",
+                "CheckInputsMissing", "ContainersNotReady")
 
 # Every gauge publish_model sets; the autoscaler's are set elsewhere but forgotten with the model.
 STATE_GAUGES = ("kubento_model_ready", "kubento_model_phase", "kubento_model_condition", "kubento_model_desired_replicas",
@@ -80,7 +90,8 @@ AUTOSCALER_GAUGES = ("kubento_autoscaler_desired_replicas", "kubento_autoscaler_
                      "kubento_autoscaler_metric_value", "kubento_autoscaler_panic")
 MAX_SERIES_PER_MODEL = (1 + len(PHASES) + len(CONDITIONS) + 4 + len(ROLES) + 2  # state gauges
                         + len(EVENTS) + len(ROLLBACK_REASONS)  # counters, each made at 0
-                        + 5)  # autoscaler: desired, ready, panic, value{stable,panic}
+                        + 5  # autoscaler: desired, ready, panic, value{stable,panic}
+                        + len(GATE_REASONS) + 1)  # prediction checks: pods checked by reason, agreement
 
 Labels = tuple[str, ...]  # the label values after namespace and model
 Series = dict[str, dict[Labels, float]]  # metric name -> extra label values -> value
@@ -218,6 +229,21 @@ def autoscaler(namespace: str, name: str, decision: "Decision", ready: int) -> N
                                                      ("panic",): decision.panic_value or 0.0}
     with _guard:
         _entry(namespace, name).update(values)
+
+
+def pod_checked(namespace: str, name: str, reason: str) -> None:
+    """kubento set a pod's prediction-check gate with ``reason``."""
+    if reason not in GATE_REASONS:
+        return
+    with _guard:
+        values = _entry(namespace, name).setdefault("kubento_prediction_check_pods_total", {})
+        values[(reason,)] = values.get((reason,), 0.0) + 1
+
+
+def agreement(namespace: str, name: str, rate: float) -> None:
+    """A new revision was compared with stable (predictionChecks.compareWithStable)."""
+    with _guard:
+        _entry(namespace, name)["kubento_prediction_agreement_ratio"] = {(): float(rate)}
 
 
 def forget(namespace: str, name: str) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from pydantic import ValidationError
@@ -61,6 +61,8 @@ from kubento.controller.status import (
     status_patch,
     transition_events,
 )
+from kubento.predictions import gate
+from kubento.predictions.gate import PodResult
 from kubento.rollout.analysis import Verdict, seconds
 from kubento.rollout.revisions import Decision, Seen, decide, epoch, rfc3339
 
@@ -93,6 +95,8 @@ class Inputs:
     generations: dict[tuple[str, str], int] = field(default_factory=dict)  # memory: children as last seen
     rejected: dict[str, tuple[str, float]] = field(default_factory=dict)  # memory: applied-hash -> refusal
     apply_problems: list[Problem] = field(default_factory=list)  # the apply layer's answers, on a second plan
+    check_results: dict[str, PodResult] = field(default_factory=dict)  # prediction checks run now, by pod uid
+    agreement: Optional[dict[str, Any]] = None  # the rollout's candidate compared with stable, now
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ class Actions:
     applies: list[Apply] = field(default_factory=list)
     scales: list[Scale] = field(default_factory=list)
     deletes: list[Delete] = field(default_factory=list)
+    pod_conditions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # prediction-check gates
     status: Optional[dict[str, Any]] = None  # a merge patch of status
     new_status: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)
@@ -132,7 +137,8 @@ class Actions:
 
     @property
     def writes(self) -> int:
-        return len(self.creates) + len(self.applies) + len(self.scales) + len(self.deletes) + (self.status is not None)
+        return (len(self.creates) + len(self.applies) + len(self.scales) + len(self.deletes) + len(self.pod_conditions)
+                + (self.status is not None))
 
 
 def _sooner(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -464,6 +470,33 @@ def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento
     return out
 
 
+# -------------------------------------------------------- prediction checks
+
+
+def plan_gates(revisions: Revisions, inputs: Inputs, previous: dict[str, Any], stamp: str, rev: Optional[str]
+               ) -> tuple[gate.Gates, dict[str, Seen], Optional[dict[str, Any]]]:
+    """The readiness gates of the pods of revisions with prediction checks
+    (kubento.predictions.gate), and what the rollout decision sees: a new
+    revision whose pod failed its checks or disagreed with stable has
+    failed (rolled back with that reason); a new comparison for status.rollout."""
+    seen = revisions.seen()
+    checks = gate.revision_checks(revisions.deployments)
+    if not checks:
+        return gate.Gates(), seen, None
+    state = previous.get("rollout") or {}
+    stable, candidate = previous.get("stableRevision"), state.get("revision")
+    new_agreement = inputs.agreement if candidate is not None and candidate == rev else None
+    agreement = new_agreement or state.get("agreement")
+    gates = gate.plan_gates(revisions.pods, checks, inputs.check_results, stable=stable, candidate=candidate,
+                            agreement=agreement, stamp=stamp)
+    for r, (reason, message) in gates.failures.items():
+        if r == candidate and r != stable and r in seen and not seen[r].failure:
+            seen[r] = replace(seen[r], failure=message, failure_reason=reason)
+        elif r != candidate:
+            gates.problems.append((reason, f"revision {r}: {message}; the pod stays out of the Service"))
+    return gates, seen, new_agreement
+
+
 # ------------------------------------------------------------------- status
 
 
@@ -602,17 +635,21 @@ def plan(world: World, inputs: Inputs) -> Pass:
     replicas = model_replicas(spec)
     if inputs.scaling is not None:
         replicas = inputs.scaling["desiredReplicas"]
+    gates, seen, agreement = plan_gates(revisions, inputs, previous, stamp, rev)
+    actions.pod_conditions += gates.conditions
+    problems += [Problem(reason, message, blocking=False) for reason, message in gates.problems]
     decision = decide(
         revision=rev,
         bento=bento.describe() if bento else "",
         rollout=spec.rollout,
         replicas=replicas,
         previous=previous,
-        seen=revisions.seen(),
+        seen=seen,
         now=inputs.now,
         verdict=inputs.verdict if analysis_due(spec, previous, rev) else None,
         promote=_flag(body, ANNOTATION_PROMOTE, candidate),
         abort=_flag(body, ANNOTATION_ABORT, candidate),
+        agreement=agreement,
     )
     actions.notes += decision.notes
     if decision.replicas or decision.delete:
@@ -626,7 +663,9 @@ def plan(world: World, inputs: Inputs) -> Pass:
                        build.state if build else None, decision, revisions, inputs.scaling)
     new = compute_status(observed, previous, stamp)
     _finish_status(actions, previous, new)
-    actions.requeue_after = _sooner(actions.requeue_after, _rollout_requeue(spec, decision, inputs))
+    actions.events += gates.events
+    actions.requeue_after = _sooner(actions.requeue_after, _sooner(gates.requeue_after,
+                                                                   _rollout_requeue(spec, decision, inputs)))
     if missing:
         actions.requeue_after = _sooner(actions.requeue_after, None)  # the Secret check schedules itself
     return Pass(actions, spec, rev, problems)

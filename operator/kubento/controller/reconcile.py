@@ -4,7 +4,9 @@
   plus what only I/O can tell and only when it is needed: the Secrets the
   spec names (checked when that set changes, and again with backoff while
   one is missing), a build source ConfigMap not seen before, the pods'
-  /metrics when an analysis verdict or an autoscaler sample is due;
+  /metrics when an analysis verdict or an autoscaler sample is due, and the
+  prediction checks of pods whose containers just became ready (and a new
+  revision's comparison with stable);
 - plan: kubento.controller.plan.plan, a pure function;
 - apply: kubento.controller.apply sends only what the plan asks for. If the
   API server refuses a child, the pass plans once more with that answer so
@@ -27,11 +29,12 @@ from kubento.api.v1alpha1 import ModelDeploymentSpec
 from kubento.builders.build_job import snapshot_name
 from kubento.builders.deployment import OWN_METRICS
 from kubento.builders.keda import KEDA_API_VERSION
-from kubento.builders.meta import selector_labels
-from kubento.controller import analysis, apply, autoscaler, kube, metrics
+from kubento.builders.meta import rollout_token, selector_labels
+from kubento.controller import analysis, apply, autoscaler, kube, metrics, probe
 from kubento.controller import cache as kinds
 from kubento.controller.cache import Cache, Key
 from kubento.controller.memory import ModelMemory, SecretCheck
+from kubento.predictions import gate
 from kubento.controller.plan import (
     Inputs,
     World,
@@ -132,7 +135,79 @@ def gather(world: World, cache: Cache, memory: ModelMemory, now: float, mono: fl
         requeue = _soonest(requeue, max(0.2, analysis.next_judgement(memory.windows, due, spec.rollout.analysis, now)))
     elif memory.windows and not state:
         memory.windows.clear()
-    return inputs, requeue
+    inputs.check_results, inputs.agreement, wait = _prediction_checks(world, cache, memory, previous, mono)
+    if inputs.agreement is not None:
+        metrics.agreement(owner.namespace, owner.name, inputs.agreement["rate"])
+    return inputs, _soonest(requeue, wait)
+
+
+def _prediction_checks(world: World, cache: Cache, memory: ModelMemory, previous: dict[str, Any], mono: float
+                       ) -> tuple[dict[str, gate.PodResult], Optional[dict[str, Any]], Optional[float]]:
+    """Run the checks of pods that are due (their containers just became
+    ready), and compare the rollout's new revision with stable once one of
+    its pods passed. Nothing for a model whose pods are all checked."""
+    revisions = revisions_of(world)
+    checks = gate.revision_checks(revisions.deployments)
+    mem = memory.predictions
+    if not checks:
+        mem.attempts.clear()
+        mem.comparisons.clear()
+        return {}, None, None
+    state = previous.get("rollout") or {}
+    stable, candidate = previous.get("stableRevision"), state.get("revision")
+    dues = gate.due(revisions.pods, checks, stable, candidate, state.get("agreement"))
+    live = {p["metadata"].get("uid") for pods in revisions.pods.values() for p in pods}
+    for uid in [u for u in mem.attempts if u not in live]:
+        del mem.attempts[uid]
+    if not dues:
+        return {}, None, None
+    namespace = world.owner.namespace
+    requeue: Optional[float] = None
+    contents: dict[str, Optional[dict[str, Any]]] = {}
+    jobs, taken = [], []
+    for d in dues:
+        runs, last = mem.attempts.get(d.pod["metadata"]["uid"], (0, float("-inf")))
+        if last + gate.RETRY_SECONDS > mono:
+            requeue = _soonest(requeue, last + gate.RETRY_SECONDS - mono)
+            continue
+        rc = checks[d.revision]
+        for name in sorted(rc.checks.config_maps() - contents.keys()):
+            contents[name] = _config_map(cache, namespace, name)
+        jobs.append((d.pod, rc.port, rc.checks, gate.resolve(rc.checks, contents), runs + 1))
+        taken.append(d)
+    results: dict[str, gate.PodResult] = {}
+    agreement: Optional[dict[str, Any]] = None
+    for d, job, result in zip(taken, jobs, probe.check_pods(jobs)):
+        uid = d.pod["metadata"]["uid"]
+        results[uid] = result
+        if result.undecided:
+            mem.attempts[uid] = (result.attempt, mono)
+            requeue = _soonest(requeue, gate.RETRY_SECONDS)
+        else:
+            mem.attempts.pop(uid, None)
+        if d.compare and result.ok and agreement is None:
+            agreement, wait = _compare(revisions, checks, stable, d, job[3], mem, rollout_token(state))
+            requeue = _soonest(requeue, wait)
+    return results, agreement, requeue
+
+
+def _compare(revisions: Any, checks: dict[str, gate.RevisionChecks], stable: str, d: gate.Due,
+             inputs: gate.CheckInputs, mem: Any, token: str) -> tuple[Optional[dict[str, Any]], Optional[float]]:
+    """The new revision's pod ``d.pod`` against a ready stable pod; None (and
+    when to try again) while there is none, or it answered nothing."""
+    pods = sorted((p for p in revisions.pods.get(stable, []) if analysis.is_ready(p)
+                   and not p["metadata"].get("deletionTimestamp")), key=lambda p: p["metadata"]["name"])
+    if not pods:
+        return None, gate.RETRY_SECONDS
+    port = checks[stable].port if stable in checks else checks[d.revision].port
+    result = probe.compare(pods[0], d.pod, port, checks[d.revision].port, checks[d.revision].checks, inputs)
+    if result["compared"] == 0:
+        tries = mem.comparisons.get(token, 0) + 1
+        mem.comparisons[token] = tries
+        if tries < gate.MAX_ATTEMPTS:
+            return None, gate.RETRY_SECONDS
+    mem.comparisons.pop(token, None)
+    return result, None
 
 
 def _soonest(a: Optional[float], b: Optional[float]) -> Optional[float]:

@@ -27,6 +27,7 @@ class Seen:
     ready: int
     pods: int = 0  # pods that exist (any state): a revision is drained when 0
     failure: str = ""  # why its pods cannot serve (crash loop, pull failure), empty if none
+    failure_reason: str = "CandidateFailed"  # e.g. PredictionCheckFailed: the rollback's reason
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ def epoch(text: Optional[str]) -> Optional[float]:
 
 
 def _record(history: list[dict[str, Any]], revision: str, now: float, outcome: str, *,
-            bento: Optional[str] = None, reason: str = "", message: str = "") -> list[dict[str, Any]]:
+            bento: Optional[str] = None, reason: str = "", message: str = "",
+            agreement: Optional[float] = None) -> list[dict[str, Any]]:
     """Set ``revision``'s outcome. A revision starting again (a rollback to
     it) moves to the end with a new number, as `kubectl rollout undo` does."""
     out = [dict(h) for h in history]
@@ -73,6 +75,8 @@ def _record(history: list[dict[str, Any]], revision: str, now: float, outcome: s
         entry["reason"] = reason
     if message:
         entry["message"] = message
+    if agreement is not None:
+        entry["agreement"] = agreement
     return out
 
 
@@ -96,12 +100,15 @@ def _bounded(history: list[dict[str, Any]], keep: set[str], limit: int) -> list[
 
 def decide(*, revision: Optional[str], bento: str, rollout: Rollout, replicas: int,
            previous: dict[str, Any], seen: dict[str, Seen], now: float,
-           verdict: Optional[Verdict] = None, promote: bool = False, abort: bool = False) -> Decision:
+           verdict: Optional[Verdict] = None, promote: bool = False, abort: bool = False,
+           agreement: Optional[dict[str, Any]] = None) -> Decision:
     """What every revision's Deployment and the Service should look like now.
 
     ``revision`` is the spec's revision (None while it is not known yet, e.g.
     while its bento builds: then a rollout under way carries on, nothing new
     starts). ``seen`` holds every revision Deployment the model has.
+    ``agreement`` is a new comparison of the candidate with stable
+    (prediction checks), kept in status.rollout and then in its history entry.
     """
     stable = previous.get("stableRevision")
     if stable not in seen:
@@ -118,7 +125,7 @@ def decide(*, revision: Optional[str], bento: str, rollout: Rollout, replicas: i
 
     if stable is not None and revision not in (stable, failed):
         return _rolling(revision, bento, rollout, replicas, stable, state, failed, history, seen, now,
-                        verdict, promote, abort)
+                        verdict, promote, abort, agreement)
 
     # Settled: the spec's revision serves alone (first deploy, no change,
     # a reverted spec), or the spec is the revision that failed and stable serves.
@@ -159,7 +166,7 @@ def _others_down(seen: dict[str, Seen], wanted: dict[str, int], serving_ready: i
 
 
 def _rolling(candidate, bento, rollout, replicas, stable, state, failed, history, seen, now,
-             verdict, promote, abort) -> Decision:
+             verdict, promote, abort, agreement=None) -> Decision:
     notes = []
     if state is None or state.get("revision") != candidate:
         if state is not None:
@@ -184,7 +191,7 @@ def _rolling(candidate, bento, rollout, replicas, stable, state, failed, history
         strategy=rollout.strategy,
         replicas=replicas,
         stable=strategy.Revision(s.desired, s.ready, s.failure),
-        candidate=strategy.Revision(c.desired, c.ready, c.failure),
+        candidate=strategy.Revision(c.desired, c.ready, c.failure, c.failure_reason),
         now=now,
         since=since,
         deadline=float(rollout.progress_deadline_seconds),
@@ -202,6 +209,9 @@ def _rolling(candidate, bento, rollout, replicas, stable, state, failed, history
         rollback_message=state.get("rollbackMessage") or "",
     )
     p = strategy.plan(observed)
+    if agreement is not None:
+        state = {**state, "agreement": agreement}
+    rate = (state.get("agreement") or {}).get("rate")
     wanted = _others_down(seen, {stable: p.stable, candidate: p.candidate}, s.ready + c.ready, replicas)
     selects = {"stable": stable, "candidate": candidate, "both": None}[p.service]
     if selects is not None and seen.get(selects, Seen(0, 0)).ready == 0 and any(x.ready for x in seen.values()):
@@ -209,11 +219,12 @@ def _rolling(candidate, bento, rollout, replicas, stable, state, failed, history
     new_stable = stable
     if p.outcome == "Promoted":
         new_stable, state = candidate, None
-        history = _record(history, candidate, now, "Serving")
+        history = _record(history, candidate, now, "Serving", agreement=rate)
         notes.append(f"promoted {candidate}")
     elif p.outcome in ("RolledBack", "Aborted"):
         failed, state = candidate, None
-        history = _record(history, candidate, now, p.outcome, reason=p.reason, message=p.rollback_message or p.message)
+        history = _record(history, candidate, now, p.outcome, reason=p.reason, message=p.rollback_message or p.message,
+                          agreement=rate)
         notes.append(f"{p.outcome.lower()} {candidate}: {p.message}")
     else:
         since_text = rfc3339(p.since) if p.since is not None else state.get("since")

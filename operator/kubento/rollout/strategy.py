@@ -44,6 +44,7 @@ class Revision:
     desired: int
     ready: int
     failure: str = ""  # why its pods cannot serve (crash loop, pull failure, ...), empty if none
+    failure_reason: str = "CandidateFailed"  # the rollback's reason when it is the candidate's failure
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def plan(o: Observed) -> Plan:
     if o.abort:
         return _back_to_stable(o, "Aborted", "Aborted", "the rollout was aborted")
     if o.candidate.failure:
-        return _fail(o, "CandidateFailed", o.candidate.failure)
+        return _fail(o, o.candidate.failure_reason, o.candidate.failure)
     if o.analysis and o.verdict == "fail" and not o.promote:
         return _fail(o, "AnalysisFailed", o.verdict_message or "analysis failed")
     if o.replicas == 0:
