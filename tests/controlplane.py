@@ -316,7 +316,8 @@ class Operator:
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        proc = self.proc  # another thread may be stopping it
+        return proc is not None and proc.poll() is None
 
     def _ended(self, timeout: float) -> None:
         assert self.proc is not None
@@ -352,6 +353,13 @@ class Operator:
                 total += float(line.rsplit(" ", 1)[1])
                 seen = True
         return total if seen else None
+
+    def metric_or_none(self, name: str) -> Optional[float]:
+        """:meth:`metric`, or None while the process does not answer."""
+        try:
+            return self.metric(name) if self.alive else None
+        except OSError:
+            return None
 
     def leading(self) -> bool:
         try:

@@ -85,6 +85,7 @@ class Invariants:
         self.violations: list[str] = []
         self.status_writes = 0
         custom, apps, core = client.CustomObjectsApi(admin), client.AppsV1Api(admin), client.CoreV1Api(admin)
+        self.custom, self.namespace = custom, namespace
         self.watchers = [
             Watcher(lambda **kw: custom.list_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL,
                                                                      **kw), self._model),
@@ -126,6 +127,21 @@ class Invariants:
                                f"{now - since:.1f}s after generation {meta.get('generation')} was the spec")
             tl.status = st or tl.status
 
+    def _model_lives(self, obj: dict[str, Any]) -> bool:
+        """Whether the model that controls ``obj`` still exists, not being
+        deleted, asked of the API server: this client's watches of models
+        and of children are separate streams, and the garbage collector's
+        deletion of a deleted model's child may arrive before the model's."""
+        ref = next((r for r in obj["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
+        if ref is None:
+            return False
+        try:
+            md = self.custom.get_namespaced_custom_object(api.GROUP, api.VERSION, self.namespace, api.PLURAL,
+                                                          ref["name"], _request_timeout=15)
+        except client.ApiException as exc:
+            return exc.status != 404
+        return md["metadata"]["uid"] == ref["uid"] and not md["metadata"].get("deletionTimestamp")
+
     def _owner(self, obj: dict[str, Any]) -> Optional[Timeline]:
         uid = next((r["uid"] for r in obj["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
         return self.models.get(uid) if uid else None
@@ -146,7 +162,7 @@ class Invariants:
                     self._flag(f"Deployment {meta['name']} created {left:.1f}s after the spec left revision {rev}")
             else:
                 named = tl.names_since(rev, now)
-                if named is not None and named > self.after:
+                if named is not None and named > self.after and self._model_lives(dep):
                     self._flag(f"Deployment {meta['name']} deleted while the spec has named revision {rev} "
                                f"for {named:.1f}s")
 
@@ -157,5 +173,5 @@ class Invariants:
         with self.lock:
             tl = self._owner(svc)
             model = (meta.get("labels") or {}).get("serving.kubento.io/model-deployment")
-            if tl is not None and tl.gone is None and meta["name"] == model:
+            if tl is not None and tl.gone is None and meta["name"] == model and self._model_lives(svc):
                 self._flag(f"Service {meta['name']} deleted while its model exists")
