@@ -54,11 +54,11 @@ class Timeline:
 
     def left(self, rev: str, now: float) -> Optional[float]:
         """How long ago the spec stopped naming ``rev`` (None: it names it
-        now, or did until less than ... never named it: infinity)."""
+        now, or no generation this watch saw named it)."""
         gens = sorted(self.generations.items())
         named = [i for i, (_, (_, r)) in enumerate(gens) if r == rev]
         if not named:
-            return float("inf")
+            return None  # a spec this watch never saw (it was away, relisting): the end-state check judges
         last = named[-1]
         if last == len(gens) - 1:
             return None  # the spec names it now

@@ -54,7 +54,7 @@ def settle(chaos, op, churn, invariants, label: str, since: float) -> list[str]:
     time.sleep(10)
     after = failed_passes(op), op.metric("kubento_reconcile_duration_seconds_count") or 0.0
     live = len([n for n, s in churn.written.items() if s is not None])
-    print(f"[chaos: {label}] {live} models converged {took:.1f}s after the API server was back; failed requests: "
+    print(f"[chaos: {label}] {live} models {'converged' if not left else 'NOT converged'} {took:.1f}s after the API server was back; failed requests: "
           f"none sent (no pods in this tier); left wrong: {len(left)}" + "".join(f"\n    {p}" for p in left[:40]))
     print(f"[chaos: {label}] operator: {op.starts} start(s), exits {op.exits or 'none'}; "
           f"then 10s idle: {after[1] - before[1]:.0f} passes, {after[0] - before[0]:.0f} failed; "

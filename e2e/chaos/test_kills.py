@@ -90,7 +90,7 @@ def test_operator_sigkilled_at_random_moments_while_models_churn(chaos):
 
     print(f"\n[chaos: kills] seed {SEED}: {KILLS} SIGKILLs in {churned:.0f}s ({kills['leading']} while leading, "
           f"{kills['starting']} while starting or waiting for the Lease), {MODELS} names churned: {churn.summary()}")
-    print(f"[chaos: kills] after the last kill: leading again in {leading:.1f}s, {live} models converged in "
+    print(f"[chaos: kills] after the last kill: leading again in {leading:.1f}s, {live} models {'converged' if not left else 'NOT converged'} in "
           f"{took:.1f}s; failed requests: none sent (no pods in this tier); left wrong: {len(left)}"
           + "".join(f"\n    {p}" for p in left[:40]))
     print(f"[chaos: kills] then 10s idle: {passes_idle:.0f} passes, {errors_after - errors_before:.0f} failed passes; "

@@ -90,7 +90,7 @@ def test_the_standby_takes_over_from_a_killed_or_stopped_leader(chaos):
                   f"min {min(times):.2f}s, median {statistics.median(times):.2f}s, max {max(times):.2f}s "
                   f"(target ≤ {SIGKILL_TARGET if how == 'SIGKILL' else SIGTERM_TARGET:.0f}s); "
                   f"exit codes {exits[how]}")
-    print(f"[chaos: takeover] two leaders at once: {leaders.both} of {leaders.samples} samples; converged "
+    print(f"[chaos: takeover] two leaders at once: {leaders.both} of {leaders.samples} samples; {'converged' if not left else 'NOT converged'} "
           f"{took:.1f}s after the churn stopped; failed requests: none sent (no pods in this tier); "
           f"left wrong: {len(left)}" + "".join(f"\n    {p}" for p in left[:40]))
     print(f"[chaos: takeover] stale or wrong writes seen: {len(invariants.violations)} "
