@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 CLUSTER ?= local
 
-.PHONY: demo docs docs-build reference help test test-kind test-kind-smoke bench bench-scale unit chart integration e2e cluster-up cluster-down images deps venv kube helm prometheus install-yaml crds crds-check controlplane-up controlplane-down clean
+.PHONY: demo docs docs-build reference help test chaos test-kind test-kind-smoke bench bench-scale unit chart integration e2e cluster-up cluster-down images deps venv kube helm prometheus install-yaml crds crds-check controlplane-up controlplane-down clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ reference: venv  ## regenerate docs/reference/ from the CRD and the CLI's --help
 	$(PY) hack/gen-reference.py
 
 test: deps venv kube helm prometheus  ## every tier: unit, chart, integration (real kube-apiserver), e2e (real node; root), then a kind smoke
-	$(PYTEST) tests e2e
+	$(PYTEST) tests e2e --ignore=e2e/chaos
 	$(MAKE) test-kind-smoke
 
 # kind: the node image is built here (no registry needed); KIND_ARGS= uses the
@@ -44,7 +44,10 @@ test-kind-smoke: deps venv kube helm  ## the kind smoke of `make test` (cluster 
 	e2e/kind/run $(KIND_ARGS) $(KIND_SMOKE)
 
 e2e: deps venv kube helm prometheus  ## e2e only: local cluster, images, helm install, real BentoML pods
-	$(PYTEST) e2e
+	$(PYTEST) e2e --ignore=e2e/chaos
+
+chaos: deps venv kube helm  ## chaos tier: operators SIGKILLed/SIGTERMed, API server restarted and cut off under a churn of 100 models (figures)
+	$(PYTEST) e2e/chaos -s -p no:logging
 
 bench: deps venv kube helm  ## benchmarks on the local cluster (print figures: apply -> Ready per bento source, rollback time, autoscaling; PNG in bench/out)
 	$(PY) -m pip install -q -e '.[test,bench]' -c e2e/images/constraints.txt

@@ -26,7 +26,7 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if not report.failed:
         return
-    for fixture in ("cluster", "controlplane", "monitoring"):
+    for fixture in ("cluster", "controlplane", "monitoring", "chaos"):
         target = getattr(item, "funcargs", {}).get(fixture)
         if target is not None:
             try:

@@ -31,30 +31,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from tests import controlplane  # noqa: E402
+from tests.controlplane import MODEL_LABEL, DeploymentController, Watcher, api  # noqa: E402
 from tests.specs import model_deployment  # noqa: E402
 
 NAMESPACE = "scale"
 PLAIN = "plain"
 THREADS = 8
 OPERATOR_USER = "system:serviceaccount:kubento-system:kubento"
-MODEL_LABEL = "serving.kubento.io/model-deployment"
 SPEC = {"bento": {"image": "registry.local/iris:1.0"}, "replicas": 1}
 METRICS_PORT = 19091
 
@@ -73,65 +70,14 @@ def pct(values: list[float], q: float) -> float:
 # ------------------------------------------------------------ the cluster
 
 
-class ControlPlane:
+class ControlPlane(controlplane.ControlPlane):
     def __init__(self, port: int = 36943, etcd_port: int = 32879) -> None:
-        self.dir = Path(tempfile.gettempdir()) / "kubento-cp-scale"
-        self.env = {**os.environ, "KUBENTO_CP_DIR": str(self.dir), "KUBENTO_CP_PORT": str(port),
-                    "KUBENTO_CP_ETCD_PORT": str(etcd_port),
-                    "KUBENTO_CP_CONTROLLERS": "*,-deployment-controller,-replicaset-controller,"
-                                              "-horizontal-pod-autoscaler-controller,-job-controller"}
-        self.script = str(ROOT / "e2e" / "controlplane")
-        self.kube_bin = subprocess.run([str(ROOT / "e2e" / "kubebin" / "build.sh")], capture_output=True,
-                                       text=True, check=True).stdout.strip()
-
-    def up(self) -> None:
-        subprocess.run([self.script, "down"], env=self.env, capture_output=True)
-        proc = subprocess.run([self.script, "up"], env=self.env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"control plane did not start:\n{proc.stderr}")
-
-    def down(self) -> None:
-        subprocess.run([self.script, "down"], env=self.env, capture_output=True)
-
-    @property
-    def admin(self) -> Path:
-        return self.dir / "admin.kubeconfig"
-
-    def kubectl(self, *args: str, input: Optional[str] = None) -> str:
-        proc = subprocess.run([self.kube_bin, "kubectl", "--kubeconfig", str(self.admin), *args], input=input,
-                              capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr}")
-        return proc.stdout
-
-    def token_kubeconfig(self, sa: str, namespace: str, path: Path) -> Path:
-        token = self.kubectl("create", "token", sa, "-n", namespace, "--duration=6h").strip()
-        cfg = yaml.safe_load(self.admin.read_text())
-        cfg["users"] = [{"name": sa, "user": {"token": token}}]
-        cfg["contexts"] = [{"name": sa, "context": {"cluster": cfg["clusters"][0]["name"], "user": sa}}]
-        cfg["current-context"] = sa
-        path.write_text(yaml.safe_dump(cfg))
-        return path
+        super().__init__(Path(tempfile.gettempdir()) / "kubento-cp-scale", port, etcd_port)
 
     def install(self) -> tuple[Path, Path]:
         """CRD, the chart's RBAC, a ServiceAccount for the plain client;
         returns (operator kubeconfig, plain client kubeconfig)."""
-        self.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        for _ in range(120):  # kubectl wait fails at once while the new CRD has no conditions
-            try:
-                self.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.serving.kubento.io",
-                             "--timeout=10s")
-                break
-            except RuntimeError:
-                time.sleep(0.5)
-        helm = subprocess.run([str(ROOT / "hack" / "helm.sh")], capture_output=True, text=True, check=True).stdout.strip()
-        rendered = subprocess.run([helm, "template", "kubento", str(ROOT / "charts" / "kubento"), "--namespace",
-                                   "kubento-system", "--kube-version", "1.34.4"], capture_output=True, text=True, check=True).stdout
-        docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] in
-                ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")]
-        for ns in ("kubento-system", NAMESPACE, PLAIN):
-            self.kubectl("create", "namespace", ns)
-        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+        self.install_operator("kubento-system", [NAMESPACE, PLAIN])
         plain_rbac = [
             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "plain", "namespace": PLAIN}},
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "plain", "namespace": PLAIN},
@@ -146,49 +92,13 @@ class ControlPlane:
                 self.token_kubeconfig("plain", PLAIN, self.dir / "plain.kubeconfig"))
 
 
-def api(kubeconfig: Path, pool: int = THREADS * 2) -> client.ApiClient:
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-    cfg.connection_pool_maxsize = pool
-    return client.ApiClient(cfg)
-
-
 # --------------------------------------------------------------- watching
-
-
-class Watcher(threading.Thread):
-    """A raw watch (list, then watch from its resourceVersion), calling
-    ``on(type, obj)`` for every event; fast enough for thousands."""
-
-    def __init__(self, list_call: Callable[..., Any], on: Callable[[str, dict], None], **kw: Any) -> None:
-        super().__init__(daemon=True)
-        self.list_call, self.on, self.kw = list_call, on, kw
-        self.ready = threading.Event()
-
-    def run(self) -> None:
-        while True:
-            resp = self.list_call(_preload_content=False, **self.kw)
-            listed = json.loads(resp.data)
-            for item in listed["items"]:
-                self.on("ADDED", item)
-            self.ready.set()
-            rv = listed["metadata"]["resourceVersion"]
-            try:
-                stream = self.list_call(watch=True, resource_version=rv, allow_watch_bookmarks=True,
-                                        timeout_seconds=3600, _preload_content=False, **self.kw)
-                for line in stream:
-                    event = json.loads(line)
-                    if event["type"] == "ERROR":
-                        break
-                    if event["type"] != "BOOKMARK":
-                        self.on(event["type"], event["object"])
-            except Exception as exc:  # noqa: BLE001 - relist
-                say(f"watch restarted: {exc}")
 
 
 class Observer:
     """First times kubento's children appear per model, Ready and rollout
-    times, and the fake Deployment controller."""
+    times; the Deployment controller's part is played by
+    tests.controlplane.DeploymentController."""
 
     def __init__(self, admin: client.ApiClient) -> None:
         self.lock = threading.Lock()
@@ -196,53 +106,26 @@ class Observer:
         self.service_seen: dict[str, float] = {}
         self.ready: dict[str, float] = {}
         self.rolled: dict[str, float] = {}
-        self.rollout_since: Optional[float] = None  # generation >= 2 means the spec change
-        self.apps = client.AppsV1Api(admin)
         self.core = client.CoreV1Api(admin)
         self.custom = client.CustomObjectsApi(admin)
-        self.pool = ThreadPoolExecutor(THREADS)
-        self.reported: dict[str, int] = {}
         sel = "app.kubernetes.io/managed-by=kubento"
+        self.deployments = DeploymentController(admin, NAMESPACE, threads=THREADS, on_event=self._deployment)
         self.watchers = [
-            Watcher(self.apps.list_namespaced_deployment, self._deployment, namespace=NAMESPACE, label_selector=sel),
             Watcher(self.core.list_namespaced_service, self._service, namespace=NAMESPACE, label_selector=sel),
             Watcher(lambda **kw: self.custom.list_namespaced_custom_object("serving.kubento.io", "v1alpha1", NAMESPACE,
                                                                           "modeldeployments", **kw), self._model),
         ]
+        self.deployments.start()
         for w in self.watchers:
             w.start()
         for w in self.watchers:
             w.ready.wait(60)
 
     def _deployment(self, type_: str, dep: dict) -> None:
-        meta = dep["metadata"]
-        model = (meta.get("labels") or {}).get(MODEL_LABEL)
-        if type_ == "DELETED" or not model:
-            return
-        with self.lock:
-            self.deployment_seen.setdefault(model, time.monotonic())
-        want = dep["spec"].get("replicas", 1)
-        st = dep.get("status") or {}
-        if st.get("observedGeneration") == meta["generation"] and st.get("readyReplicas", 0) == want \
-                and st.get("replicas", 0) == want:
-            return
-        key = f"{meta['name']}/{meta['generation']}/{want}"
-        with self.lock:
-            if self.reported.get(key):
-                return
-            self.reported[key] = 1
-        self.pool.submit(self._report, meta["name"], meta["generation"], want)
-
-    def _report(self, name: str, generation: int, replicas: int) -> None:
-        status = {"observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
-                  "readyReplicas": replicas, "availableReplicas": replicas,
-                  "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "ok"},
-                                 {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": "ok"}]}
-        try:
-            self.apps.patch_namespaced_deployment_status(name, NAMESPACE, {"status": status})
-        except client.ApiException as exc:
-            if exc.status != 404:
-                say(f"deployment status {name}: {exc.status}")
+        model = (dep["metadata"].get("labels") or {}).get(MODEL_LABEL)
+        if type_ != "DELETED" and model:
+            with self.lock:
+                self.deployment_seen.setdefault(model, time.monotonic())
 
     def _service(self, type_: str, svc: dict) -> None:
         model = (svc["metadata"].get("labels") or {}).get(MODEL_LABEL)
@@ -309,16 +192,16 @@ def create_models(custom: client.CustomObjectsApi, names: list[str], created: di
         list(pool.map(one, names))
 
 
-class Operator:
+class Operator(controlplane.Operator):
     def __init__(self, kubeconfig: Path, workers: int) -> None:
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBENTO_WORKERS": str(workers)}
-        self.log = open(Path(tempfile.gettempdir()) / "kubento-scale-operator.log", "w")
-        cmd = [str(ROOT / ".venv" / "bin" / "kubento"), "run", "-A", "--liveness", "",
-               "--metrics-port", str(METRICS_PORT), "--log-format", "json"]
+        log = Path(tempfile.gettempdir()) / "kubento-scale-operator.log"
+        log.write_text("")
+        wrap = []
         if os.environ.get("KUBENTO_BENCH_PROFILE"):  # collapsed stacks of the whole run (py-spy): figures then skew
-            cmd = ["py-spy", "record", "--format", "raw", "--rate", "50", "-o", os.environ["KUBENTO_BENCH_PROFILE"],
-                   "--", *cmd]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            wrap = ["py-spy", "record", "--format", "raw", "--rate", "50", "-o", os.environ["KUBENTO_BENCH_PROFILE"],
+                    "--"]
+        super().__init__(kubeconfig, log, metrics_port=METRICS_PORT, workers=workers, wrap=wrap)
+        self.start()
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -329,9 +212,6 @@ class Operator:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
-
-    def scrape(self) -> str:
-        return urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
 
     def series(self) -> int:
         return sum(1 for line in self.scrape().splitlines() if line and not line.startswith("#"))
@@ -347,12 +227,7 @@ class Operator:
         return values.get("count", 0.0), values.get("sum", 0.0)
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        self.terminate(20)
 
 
 def audit_requests(audit_log: Path, since: int) -> dict[str, int]:

@@ -27,6 +27,7 @@ MODELS = {
     "Service": client.V1Service,
     "ConfigMap": client.V1ConfigMap,
     "PodDisruptionBudget": client.V1PodDisruptionBudget,
+    "NetworkPolicy": client.V1NetworkPolicy,
 }
 # prometheus-operator's kinds: no client model (e2e/test_monitoring.py runs what they configure).
 MONITORING = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}

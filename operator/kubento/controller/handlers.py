@@ -108,6 +108,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 def stop(**_: Any) -> None:
     """Finish the passes under way, then hand the Lease over at once."""
     LEADING.clear()
+    metrics.LEADER.set(0)  # from now on: the next leader may start before this process ends
     _stopping.set()
     QUEUE.close()
     for t in _threads:

@@ -47,6 +47,10 @@ class LeaderElector:
         self._stop = threading.Event()
         self._observed: Optional[tuple[str, float]] = None  # (the Lease's record, when it last changed here)
         self._renewed = 0.0
+        # Every Lease request gives up in time for the renew deadline to be
+        # checked: a request hanging on a partitioned network must not keep a
+        # leader leading past its Lease (another replica takes it then).
+        self.timeout = max(0.5, renew_deadline / 4)
 
     # --------------------------------------------------------------- the loop
 
@@ -76,12 +80,12 @@ class LeaderElector:
         if release and self.leading.is_set():
             self.leading.clear()
             try:
-                lease = self._held or self.coordination.read_namespaced_lease(self.name, self.namespace)
+                lease = self._held or self.coordination.read_namespaced_lease(self.name, self.namespace, _request_timeout=self.timeout)
                 if lease.spec.holder_identity == self.identity:
                     lease.spec.holder_identity = ""
                     lease.spec.lease_duration_seconds = 1
                     lease.spec.renew_time = _now()
-                    self.coordination.replace_namespaced_lease(self.name, self.namespace, lease)
+                    self.coordination.replace_namespaced_lease(self.name, self.namespace, lease, _request_timeout=self.timeout)
                     log.info("%s released the Lease", self.identity)
             except Exception as exc:  # noqa: BLE001 - best effort: it expires anyway
                 log.warning("could not release the Lease: %s", exc)
@@ -94,14 +98,14 @@ class LeaderElector:
             lease = self._held
             lease.spec.renew_time = _now()
             try:  # the leader's renewal: from its own copy, guarded by resourceVersion
-                self._held = self.coordination.replace_namespaced_lease(self.name, self.namespace, lease)
+                self._held = self.coordination.replace_namespaced_lease(self.name, self.namespace, lease, _request_timeout=self.timeout)
                 return True
             except ApiException as exc:
                 self._held = None
                 if exc.status != 409:
                     raise
         try:
-            lease = self.coordination.read_namespaced_lease(self.name, self.namespace)
+            lease = self.coordination.read_namespaced_lease(self.name, self.namespace, _request_timeout=self.timeout)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -110,7 +114,7 @@ class LeaderElector:
                 spec=self._spec(transitions=0, acquired=True),
             )
             try:
-                self._held = self.coordination.create_namespaced_lease(self.namespace, body)
+                self._held = self.coordination.create_namespaced_lease(self.namespace, body, _request_timeout=self.timeout)
             except ApiException as exc2:
                 if exc2.status == 409:
                     return False  # another replica was faster
@@ -129,7 +133,7 @@ class LeaderElector:
         transitions = (spec.lease_transitions or 0) + (0 if holder == self.identity else 1)
         lease.spec = self._spec(transitions, acquired=holder != self.identity, previous=spec)
         try:
-            self._held = self.coordination.replace_namespaced_lease(self.name, self.namespace, lease)  # resourceVersion guards it
+            self._held = self.coordination.replace_namespaced_lease(self.name, self.namespace, lease, _request_timeout=self.timeout)  # resourceVersion guards it
         except ApiException as exc:
             if exc.status == 409:
                 return False
