@@ -168,7 +168,7 @@ def history_table(status: dict[str, Any], spec: dict[str, Any]) -> str:
     rolling = (status.get("rollout") or {}).get("revision")
     lines = []
     if history:
-        rows = [["NUMBER", "REVISION", "OUTCOME", "TIME", "BENTO", "MESSAGE"]]
+        rows = [["NUMBER", "REVISION", "OUTCOME", "TIME", "BENTO", "ENVIRONMENT", "MESSAGE"]]
         for h in history:
             outcome = h.get("outcome", "")
             if h.get("revision") == stable:
@@ -177,7 +177,7 @@ def history_table(status: dict[str, Any], spec: dict[str, Any]) -> str:
                 outcome += " (rolling out)"
             message = h.get("message") or h.get("reason") or ""
             rows.append([str(h.get("number", "")), h.get("revision", ""), outcome, h.get("time", ""),
-                         h.get("bento", ""), _cut(message)])
+                         h.get("bento", ""), h.get("environment") or "-", _cut(message)])
         lines.append(_table(rows))
     else:
         lines.append("No revisions recorded yet.")

@@ -35,7 +35,8 @@ from kubento.controller.status import pod_problems
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 NO_POD_GRACE = 60
 SHARED_POLL_SECONDS = 5.0  # another model's Job: its events reach that model, not this one
-REASONS = ("PackageNotFound", "PythonVersionMismatch", "EnvironmentFailed", "EnvironmentStoreMissing")
+REASONS = ("PackageNotFound", "PythonVersionMismatch", "EnvironmentFailed", "EnvironmentStoreMissing",
+           "BentoFetchFailed")  # what a preparation's message may start with (runtime.environment.REASONS)
 
 
 @dataclass(frozen=True)

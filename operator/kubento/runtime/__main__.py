@@ -154,10 +154,14 @@ def prepare() -> int:
     expected = os.environ.get("KUBENTO_ARCHIVE_SHA256", "").strip().lower() or None
     work = work_dir()
     work.mkdir(parents=True, exist_ok=True)
-    got = storage.fetch(uri, work / "archive.download", secret_field=os.environ.get("KUBENTO_SECRET_FIELD") or None)
+    try:
+        got = storage.fetch(uri, work / "archive.download", secret_field=os.environ.get("KUBENTO_SECRET_FIELD") or None)
+    except Failure as exc:  # the same cause the model pods would meet: said the same way
+        raise Failure(f"BentoFetchFailed: {exc}") from exc
     try:
         if expected and got.sha256 != expected:
-            raise Failure(f"sha256 mismatch for {uri}: expected {expected}, got {got.sha256}")
+            raise Failure(f"BentoFetchFailed: sha256 mismatch for {uri}: expected {expected}, got {got.sha256} "
+                          "(the object changed, or archive.sha256 is wrong)")
         requirements, bento_yaml = environment.read_bento_archive(got.path, uri)
     finally:
         if got.downloaded:

@@ -62,7 +62,8 @@ _PYTHON_VERSION = re.compile(r"^\s*python_version:\s*['\"]?([0-9]+\.[0-9]+)", re
 
 # Reasons a failed preparation starts its message with ("Reason: text"); the
 # operator turns the first word into the condition's reason.
-REASONS = ("PackageNotFound", "PythonVersionMismatch", "EnvironmentFailed", "EnvironmentStoreMissing")
+REASONS = ("PackageNotFound", "PythonVersionMismatch", "EnvironmentFailed", "EnvironmentStoreMissing",
+           "BentoFetchFailed")
 
 
 def env_dir() -> Path:
