@@ -45,6 +45,7 @@ def bentoml_command() -> list[str]:
 
 
 _CREDENTIAL = re.compile(r"^(AWS_|GIT_|HTTP_AUTHORIZATION$|KUBENTO_INDEX_(USERNAME|PASSWORD)$)")
+_NOT_SECRET = {"KUBENTO_INDEX_USERNAME"}  # kept from commands, not masked (a user name may be a common word)
 
 
 def run(argv: list[str], cwd: Optional[Path] = None, env: Optional[dict[str, str]] = None,
@@ -56,7 +57,8 @@ def run(argv: list[str], cwd: Optional[Path] = None, env: Optional[dict[str, str
     # The project's code runs inside `bentoml build`: it gets no credentials
     # (the upload is ours), and none of their values can reach the log tail
     # that becomes the condition and the event.
-    secrets = [v for k, v in full_env.items() if _CREDENTIAL.match(k) and len(v) >= 4] + list(redact or [])
+    secrets = [v for k, v in full_env.items()
+               if _CREDENTIAL.match(k) and k not in _NOT_SECRET and len(v) >= 4] + list(redact or [])
     secrets.sort(key=len, reverse=True)
     full_env = {k: v for k, v in full_env.items() if not _CREDENTIAL.match(k)}
     # live output, and rich's lines unwrapped (it wraps at 80 columns otherwise)

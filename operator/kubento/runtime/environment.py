@@ -137,31 +137,27 @@ def local_key(requirements: list[str], index: dict[str, Any]) -> str:
     return key_of(requirements, python, f"{sysconfig.get_platform()}-{libc}", runtime_fingerprint(), index)
 
 
+_SIMPLE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*(?:==\s*([A-Za-z0-9.+!_-]+))?$")
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def unsatisfied(requirements: list[str]) -> list[str]:
-    """The requirements the runtime's installed packages do not satisfy (a
-    requirement packaging cannot read counts as unsatisfied: pip decides)."""
+    """The requirements the runtime's installed packages do not obviously
+    satisfy. Only ``name``, ``name==version`` (what bentoml writes, locked or
+    not) and their extras are judged here, with the standard library; any
+    other form (ranges, markers, URLs) counts as unsatisfied and pip decides."""
     from importlib import metadata
 
-    try:
-        from packaging.requirements import InvalidRequirement, Requirement
-    except ImportError:  # no packaging: let pip judge all of them
-        return list(requirements)
+    installed = {_normal(d.metadata["Name"] or ""): d.version for d in metadata.distributions()}
     out = []
     for line in requirements:
-        try:
-            req = Requirement(line)
-        except InvalidRequirement:
-            out.append(line)
-            continue
-        if req.marker is not None and not req.marker.evaluate():
-            continue
-        try:
-            version = metadata.version(req.name)
-        except metadata.PackageNotFoundError:
-            out.append(line)
-            continue
-        if req.url or not req.specifier.contains(version, prereleases=True):
-            out.append(line)
+        m = _SIMPLE.match(line.strip())
+        have = installed.get(_normal(m.group(1))) if m else None
+        if have is None or (m.group(3) and m.group(3) != have) or m.group(2):
+            out.append(line)  # extras may pull in more: pip decides
     return out
 
 
@@ -218,11 +214,9 @@ class Index:
 
     def secrets(self) -> list[str]:
         """Values never to show in a log line."""
-        out = []
-        for value in (self.password, self.username if self.password else ""):
-            if value and len(value) >= 3:
-                out += [value, quote(value, safe="")]
-        return out
+        if not self.password or len(self.password) < 3:  # the user name is not a secret
+            return []
+        return [self.password, quote(self.password, safe="")]
 
     def describe(self) -> str:
         return self.url or "the default index (pypi.org)"
@@ -299,7 +293,11 @@ def _pip_failure(rc: int, tail: list[str], index: Index, what: str) -> Failure:
 def _run_pip(args: list[str], index: Index, what: str) -> None:
     from kubento.runtime import bento
 
-    rc, tail = bento.run(args, env={**os.environ, "PIP_NO_WARN_SCRIPT_LOCATION": "1"}, redact=index.secrets())
+    # pip gets only the settings given here: no PIP_* from the image, and no
+    # requests/curl CA variable (they override --cert).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PIP_") and not (index.ca and k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"))}
+    rc, tail = bento.run(args, env={**env, "PIP_NO_WARN_SCRIPT_LOCATION": "1"}, redact=index.secrets())
     if rc != 0:
         raise _pip_failure(rc, tail, index, what)
 
