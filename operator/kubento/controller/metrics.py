@@ -65,8 +65,8 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "kubento_autoscaler_panic": ("gauge", "1 while in panic mode.", ()),
 }
 
-PHASES = ("Pending", "Building", "Progressing", "Ready", "Degraded", "RolledBack", "Failed")
-CONDITIONS = ("Ready", "Available", "Progressing", "Degraded", "RolledBack", "BuildSucceeded")
+PHASES = ("Pending", "Building", "PreparingEnvironment", "Progressing", "Ready", "Degraded", "RolledBack", "Failed")
+CONDITIONS = ("Ready", "Available", "Progressing", "Degraded", "RolledBack", "BuildSucceeded", "EnvironmentReady")
 ROLES = ("stable", "current", "failed")
 EVENTS = ("started", "promoted", "rolled_back", "aborted")
 ROLLBACK_REASONS = ("CandidateFailed", "ProgressDeadlineExceeded", "AnalysisFailed", "AnalysisInconclusive", "Aborted")
