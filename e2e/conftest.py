@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "e2e" / "cluster"
 OPERATOR_NAMESPACE = "kubento-system"
 NAMESPACE = "kubento-e2e"
-IMAGES = ("operator", "iris", "crashing")
+IMAGES = ("operator", "iris", "crashing", "runtime")
 S3_SECRET = "e2e-s3"
 S3_WRONG_SECRET = "e2e-s3-wrong"
 # Where Service and pod IPs answer only inside the cluster (kind; e2e/kind/run

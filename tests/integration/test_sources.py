@@ -3,7 +3,9 @@ Job controller run here: the tests report build Jobs' outcomes themselves
 (the e2e tier runs real builds and real fetches)."""
 
 import datetime
+import json
 import time
+import uuid
 
 from kubernetes import client
 
@@ -55,6 +57,39 @@ def finish_job(admin, namespace, job, ok: bool):
     client.BatchV1Api(admin).patch_namespaced_job_status(job, namespace, {"status": status})
 
 
+def finish_env_job(admin, namespace, job, message: str, ok: bool = True):
+    """What the Job controller and the kubelet leave when the environment pod
+    ends: a pod with the helper's termination message, the Job's condition."""
+    core = client.CoreV1Api(admin)
+    pod_name = f"{job}-p{uuid.uuid4().hex[:4]}"
+    labels = {"batch.kubernetes.io/job-name": job, "app.kubernetes.io/managed-by": "kubento",
+              "serving.kubento.io/build-of": get_json_job(admin, namespace, job)["metadata"]["labels"]["serving.kubento.io/build-of"]}
+    core.create_namespaced_pod(namespace, {"metadata": {"name": pod_name, "labels": labels}, "spec": {
+        "restartPolicy": "Never", "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1034, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "prepare", "image": "registry.local/runtime:1", "securityContext": {
+            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}})
+    t = now()
+    core.patch_namespaced_pod_status(pod_name, namespace, {"status": {"phase": "Succeeded" if ok else "Failed", "containerStatuses": [{
+        "name": "prepare", "image": "registry.local/runtime:1", "imageID": "", "ready": False, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 0 if ok else 1, "reason": "Completed" if ok else "Error",
+                                 "message": message, "startedAt": t, "finishedAt": t}}}]}})
+    finish_job(admin, namespace, job, ok)
+
+
+def get_json_job(admin, namespace, job):
+    return client.BatchV1Api(admin).read_namespaced_job(job, namespace).to_dict()
+
+
+def env_jobs(cp, namespace, archive_prefix: str = ""):
+    jobs = get_json(cp, "jobs", "-n", namespace, "-l", "app.kubernetes.io/component=bento-environment")["items"]
+    return [j for j in jobs if j["metadata"]["annotations"]["serving.kubento.io/archive"].startswith(archive_prefix)
+            and not j["metadata"].get("deletionTimestamp")]
+
+
+NOTHING_EXTRA = json.dumps({"environment": {"packages": 0, "python": "3.11", "requirements": 1}})
+
+
 def jobs_of(cp, namespace, name):
     return [j["metadata"]["name"] for j in get_json(cp, "jobs", "-n", namespace, "-l", f"serving.kubento.io/build-of={name}")["items"]]
 
@@ -68,6 +103,11 @@ def test_archive_source_fetches_in_an_init_container_and_names_a_missing_secret(
     assert newest_deployment(controlplane, namespace, name) is None
 
     client.CoreV1Api(admin).create_namespaced_secret(namespace, {"metadata": {"name": "archive-creds"}, "stringData": {"AWS_ACCESS_KEY_ID": "k"}})
+    # First use: its Python environment is looked at by a Job (here: nothing the runtime lacks).
+    (job,) = wait_for("the environment Job", lambda: env_jobs(controlplane, namespace, "s3://models/iris.bento"),
+                      timeout=3 * RESYNC_SECONDS + 10)
+    assert md_get(controlplane, namespace, name)["status"]["phase"] == "PreparingEnvironment"
+    finish_env_job(admin, namespace, job["metadata"]["name"], NOTHING_EXTRA)
     dep = wait_for("the Deployment", lambda: newest_deployment(controlplane, namespace, name), timeout=3 * RESYNC_SECONDS + 10)
     pod = dep["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["fetch-bento"]
@@ -146,3 +186,69 @@ def test_build_from_a_configmap_builds_once_serves_and_keeps_serving_through_a_f
     dep = newest_deployment(controlplane, namespace, name)
     assert dep["metadata"]["labels"]["serving.kubento.io/revision"] == revision
     assert md_get(controlplane, namespace, name)["status"]["build"]["job"] == v3_job
+
+
+def test_an_archive_environment_is_prepared_once_shared_and_a_failure_names_the_package(controlplane, admin, namespace, md):
+    """Two models serving one archive: one environment Job (restricted, no
+    token, the only pod with the index credentials); both serve with the
+    environment; a new archive whose package does not exist fails by name
+    while the serving revision stays, with a Warning event."""
+    core = client.CoreV1Api(admin)
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "index-auth"},
+                                              "stringData": {"username": "u", "password": "index-password-1"}})
+    python = {"index": {"url": "https://pypi.internal/simple", "secretRef": {"name": "index-auth"},
+                        "caBundle": {"configMap": "index-ca"}}}
+    ensure_secret(admin, namespace)
+    spec = {"bento": {"archive": {"uri": "s3://models/iris/v1.bento", "secretRef": {"name": SECRET}}},
+            "runtimeImage": "registry.local/runtime:1", "python": python}
+    first, second = md(spec), md(spec)
+    (job,) = wait_for("one environment Job", lambda: env_jobs(controlplane, namespace, "s3://models/iris/"), timeout=3 * RESYNC_SECONDS + 10)
+    wait_for("both PreparingEnvironment", lambda: all(
+        md_get(controlplane, namespace, n).get("status", {}).get("phase") == "PreparingEnvironment" for n in (first, second)))
+    assert len(env_jobs(controlplane, namespace, "s3://models/iris/")) == 1
+    pod = job["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    names = {e["name"] for e in pod["containers"][0]["env"]}
+    assert {"KUBENTO_INDEX", "KUBENTO_INDEX_USERNAME", "KUBENTO_INDEX_PASSWORD", "KUBENTO_INDEX_CA"} <= names
+
+    result = {"environment": {"hash": "0123456789abcdef", "uri": "s3://models/iris/envs/0123456789abcdef.tar.gz",
+                              "sha256": "e" * 64, "size": 52_000_000, "unpacked": 160_000_000, "packages": 4,
+                              "python": "3.11", "reused": False}}
+    finish_env_job(admin, namespace, job["metadata"]["name"], json.dumps(result))
+    for name in (first, second):
+        dep = wait_for("the Deployment", lambda: newest_deployment(controlplane, namespace, name), timeout=3 * RESYNC_SECONDS + 10)
+        spec_ = dep["spec"]["template"]["spec"]
+        fetch = {e["name"]: e.get("value") for e in spec_["initContainers"][0]["env"]}
+        assert fetch["KUBENTO_ENV_URI"] == result["environment"]["uri"]
+        server = spec_["containers"][0]
+        assert {"name": "PYTHONPATH", "value": "/var/lib/kubento/env/site-packages"} in server["env"]
+        shown = json.dumps(spec_)
+        assert "index-auth" not in shown and "KUBENTO_INDEX" not in shown  # model pods never see the index credentials
+        play_deployment_controller(admin, namespace, name)
+        obj = wait_for("Ready", lambda: (o := md_get(controlplane, namespace, name))["status"].get("phase") == "Ready" and o)
+        env = obj["status"]["environment"]
+        assert (env["hash"], env["packages"], env["size"]) == ("0123456789abcdef", 4, 52_000_000)
+        assert condition(obj, "EnvironmentReady")["status"] == "True"
+        assert obj["status"]["history"][-1]["environment"] == "0123456789abcdef (4 packages, 49.6 MiB)"
+    assert len(env_jobs(controlplane, namespace, "s3://models/iris/")) == 1
+    serving = md_get(controlplane, namespace, first)["status"]["currentRevision"]
+
+    # A new archive that needs a package the index does not have.
+    controlplane.kubectl("patch", "md", first, "-n", namespace, "--type=merge", "-p",
+                         json.dumps({"spec": {"bento": {"archive": {"uri": "s3://models/iris/v2.bento"}}}}))
+    new = wait_for("a second environment Job", lambda: [j for j in env_jobs(controlplane, namespace, "s3://models/iris/")
+                                                         if j["metadata"]["name"] != job["metadata"]["name"]])[0]
+    tail = ("PackageNotFound: no-such-package==9.9 is not on https://pypi.internal/simple (no matching distribution); "
+            "pip's log ends:\nERROR: No matching distribution found for no-such-package==9.9")
+    finish_env_job(admin, namespace, new["metadata"]["name"], tail, ok=False)
+    obj = wait_for("PackageNotFound", lambda: with_ready_reason(md_get(controlplane, namespace, first), "PackageNotFound"))
+    assert condition(obj, "EnvironmentReady")["status"] == "False"
+    assert "no-such-package==9.9" in condition(obj, "EnvironmentReady")["message"]
+    assert obj["status"]["phase"] == "Degraded" and obj["status"]["currentRevision"] == serving
+    assert condition(obj, "Available")["status"] == "True"
+    events = get_json(controlplane, "events", "-n", namespace, "--field-selector", f"involvedObject.name={first}")["items"]
+    assert any(e["reason"] == "PackageNotFound" and e["type"] == "Warning" and "no-such-package" in e["message"]
+               for e in events), [e["reason"] for e in events]
+    assert "index-password-1" not in json.dumps(obj) + json.dumps(events)

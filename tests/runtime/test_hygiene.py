@@ -48,7 +48,7 @@ def test_runs_from_a_copy_of_only_the_runtime_files(tmp_path: Path) -> None:
         "before = set(sys.modules)\n"  # (the interpreter's own start-up: site, .pth hooks)
         f"sys.path.insert(0, {str(tmp_path)!r})\n"
         "import kubento.runtime, kubento.runtime.__main__, kubento.runtime.storage, kubento.runtime.bento, "
-        "kubento.runtime.source\n"
+        "kubento.runtime.source, kubento.runtime.environment\n"
         "assert kubento.runtime.__file__.startswith(sys.path[0]), kubento.runtime.__file__\n"
         "print(json.dumps(sorted(set(sys.modules) - before)))\n"
     )
@@ -60,7 +60,7 @@ def test_runs_from_a_copy_of_only_the_runtime_files(tmp_path: Path) -> None:
     assert {m.split(".")[0] for m in loaded} <= ALLOWED, sorted({m.split(".")[0] for m in loaded} - ALLOWED)
     assert {m for m in loaded if m.startswith("kubento")} <= {
         "kubento", "kubento.runtime", "kubento.runtime.__main__", "kubento.runtime.storage", "kubento.runtime.bento",
-        "kubento.runtime.source"}
+        "kubento.runtime.source", "kubento.runtime.environment"}
 
     helped = subprocess.run([sys.executable, "-m", "kubento.runtime", "--help"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=60, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})

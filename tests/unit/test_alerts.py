@@ -27,7 +27,7 @@ RULE_TESTS = ROOT / "tests" / "unit" / "data" / "kubento-rules-test.yaml"
 DASHBOARD = ROOT / "charts" / "kubento" / "files" / "grafana-dashboard.json"
 ALERTS = {
     "KubentoModelNotReady", "KubentoModelUnavailable", "KubentoModelRolledBack", "KubentoModelErrorRatioHigh",
-    "KubentoModelLatencyHigh", "KubentoModelAtMaxReplicas", "KubentoModelBuildFailing", "KubentoOperatorDown",
+    "KubentoModelLatencyHigh", "KubentoModelAtMaxReplicas", "KubentoModelBuildFailing", "KubentoModelEnvironmentFailing", "KubentoOperatorDown",
     "KubentoOperatorNotReconciling", "KubentoOperatorReconcileErrors",
 }
 

@@ -25,8 +25,12 @@ def desired_children(spec, owner):
     with no children yet (the Deployment first)."""
     from kubento.controller.plan import Inputs, World, plan
 
+    from kubento.builders.env_job import env_source
+
     body = {"metadata": {"name": owner.name, "namespace": owner.namespace, "uid": owner.uid, "generation": 1},
             "spec": spec.wire()}
+    if spec.bento.archive:  # its environment was looked at: the runtime image has every package
+        body["status"] = {"environment": {"source": env_source(served(spec), None), "packages": 0}}
     actions = plan(World(body, [], [], [], [], [], []), Inputs(now=0.0, default_runtime_image=RUNTIME)).actions
     return [a.manifest for a in actions.applies]
 

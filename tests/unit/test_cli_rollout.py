@@ -183,8 +183,8 @@ def test_spec_patch_escapes_pointer_characters():
 
 def test_history_table_marks_stable_and_rolling_out_and_describes_the_rollout():
     lines = history_table(CANARY, CANARY_SPEC).splitlines()
-    assert lines[0].split() == ["NUMBER", "REVISION", "OUTCOME", "TIME", "BENTO", "MESSAGE"]
-    assert lines[2].split() == ["2", "bbbbbbbbb2", "RolledBack", "2025-01-02T00:00:00Z", "registry.local/iris:1",
+    assert lines[0].split() == ["NUMBER", "REVISION", "OUTCOME", "TIME", "BENTO", "ENVIRONMENT", "MESSAGE"]
+    assert lines[2].split() == ["2", "bbbbbbbbb2", "RolledBack", "2025-01-02T00:00:00Z", "registry.local/iris:1", "-",
                                 "error", "rate", "9.0%", ">", "5.0%"]
     assert lines[4].split()[:4] == ["4", "ddddddddd4", "Serving", "(stable)"]
     assert "Progressing (rolling out)" in lines[5]
@@ -209,6 +209,12 @@ def test_history_table_truncates_messages_and_falls_back_to_the_reason():
     rows = history_table(status, {}).splitlines()
     assert rows[1].endswith("x" * 57 + "...")
     assert rows[2].endswith("Deadline")
+
+
+def test_history_table_shows_each_revisions_python_environment():
+    status = {"history": [{**entry(1, "a", "Serving"), "environment": "0123abcd (4 packages, 60.4 MiB)"}]}
+    rows = history_table(status, {}).splitlines()
+    assert "0123abcd (4 packages, 60.4 MiB)" in rows[1]
 
 
 def test_history_table_without_history():
@@ -368,7 +374,7 @@ def test_history_shows_the_agreement_with_stable_when_there_is_one():
         {"number": 2, "revision": "bbb", "outcome": "RolledBack", "time": "t2", "bento": "image iris:2",
          "reason": "PredictionMismatch", "agreement": 0.6, "message": "agreement 60% (6 of 10 inputs) < 95%"}]}
     table = history_table(status, {})
-    assert table.splitlines()[0].split() == ["NUMBER", "REVISION", "OUTCOME", "TIME", "BENTO", "AGREEMENT", "MESSAGE"]
+    assert table.splitlines()[0].split() == ["NUMBER", "REVISION", "OUTCOME", "TIME", "BENTO", "ENVIRONMENT", "AGREEMENT", "MESSAGE"]
     assert "60%" in table.splitlines()[2]
     assert "AGREEMENT" not in history_table({"history": status["history"][:1]}, {})
     assert pick_revision(status, None) == "aaa" and pick_revision(status, "bbb") == "bbb"

@@ -157,6 +157,22 @@ groups:
         the revision that was serving keeps serving. The BuildSucceeded condition ends with the tail of the build log
         {{`(kubectl describe md {{ $labels.model }} -n {{ $labels.namespace }}). Fix the project (service.py, bentofile.yaml) or`}}
         its source; a changed source, timeoutSeconds or resources builds again.
+  - alert: KubentoModelEnvironmentFailing
+    expr: |
+      max by (namespace, model, reason) (kubento_model_condition{condition="EnvironmentReady", status="false"}) == 1
+    for: {{ $a.environmentFailing.for }}
+    labels:
+      severity: {{ $a.environmentFailing.severity }}
+      {{- with $a.labels }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    annotations:
+      summary: {{`The Python environment of ModelDeployment {{ $labels.namespace }}/{{ $labels.model }} failed ({{ $labels.reason }})`}}
+      description: >-
+        {{`The Python packages of ModelDeployment {{ $labels.namespace }}/{{ $labels.model }} could not be prepared ({{ $labels.reason }});`}}
+        the revision that was serving keeps serving. The EnvironmentReady condition names the package and ends with the tail of
+        {{`pip's log (kubectl describe md {{ $labels.model }} -n {{ $labels.namespace }}). Fix the bento's requirements or`}}
+        spec.python (index, caBundle, secretRef); a changed bento or index prepares again.
 - name: kubento.operator
   rules:
   - alert: KubentoOperatorDown

@@ -276,6 +276,90 @@ class BentoSource(Model):
         return "image" if self.image else "archive" if self.archive else "build"
 
 
+# ------------------------------------------------------- python environment
+
+
+class CABundle(Model):
+    """A CA bundle (PEM) in a ConfigMap of the ModelDeployment's namespace."""
+
+    config_map: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Name of the ConfigMap."
+    )
+    key: str = Field(
+        default="ca.crt", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key of the ConfigMap that holds the PEM bundle.",
+    )
+
+
+class PackageIndex(Model):
+    """The Python package index the bento's packages are installed from
+    (pip's --index-url, --extra-index-url, --cert, --only-binary). Part of
+    the environment's key: changing it prepares a new environment."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            cel("!has(self.secretRef) || has(self.url)", "secretRef needs url (credentials go to the index's host only)",
+                ".secretRef"),
+        )
+    )
+
+    url: Optional[str] = Field(
+        default=None,
+        pattern=r"^https?://[^\s@]+$",
+        max_length=2048,
+        description=(
+            "Index URL (PEP 503 simple API), e.g. https://pypi.internal/simple. Unset: pip's default (pypi.org). "
+            "No credentials in the URL: use secretRef."
+        ),
+    )
+    extra_urls: list[Annotated[str, Field(pattern=r"^https?://[^\s@]+$", max_length=2048)]] = Field(
+        default_factory=list, max_length=8, description="More indexes to look in (pip's --extra-index-url)."
+    )
+    ca_bundle: Optional[CABundle] = Field(
+        default=None, description="CA bundle to trust for the index (a private CA); only the preparation pod mounts it."
+    )
+    secret_ref: Optional[SecretReference] = Field(
+        default=None,
+        description=(
+            "Secret with basic-auth credentials under the keys 'username' and 'password', sent to the host of url "
+            "(and of extraUrls on that host) only. Only the preparation pod sees them; never the model pods."
+        ),
+    )
+    only_binary: bool = Field(
+        default=False,
+        description=(
+            "Install wheels only, never build from a source distribution (pip --only-binary :all:): the runtime "
+            "image has no compiler, and building runs the package's own setup code."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _auth_needs_url(self) -> "PackageIndex":
+        if self.secret_ref is not None and not self.url:
+            raise ValueError("secretRef needs url (credentials go to the index's host only)")
+        return self
+
+
+class PythonEnvironment(Model):
+    """How the bento's own Python packages are prepared. A bento whose
+    requirements (bentofile python.packages / requirements_txt, locked by
+    bentoml build when lock_packages is on) are not all in the runtime image
+    gets an environment: installed once, with the runtime image's Python, by
+    an unprivileged Job (the build Job for bento.build), packed and stored
+    beside the bento (s3 or pvc), shared by every model with the same
+    dependency set, unpacked by each model pod next to the bento."""
+
+    index: Optional[PackageIndex] = Field(
+        default=None, description="Package index settings (default: the operator's, chart value packageIndex)."
+    )
+    timeout_seconds: int = Field(
+        default=1800, ge=60, le=86400, description="An environment Job running longer than this fails."
+    )
+    resources: Optional["Resources"] = Field(
+        default=None, description="CPU and memory requests and limits of the environment Job's pod."
+    )
+
+
 # ---------------------------------------------------------------- resources
 
 
@@ -849,6 +933,11 @@ class ModelDeploymentSpec(Model):
                 ".runtimeImage",
             ),
             cel(
+                "!has(self.python) || !has(self.bento.image)",
+                "python applies to bento.archive and bento.build only (an image has its packages)",
+                ".python",
+            ),
+            cel(
                 "!has(self.env) || self.env.all(e, e.name != 'BENTOML_PORT')",
                 "BENTOML_PORT is set from spec.port; set port instead",
                 ".env",
@@ -872,6 +961,13 @@ class ModelDeploymentSpec(Model):
         max_length=1024,
         pattern=r"^\S+$",
         description="Image that runs an imported archive or build (default: the operator's runtime image).",
+    )
+    python: Optional[PythonEnvironment] = Field(
+        default=None,
+        description=(
+            "The bento's Python packages (archive and build): where they are installed from. Every archive or "
+            "build gets an environment for what the runtime image lacks, with or without this field."
+        ),
     )
     replicas: int = Field(default=1, ge=0, le=1000, description="Model server pods, when autoscaling is not set.")
     port: int = Field(default=3000, ge=1, le=65535, description="Port the BentoML server listens on.")
@@ -994,6 +1090,8 @@ class ModelDeploymentSpec(Model):
     def _runtime_image(self) -> "ModelDeploymentSpec":
         if self.runtime_image and self.bento.image:
             raise ValueError("runtimeImage applies to bento.archive and bento.build only")
+        if self.python is not None and self.bento.image:
+            raise ValueError("python applies to bento.archive and bento.build only (an image has its packages)")
         if any(e.name == "BENTOML_PORT" for e in self.env):
             raise ValueError("BENTOML_PORT is set from spec.port; set port instead")
         names = [e.name for e in self.env]
@@ -1030,14 +1128,16 @@ class ModelDeploymentSpec(Model):
 
 # ------------------------------------------------------------------- status
 
-Phase = Literal["Pending", "Building", "Progressing", "Ready", "Degraded", "RolledBack", "Failed"]
-ConditionType = Literal["Ready", "Progressing", "Available", "Degraded", "RolledBack", "BuildSucceeded"]
+Phase = Literal["Pending", "Building", "PreparingEnvironment", "Progressing", "Ready", "Degraded", "RolledBack", "Failed"]
+ConditionType = Literal["Ready", "Progressing", "Available", "Degraded", "RolledBack", "BuildSucceeded",
+                        "EnvironmentReady"]
 
 
 class Condition(Model):
     """An observation of one aspect of the ModelDeployment."""
 
-    type: str = Field(description="Ready, Progressing, Available, Degraded, RolledBack or BuildSucceeded.")
+    type: str = Field(
+        description="Ready, Progressing, Available, Degraded, RolledBack, BuildSucceeded or EnvironmentReady.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason for the last transition.")
     message: str = Field(default="", description="Human-readable detail.")
@@ -1051,6 +1151,9 @@ class HistoryEntry(Model):
     number: int = Field(default=0, description="Increasing number of the rollout (kubento rollback --to-revision N).")
     revision: str = Field(description="Revision hash.")
     bento: str = Field(description="The bento it served (image, archive URI or build source).")
+    environment: Optional[str] = Field(
+        default=None, description="Its Python environment: hash, package count and size (none: the runtime image's)."
+    )
     time: str = Field(description="When the outcome was recorded (RFC 3339).")
     outcome: str = Field(description="Progressing, Serving, Superseded, Abandoned, RolledBack or Aborted.")
     reason: Optional[str] = Field(default=None, description="Why it was rolled back or aborted, in one word.")
@@ -1129,11 +1232,31 @@ class BuildStatus(Model):
     sha256: Optional[str] = Field(default=None, description="SHA-256 of the built archive; pods check it when they fetch.")
 
 
+class EnvironmentStatus(Model):
+    """The Python environment of the current bento (see spec.python)."""
+
+    source: str = Field(description="Hash of what the environment was prepared from (bento, runtime image, index).")
+    job: Optional[str] = Field(default=None, description="The Job that prepared it (the build Job for bento.build).")
+    hash: Optional[str] = Field(
+        default=None, description="The environment's key: hash of requirements, Python, platform, runtime packages, index."
+    )
+    uri: Optional[str] = Field(default=None, description="Where the packed environment is stored.")
+    sha256: Optional[str] = Field(default=None, description="SHA-256 of the packed environment; pods check it.")
+    size: Optional[int] = Field(default=None, description="Packed size in bytes.")
+    unpacked: Optional[int] = Field(default=None, description="Unpacked size in bytes.")
+    packages: Optional[int] = Field(
+        default=None, description="Packages installed beside the runtime image's (0: the runtime image has them all)."
+    )
+    python: Optional[str] = Field(default=None, description="Python version (major.minor) it was prepared with.")
+    reused: Optional[bool] = Field(default=None, description="Found in the store, prepared earlier for the same dependency set.")
+
+
 class ModelDeploymentStatus(Model):
     """Observed state, written by the operator."""
 
     phase: Optional[Phase] = Field(
-        default=None, description="Pending, Building, Progressing, Ready, Degraded, RolledBack or Failed."
+        default=None,
+        description="Pending, Building, PreparingEnvironment, Progressing, Ready, Degraded, RolledBack or Failed.",
     )
     conditions: list[Condition] = Field(default_factory=list, description="Current conditions.")
     observed_generation: Optional[int] = Field(default=None, description="The spec generation last acted on.")
@@ -1152,6 +1275,9 @@ class ModelDeploymentStatus(Model):
         default_factory=list, description="Revisions that ran, newest last (bounded by rollout.revisionHistoryLimit)."
     )
     build: Optional[BuildStatus] = Field(default=None, description="The build of the current source (bento.build).")
+    environment: Optional[EnvironmentStatus] = Field(
+        default=None, description="The Python environment of the current bento (archive and build)."
+    )
     autoscaling: Optional[AutoscalingStatus] = Field(default=None, description="kubento's own autoscaler (concurrency/rps).")
     url: Optional[str] = Field(default=None, description="In-cluster URL of the model's Service.")
     replicas: Optional[int] = Field(default=None, description="Model server pods (all revisions).")
@@ -1160,3 +1286,4 @@ class ModelDeploymentStatus(Model):
 
 
 BuildSource.model_rebuild()
+PythonEnvironment.model_rebuild()

@@ -22,10 +22,13 @@ BENTOML_HOME = f"{RUNTIME_DIR}/bentoml"  # emptyDir: the imported bento
 WORK_DIR = f"{RUNTIME_DIR}/work"  # emptyDir: downloads, build directory
 PVC_ROOT = f"{RUNTIME_DIR}/pvc"  # pvc://CLAIM/PATH is PVC_ROOT/CLAIM/PATH
 SOURCE_DIR = f"{RUNTIME_DIR}/source"  # a build's project files
+ENV_DIR = f"{RUNTIME_DIR}/env"  # emptyDir: the bento's Python environment, unpacked
+ENV_SITE = f"{ENV_DIR}/site-packages"  # first on the server's PYTHONPATH
 RUNTIME = ["python", "-m", "kubento.runtime"]
 FETCH_CONTAINER = "fetch-bento"
 BENTOML_HOME_VOLUME = "bentoml-home"
 WORK_VOLUME = "work"
+ENV_VOLUME = "python-env"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class ServedBento:
     sha256: Optional[str] = None
     secret: Optional[str] = None  # Secret whose keys the fetcher gets as environment
     secret_field: str = "bento.archive.secretRef"  # named in the fetcher's credential hints
+    env_uri: Optional[str] = None  # its Python environment (stored beside it, same Secret), if it needs one
+    env_sha256: Optional[str] = None
 
     def describe(self) -> str:
         return self.archive_uri or self.image
@@ -96,6 +101,11 @@ def fetch_container(bento: ServedBento, security_context: dict[str, Any], resour
     if bento.sha256:
         env.append({"name": "KUBENTO_ARCHIVE_SHA256", "value": bento.sha256})
     mounts = scratch_mounts()
+    if bento.env_uri:
+        env += [{"name": "KUBENTO_ENV_URI", "value": bento.env_uri}, {"name": "KUBENTO_ENV_DIR", "value": ENV_DIR}]
+        if bento.env_sha256:
+            env.append({"name": "KUBENTO_ENV_SHA256", "value": bento.env_sha256})
+        mounts.append(env_mount())
     if bento.archive_uri.startswith("pvc://"):
         mounts.append(pvc_mount(pvc_location(bento.archive_uri)[0], read_only=True))
     container = {
@@ -113,8 +123,24 @@ def fetch_container(bento: ServedBento, security_context: dict[str, Any], resour
     return container
 
 
+def env_mount() -> dict[str, Any]:
+    return {"name": ENV_VOLUME, "mountPath": ENV_DIR}
+
+
+def server_env(bento: ServedBento) -> list[dict[str, Any]]:
+    """The model server's own variables for its bento: the environment's
+    packages first on the import path."""
+    return [{"name": "PYTHONPATH", "value": ENV_SITE}] if bento.env_uri else []
+
+
+def server_mounts(bento: ServedBento) -> list[dict[str, Any]]:
+    return [env_mount()] if bento.env_uri else []
+
+
 def archive_volumes(bento: ServedBento) -> list[dict[str, Any]]:
     volumes = scratch_volumes()
+    if bento.env_uri:
+        volumes.append({"name": ENV_VOLUME, "emptyDir": {}})
     if bento.archive_uri and bento.archive_uri.startswith("pvc://"):
         volumes.append(pvc_volume(pvc_location(bento.archive_uri)[0], read_only=True))
     return volumes

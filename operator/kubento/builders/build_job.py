@@ -11,7 +11,7 @@ import copy
 from typing import Any, Optional
 
 from kubento.api import v1alpha1 as api
-from kubento.api.v1alpha1 import BuildSource
+from kubento.api.v1alpha1 import BuildSource, PackageIndex
 from kubento.builders.bento import (
     RUNTIME,
     SOURCE_DIR,
@@ -24,6 +24,7 @@ from kubento.builders.bento import (
     secret_env,
 )
 from kubento.builders.deployment import CONTAINER_SECURITY, POD_SECURITY
+from kubento.builders.env_job import index_env
 from kubento.builders.meta import MANAGED_BY, Owner, digest, with_applied_hash
 from kubento.builders.validate import validated
 
@@ -36,19 +37,21 @@ SOURCE_VOLUME = "source"
 MAX_NAME = 63  # Job names end up in pod labels
 
 
-def source_hash(build: BuildSource, runtime_image: str, content: Optional[dict[str, Any]]) -> str:
+def source_hash(build: BuildSource, runtime_image: str, content: Optional[dict[str, Any]],
+                index: Optional[dict[str, Any]] = None) -> str:
     """Hash of what a build's result depends on: the project's files (when
     kubento can read them: a ConfigMap's data), where it comes from, the
-    builder image and the output."""
-    return digest(
-        {
-            "source": build.source.model_dump(mode="json"),
-            "content": content,
-            "image": runtime_image,
-            "output": build.output.uri,
-        },
-        12,
-    )
+    builder image, the output and the package index its environment is
+    installed from."""
+    wanted = {
+        "source": build.source.model_dump(mode="json"),
+        "content": content,
+        "image": runtime_image,
+        "output": build.output.uri,
+    }
+    if index:
+        wanted["index"] = index
+    return digest(wanted, 12)
 
 
 def settings_hash(build: BuildSource) -> str:
@@ -133,12 +136,18 @@ def _source(build: BuildSource, job: str) -> tuple[list[dict[str, Any]], list[di
     return env, [], []
 
 
-def build_job(build: BuildSource, owner: Owner, runtime_image: str, hash_: str, build_id: str) -> dict[str, Any]:
+def build_job(build: BuildSource, owner: Owner, runtime_image: str, hash_: str, build_id: str,
+              index: Optional[PackageIndex] = None) -> dict[str, Any]:
     env, volumes, mounts = _source(build, job_name(owner, hash_))
     archive = archive_uri(build, owner, hash_, build_id)
-    env = runtime_env() + env + [{"name": "KUBENTO_OUTPUT_URI", "value": archive}]
-    volumes = scratch_volumes() + volumes
-    mounts = scratch_mounts() + mounts
+    # The bento's Python environment is prepared in the same pod, kept beside
+    # the archives (<output>/envs/<key>.tar.gz).
+    ienv, ivolumes, imounts = index_env(index)
+    env = runtime_env() + env + [{"name": "KUBENTO_OUTPUT_URI", "value": archive},
+                                 {"name": "KUBENTO_ENV_STORE", "value": build.output.uri.rstrip("/")},
+                                 {"name": "KUBENTO_RUNTIME_IMAGE", "value": runtime_image}] + ienv
+    volumes = scratch_volumes() + volumes + ivolumes
+    mounts = scratch_mounts() + mounts + imounts
     if build.output.uri.startswith("pvc://"):
         claim = pvc_location(build.output.uri)[0]
         # The same claim may hold the source (read-only) too: one writable volume then.

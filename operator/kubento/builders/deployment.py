@@ -20,6 +20,8 @@ from kubento.builders.bento import (
     ServedBento,
     archive_volumes,
     fetch_container,
+    server_env,
+    server_mounts,
 )
 from kubento.builders.meta import (
     ANNOTATION_BENTO,
@@ -76,6 +78,7 @@ def _env(spec: ModelDeploymentSpec, bento: ServedBento) -> list[dict[str, Any]]:
     ours = [{"name": "BENTOML_PORT", "value": str(spec.port)}]
     if bento.archive_uri:
         ours.append({"name": "BENTOML_HOME", "value": BENTOML_HOME})
+    ours += server_env(bento)
     return ours + [e.model_dump(by_alias=True, exclude_none=True, mode="json") for e in spec.env]
 
 
@@ -128,6 +131,7 @@ def container(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
         # The init container imported the bento into BENTOML_HOME.
         out["command"] = RUNTIME + ["serve"]
         mounts.append({"name": BENTOML_HOME_VOLUME, "mountPath": BENTOML_HOME})
+        mounts += server_mounts(bento)
     if spec.shm_size is not None:
         mounts.append({"name": SHM_VOLUME, "mountPath": SHM_PATH})
     mounts += _wire(spec.volume_mounts)

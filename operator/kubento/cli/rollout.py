@@ -171,7 +171,8 @@ def history_table(status: dict[str, Any], spec: dict[str, Any]) -> str:
     lines = []
     if history:
         agreements = any(h.get("agreement") is not None for h in history)  # predictionChecks.compareWithStable
-        rows = [["NUMBER", "REVISION", "OUTCOME", "TIME", "BENTO"] + (["AGREEMENT"] if agreements else []) + ["MESSAGE"]]
+        rows = [["NUMBER", "REVISION", "OUTCOME", "TIME", "BENTO", "ENVIRONMENT"]
+                + (["AGREEMENT"] if agreements else []) + ["MESSAGE"]]
         for h in history:
             outcome = h.get("outcome", "")
             if h.get("revision") == stable:
@@ -181,7 +182,7 @@ def history_table(status: dict[str, Any], spec: dict[str, Any]) -> str:
             message = h.get("message") or h.get("reason") or ""
             agreement = [f"{h['agreement']:.0%}" if h.get("agreement") is not None else ""] if agreements else []
             rows.append([str(h.get("number", "")), h.get("revision", ""), outcome, h.get("time", ""),
-                         h.get("bento", "")] + agreement + [_cut(message)])
+                         h.get("bento", ""), h.get("environment") or "-"] + agreement + [_cut(message)])
         lines.append(_table(rows))
     else:
         lines.append("No revisions recorded yet.")

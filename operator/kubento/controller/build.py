@@ -13,6 +13,7 @@ from typing import Any, Optional
 from kubento.api.v1alpha1 import BuildSource
 from kubento.builders.build_job import ANNOTATION_ARCHIVE, ANNOTATION_SETTINGS, BUILD_CONTAINER, settings_hash
 from kubento.builders.meta import Owner
+from kubento.controller.environment import REASONS as ENV_REASONS, failure_reason
 from kubento.controller.status import pod_problems
 
 NO_POD_GRACE = 60  # seconds a Job may take to create its pod before we say so
@@ -31,11 +32,15 @@ class BuildState:
     archive: Optional[str] = None
     sha256: Optional[str] = None
     tag: Optional[str] = None
+    environment: Optional[dict[str, Any]] = None  # the Python environment the build prepared (its result)
 
     @property
     def summary(self) -> str:
         """One line for Ready/Degraded; BuildSucceeded carries the whole message."""
         if self.phase == "Failed" and self.job:
+            if self.reason != "BuildFailed" and self.reason in ENV_REASONS:  # the environment: name the package
+                first = self.message.split("\n", 1)[0]
+                return f"the build of {self.source} could not prepare its Python environment: {first}"
             return f"the build of {self.source} failed (Job {self.job}); the BuildSucceeded condition shows the end of its log"
         return self.message
 
@@ -82,8 +87,9 @@ def build_state(build: BuildSource, job: dict[str, Any], pods: list[dict[str, An
             pass
         result = result if isinstance(result, dict) else {}
         tag, sha = result.get("tag"), result.get("sha256")
+        env = result.get("environment") if isinstance(result.get("environment"), dict) else None
         return BuildState("Succeeded", "BuildSucceeded", f"built {tag or 'the bento'} from {base['source']} (Job {name})",
-                          sha256=sha, tag=tag, **base)
+                          sha256=sha, tag=tag, environment=env, **base)
     failed = condition(job, "Failed")
     if failed:
         if failed.get("reason") == "DeadlineExceeded":
@@ -92,7 +98,10 @@ def build_state(build: BuildSource, job: dict[str, Any], pods: list[dict[str, An
         tail = (end.get("message") or "").strip() or failed.get("message") or "the build pod failed"
         if end.get("reason") == "OOMKilled":
             tail = f"the build ran out of memory (OOMKilled): raise bento.build.resources.limits.memory. {tail}"
-        return BuildState("Failed", "BuildFailed", f"Job {name} failed: {tail}", **base)
+        # The build prepares the bento's Python environment too: a failed
+        # install says so (PackageNotFound, PythonVersionMismatch, ...).
+        reason = failure_reason(tail, "BuildFailed")
+        return BuildState("Failed", reason, f"Job {name} failed: {tail}", **base)
     stuck = pod_problems(pods)
     if stuck:
         return BuildState("Building", stuck[0].reason, f"Job {name}: {stuck[0].message}", **base)

@@ -71,8 +71,8 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
                                            "revision compared agreed with stable.", ()),
 }
 
-PHASES = ("Pending", "Building", "Progressing", "Ready", "Degraded", "RolledBack", "Failed")
-CONDITIONS = ("Ready", "Available", "Progressing", "Degraded", "RolledBack", "BuildSucceeded")
+PHASES = ("Pending", "Building", "PreparingEnvironment", "Progressing", "Ready", "Degraded", "RolledBack", "Failed")
+CONDITIONS = ("Ready", "Available", "Progressing", "Degraded", "RolledBack", "BuildSucceeded", "EnvironmentReady")
 ROLES = ("stable", "current", "failed")
 EVENTS = ("started", "promoted", "rolled_back", "aborted")
 ROLLBACK_REASONS = ("CandidateFailed", "ProgressDeadlineExceeded", "AnalysisFailed", "AnalysisInconclusive",

@@ -16,6 +16,7 @@ So a pass over a settled model asks for nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,7 @@ from typing import Any, Optional
 
 from pydantic import ValidationError
 
-from kubento.api.v1alpha1 import BuildSource, ModelDeploymentSpec, ModelDeploymentStatus
+from kubento.api.v1alpha1 import BuildSource, ModelDeploymentSpec, ModelDeploymentStatus, PackageIndex
 from kubento.builders.bento import DEFAULT_RUNTIME_IMAGE, ServedBento
 from kubento.builders.build_job import (
     LABEL_SOURCE_HASH,
@@ -34,6 +35,7 @@ from kubento.builders.build_job import (
     source_snapshot,
 )
 from kubento.builders.deployment import OWN_METRICS, deployment, model_replicas, revision
+from kubento.builders.env_job import index_of, index_wire, is_env_job
 from kubento.builders.hpa import horizontal_pod_autoscaler
 from kubento.builders.keda import KEDA_API_VERSION, scaled_object
 from kubento.builders.meta import (
@@ -51,6 +53,13 @@ from kubento.builders.meta import (
 )
 from kubento.builders.service import preview_service, service
 from kubento.controller.build import NO_POD_GRACE, BuildState, build_state, condition as job_condition, usable
+from kubento.controller.environment import (
+    EnvState,
+    build_environment,
+    describe as describe_environment,
+    plan_environment,
+    with_environment,
+)
 from kubento.controller.status import (
     Observed,
     Problem,
@@ -92,6 +101,9 @@ class Inputs:
     verdict: Optional[Verdict] = None  # analysis of the current step, when one is due
     scaling: Optional[dict[str, Any]] = None  # kubento's autoscaler's status.autoscaling
     keda_served: bool = False
+    default_index: Optional[dict[str, Any]] = None  # the operator's package index (KUBENTO_PACKAGE_INDEX)
+    shared_jobs: list[dict[str, Any]] = field(default_factory=list)  # another model's environment Job this one uses
+    shared_pods: list[dict[str, Any]] = field(default_factory=list)  # and its pods
     generations: dict[tuple[str, str], int] = field(default_factory=dict)  # memory: children as last seen
     rejected: dict[str, tuple[str, float]] = field(default_factory=dict)  # memory: applied-hash -> refusal
     apply_problems: list[Problem] = field(default_factory=list)  # the apply layer's answers, on a second plan
@@ -284,7 +296,7 @@ def _job_finished(job: dict[str, Any]) -> bool:
 
 
 def plan_build(build: BuildSource, world: World, inputs: Inputs, runtime: str,
-               recorded: Optional[dict[str, Any]]) -> BuildPlan:
+               recorded: Optional[dict[str, Any]], index: Optional[PackageIndex] = None) -> BuildPlan:
     """Where the build of the current source stands and what to do about it:
     create its Job (and the immutable copy of a ConfigMap source), replace a
     failed Job whose settings changed, stop superseded builds, delete old
@@ -298,8 +310,8 @@ def plan_build(build: BuildSource, world: World, inputs: Inputs, runtime: str,
                                         f"(bento.build.source.configMap) does not exist in namespace {owner.namespace}",
                                         source=source), None)
         content = inputs.config_map
-    hash_ = source_hash(build, runtime, content)
-    ours = [j for j in world.jobs if owner.controls(j)]
+    hash_ = source_hash(build, runtime, content, index_wire(index))
+    ours = [j for j in world.jobs if owner.controls(j) and not is_env_job(j)]
     if recorded and recorded.get("sourceHash") == hash_ and recorded.get("archive"):
         state = BuildState("Succeeded", "BuildSucceeded", f"built {recorded.get('tag') or 'the bento'} from "
                            f"{source} (Job {recorded.get('job', '')})", source=source,
@@ -320,7 +332,7 @@ def plan_build(build: BuildSource, world: World, inputs: Inputs, runtime: str,
         # The build id makes each build's archive unique: a rebuild never
         # overwrites an archive that pods may still fetch.
         build_id = digest([owner.uid, hash_, inputs.now], 8)
-        manifest = build_job(build, owner, runtime, hash_, build_id)
+        manifest = build_job(build, owner, runtime, hash_, build_id, index)
         return BuildPlan(BuildState("Building", "Building", f"building {source} (Job {name})", source=source,
                                     source_hash=hash_, job=name), None, creates=[manifest], deletes=superseded)
     if not owner.controls(job):
@@ -344,19 +356,65 @@ def plan_build(build: BuildSource, world: World, inputs: Inputs, runtime: str,
     return plan
 
 
-def served_bento(spec: ModelDeploymentSpec, world: World, inputs: Inputs, recorded_build: Optional[dict[str, Any]]
-                 ) -> tuple[Optional[ServedBento], Optional[BuildPlan]]:
-    """What the pods should run; for a build source, only once it is built."""
-    if spec.bento.image:
-        return ServedBento(spec.bento.image), None
+@dataclass
+class BentoPlan:
+    """The bento the pods should run (None: not yet), how its build and
+    Python environment stand, and the Jobs that takes."""
+
+    bento: Optional[ServedBento]
+    build: Optional[BuildPlan] = None
+    environment: Optional[EnvState] = None
+    creates: list[dict[str, Any]] = field(default_factory=list)
+    deletes: list[Delete] = field(default_factory=list)
+    requeue_after: Optional[float] = None
+
+
+def environment_job_wanted(spec: ModelDeploymentSpec, inputs: Inputs) -> Optional[str]:
+    """The environment Job an archive's pass needs to see, when status does
+    not already hold its result (gather looks it up when another model made it)."""
+    from kubento.controller.environment import wanted_job
+
+    archive = spec.bento.archive
+    if archive is None:
+        return None
     runtime = runtime_image(spec, inputs.default_runtime_image)
+    bento = ServedBento(runtime, archive_uri=archive.uri, sha256=archive.sha256,
+                        secret=archive.secret_ref.name if archive.secret_ref else None)
+    return wanted_job(bento, index_of(spec.python, inputs.default_index))
+
+
+def served_bento(spec: ModelDeploymentSpec, world: World, inputs: Inputs, previous: dict[str, Any]) -> BentoPlan:
+    """What the pods should run; for a build source, only once it is built;
+    for an archive or a build, with its Python environment once it is ready."""
+    if spec.bento.image:
+        return BentoPlan(ServedBento(spec.bento.image))
+    runtime = runtime_image(spec, inputs.default_runtime_image)
+    index = index_of(spec.python, inputs.default_index)
+    owner = world.owner
+    env_jobs = [j for j in world.jobs if is_env_job(j) and owner.controls(j)]
     archive = spec.bento.archive
     if archive:
         secret = archive.secret_ref.name if archive.secret_ref else None
-        return ServedBento(runtime, archive_uri=archive.uri, sha256=archive.sha256, secret=secret), None
+        base = ServedBento(runtime, archive_uri=archive.uri, sha256=archive.sha256, secret=secret)
+        jobs = [j for j in world.jobs if is_env_job(j)] + inputs.shared_jobs
+        name = environment_job_wanted(spec, inputs)
+        job = next((j for j in jobs if j["metadata"]["name"] == name), None)
+        env = plan_environment(base, owner, jobs, world.pods + inputs.shared_pods, index, spec.python,
+                               previous.get("environment"), _age(job, inputs.now) if job else 0.0)
+        return BentoPlan(env.bento, environment=env.state, creates=env.creates,
+                         deletes=[Delete("batch/v1", "Job", n, "Background") for n in env.deletes],
+                         requeue_after=env.requeue_after)
     assert spec.bento.build is not None
-    build = plan_build(spec.bento.build, world, inputs, runtime, recorded_build)
-    return build.bento, build
+    build = plan_build(spec.bento.build, world, inputs, runtime, previous.get("build"), index)
+    env_state = build_environment(build.state, previous.get("environment"))
+    bento = build.bento
+    if bento is not None and env_state is not None and env_state.phase == "Ready":
+        bento = with_environment(bento, env_state.result)
+    # A build prepares its own environment: an archive's Jobs from before go.
+    deletes = build.deletes + [Delete("batch/v1", "Job", j["metadata"]["name"], "Background") for j in env_jobs
+                               if not j["metadata"].get("deletionTimestamp")]
+    return BentoPlan(bento, build=build, environment=env_state, creates=build.creates, deletes=deletes,
+                     requeue_after=build.requeue_after)
 
 
 # ----------------------------------------------------------------- children
@@ -521,7 +579,7 @@ def analysis_due(spec: ModelDeploymentSpec, previous: dict[str, Any], rev: Optio
 
 def observe(spec: ModelDeploymentSpec, generation: int, owner: Owner, rev: Optional[str], problems: list[Problem],
             build: Optional[BuildState], decision: Decision, revisions: Revisions,
-            scaling: Optional[dict[str, Any]]) -> Observed:
+            scaling: Optional[dict[str, Any]], environment: Optional[EnvState] = None) -> Observed:
     """What status is computed from: the serving revision's Deployment and
     pods when nothing rolls out, and the rollout's plan when something does."""
     rolling = decision.plan is not None and not decision.plan.done
@@ -546,6 +604,7 @@ def observe(spec: ModelDeploymentSpec, generation: int, owner: Owner, rev: Optio
         problems=problems,
         pods=revisions.pods.get(shown, []) if shown else [],
         build=build,
+        environment=environment,
         rollout=RolloutView(
             plan=decision.plan if rolling else None,
             stable=decision.stable,
@@ -613,22 +672,28 @@ def plan(world: World, inputs: Inputs) -> Pass:
         return Pass(actions)
 
     problems: list[Problem] = []
-    bento, build = None, None
+    bento, build, environment = None, None, None
     missing = secret_problem(spec, owner.namespace, inputs.missing_secrets)
     if missing:
         problems.append(missing)
     else:
-        bento, build = served_bento(spec, world, inputs, previous.get("build"))
-        if build is not None:
-            actions.creates += build.creates
-            actions.deletes += build.deletes
-            actions.requeue_after = _sooner(actions.requeue_after, build.requeue_after)
-            if build.state.phase != "Succeeded":
-                problems.insert(0, Problem(build.state.reason, build.state.summary))
+        served = served_bento(spec, world, inputs, previous)
+        bento, build, environment = served.bento, served.build, served.environment
+        actions.creates += served.creates
+        actions.deletes += served.deletes
+        actions.requeue_after = _sooner(actions.requeue_after, served.requeue_after)
+        if build is not None and build.state.phase != "Succeeded":
+            problems.insert(0, Problem(build.state.reason, build.state.summary))
+        elif environment is not None and environment.phase in ("Preparing", "Failed"):
+            problems.insert(0, Problem(environment.reason, environment.message))
     if spec.bento.build is None:
         # The source is no longer a build: its Jobs go.
         actions.deletes += [Delete("batch/v1", "Job", j["metadata"]["name"], "Background") for j in world.jobs
-                            if owner.controls(j) and not j["metadata"].get("deletionTimestamp")]
+                            if owner.controls(j) and not is_env_job(j) and not j["metadata"].get("deletionTimestamp")]
+    if spec.bento.image:
+        # Nor an archive: its environment Jobs go.
+        actions.deletes += [Delete("batch/v1", "Job", j["metadata"]["name"], "Background") for j in world.jobs
+                            if owner.controls(j) and is_env_job(j) and not j["metadata"].get("deletionTimestamp")]
     rev = revision(spec, bento) if bento else None
     revisions = revisions_of(world)
     candidate = rev if rev != previous.get("stableRevision") else None
@@ -659,8 +724,11 @@ def plan(world: World, inputs: Inputs) -> Pass:
         actions.deletes += children.deletes
         problems = children.problems + problems
     problems = inputs.apply_problems + problems
+    if bento is not None and rev is not None and environment is not None and environment.phase == "Ready":
+        decision = dataclasses.replace(
+            decision, history=_with_environment(decision.history, rev, describe_environment(environment.result)))
     observed = observe(spec, generation, owner, rev or previous.get("currentRevision"), problems,
-                       build.state if build else None, decision, revisions, inputs.scaling)
+                       build.state if build else None, decision, revisions, inputs.scaling, environment)
     new = compute_status(observed, previous, stamp)
     _finish_status(actions, previous, new)
     actions.events += gates.events
@@ -669,6 +737,13 @@ def plan(world: World, inputs: Inputs) -> Pass:
     if missing:
         actions.requeue_after = _sooner(actions.requeue_after, None)  # the Secret check schedules itself
     return Pass(actions, spec, rev, problems)
+
+
+def _with_environment(history: list[dict[str, Any]], rev: str, text: str) -> list[dict[str, Any]]:
+    """History entries of ``rev`` name its Python environment (kubento history)."""
+    if not text or all(h.get("revision") != rev or h.get("environment") == text for h in history):
+        return history
+    return [{**h, "environment": text} if h.get("revision") == rev else h for h in history]
 
 
 def _finish_status(actions: Actions, previous: dict[str, Any], new: dict[str, Any]) -> None:
@@ -685,3 +760,22 @@ def typed_status(status: dict[str, Any]) -> ModelDeploymentStatus:
 
 def default_runtime_image() -> str:
     return os.environ.get("KUBENTO_RUNTIME_IMAGE") or DEFAULT_RUNTIME_IMAGE
+
+
+def default_package_index() -> Optional[dict[str, Any]]:
+    """The operator's package index (KUBENTO_PACKAGE_INDEX, JSON in the shape
+    of spec.python.index; chart value packageIndex), used when the spec sets none."""
+    import json
+
+    raw = os.environ.get("KUBENTO_PACKAGE_INDEX", "").strip()
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+        PackageIndex.model_validate(value)
+    except (ValueError, ValidationError):
+        import logging
+
+        logging.getLogger("kubento.plan").warning("KUBENTO_PACKAGE_INDEX is not a valid package index: ignored")
+        return None
+    return value or None

@@ -34,12 +34,16 @@ from kubento.controller import analysis, apply, autoscaler, kube, metrics, probe
 from kubento.controller import cache as kinds
 from kubento.controller.cache import Cache, Key
 from kubento.controller.memory import ModelMemory, SecretCheck
+from kubento.builders.env_job import JOB_PREFIX, LABEL_BUILD_OF
+from kubento.controller.environment import JOB_NAME_LABEL, recorded_result
 from kubento.predictions import gate
 from kubento.controller.plan import (
     Inputs,
     World,
     analysis_due,
+    default_package_index,
     default_runtime_image,
+    environment_job_wanted,
     plan,
     referenced_secrets,
     revisions_of,
@@ -94,8 +98,8 @@ def gather(world: World, cache: Cache, memory: ModelMemory, now: float, mono: fl
     one of them wants another pass."""
     body = world.model
     owner = world.owner
-    inputs = Inputs(now=now, default_runtime_image=default_runtime_image(), generations=memory.generations,
-                    rejected=memory.rejected)
+    inputs = Inputs(now=now, default_runtime_image=default_runtime_image(), default_index=default_package_index(),
+                    generations=memory.generations, rejected=memory.rejected)
     try:
         spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
     except ValidationError:
@@ -108,6 +112,7 @@ def gather(world: World, cache: Cache, memory: ModelMemory, now: float, mono: fl
         inputs.snapshots = frozenset(
             snapshot_name(j["metadata"]["name"]) for j in world.jobs
             if cache.exists(kinds.CONFIG_MAP, owner.namespace, snapshot_name(j["metadata"]["name"])))
+    _shared_environment_job(spec, world, cache, inputs)
     if world.scaled_objects:
         inputs.keda_served = True  # watched: KEDA is there (and one of ours may have to go)
     elif spec.autoscaling and spec.autoscaling.provider == "keda":
@@ -208,6 +213,26 @@ def _compare(revisions: Any, checks: dict[str, gate.RevisionChecks], stable: str
             return None, gate.RETRY_SECONDS
     mem.comparisons.pop(token, None)
     return result, None
+
+
+def _shared_environment_job(spec: ModelDeploymentSpec, world: World, cache: Cache, inputs: Inputs) -> None:
+    """An archive's environment Job that another model made (same archive,
+    runtime image and index): from the cache, with its pods, so this model
+    waits for it instead of preparing the same environment twice."""
+    name = environment_job_wanted(spec, inputs)
+    if name is None or any(j["metadata"]["name"] == name for j in world.jobs):
+        return
+    if recorded_result((world.model.get("status") or {}).get("environment"), name[len(JOB_PREFIX):]) is not None:
+        return  # settled: no Job needed
+    ns = world.owner.namespace
+    job = cache.get(kinds.JOB, ns, name)
+    if job is None:
+        return
+    inputs.shared_jobs = [job]
+    creator = ((job.get("metadata") or {}).get("labels") or {}).get(LABEL_BUILD_OF)
+    if creator:
+        inputs.shared_pods = [p for p in cache.model((ns, creator)).pods
+                              if ((p.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL) == name]
 
 
 def _soonest(a: Optional[float], b: Optional[float]) -> Optional[float]:

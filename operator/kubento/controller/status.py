@@ -17,6 +17,7 @@ from kubento.builders.bento import FETCH_CONTAINER
 
 if TYPE_CHECKING:
     from kubento.controller.build import BuildState
+    from kubento.controller.environment import EnvState
     from kubento.rollout.strategy import Plan
 
 
@@ -57,6 +58,7 @@ class Observed:
     problems: list[Problem] = field(default_factory=list)
     pods: list[dict[str, Any]] = field(default_factory=list)
     build: Optional["BuildState"] = None  # bento.build only
+    environment: Optional["EnvState"] = None  # archive and build: the bento's Python environment
     rollout: Optional[RolloutView] = None  # None: status without revisions (unit tests of serving alone)
 
 
@@ -185,6 +187,7 @@ def desired_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
     with BuildSucceeded for a build source (phase Building while it runs:
     whatever revision was serving keeps serving)."""
     phase, conditions = _serving_conditions(obs)
+    phase, conditions = _environment_conditions(obs, phase, conditions)
     build = obs.build
     if build is None:
         return phase, conditions
@@ -194,6 +197,24 @@ def desired_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
         phase = "Building"
         replace = {"Progressing": _cond("Progressing", True, build.reason, build.message)}
         if build.reason == "Building":  # a build under way is not a problem
+            replace["Degraded"] = _cond("Degraded", False, "AsExpected", "")
+        conditions = [replace.get(c["type"], c) for c in conditions]
+    return phase, conditions
+
+
+def _environment_conditions(obs: Observed, phase: str, conditions: list[dict[str, Any]]
+                            ) -> tuple[str, list[dict[str, Any]]]:
+    """EnvironmentReady, and phase PreparingEnvironment while an archive's
+    environment Job runs (whatever revision was serving keeps serving)."""
+    env = obs.environment
+    if env is None:
+        return phase, conditions
+    ok = {"Ready": "True", "Failed": "False"}.get(env.phase, "Unknown")
+    conditions = conditions + [{"type": "EnvironmentReady", "status": ok, "reason": env.reason, "message": env.message}]
+    if env.phase == "Preparing":
+        phase = "PreparingEnvironment"
+        replace = {"Progressing": _cond("Progressing", True, env.reason, env.message)}
+        if env.reason == "PreparingEnvironment":  # under way, not a problem
             replace["Degraded"] = _cond("Degraded", False, "AsExpected", "")
         conditions = [replace.get(c["type"], c) for c in conditions]
     return phase, conditions
@@ -357,6 +378,10 @@ def compute_status(obs: Observed, previous: dict[str, Any], now: str) -> dict[st
         status["url"] = obs.url
     if obs.build is not None:
         status["build"] = obs.build.status()
+    if obs.environment is not None and obs.environment.phase != "Building":
+        status["environment"] = obs.environment.status()
+    elif obs.environment is not None and (previous or {}).get("environment"):
+        status["environment"] = previous["environment"]  # the last build's, until this one is done
     return status
 
 
@@ -418,6 +443,8 @@ def transition_event(previous: dict[str, Any], new: dict[str, Any]) -> Optional[
     degraded = next((c for c in new.get("conditions", []) if c.get("type") == "Degraded"), {})
     if new.get("phase") == "Building" and new_ready.get("reason") != "Building":
         return "Warning", new_ready.get("reason", ""), new_ready.get("message", "")  # a build that is stuck
+    if new.get("phase") == "PreparingEnvironment" and new_ready.get("reason") != "PreparingEnvironment":
+        return "Warning", new_ready.get("reason", ""), new_ready.get("message", "")
     if new.get("phase") == "RolledBack":
         rolled = next((c for c in new.get("conditions", []) if c.get("type") == "RolledBack"), {})
         return "Warning", "Aborted" if rolled.get("reason") == "Aborted" else "RolledBack", rolled.get("message", "")
@@ -426,5 +453,8 @@ def transition_event(previous: dict[str, Any], new: dict[str, Any]) -> Optional[
         build = next((c for c in new.get("conditions", []) if c.get("type") == "BuildSucceeded"), {})
         if build.get("status") == "False" and build.get("reason") == reason:
             return "Warning", reason, build.get("message", "")  # with the end of the build log
+        env = next((c for c in new.get("conditions", []) if c.get("type") == "EnvironmentReady"), {})
+        if env.get("status") == "False" and env.get("reason") == reason:
+            return "Warning", reason, env.get("message", "")  # with the end of pip's log
         return "Warning", reason, degraded.get("message") or new_ready.get("message", "")
     return "Normal", new_ready.get("reason", new.get("phase", "")), new_ready.get("message", "")

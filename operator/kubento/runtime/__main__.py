@@ -5,7 +5,11 @@ paths and variables).
   fetch   KUBENTO_ARCHIVE_URI [KUBENTO_ARCHIVE_SHA256] -> bentoml import, tag file
   serve   [ARGS...] -> exec `bentoml serve <tag from the tag file> ARGS...`
   build   KUBENTO_SOURCE_DIR or KUBENTO_GIT_URL [KUBENTO_GIT_REF, KUBENTO_GIT_PATH],
-          KUBENTO_OUTPUT_URI -> bentoml build + export, upload; JSON result
+          KUBENTO_OUTPUT_URI [KUBENTO_ENV_STORE] -> bentoml build + export, upload, the
+          bento's Python environment (kubento.runtime.environment); JSON result
+  prepare KUBENTO_ARCHIVE_URI [KUBENTO_ARCHIVE_SHA256] KUBENTO_ENV_STORE -> the archive's
+          Python environment, prepared or found in the store; JSON result
+  fetch also unpacks KUBENTO_ENV_URI [KUBENTO_ENV_SHA256] into KUBENTO_ENV_DIR when set
 
 A failure exits 1 and leaves its cause in the termination message file
 (KUBENTO_TERMINATION_LOG, default /dev/termination-log), where the operator
@@ -25,7 +29,7 @@ import traceback
 from pathlib import Path
 
 from kubento.runtime import Failure, bentoml_home, tag_file, truncate_utf8, work_dir, write_termination_message
-from kubento.runtime import bento, source, storage
+from kubento.runtime import bento, environment, source, storage
 
 FETCH_MESSAGE_LIMIT = 1000  # one line for a condition message
 BUILD_MESSAGE_LIMIT = 3500  # Kubernetes keeps 4096 bytes
@@ -69,6 +73,10 @@ def fetch() -> int:
         if bento.import_archive(link, tag):
             print(f"imported {tag} in {time.monotonic() - t0:.1f}s", flush=True)
         tag_file().write_text(tag + "\n")
+        env_uri = os.environ.get("KUBENTO_ENV_URI", "").strip()
+        if env_uri:
+            environment.unpack(env_uri, os.environ.get("KUBENTO_ENV_SHA256", "").strip().lower() or None,
+                               environment.env_dir(), secret_field)
     finally:
         for leftover in (link, got.path if got.downloaded else None):
             if leftover is not None:
@@ -126,21 +134,54 @@ def build() -> int:
     storage.put(archive, out_uri, sha256=digest,
                 secret_field=os.environ.get("KUBENTO_SECRET_FIELD") or "build.output.secretRef")
     archive.unlink(missing_ok=True)
+    result: dict = {"tag": tag, "uri": out_uri, "sha256": digest}
+    store = os.environ.get("KUBENTO_ENV_STORE", "").strip()
+    if store:
+        requirements, bento_yaml = environment.read_bento_store(tag)
+        result["environment"] = environment.summary(
+            environment.prepare(requirements, bento_yaml, store, image=os.environ.get("KUBENTO_RUNTIME_IMAGE", "")))
     seconds = round(time.monotonic() - start, 1)
-    result = {"tag": tag, "uri": out_uri, "sha256": digest, "seconds": seconds}
+    result["seconds"] = seconds
     print(f"build: {tag} -> {out_uri} ({storage.human(size)}, sha256 {digest}) in {seconds}s", flush=True)
     write_termination_message(json.dumps(result), BUILD_MESSAGE_LIMIT)
     return 0
 
 
+def prepare() -> int:
+    """The Python environment of an exported archive (the environment Job)."""
+    start = time.monotonic()
+    uri = _env("KUBENTO_ARCHIVE_URI")
+    expected = os.environ.get("KUBENTO_ARCHIVE_SHA256", "").strip().lower() or None
+    work = work_dir()
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        got = storage.fetch(uri, work / "archive.download", secret_field=os.environ.get("KUBENTO_SECRET_FIELD") or None)
+    except Failure as exc:  # the same cause the model pods would meet: said the same way
+        raise Failure(f"BentoFetchFailed: {exc}") from exc
+    try:
+        if expected and got.sha256 != expected:
+            raise Failure(f"BentoFetchFailed: sha256 mismatch for {uri}: expected {expected}, got {got.sha256} "
+                          "(the object changed, or archive.sha256 is wrong)")
+        requirements, bento_yaml = environment.read_bento_archive(got.path, uri)
+    finally:
+        if got.downloaded:
+            got.path.unlink(missing_ok=True)
+    result = environment.summary(environment.prepare(
+        requirements, bento_yaml, os.environ.get("KUBENTO_ENV_STORE", "").strip(),
+        image=os.environ.get("KUBENTO_RUNTIME_IMAGE", "")))
+    print(f"prepare: {uri} -> {json.dumps(result)} in {time.monotonic() - start:.1f}s", flush=True)
+    write_termination_message(json.dumps({"environment": result}), BUILD_MESSAGE_LIMIT)
+    return 0
+
+
 def _failure_message(command: str, exc: Failure) -> str:
-    if isinstance(exc, bento.CommandFailed) and command == "build":
+    if isinstance(exc, bento.CommandFailed) and command in ("build", "prepare"):
         # headline + as much of the output's end as fits
         head = exc.headline + "\n"
         room = BUILD_MESSAGE_LIMIT - len(head.encode())
         return head + truncate_utf8("\n".join(exc.tail), room, keep="tail").decode()
-    limit = BUILD_MESSAGE_LIMIT if command == "build" else FETCH_MESSAGE_LIMIT
-    text = str(exc) if command == "build" else " ".join(str(exc).split())  # fetch: one line
+    limit = BUILD_MESSAGE_LIMIT if command in ("build", "prepare") else FETCH_MESSAGE_LIMIT
+    text = str(exc) if command in ("build", "prepare") else " ".join(str(exc).split())  # fetch: one line
     return truncate_utf8(text, limit).decode()
 
 
@@ -152,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("serve", help="exec bentoml serve of the imported bento (model server)")
     s.add_argument("args", nargs=argparse.REMAINDER, help="more arguments for bentoml serve")
     sub.add_parser("build", help="build a project and upload its archive (build Job)")
+    sub.add_parser("prepare", help="prepare an archive's Python environment (environment Job)")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:  # everything after serve is bentoml's, options included
         args = argparse.Namespace(command="serve", args=argv[2:] if argv[1:2] == ["--"] else argv[1:])
@@ -162,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             return fetch()
         if args.command == "serve":
             return serve(args.args)
+        if args.command == "prepare":
+            return prepare()
         return build()
     except Failure as exc:
         message = _failure_message(args.command, exc)

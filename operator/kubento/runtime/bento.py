@@ -44,18 +44,22 @@ def bentoml_command() -> list[str]:
     raise Failure(f"bentoml is not installed (no `bentoml` command next to {sys.executable} or on PATH)")
 
 
-_CREDENTIAL = re.compile(r"^(AWS_|GIT_|HTTP_AUTHORIZATION$)")
+_CREDENTIAL = re.compile(r"^(AWS_|GIT_|HTTP_AUTHORIZATION$|KUBENTO_INDEX_(USERNAME|PASSWORD)$)")
+_NOT_SECRET = {"KUBENTO_INDEX_USERNAME"}  # kept from commands, not masked (a user name may be a common word)
 
 
 def run(argv: list[str], cwd: Optional[Path] = None, env: Optional[dict[str, str]] = None,
-        echo: bool = True) -> tuple[int, list[str]]:
+        echo: bool = True, redact: Optional[list[str]] = None) -> tuple[int, list[str]]:
     """Run a command, streaming its output (stdout and stderr merged) to our
-    stdout as it comes; return the exit code and the output's last lines."""
+    stdout as it comes; return the exit code and the output's last lines.
+    Credential values (the environment's, and ``redact``) never reach either."""
     full_env = dict(os.environ if env is None else env)
     # The project's code runs inside `bentoml build`: it gets no credentials
     # (the upload is ours), and none of their values can reach the log tail
     # that becomes the condition and the event.
-    secrets = [v for k, v in full_env.items() if _CREDENTIAL.match(k) and len(v) >= 4]
+    secrets = [v for k, v in full_env.items()
+               if _CREDENTIAL.match(k) and k not in _NOT_SECRET and len(v) >= 4] + list(redact or [])
+    secrets.sort(key=len, reverse=True)
     full_env = {k: v for k, v in full_env.items() if not _CREDENTIAL.match(k)}
     # live output, and rich's lines unwrapped (it wraps at 80 columns otherwise)
     full_env.update(PYTHONUNBUFFERED="1", COLUMNS="1000", BENTOML_DO_NOT_TRACK="True")
