@@ -40,23 +40,22 @@ OVERLAY = {
     "enableServiceLinks": False,
     "automountServiceAccountToken": False,
 }
-def readme_pods_example() -> dict:
-    """The spec shown in the README's "Pods" section."""
+def docs_pods_example() -> dict:
+    """The spec shown on the docs' Pods page (docs/concepts/pods.md), the first example."""
     import re
     from pathlib import Path
 
     import yaml
 
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = text.split("\n## Pods\n", 1)[1]
-    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    text = (Path(__file__).resolve().parents[2] / "docs" / "concepts" / "pods.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
     return {"bento": {"image": "registry.example.com/llama:1"}, **yaml.safe_load(block)["spec"]}
 
 
 OWNER = Owner("pods", "kubento-it", "00000000-0000-0000-0000-000000000001")
 
 VALID_POD_SPECS = {
-    "readme": readme_pods_example(),
+    "docs": docs_pods_example(),
     "full": FULL_SPEC,
     "pods": POD_SPEC,
     "archive-with-everything": {**ARCHIVE, **{k: v for k, v in POD_SPEC.items() if k != "bento"}},
