@@ -21,10 +21,10 @@ import uuid
 from kubernetes import client
 
 from tests.helpers import condition, wait_for, with_ready_reason
-from tests.integration.conftest import OPERATOR_USER, audit_events, get_json
+from tests.integration.conftest import OPERATOR_USER, RESYNC_SECONDS, audit_events, get_json
 from tests.integration.test_reconcile import md_get, settle
 from tests.integration.test_rollout import kubento
-from tests.integration.test_sources import finish_job, jobs_of
+from tests.integration.test_sources import NOTHING_EXTRA, env_jobs, finish_env_job, finish_job, jobs_of
 from tests.specs import VALID_SPEC
 
 
@@ -85,7 +85,7 @@ def check(controlplane, admin, namespace, md, logs, audit_from):
     # An archive from S3 with credentials.
     archive = md({"bento": {"archive": {"uri": "s3://models/iris.bento", "secretRef": {"name": s3}}},
                   "imagePullSecrets": [{"name": pull}]})
-    settle(controlplane, admin, namespace, archive)
+    settle_archive(controlplane, admin, namespace, archive)
     # A build from git with credentials, uploading with others; the build fails.
     build = md({"bento": {"build": {"source": {"git": {"url": "https://git.example/team/iris.git",
                                                         "secretRef": {"name": git}}},
@@ -100,7 +100,7 @@ def check(controlplane, admin, namespace, md, logs, audit_from):
     wait_for("SecretNotFound", lambda: with_ready_reason(md_get(controlplane, namespace, missing), "SecretNotFound"))
     secret(late, {"AWS_ACCESS_KEY_ID": f"AKIA{uuid.uuid4().hex[:16].upper()}",
                   "AWS_SECRET_ACCESS_KEY": f"late-secret-{uuid.uuid4().hex}"})
-    settle(controlplane, admin, namespace, missing, timeout=60)
+    settle_archive(controlplane, admin, namespace, missing)
 
     models = [image, archive, build, missing]
     places = {
@@ -126,3 +126,19 @@ def check(controlplane, admin, namespace, md, logs, audit_from):
     assert secret_calls, "the operator checked no Secret"
     assert {e["verb"] for e in secret_calls} == {"get"}, {e["verb"] for e in secret_calls}
     assert {e["objectRef"]["name"] for e in secret_calls} <= {pull, s3, out, git, late}
+
+
+def settle_archive(controlplane, admin, namespace, name):
+    """An archive model settles once its Python environment is looked at: play
+    the environment Job (nothing the runtime lacks) whenever one is pending,
+    and the Deployment controller, until the model is Ready."""
+    def done():
+        for job in env_jobs(controlplane, namespace, "s3://models/iris.bento"):
+            if not {"succeeded", "failed"} & {k for k, v in (job.get("status") or {}).items() if v}:
+                finish_env_job(admin, namespace, job["metadata"]["name"], NOTHING_EXTRA)
+        try:
+            return settle(controlplane, admin, namespace, name, timeout=1)
+        except AssertionError:
+            return None
+    return wait_for(f"{name} to settle with its environment", done, timeout=3 * RESYNC_SECONDS + 30, interval=0.5)
+
