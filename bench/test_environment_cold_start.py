@@ -11,13 +11,14 @@
 and the environment's size and preparation time. Packages come from a
 private index the bench starts on the host (no public index in the cluster).
 
-    .venv/bin/pytest bench/test_environment_cold_start.py -s -p no:logging
+    .venv/bin/pytest bench/test_environment_cold_start.py -s -p no:logging   (KUBENTO_BENCH_RUNS=1: one run each)
 
 Prints a table; asserts only that every model predicts correctly.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import uuid
@@ -30,7 +31,7 @@ from e2e.support import IRIS_CLASSES, IRIS_ROWS, ROOT, apply_md, predict, ready
 from tests import pyindex
 from tests.helpers import wait_for
 
-RUNS = 3
+RUNS = int(os.environ.get("KUBENTO_BENCH_RUNS", "3"))  # fewer for a quick look
 PANDAS_PACKAGES = ["scikit-learn==1.6.1", "pandas==2.2.3"]
 
 
