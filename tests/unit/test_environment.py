@@ -90,6 +90,15 @@ def test_index_credentials_go_to_the_index_host_only_and_are_redacted():
     assert "bob" not in json.dumps(index.settings()) and "word" not in json.dumps(index.settings())
 
 
+
+def test_an_http_index_the_user_named_is_trusted_by_pip():
+    index = runtime_env.Index(url="http://10.0.0.5:8080/simple", extra_urls=("https://pypi.internal/x", "http://mirror/simple"),
+                              username="bob", password="pw")
+    args = index.pip_args()
+    trusted = [args[i + 1] for i, a in enumerate(args) if a == "--trusted-host"]
+    assert trusted == ["10.0.0.5:8080", "mirror"]  # never an https host, never the credentials
+    assert not any("--trusted-host" == a for a in runtime_env.Index(url="https://pypi.internal/simple").pip_args())
+
 # ------------------------------------------------------------- the manifests
 
 

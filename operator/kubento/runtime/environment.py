@@ -204,6 +204,10 @@ class Index:
             args += ["--index-url", self._with_auth(self.url)]
         for extra in self.extra_urls:
             args += ["--extra-index-url", self._with_auth(extra)]
+        for plain in sorted({urlsplit(u).netloc.rpartition("@")[2] for u in (self.url, *self.extra_urls)
+                             if u and urlsplit(u).scheme == "http"}):
+            # An http:// index the user named is meant: pip ignores one unless its host is trusted.
+            args += ["--trusted-host", plain]
         if self.ca:
             # pip's default TLS (truststore) refuses index hosts given as IP
             # addresses; with a CA of its own it needs no system store.
