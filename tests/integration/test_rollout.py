@@ -156,7 +156,7 @@ def test_canary_holds_its_step_then_promote_finishes_it(controlplane, admin, nam
 
 
 def test_abort_returns_to_stable_and_blue_green_switches_only_when_ready(controlplane, admin, namespace, md):
-    spec = {**VALID_SPEC, "replicas": 2, "rollout": {"strategy": "BlueGreen"}}
+    spec = {**VALID_SPEC, "replicas": 2, "rollout": {"strategy": "BlueGreen", "scaleDownDelaySeconds": 6}}
     name, v1 = deploy_v1(controlplane, admin, namespace, md, spec)
     preview = get_json(controlplane, "service", f"{name}-preview", "-n", namespace)
     assert preview["spec"]["selector"][REVISION] == v1
@@ -174,8 +174,16 @@ def test_abort_returns_to_stable_and_blue_green_switches_only_when_ready(control
     assert replicas_by_revision(controlplane, namespace, name) == {v1: 2, v2: 0}
     assert service_selector(controlplane, namespace, name)[REVISION] == v1
 
-    # A new spec rolls out; BlueGreen switches once v3 is fully ready.
+    # A new spec rolls out; BlueGreen switches once v3 is fully ready, and the
+    # old pods stay for scaleDownDelaySeconds after the switch.
     md({**spec, "env": [{"name": "MODEL_VERSION", "value": "3"}]}, name=name)
+    v3 = wait_for("the v3 rollout", lambda: (status(controlplane, namespace, name).get("rollout") or {}).get("revision"))
+    def switched():
+        play_deployment_controller(admin, namespace, name)
+        return service_selector(controlplane, namespace, name)[REVISION] == v3
+    wait_for("the switch to v3", switched, interval=0.2)
+    assert replicas_by_revision(controlplane, namespace, name) == {v1: 2, v2: 0, v3: 2}
+    assert condition(md_get(controlplane, namespace, name), "Progressing")["reason"] == "ScalingDownOld"
     done = settle(controlplane, admin, namespace, name)
-    v3 = done["status"]["stableRevision"]
-    assert v3 not in (v1, v2) and service_selector(controlplane, namespace, name)[REVISION] == v3
+    assert done["status"]["stableRevision"] == v3 not in (v1, v2)
+    assert replicas_by_revision(controlplane, namespace, name) == {v1: 0, v2: 0, v3: 2}

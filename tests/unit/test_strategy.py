@@ -99,6 +99,19 @@ def test_blue_green_switches_only_when_the_new_revision_is_fully_ready():
     assert p.outcome == "Promoted"
 
 
+def test_blue_green_keeps_the_old_pods_until_every_node_has_switched():
+    # A kube-proxy that has not applied the switch yet still sends requests to old pods.
+    o = observed(strategy="BlueGreen", replicas=2, stable=Revision(2, 2), candidate=Revision(2, 2),
+                 service="candidate", since=100.0, now=110.0, scale_down_delay=30.0)
+    p = plan(o)
+    assert (p.stable, p.candidate, p.service, p.outcome) == (2, 2, "candidate", "Progressing")
+    assert p.reason == "ScalingDownOld" and "20s more" in p.message
+    assert plan(replace(o, now=130.5)).stable == 0
+    # The new revision failing meanwhile goes straight back: the old pods are still there.
+    p = plan(replace(o, candidate=Revision(2, 1, "crash-looping")))
+    assert (p.outcome, p.service, p.stable, p.candidate) == ("RolledBack", "stable", 2, 0)
+
+
 def test_manual_promote_skips_steps_and_abort_goes_back():
     o = observed(strategy="Canary", replicas=4, stable=Revision(3, 3), candidate=Revision(1, 1),
                  steps=(Step(25, 3600.0), Step(50)), step_reached=100.0)

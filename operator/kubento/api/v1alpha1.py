@@ -624,6 +624,17 @@ class Rollout(Model):
             "progressDeadlineSeconds or fails analysis. Off: the rollout holds where it is."
         ),
     )
+    scale_down_delay_seconds: int = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description=(
+            "BlueGreen: seconds the old revision keeps its pods after the Service switches to the new one, so "
+            "clients still routed to old pods (kube-proxy on each node applies the switch on its own time, and "
+            "open keep-alive connections stay where they are) are answered; the rollout completes after it. "
+            "Other strategies remove old pods only as they stop receiving traffic and ignore it."
+        ),
+    )
     revision_history_limit: int = Field(
         default=10,
         ge=0,

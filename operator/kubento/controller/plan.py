@@ -629,6 +629,9 @@ def _rollout_requeue(spec: ModelDeploymentSpec, decision: Decision, inputs: Inpu
     now, rollout = inputs.now, spec.rollout
     since = epoch(state.get("since")) or now
     out: Optional[float] = since + rollout.progress_deadline_seconds - now + 0.5
+    switched = since + rollout.scale_down_delay_seconds - now  # BlueGreen: the old pods' time left
+    if rollout.strategy == "BlueGreen" and state.get("service") == "candidate" and switched > 0:
+        out = _sooner(out, switched + 0.05)
     reached = epoch(state.get("stepReached"))
     if reached is not None:
         steps = rollout.steps

@@ -207,6 +207,7 @@ def _rolling(candidate, bento, rollout, replicas, stable, state, failed, history
         abort=abort,
         rollback=state.get("rollback"),
         rollback_message=state.get("rollbackMessage") or "",
+        scale_down_delay=float(rollout.scale_down_delay_seconds),
     )
     p = strategy.plan(observed)
     if agreement is not None:

@@ -21,6 +21,9 @@ Guarantees (see tests/unit/test_strategy.py):
 - a failing candidate (crash loop, pull failure, deadline, failed analysis)
   is rolled back: stable capacity is restored first, the candidate removed
   only once stable is ready again;
+- BlueGreen keeps the old revision's pods for ``scale_down_delay`` after
+  the Service switches, so a node whose kube-proxy has not caught up yet
+  still reaches a pod that answers;
 - no data is never a pass: an inconclusive analysis holds the step until
   the deadline, then fails it.
 """
@@ -75,6 +78,7 @@ class Observed:
     abort: bool = False  # `kubento abort`: back to stable
     rollback: Optional[str] = None  # a rollback under way (its reason, remembered in status)
     rollback_message: str = ""
+    scale_down_delay: float = 0.0  # BlueGreen: seconds the old revision keeps its pods after the switch
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,13 @@ def _blue_green(o: Observed) -> Plan:
                         preview=True, analyze=True, step_reached=reached)
         return Plan(r, r, "candidate", "Progressing", "Switching", "the Service now selects the new revision",
                     preview=True, weight=100, since=o.now)
+    left = o.since + o.scale_down_delay - o.now
+    if o.stable.desired > 0 and left > 0:
+        # Every node's kube-proxy learns of the switch on its own time; until
+        # then some connections still reach old pods, which must answer them.
+        return Plan(o.stable.desired, r, "candidate", "Progressing", "ScalingDownOld",
+                    f"the Service selects the new revision; the old one keeps its pods {left:.0f}s more "
+                    "while every node catches up", weight=100)
     if o.stable.desired > 0:
         return Plan(0, r, "candidate", "Progressing", "ScalingDownOld",
                     "the Service selects the new revision; removing the old one", weight=100)
