@@ -172,6 +172,46 @@ def test_blue_green_switches_with_no_failed_request(cluster, model, images):
     assert cluster.get("service", name, "-n", NAMESPACE)["spec"]["selector"]["serving.kubento.io/revision"] == v2 != v1
 
 
+def test_two_replicas_the_standby_finishes_a_canary_whose_leader_was_sigkilled(cluster, model, images):
+    """The chart with replicaCount 2: the leader is SIGKILLed (a node lost)
+    while a canary step holds; the standby takes the Lease, finishes the
+    rollout, and no request fails."""
+    ops = ("-n", OPERATOR_NAMESPACE)
+    cluster.kubectl("scale", *ops, "deployment/kubento", "--replicas=2")
+    try:
+        cluster.kubectl("rollout", "status", *ops, "deployment/kubento", "--timeout=180s")
+        rollout = {"strategy": "Canary", "steps": [{"weight": 50, "pause": "20s"}]}
+        spec = {**example_spec(images), "replicas": 2, "rollout": rollout}
+        name = serving(cluster, model, "takeover", spec)
+        v1 = md(cluster, name)["status"]["stableRevision"]
+        with TrafficCounter(cluster, name) as traffic, TrafficCounter(cluster, name, keep_alive=True) as kept:
+            start = time.monotonic()
+            apply_md(cluster, name, {**spec, "env": V2_ENV})
+            wait_for("the canary step to hold", lambda: condition(md(cluster, name), "Ready").get("reason") == "CanaryPaused",
+                     timeout=180, interval=0.5)
+            holder = cluster.get("lease", "kubento", *ops)["spec"]["holderIdentity"]
+            pods = [p["metadata"]["name"] for p in cluster.get("pods", *ops, "-l", "app.kubernetes.io/name=kubento")["items"]]
+            leader = next(p for p in pods if holder.startswith(p))
+            killed = time.monotonic()
+            cluster.kubectl("delete", "pod", *ops, leader, "--grace-period=0", "--force", "--wait=false")
+            new_holder = wait_for("a standby to take the Lease",
+                                  lambda: (h := cluster.get("lease", "kubento", *ops)["spec"].get("holderIdentity"))
+                                  and h != holder and h, timeout=60, interval=0.5)
+            took_over = time.monotonic() - killed
+            obj = wait_for("v2 to be promoted by the new leader",
+                           lambda: (o := settled(cluster, name)) and o["status"]["stableRevision"] != v1 and o,
+                           timeout=300, interval=0.5)
+            took = time.monotonic() - start
+        report(f"canary finished by the standby (leader SIGKILLed; new leader after {took_over:.1f}s)", traffic, took, kept)
+        assert not new_holder.startswith(leader)
+        assert traffic.failed == 0, traffic.failures
+        assert only_connection_closed(kept), kept.failures
+        assert [h["outcome"] for h in obj["status"]["history"]].count("Serving") == 1
+    finally:
+        cluster.kubectl("scale", *ops, "deployment/kubento", "--replicas=1")
+        cluster.kubectl("rollout", "status", *ops, "deployment/kubento", "--timeout=180s")
+
+
 def test_operator_killed_mid_rollout_resumes_and_completes(cluster, model, images):
     rollout = {"strategy": "Canary", "steps": [{"weight": 50, "pause": "15s"}]}
     spec = {**example_spec(images), "replicas": 2, "rollout": rollout}

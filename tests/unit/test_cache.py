@@ -79,3 +79,43 @@ def test_config_map_content_is_kept_only_for_a_build_that_reads_it():
     c.update(kinds.CONFIG_MAP, cm)
     assert c.config_map("ns", "proj") == (True, {"data": {"service.py": "x"}, "binaryData": {}})
     assert c.config_map("ns", "missing") == (True, None)
+
+
+def model(name: str, ns: str = "ns") -> dict:
+    return {"metadata": {"name": name, "namespace": ns, "resourceVersion": "1", "uid": f"u-{ns}-{name}"},
+            "spec": {"bento": {"image": "x"}}}
+
+
+def test_a_relist_drops_what_was_deleted_while_the_watch_was_away():
+    clock = Clock()
+    c = Cache(clock=clock)
+    for name in ("iris", "gone"):
+        c.update(kinds.MODEL, model(name))
+    c.update(kinds.MODEL, model("elsewhere", ns="other"))
+    c.update(kinds.DEPLOYMENT, dep("iris-a", "1"))
+    c.update(kinds.DEPLOYMENT, dep("gone-a", "1", model="gone"))
+    # No DELETED came for "gone" and its Deployment; the listings of ns do not have them.
+    assert c.relisted(kinds.MODEL, "ns", {"u-ns-iris"}) == [("ns", "gone")]
+    assert c.relisted(kinds.DEPLOYMENT, "ns", {"u-iris-a"}) == [("ns", "gone")]
+    assert c.keys() == [("ns", "iris"), ("other", "elsewhere")]  # another namespace's stream says nothing of it
+    assert c.model(("ns", "gone")).deployments == []
+    # An event the old stream still had queued for it does not bring it back; a new object does.
+    assert c.update(kinds.MODEL, model("gone")) is None and ("ns", "gone") not in c.keys()
+    recreated = {**model("gone"), "metadata": {**model("gone")["metadata"], "uid": "u-new"}}
+    assert c.update(kinds.MODEL, recreated) == ("ns", "gone")
+    # A cluster-wide listing covers every namespace.
+    assert c.relisted(kinds.MODEL, None, {"u-ns-iris", "u-new"}) == [("other", "elsewhere")]
+    clock.t += kinds.TOMBSTONE_SECONDS + 1
+    c.relisted(kinds.MODEL, None, {"u-ns-iris", "u-new"})
+    assert "u-ns-gone" not in c._tombstones  # bounded in time
+
+
+def test_a_relisted_service_gone_reaches_the_model_that_found_it_by_name():
+    c = Cache()
+    c.update(kinds.MODEL, model("iris"))
+    someone_elses = {"metadata": {"name": "iris", "namespace": "ns", "uid": "u-svc", "resourceVersion": "3"},
+                     "spec": {"selector": {"app": "x"}}}
+    c.update(kinds.SERVICE, someone_elses)
+    assert [s["metadata"]["uid"] for s in c.model(("ns", "iris")).services] == ["u-svc"]
+    assert c.relisted(kinds.SERVICE, "ns", set()) == [("ns", "iris")]
+    assert c.model(("ns", "iris")).services == []

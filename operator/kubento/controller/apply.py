@@ -113,13 +113,23 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
 
 
 def status(body: dict[str, Any], actions: Actions, cache: Cache,
-           post_event: Optional[Callable[[dict[str, Any], str, str, str], None]] = None) -> None:
-    """The status patch (guarded by nothing: kubento is its only writer), then
-    the events of its transitions (and of pods failing prediction checks)."""
+           post_event: Optional[Callable[[dict[str, Any], str, str, str], None]] = None) -> Optional[int]:
+    """The status patch, of the version of the model the pass saw (a status
+    for an older spec is never written: 409), then the events of its
+    transitions (and of pods failing prediction checks). Returns the HTTP
+    status that refused the patch (409: the model changed meanwhile, its
+    watch event brings a pass; 404: it is gone), None when written."""
     meta = body["metadata"]
     if actions.status is not None:
         before = cache.version(kinds.MODEL, meta["namespace"], meta["name"])
-        live = kube.patch_status(meta["namespace"], meta["name"], actions.status)
+        try:
+            live = kube.patch_status(meta["namespace"], meta["name"], actions.status, meta.get("resourceVersion"))
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+            log.info("%s/%s: status not written (%s): the model %s", meta["namespace"], meta["name"], exc.status,
+                     "is gone" if exc.status == 404 else "changed since this pass read it")
+            return exc.status
         if live is not None:
             cache.wrote(kinds.MODEL, live, replaced=before)
         metrics.count_transitions(meta["namespace"], meta["name"], body.get("status"), actions.new_status)
@@ -128,6 +138,7 @@ def status(body: dict[str, Any], actions: Actions, cache: Cache,
             (post_event or kube.post_event)(body, *event)
         except ApiException as exc:  # an event lost is not worth failing the pass
             log.warning("could not post event %s for %s/%s: %s", event[1], meta["namespace"], meta["name"], exc.reason)
+    return None
 
 
 GROUP_VERSION = f"{api.GROUP}/{api.VERSION}"

@@ -6,6 +6,10 @@ ConfigMaps a build may read. Each event replaces the object here, stripped
 to the fields kubento uses, so memory stays small and a reconcile pass reads
 nothing from the API server.
 
+kopf sends no DELETED for objects deleted while a watch was away; after
+each complete listing (kubento.controller.watches) :meth:`Cache.relisted`
+drops what the listing did not have.
+
 A write kubento makes (a server-side apply, a scale, a delete, a status
 patch) is shown at once as an *overlay*, until the watch delivers any other
 version than the one the write replaced (kopf merges events that come close
@@ -31,6 +35,7 @@ from kubento.predictions.gate import ANNOTATION_CHECKS
 
 Key = tuple[str, str]  # (namespace, name) of a ModelDeployment
 OVERLAY_SECONDS = 15.0
+TOMBSTONE_SECONDS = 60.0  # a watch event queued before a relist may still arrive for an object it dropped
 
 # Kinds kept, by the name the rest of the controller uses.
 MODEL = "ModelDeployment"
@@ -218,6 +223,8 @@ class Cache:
         self._written: dict[tuple[str, str, str], str] = {}
         # (namespace, ConfigMap) -> models whose build reads it: only those keep their content
         self._config_readers: dict[Key, set[str]] = {}
+        # uid -> when a relist found it gone: late events of the stream before it are ignored
+        self._tombstones: dict[str, float] = {}
         self.synced = threading.Event()  # every kind's initial listing is in
 
     # ---------------------------------------------------------------- writes
@@ -230,6 +237,8 @@ class Cache:
         ns, name = meta.get("namespace", ""), meta["name"]
         model = model_of(kind, stripped)
         with self._lock:
+            if meta.get("uid") in self._tombstones:
+                return None  # an event from before the relist that found it gone
             if kind == CONFIG_MAP:
                 if self._config_readers.get((ns, name)):
                     stripped["content"] = True
@@ -254,6 +263,35 @@ class Cache:
             self._written.pop((kind, ns, name), None)
         model = model_of(kind, old or obj)
         return (ns, model) if model else None
+
+    def relisted(self, kind: str, namespace: Optional[str], uids: set[str]) -> list[Key]:
+        """A complete listing of ``kind`` in ``namespace`` (None: every
+        namespace) had these uids: what the cache has beyond them was deleted
+        while the watch was away. Returns the models concerned."""
+        now = self._clock()
+        affected: set[Key] = set()
+        with self._lock:
+            for uid, when in list(self._tombstones.items()):
+                if now - when > TOMBSTONE_SECONDS:
+                    del self._tombstones[uid]
+            for (ns, name), obj in list(self._objects[kind].items()):
+                uid = obj["metadata"].get("uid")
+                if (namespace is not None and ns != namespace) or not uid or uid in uids:
+                    continue
+                del self._objects[kind][(ns, name)]
+                self._index(kind, ns, name, obj, None)
+                self._overlays.pop((kind, ns, name), None)
+                self._written.pop((kind, ns, name), None)
+                self._tombstones[uid] = now
+                model = model_of(kind, obj)
+                if model:
+                    affected.add((ns, model))
+                if kind == SERVICE:  # found by name, whoever made it (Cache.model)
+                    affected |= {(ns, m) for m in (name, name.removesuffix("-preview"))
+                                 if (ns, m) in self._objects[MODEL]}
+                if kind == CONFIG_MAP:
+                    affected |= {(ns, m) for m in self._config_readers.get((ns, name), ())}
+        return sorted(affected)
 
     def _index(self, kind: str, ns: str, name: str, old: Optional[dict[str, Any]], new: Optional[dict[str, Any]]) -> None:
         if kind == MODEL:

@@ -15,6 +15,9 @@ run passes (kubento.controller.reconcile) from the queue.
   when it next needs to run, a failing pass backs off per model.
 - A resync puts every model on the queue once per ``KUBENTO_RESYNC_SECONDS``
   (spread over the period). A settled model's pass reads and writes nothing.
+- kopf sends nothing for objects deleted while a watch was away; its
+  relists are seen in kubento.controller.watches: the cache drops what a
+  relist no longer has, and no pass runs while a watch relists.
 - With ``KUBENTO_LEADER_ELECTION_NAMESPACE`` set (the chart sets it), replicas
   elect a leader on a Lease there (kubento.controller.leader): every replica
   keeps its cache warm, only the leader's workers run passes. A new leader
@@ -45,6 +48,8 @@ from kubento.controller.cache import Cache, Key
 from kubento.controller.leader import LeaderElector
 from kubento.controller.memory import Registry
 from kubento.controller.reconcile import reconcile
+from kubento.controller import watches
+from kubento.controller.watches import Watches
 from kubento.controller.workqueue import WorkQueue
 
 RESYNC_SECONDS = float(os.environ.get("KUBENTO_RESYNC_SECONDS", "300"))
@@ -60,6 +65,7 @@ CACHE = Cache()
 QUEUE: WorkQueue[Key] = WorkQueue()
 MEMORY = Registry()
 LEADING = threading.Event()  # this replica's workers may run passes
+WATCHES = Watches()  # passes wait while a watch relists (its cache may miss what changed meanwhile)
 _threads: list[threading.Thread] = []
 _stopping = threading.Event()
 _elector: Optional[LeaderElector] = None
@@ -144,12 +150,12 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
 def _work() -> None:
     CACHE.synced.wait()
     while not _stopping.is_set():
-        if not LEADING.wait(1.0):
+        if not LEADING.wait(1.0) or not WATCHES.fresh.wait(1.0):
             continue
         key = QUEUE.get(timeout=1.0)
         if key is None:
             continue
-        if not LEADING.is_set():  # lost the Lease while waiting: the key stays for later
+        if not LEADING.is_set() or not WATCHES.fresh.is_set():  # the key stays for later
             QUEUE.done(key)
             QUEUE.add(key)
             continue
@@ -157,7 +163,10 @@ def _work() -> None:
         memory = MEMORY.get(key)
         try:
             with metrics.RECONCILE_SECONDS.time():
-                outcome = reconcile(key, CACHE, memory)
+                # A leader's first pass over a model reads the model itself: the
+                # cache of a replica that was cut off may lag behind the Lease.
+                outcome = reconcile(key, CACHE, memory, verify=_elector is not None and not memory.verified)
+            memory.verified = True
         except Exception as exc:  # noqa: BLE001 - a worker outlives any one model
             metrics.RECONCILE_ERRORS.inc()
             delay = QUEUE.failed(key)
@@ -217,6 +226,15 @@ def _events(kind: str):
     return event
 
 
+def _relisted(group: str, plural: str, namespace: Optional[str], uids: set[str]) -> None:
+    """A watch listed again: what it no longer has was deleted meanwhile."""
+    kind = _KINDS.get((group, plural))
+    if kind is None:
+        return
+    for key in CACHE.relisted(kind, namespace, uids):
+        QUEUE.add(key)
+
+
 _WATCHED = [
     (kinds.DEPLOYMENT, ("apps", "v1", "deployments")),
     (kinds.POD, ("", "v1", "pods")),
@@ -228,6 +246,10 @@ _WATCHED = [
 for _kind, (_group, _version, _plural) in _WATCHED:
     kopf.index(_group, _version, _plural, id=f"cache-{_plural}")(_indexer(_kind))
     kopf.on.event(_group, _version, _plural, id=f"queue-{_plural}")(_events(_kind))
+
+_KINDS = {(group, plural): kind for kind, (group, _, plural) in _WATCHED}
+_KINDS |= {(api.GROUP, api.PLURAL): kinds.MODEL, ("", "configmaps"): kinds.CONFIG_MAP}
+watches.install(WATCHES, _relisted)
 
 kopf.index(api.GROUP, api.VERSION, api.PLURAL, id="cache-modeldeployments")(_indexer(kinds.MODEL))
 kopf.index("", "v1", "configmaps", id="cache-configmaps")(_indexer(kinds.CONFIG_MAP))

@@ -180,10 +180,26 @@ def set_pod_condition(namespace: str, name: str, condition: dict[str, Any]) -> O
     return json.loads(resp.data)  # as the watch delivers it (times as the API server writes them)
 
 
-def patch_status(namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+def patch_status(namespace: str, name: str, patch: dict[str, Any],
+                 resource_version: Optional[str] = None) -> dict[str, Any]:
+    """A merge patch of the status; with ``resource_version``, only of that
+    version of the model (409 Conflict otherwise: the pass saw an older one)."""
+    body: dict[str, Any] = {"status": patch}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
     return client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
-        api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": patch}
+        api.GROUP, api.VERSION, namespace, api.PLURAL, name, body
     )
+
+
+def get_model(namespace: str, name: str) -> Optional[dict[str, Any]]:
+    try:
+        return client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
+            api.GROUP, api.VERSION, namespace, api.PLURAL, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def _shorten(text: str, limit: int) -> str:

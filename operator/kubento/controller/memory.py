@@ -63,6 +63,7 @@ class ModelMemory:
     windows: dict[tuple[str, int], Any] = field(default_factory=dict)
     autoscaler: AutoscalerMemory = field(default_factory=AutoscalerMemory)
     predictions: PredictionMemory = field(default_factory=PredictionMemory)
+    verified: bool = False  # a pass of this leader read the model itself (reconcile's verify)
     write_streak: int = 0  # passes in a row that wrote something (a pass that keeps writing is a fight: slow down)
 
 

@@ -51,6 +51,7 @@ from kubento.controller.plan import (
 
 log = logging.getLogger("kubento.reconcile")
 
+CONFLICT_RETRY_SECONDS = 1.0  # a status refused as stale: look again this soon
 SECRET_RECHECK_CAP = 30.0  # a missing Secret is looked for again at most this often (backoff from 1 s)
 
 
@@ -243,8 +244,15 @@ def _soonest(a: Optional[float], b: Optional[float]) -> Optional[float]:
 
 def reconcile(key: Key, cache: Cache, memory: ModelMemory, *, clock: Callable[[], float] = time.time,
               monotonic: Callable[[], float] = time.monotonic, recheck_cap: float = SECRET_RECHECK_CAP,
-              post_event: Optional[Callable[..., None]] = None) -> Outcome:
-    """One pass over the model ``key``: observe, plan, apply."""
+              post_event: Optional[Callable[..., None]] = None, verify: bool = False) -> Outcome:
+    """One pass over the model ``key``: observe, plan, apply. ``verify``:
+    read the model first (a new leader's first pass: its cache may lag)."""
+    if verify:
+        live = kube.get_model(*key)
+        if live is None:
+            cache.delete(kinds.MODEL, {"metadata": {"namespace": key[0], "name": key[1]}})
+        elif live["metadata"].get("resourceVersion") != cache.version(kinds.MODEL, *key):
+            cache.update(kinds.MODEL, live)
     snapshot = cache.model(key)
     if snapshot.model is None or (snapshot.model.get("metadata") or {}).get("deletionTimestamp"):
         return Outcome(0, None, deleted=True)  # its children go by garbage collection
@@ -262,7 +270,12 @@ def reconcile(key: Key, cache: Cache, memory: ModelMemory, *, clock: Callable[[]
         inputs.apply_problems = result.problems
         again = plan(world, inputs).actions
         actions.status, actions.events, actions.new_status = again.status, again.events, again.new_status
-    apply.status(world.model, actions, cache, post_event)
+    refused = apply.status(world.model, actions, cache, post_event)
+    if refused == 404:
+        cache.delete(kinds.MODEL, world.model)  # gone while the cache still had it
+        return Outcome(actions.writes, None, deleted=True)
     metrics.publish_model(key[0], key[1], world.model.get("spec"), actions.new_status)
+    if refused == 409:  # another version is on its way through the watch (which brings a pass); in case not:
+        return Outcome(actions.writes, _soonest(CONFLICT_RETRY_SECONDS, _soonest(requeue, actions.requeue_after)))
     return Outcome(actions.writes, _soonest(requeue, actions.requeue_after))
 
