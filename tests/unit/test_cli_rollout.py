@@ -382,3 +382,16 @@ def test_history_shows_the_agreement_with_stable_when_there_is_one():
                         "ok": False, "seconds": 0.0123}])
     assert out.splitlines()[1].split() == ["setosa", "iris-aaa-x", "$[0]", "=", '"setosa"', '"virginica"', "FAIL",
                                            "12ms"]
+
+
+def test_rollback_refuses_a_revision_todays_rules_refuse_and_names_the_field(fake_cluster, capsys):
+    # Revision 3 started slowly; since then the rollout's deadline was cut below its startup budget.
+    snapshot = {"bento": {"image": "registry.local/iris:3"}, "port": 3000, "startupTimeoutSeconds": 900}
+    live = {"bento": {"image": "registry.local/iris:4"}, "port": 3000, "rollout": {"progressDeadlineSeconds": 300}}
+    custom, _ = fake_cluster(model(SETTLED, live), {"ccccccccc3": {ANNOTATION_SPEC: json.dumps(snapshot)}})
+    assert cli.main(["rollback", "iris"]) == 1
+    assert custom.patches == []
+    err = capsys.readouterr().err
+    assert err.startswith("kubento rollback iris: revision 3 (ccccccccc3) cannot be restored as it was")
+    assert "(spec: startupTimeoutSeconds: rollout.progressDeadlineSeconds (default 600) must be at least" in err, err
+    assert "kubectl edit md iris" in err

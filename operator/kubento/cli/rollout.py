@@ -114,6 +114,34 @@ def spec_patch(live_spec: dict[str, Any], snapshot: dict[str, Any]) -> list[dict
     return ops
 
 
+def patched_spec(live_spec: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """``live_spec`` with the ops of :func:`spec_patch` applied."""
+    out = dict(live_spec)
+    for op in ops:
+        key = op["path"].removeprefix("/spec/").replace("~1", "/").replace("~0", "~")
+        if op["op"] == "add":
+            out[key] = op["value"]
+        else:
+            out.pop(key, None)
+    return out
+
+
+def restore_problems(live_spec: dict[str, Any], ops: list[dict[str, Any]]) -> list[str]:
+    """What today's admission rules refuse in the spec a rollback would
+    make (an old revision's fields under rules tightened since, or beside
+    the model's current rollout settings): ``spec.<field>: <why>`` each."""
+    from pydantic import ValidationError
+
+    from kubento.api.v1alpha1 import ModelDeploymentSpec
+
+    try:
+        ModelDeploymentSpec.model_validate(patched_spec(live_spec, ops))
+    except ValidationError as exc:
+        return [".".join(["spec", *(str(part) for part in e["loc"])]) + ": " + e["msg"].removeprefix("Value error, ")
+                for e in exc.errors()]
+    return []
+
+
 def describe_bento(bento: dict[str, Any]) -> str:
     """``image X`` / ``archive URI`` / ``build ...`` for a spec's bento."""
     if bento.get("image"):
@@ -291,6 +319,10 @@ def _rollback(args: argparse.Namespace, md: dict[str, Any], custom: Any, apps: A
         return 0
     if not ops:
         raise NothingToDo(f"the spec already is that of revision {number} ({rev}); nothing to change")
+    problems = restore_problems(md.get("spec") or {}, ops)
+    if problems:
+        raise Refused(f"revision {number} ({rev}) cannot be restored as it was: today's spec rules refuse it "
+                      f"({'; '.join(problems)}); change those fields by hand (`kubectl edit md {args.name}`)")
     # Only over the spec that was read: a concurrent edit makes the patch fail, not vanish.
     guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": md["metadata"]["resourceVersion"]}]
     custom.patch_namespaced_custom_object(api.GROUP, api.VERSION, args.namespace, api.PLURAL, args.name, guard + ops,
