@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, AsyncIterator, Callable, Optional
 
 log = logging.getLogger("kubento.watches")
@@ -41,11 +42,27 @@ class Watches:
         self.fresh.set()
         self.relists = 0  # listings after the first of their stream (for metrics and tests)
         self._seen: set[StreamKey] = set()
+        self._stale_since: Optional[float] = None  # when passes began to wait (after the first listings)
+
+    def _update(self) -> None:
+        """Under the lock: ``fresh`` from the streams relisting."""
+        if self._relisting:
+            if self.fresh.is_set() and self._seen:
+                self._stale_since = time.monotonic()
+                log.info("watch of %s ended: passes wait until it has listed again",
+                         ", ".join(k[1] for k in sorted(self._relisting, key=str)))
+            self.fresh.clear()
+        else:
+            if not self.fresh.is_set() and self._stale_since is not None:
+                log.info("every watch has listed again: passes resume after %.1fs",
+                         time.monotonic() - self._stale_since)
+                self._stale_since = None
+            self.fresh.set()
 
     def started(self, key: StreamKey) -> None:
         with self._lock:
             self._relisting.add(key)
-            self.fresh.clear()
+            self._update()
 
     def listed(self, key: StreamKey) -> bool:
         """The stream's listing is complete; True if it was a relist."""
@@ -54,8 +71,7 @@ class Watches:
             again = key in self._seen
             self._seen.add(key)
             self.relists += again
-            if not self._relisting:
-                self.fresh.set()
+            self._update()
         return again
 
     def ended(self, key: StreamKey, *, for_good: bool) -> None:
@@ -66,10 +82,7 @@ class Watches:
                 self._seen.discard(key)
             else:
                 self._relisting.add(key)
-            if self._relisting:
-                self.fresh.clear()
-            else:
-                self.fresh.set()
+            self._update()
 
     def relisting(self) -> list[StreamKey]:
         with self._lock:
