@@ -23,8 +23,9 @@ docs-build: venv reference  ## build the documentation site into site/ (mkdocs b
 reference: venv  ## regenerate docs/reference/ from the CRD and the CLI's --help
 	$(PY) hack/gen-reference.py
 
-test: deps venv kube helm prometheus  ## every tier: unit, chart, integration (real kube-apiserver), e2e (real node; root), then a kind smoke
+test: deps venv kube helm prometheus  ## every tier: unit, chart, integration (real kube-apiserver), e2e (real node; root), a short chaos run, then a kind smoke
 	$(PYTEST) tests e2e --ignore=e2e/chaos
+	$(MAKE) chaos-short
 	$(MAKE) test-kind-smoke
 
 # kind: the node image is built here (no registry needed); KIND_ARGS= uses the
@@ -45,6 +46,11 @@ test-kind-smoke: deps venv kube helm  ## the kind smoke of `make test` (cluster 
 
 e2e: deps venv kube helm prometheus  ## e2e only: local cluster, images, helm install, real BentoML pods
 	$(PYTEST) e2e --ignore=e2e/chaos
+
+# The chaos tier's shortest honest form, in `make test`: two replicas, the
+# leader SIGKILLed once and SIGTERMed once while 20 models churn (~70 s).
+chaos-short: deps venv kube helm  ## two replicas, leader killed and stopped under a churn of 20 models (part of make test)
+	KUBENTO_CHAOS_MODELS=20 KUBENTO_CHAOS_TAKEOVERS=2 $(PYTEST) e2e/chaos/test_takeover.py -s -p no:logging
 
 chaos: deps venv kube helm  ## chaos tier: operators SIGKILLed/SIGTERMed, API server restarted and cut off under a churn of 100 models (figures)
 	$(PYTEST) e2e/chaos -s -p no:logging
