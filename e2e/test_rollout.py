@@ -192,64 +192,63 @@ def pod_processes(pod: str) -> list[int]:
     return found
 
 
-def test_two_replicas_the_standby_finishes_a_canary_whose_leader_was_sigkilled(cluster, model, images):
-    """The chart with replicaCount 2: the leader is SIGKILLed (a node lost)
-    while a canary step holds; the standby takes the Lease, finishes the
-    rollout, and no request fails."""
-    ops = ("-n", OPERATOR_NAMESPACE)
-    cluster.kubectl("scale", *ops, "deployment/kubento", "--replicas=2")
-    try:
-        cluster.kubectl("rollout", "status", *ops, "deployment/kubento", "--timeout=180s")
-        rollout = {"strategy": "Canary", "steps": [{"weight": 50, "pause": "20s"}]}
-        spec = {**example_spec(images), "replicas": 2, "rollout": rollout}
-        name = serving(cluster, model, "takeover", spec)
-        v1 = md(cluster, name)["status"]["stableRevision"]
-        with TrafficCounter(cluster, name) as traffic, TrafficCounter(cluster, name, keep_alive=True) as kept:
-            start = time.monotonic()
-            apply_md(cluster, name, {**spec, "env": V2_ENV})
-            wait_for("the canary step to hold", lambda: condition(md(cluster, name), "Ready").get("reason") == "CanaryPaused",
-                     timeout=180, interval=0.5)
-            holder = cluster.get("lease", "kubento", *ops)["spec"]["holderIdentity"]
-            pods = [p["metadata"]["name"] for p in cluster.get("pods", *ops, "-l", "app.kubernetes.io/name=kubento")["items"]]
-            leader = next(p for p in pods if holder.startswith(p))
-            killed = time.monotonic()
-            for pid in pod_processes(leader):
-                os.kill(pid, signal.SIGKILL)  # as a node lost: no SIGTERM, the Lease is not released
-            new_holder = wait_for("a standby to take the Lease",
-                                  lambda: (h := cluster.get("lease", "kubento", *ops)["spec"].get("holderIdentity"))
-                                  and h != holder and h, timeout=60, interval=0.5)
-            took_over = time.monotonic() - killed
-            obj = wait_for("v2 to be promoted by the new leader",
-                           lambda: (o := settled(cluster, name)) and o["status"]["stableRevision"] != v1 and o,
-                           timeout=300, interval=0.5)
-            took = time.monotonic() - start
-        who = "the restarted leader" if new_holder.startswith(leader) else "the standby"
-        report(f"canary finished after the leader was SIGKILLed ({who} led {took_over:.1f}s later)", traffic, took, kept)
-        assert traffic.failed == 0, traffic.failures
-        assert only_connection_closed(kept), kept.failures
-        assert [h["outcome"] for h in obj["status"]["history"]].count("Serving") == 1
-    finally:
-        cluster.kubectl("scale", *ops, "deployment/kubento", "--replicas=1")
-        cluster.kubectl("rollout", "status", *ops, "deployment/kubento", "--timeout=180s")
-
-
-def test_operator_killed_mid_rollout_resumes_and_completes(cluster, model, images):
-    rollout = {"strategy": "Canary", "steps": [{"weight": 50, "pause": "15s"}]}
-    spec = {**example_spec(images), "replicas": 2, "rollout": rollout}
-    name = serving(cluster, model, "resume", spec)
+def canary_through(cluster, model, images, prefix: str, pause: str, trouble, what: str) -> None:
+    """A canary of v2 under live traffic; ``trouble()`` happens to the
+    operator while the step holds and returns what to say of it. The rollout
+    still completes once, and no request fails."""
+    spec = {**example_spec(images), "replicas": 2,
+            "rollout": {"strategy": "Canary", "steps": [{"weight": 50, "pause": pause}]}}
+    name = serving(cluster, model, prefix, spec)
     v1 = md(cluster, name)["status"]["stableRevision"]
     with TrafficCounter(cluster, name) as traffic, TrafficCounter(cluster, name, keep_alive=True) as kept:
         start = time.monotonic()
         apply_md(cluster, name, {**spec, "env": V2_ENV})
         wait_for("the canary step to hold", lambda: condition(md(cluster, name), "Ready").get("reason") == "CanaryPaused",
                  timeout=180, interval=0.5)
-        cluster.kubectl("delete", "pod", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=kubento", "--wait=false")
-        obj = wait_for("v2 to be promoted by the new operator pod",
+        said = trouble()
+        obj = wait_for("v2 to be promoted by the operator that took over",
                        lambda: (o := settled(cluster, name)) and o["status"]["stableRevision"] != v1 and o,
                        timeout=300, interval=0.5)
         took = time.monotonic() - start
-    report("canary resumed after the operator pod was killed", traffic, took, kept)
+    report(f"{what} ({said})" if said else what, traffic, took, kept)
     assert traffic.failed == 0, traffic.failures
     assert only_connection_closed(kept), kept.failures
     assert [h["outcome"] for h in obj["status"]["history"]].count("Serving") == 1
+
+
+def test_two_replicas_the_standby_finishes_a_canary_whose_leader_was_sigkilled(cluster, model, images):
+    """The chart with replicaCount 2: the leader is SIGKILLed (a node lost)
+    while a canary step holds; another replica takes the Lease and finishes."""
+    ops = ("-n", OPERATOR_NAMESPACE)
+
+    def kill_the_leader() -> str:
+        holder = cluster.get("lease", "kubento", *ops)["spec"]["holderIdentity"]
+        pods = [p["metadata"]["name"] for p in cluster.get("pods", *ops, "-l", "app.kubernetes.io/name=kubento")["items"]]
+        leader = next(p for p in pods if holder.startswith(p))
+        killed = time.monotonic()
+        for pid in pod_processes(leader):
+            os.kill(pid, signal.SIGKILL)  # as a node lost: no SIGTERM, the Lease is not released
+        new = wait_for("another replica to take the Lease",
+                       lambda: (h := cluster.get("lease", "kubento", *ops)["spec"].get("holderIdentity")) and h != holder and h,
+                       timeout=60, interval=0.5)
+        who = "the restarted leader" if new.startswith(leader) else "the standby"
+        return f"{who} led {time.monotonic() - killed:.1f}s after the SIGKILL"
+
+    cluster.kubectl("scale", *ops, "deployment/kubento", "--replicas=2")
+    try:
+        cluster.kubectl("rollout", "status", *ops, "deployment/kubento", "--timeout=180s")
+        canary_through(cluster, model, images, "takeover", "20s", kill_the_leader,
+                       "canary finished after the leader of two replicas was SIGKILLed")
+    finally:
+        cluster.kubectl("scale", *ops, "deployment/kubento", "--replicas=1")
+        cluster.kubectl("rollout", "status", *ops, "deployment/kubento", "--timeout=180s")
+
+
+def test_operator_killed_mid_rollout_resumes_and_completes(cluster, model, images):
+    def delete_the_pod() -> str:
+        cluster.kubectl("delete", "pod", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=kubento", "--wait=false")
+        return ""
+
+    canary_through(cluster, model, images, "resume", "15s", delete_the_pod,
+                   "canary resumed after the operator pod was killed")
     cluster.kubectl("rollout", "status", "-n", OPERATOR_NAMESPACE, "deployment/kubento", "--timeout=120s")
