@@ -31,7 +31,13 @@ def wrapped(monkeypatch):
 
     monkeypatch.setattr(watching, "continuous_watch", fake)
     watches, reports = Watches(), []
-    install(watches, lambda group, plural, ns, uids: reports.append((group, plural, ns, uids)))
+
+    def on_listed(group, plural, ns, uids):
+        assert not watches.fresh.is_set()  # the cache drops what is gone before any pass may run
+        reports.append((group, plural, ns, uids))
+        return 0
+
+    install(watches, on_listed)
     return script, watches, reports
 
 

@@ -226,13 +226,15 @@ def _events(kind: str):
     return event
 
 
-def _relisted(group: str, plural: str, namespace: Optional[str], uids: set[str]) -> None:
+def _relisted(group: str, plural: str, namespace: Optional[str], uids: set[str]) -> int:
     """A watch listed again: what it no longer has was deleted meanwhile."""
     kind = _KINDS.get((group, plural))
     if kind is None:
-        return
-    for key in CACHE.relisted(kind, namespace, uids):
+        return 0
+    keys = CACHE.relisted(kind, namespace, uids)
+    for key in keys:
         QUEUE.add(key)
+    return len(keys)
 
 
 _WATCHED = [

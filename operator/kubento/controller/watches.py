@@ -31,7 +31,8 @@ from typing import Any, AsyncIterator, Callable, Optional
 log = logging.getLogger("kubento.watches")
 
 StreamKey = tuple[str, str, Optional[str]]  # (group, plural, namespace or None)
-Listed = Callable[[str, str, Optional[str], set[str]], None]  # group, plural, namespace, uids
+# (group, plural, namespace, uids listed) -> how many models had objects the listing lacks
+Listed = Callable[[str, str, Optional[str], set[str]], int]
 
 
 class Watches:
@@ -109,11 +110,11 @@ def install(watches: Watches, on_listed: Listed) -> None:
             async for event in original(resource=resource, namespace=namespace, **kwargs):
                 if event is watching.Bookmark.LISTED:
                     if uids is not None:
-                        again = watches.listed(key)
-                        if again:
-                            log.info("relisted %s%s: %d objects", resource.plural,
-                                     f" in {namespace}" if namespace else "", len(uids))
-                        on_listed(resource.group, resource.plural, namespace, uids)
+                        # The cache drops what is gone before passes may run again.
+                        concerned = on_listed(resource.group, resource.plural, namespace, uids)
+                        if watches.listed(key):
+                            log.info("relisted %s%s: %d objects; %d models had objects that are gone",
+                                     resource.plural, f" in {namespace}" if namespace else "", len(uids), concerned)
                     uids = None  # the listing is over: events from here on are the watch's
                 elif uids is not None and isinstance(event, dict) and event.get("type") is None:
                     uid = ((event.get("object") or {}).get("metadata") or {}).get("uid")
