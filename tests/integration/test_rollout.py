@@ -2,12 +2,18 @@
 Service moving between them, history, rollback, promote and abort. No
 kubelet here: the test reports pods ready (or crash-looping) as one would."""
 
+import argparse
+import contextlib
+import io
 import os
 import subprocess
 import sys
 import time
 
+import pytest
 from kubernetes import client
+
+from kubento.cli import rollout as cli_rollout
 
 from tests.helpers import condition, wait_for
 from tests.integration.conftest import RESYNC_SECONDS, get_json, model_deployments
@@ -89,12 +95,28 @@ def test_rolling_update_moves_traffic_revision_by_revision_and_records_history(c
     assert wait_for("a RolloutStarted event", lambda: events(controlplane, namespace, name, "RolloutStarted"))
     assert wait_for("a Promoted event", lambda: events(controlplane, namespace, name, "Promoted"))
 
+    # A rollback over a spec that changed after it was read is refused, not merged.
+    custom, apps = client.CustomObjectsApi(admin), client.AppsV1Api(admin)
+    args = argparse.Namespace(command="rollback", name=name, namespace=namespace, to_revision=None, dry_run=False)
+    stale = md_get(controlplane, namespace, name)
+    md({**VALID_SPEC, "replicas": 3, "env": [{"name": "MODEL_VERSION", "value": "2"}]}, name=name)
+    with pytest.raises(cli_rollout.Refused, match="the spec changed while kubento read it"):
+        cli_rollout._rollback(args, stale, custom, apps)
+    md({**VALID_SPEC, "replicas": 2, "env": [{"name": "MODEL_VERSION", "value": "2"}]}, name=name)
+    assert settle(controlplane, admin, namespace, name)["status"]["stableRevision"] == v2
+
     # `kubento history`, then `kubento rollback`: v1's spec comes back from its
-    # kept Deployment and rolls out again, under a new number.
+    # kept Deployment and rolls out again, under a new number. A write between
+    # its read and its patch that is no spec edit (status, an annotation) does not stop it.
     table = kubento(controlplane, "history", name, "-n", namespace).stdout
     assert v1 in table and v2 in table and "Serving" in table
-    out = kubento(controlplane, "rollback", name, "-n", namespace).stdout
-    assert "revision 1" in out
+    read = md_get(controlplane, namespace, name)
+    custom.patch_namespaced_custom_object("serving.kubento.io", "v1alpha1", namespace, "modeldeployments", name,
+                                          {"metadata": {"annotations": {"team": "ml"}}})
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli_rollout._rollback(args, read, custom, apps) == 0
+    assert "revision 1" in out.getvalue()
     assert not md_get(controlplane, namespace, name)["spec"].get("env")
     back = settle(controlplane, admin, namespace, name)
     assert back["status"]["stableRevision"] == v1

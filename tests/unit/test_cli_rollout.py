@@ -280,7 +280,7 @@ def test_rollback_command_patches_the_spec_with_a_json_patch(fake_cluster, capsy
     assert cli.main(["rollback", "iris"]) == 0
     selector = "serving.kubento.io/model-deployment=iris,serving.kubento.io/revision=ccccccccc3"
     assert apps.selectors == [("models", selector)]
-    assert custom.patches == [("models", "iris", [{"op": "test", "path": "/metadata/resourceVersion", "value": "42"}, {"op": "add", "path": "/spec/bento", "value": snapshot["bento"]}],
+    assert custom.patches == [("models", "iris", [{"op": "test", "path": "/metadata/generation", "value": 7}, {"op": "add", "path": "/spec/bento", "value": snapshot["bento"]}],
                                "application/json-patch+json")]
     assert capsys.readouterr().out == (
         "iris: rolling back to revision 3 (ccccccccc3, image registry.local/iris:3) — "

@@ -297,6 +297,8 @@ def _flag(args: argparse.Namespace, md: dict[str, Any], custom: Any, apps: Any) 
 
 
 def _rollback(args: argparse.Namespace, md: dict[str, Any], custom: Any, apps: Any) -> int:
+    from kubernetes.client.exceptions import ApiException
+
     from kubento.api import v1alpha1 as api
     from kubento.builders.meta import ANNOTATION_SPEC, LABEL_MODEL, LABEL_REVISION
 
@@ -323,10 +325,18 @@ def _rollback(args: argparse.Namespace, md: dict[str, Any], custom: Any, apps: A
     if problems:
         raise Refused(f"revision {number} ({rev}) cannot be restored as it was: today's spec rules refuse it "
                       f"({'; '.join(problems)}); change those fields by hand (`kubectl edit md {args.name}`)")
-    # Only over the spec that was read: a concurrent edit makes the patch fail, not vanish.
-    guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": md["metadata"]["resourceVersion"]}]
-    custom.patch_namespaced_custom_object(api.GROUP, api.VERSION, args.namespace, api.PLURAL, args.name, guard + ops,
-                                          _content_type="application/json-patch+json")
+    # Only over the spec that was read: a concurrent edit of the spec makes the patch fail, not vanish.
+    # (The generation, not the resourceVersion: the operator's status writes during a rollout are no edit.)
+    guard = [{"op": "test", "path": "/metadata/generation", "value": md["metadata"]["generation"]}]
+    try:
+        custom.patch_namespaced_custom_object(api.GROUP, api.VERSION, args.namespace, api.PLURAL, args.name,
+                                              guard + ops, _content_type="application/json-patch+json")
+    except ApiException as exc:
+        # A failed test op is a bare 422; tell it from a refused spec by looking again.
+        if exc.status == 422 and _get(custom, args.namespace, args.name)["metadata"].get("generation") != \
+                md["metadata"]["generation"]:
+            raise Refused("the spec changed while kubento read it (someone else edited it); run the command again") from None
+        raise
     what = f"{rev}, {describe_bento(snapshot.get('bento') or {})}"
     if rev == status.get("stableRevision"):
         print(f"{args.name}: back to revision {number} ({what}), the stable one: "
