@@ -7,7 +7,8 @@ includes the same text) is parsed into its `$ ` commands and the lines printed u
 examples/iris in the `default` namespace as the demo does, and compares `kubectl get md` with the
 demo's last table (the demo's own step lines are checked against hack/demo.sh below, without a
 cluster). Every command of the later steps then runs verbatim in bash from the repository root, in the
-environment the README's `export` line makes, with the cluster's own kubectl first on PATH.
+environment the README's `export` line makes, with the cluster's own kubectl first on PATH
+(`make demo` links it into .venv/bin).
 
 Compared: table headers, row counts, every column but AGE and TIME, and every other line, with
 timestamps masked. A revision hash of the README stands for the real hash first seen in its place and
@@ -350,7 +351,7 @@ def test_make_demos_transcript_is_what_hack_demo_sh_prints():
     assert all(s.startswith(f"[{i}/{len(local)}]") for i, s in enumerate(steps, 1)), steps
     hints = demo.output[demo.output.index(next(x for x in demo.output if x.startswith("done."))) + 1:]
     heredoc = script.split("Next (the quick start", 1)[1].split("\nEOF\n", 1)[0].splitlines()[1:]
-    printed = [pattern(line) for line in heredoc + re.findall(r'echo "(  make .*)"', script)]
+    printed = heredoc + re.findall(r'echo "(  make .*)"', script)
     assert len(hints) == len(printed), hints
-    for hint, p in zip(hints, printed):
-        assert p.fullmatch(hint), f"`make demo` prints {p.pattern!r}, not {hint!r}"
+    for hint, line in zip(hints, printed):
+        assert pattern(line).fullmatch(hint), f"hack/demo.sh prints {line!r}, not {hint!r}"
