@@ -26,6 +26,9 @@ trap fail ERR
 begin "tools: Kubernetes components and Helm (built from Go modules, cached in ~/.cache/kubento)"
 kube="$(e2e/kubebin/build.sh)"
 helm="$(hack/helm.sh)"
+# The quick start's `kubectl` (README.md): the cluster's own, beside the kubento CLI in .venv/bin
+# (the Kubernetes binary is kubectl when called by that name).
+ln -sf "$kube" .venv/bin/kubectl
 
 if [[ "$mode" == local ]]; then
   begin "local cluster: etcd, apiserver, controller-manager, scheduler, containerd, kubelet, kube-proxy"
