@@ -23,9 +23,10 @@ from kubento.builders.bento import (
     scratch_volumes,
     secret_env,
 )
-from kubento.builders.deployment import CONTAINER_SECURITY, POD_SECURITY
+from kubento.builders.deployment import CONTAINER_SECURITY
 from kubento.builders.env_job import index_env
 from kubento.builders.meta import MANAGED_BY, Owner, digest, with_applied_hash
+from kubento.builders.one_shot import one_shot_job
 from kubento.builders.validate import validated
 
 LABEL_BUILD_OF = f"{api.GROUP}/build-of"
@@ -173,35 +174,11 @@ def build_job(build: BuildSource, owner: Owner, runtime_image: str, hash_: str, 
             for key in ("requests", "limits") if getattr(build.resources, key)
         }
     labels = build_labels(owner, hash_)
-    manifest = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": job_name(owner, hash_),
-            "namespace": owner.namespace,
-            "labels": labels,
-            "annotations": {
-                f"{api.GROUP}/source": build.source.describe(),
-                ANNOTATION_ARCHIVE: archive,
-                ANNOTATION_SETTINGS: settings_hash(build),
-            },
-            "ownerReferences": [owner.reference()],
-        },
-        "spec": {
-            # A failed build fails the same way again: no retries, no hot loop.
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": build.timeout_seconds,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    # The build runs the project's code: no API credentials for it.
-                    "automountServiceAccountToken": False,
-                    "securityContext": copy.deepcopy(POD_SECURITY),
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
-        },
+    annotations = {
+        f"{api.GROUP}/source": build.source.describe(),
+        ANNOTATION_ARCHIVE: archive,
+        ANNOTATION_SETTINGS: settings_hash(build),
     }
+    manifest = one_shot_job(job_name(owner, hash_), owner, labels, annotations, build.timeout_seconds,
+                            container, volumes)
     return validated(with_applied_hash(manifest))

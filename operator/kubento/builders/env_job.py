@@ -29,8 +29,9 @@ from kubento.builders.bento import (
     scratch_volumes,
     secret_env,
 )
-from kubento.builders.deployment import CONTAINER_SECURITY, POD_SECURITY
+from kubento.builders.deployment import CONTAINER_SECURITY
 from kubento.builders.meta import MANAGED_BY, Owner, digest, with_applied_hash
+from kubento.builders.one_shot import one_shot_job
 from kubento.builders.validate import validated
 
 LABEL_BUILD_OF = f"{api.GROUP}/build-of"  # the model that created it (the cache groups it there)
@@ -157,33 +158,7 @@ def env_job(bento: ServedBento, owner: Owner, index: Optional[PackageIndex],
             for key in ("requests", "limits") if getattr(python.resources, key)
         }
     labels = env_labels(owner, source)
-    manifest = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": job_name(source),
-            "namespace": owner.namespace,
-            "labels": labels,
-            "annotations": {
-                f"{api.GROUP}/archive": bento.archive_uri,
-                ANNOTATION_SETTINGS: settings_hash(python),
-            },
-            "ownerReferences": [owner.reference()],
-        },
-        "spec": {
-            "backoffLimit": 0,  # a failed install fails the same way again
-            "activeDeadlineSeconds": python.timeout_seconds if python is not None else 1800,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    # pip runs packages' build code: no API credentials for it.
-                    "automountServiceAccountToken": False,
-                    "securityContext": copy.deepcopy(POD_SECURITY),
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
-        },
-    }
+    annotations = {f"{api.GROUP}/archive": bento.archive_uri, ANNOTATION_SETTINGS: settings_hash(python)}
+    deadline = python.timeout_seconds if python is not None else 1800
+    manifest = one_shot_job(job_name(source), owner, labels, annotations, deadline, container, volumes)
     return validated(with_applied_hash(manifest))
