@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, Optional
 
-from kubento.cli.rollout import NothingToDo, Refused, _table, default_namespace
+from kubento.cli.rollout import NothingToDo, Refused, _table, answered, default_namespace
 
 
 # ------------------------------------------------------------------ decisions
@@ -123,25 +123,11 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kubernetes.client.exceptions import ApiException
-    from kubernetes.config import ConfigException
-
-    from kubento.controller.kube import rejection
-
-    command = f"kubento check {args.name}"
-    try:
+    def action() -> int:
         args.namespace = args.namespace or default_namespace()
         return _check(args)
-    except NothingToDo as exc:
-        print(f"{args.name}: {exc}")
-        return 0
-    except Refused as exc:
-        print(f"{command}: {exc}", file=sys.stderr)
-    except ConfigException as exc:
-        print(f"{command}: no cluster credentials: {exc}", file=sys.stderr)
-    except ApiException as exc:
-        print(f"{command}: {rejection(exc)}", file=sys.stderr)
-    return 1
+
+    return answered(f"kubento check {args.name}", args.name, action)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

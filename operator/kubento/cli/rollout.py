@@ -17,7 +17,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 # Spec keys that do not shape pods: a rollback keeps them as they are (and
 # the revision's spec snapshot leaves them out).
@@ -347,20 +347,18 @@ def _rollback(args: argparse.Namespace, md: dict[str, Any], custom: Any, apps: A
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
+def answered(command: str, name: str, action: Callable[[], int]) -> int:
+    """Run a CLI command's ``action``; what went wrong becomes one line on
+    stderr naming the command (and exit code 1), never a traceback."""
     from kubernetes.client.exceptions import ApiException
     from kubernetes.config import ConfigException
 
     from kubento.controller.kube import rejection
 
-    command = f"kubento {args.command} {args.name}"
     try:
-        args.namespace = args.namespace or default_namespace()
-        custom, apps = _apis()
-        md = _get(custom, args.namespace, args.name)
-        return _HANDLERS[args.command](args, md, custom, apps)
+        return action()
     except NothingToDo as exc:
-        print(f"{args.name}: {exc}")
+        print(f"{name}: {exc}")
         return 0
     except Refused as exc:
         print(f"{command}: {exc}", file=sys.stderr)
@@ -369,6 +367,15 @@ def run(args: argparse.Namespace) -> int:
     except ApiException as exc:
         print(f"{command}: {rejection(exc)}", file=sys.stderr)
     return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    def action() -> int:
+        args.namespace = args.namespace or default_namespace()
+        custom, apps = _apis()
+        return _HANDLERS[args.command](args, _get(custom, args.namespace, args.name), custom, apps)
+
+    return answered(f"kubento {args.command} {args.name}", args.name, action)
 
 
 _HANDLERS = {"history": _history, "rollback": _rollback, "promote": _flag, "abort": _flag}
