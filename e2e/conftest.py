@@ -137,7 +137,11 @@ def in_cluster_client(cluster, images):
 
 @pytest.fixture(scope="session")
 def operator(cluster, images, helm, in_cluster_client) -> None:
+    # One registry and tag for both images (the chart's image.registry/image.tag):
+    # the runtime image the operator hands to models is named like the operator's.
     repo, tag = images["operator"].rsplit(":", 1)
+    registry = repo.rsplit("/", 1)[0]
+    assert images["runtime"] == f"{registry}/bentoml-runtime:{tag}", images
     # Both namespaces enforce Pod Security "restricted": the operator's and the
     # model servers' pods must pass it, or they are never created.
     for ns in (OPERATOR_NAMESPACE, NAMESPACE):
@@ -146,7 +150,7 @@ def operator(cluster, images, helm, in_cluster_client) -> None:
     run(
         helm, "upgrade", "--install", "kubento", str(ROOT / "charts" / "kubento"),
         "--kubeconfig", cluster.kubeconfig, "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
-        "--set", f"image.repository={repo}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=IfNotPresent",
+        "--set", f"image.registry={registry}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=IfNotPresent",
         "--set", "resyncSeconds=10", "--wait", "--timeout", "5m",
         # A rebuilt image keeps its tag: a new digest must still restart the operator.
         "--set", f"podAnnotations.kubento\\.local/image-digest={images['operator-digest'].split(':')[-1][:16]}",

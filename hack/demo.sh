@@ -54,7 +54,7 @@ iris_ref="$(ref "${archives[1]}")"
 
 begin "helm install kubento ($operator_ref)"
 "$helm" upgrade --install kubento charts/kubento --namespace kubento-system --create-namespace \
-  --set image.repository="${operator_ref%:*}" --set image.tag="${operator_ref##*:}" --wait --timeout 5m
+  --set image.registry="${operator_ref%/*}" --set image.tag="${operator_ref##*:}" --wait --timeout 5m
 kubectl -n kubento-system get pods -o wide
 
 begin "kubectl apply -f examples/iris/modeldeployment.yaml"

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The example iris image for users with Docker (e.g. to load into kind): the
 # runtime image + scikit-learn + the examples/iris bento, trained and built at
 # image build time -- the same steps as `e2e/images/build iris`. Build from the
@@ -8,7 +7,7 @@
 #
 # (`cd examples/iris && python train.py && bentoml build && bentoml containerize iris`
 # is BentoML's own way and gives an equivalent image.)
-ARG RUNTIME_IMAGE=kubento.local/bentoml-runtime:1.4.39
+ARG RUNTIME_IMAGE=kubento.local/bentoml-runtime:0.1.0
 FROM ${RUNTIME_IMAGE}
 
 ARG SKLEARN_VERSION=1.6.1

@@ -12,6 +12,8 @@ import pytest
 import yaml
 from kubernetes import client
 
+from kubento.builders.bento import DEFAULT_RUNTIME_IMAGE
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "kubento"
 
@@ -91,20 +93,38 @@ def test_namespaced_install_gets_a_role_per_namespace(helm):
     assert [r["metadata"]["name"] for r in by_kind(docs, "ClusterRole")] == ["kubento-discovery"]
 
 
+def runtime_image_env(pod) -> str:
+    return next(e["value"] for e in pod["containers"][0]["env"] if e["name"] == "KUBENTO_RUNTIME_IMAGE")
+
+
 def test_image_and_scheduling_values_are_used(helm):
     docs = render(
-        helm, "--set", "image.repository=registry.example/kubento", "--set", "image.tag=9.9",
+        helm, "--set", "image.registry=registry.example:5000/ml", "--set", "image.tag=9.9",
         "--set", "nodeSelector.pool=system", "--set", "logFormat=plain",
     )
     pod = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
-    assert pod["containers"][0]["image"] == "registry.example/kubento:9.9"
+    # One registry and one tag for both images: the operator's and the runtime image it gives models.
+    assert pod["containers"][0]["image"] == "registry.example:5000/ml/kubento-operator:9.9"
+    assert runtime_image_env(pod) == "registry.example:5000/ml/bentoml-runtime:9.9"
     assert pod["nodeSelector"] == {"pool": "system"}
     assert "--log-format=plain" in pod["containers"][0]["args"]
 
 
+def test_images_default_to_the_charts_version_and_runtime_image_overrides(helm):
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    pod = by_kind(render(helm), "Deployment")[0]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == f"kubento.local/kubento-operator:{chart['appVersion']}"
+    assert runtime_image_env(pod) == f"kubento.local/bentoml-runtime:{chart['appVersion']}"
+    # `kubento run` outside the chart falls back to the same image.
+    assert runtime_image_env(pod) == DEFAULT_RUNTIME_IMAGE
+    pod = by_kind(render(helm, "--set", "runtimeImage=other.example/runtime:2"), "Deployment")[0]["spec"]["template"]["spec"]
+    assert runtime_image_env(pod) == "other.example/runtime:2"
+
+
 @pytest.mark.parametrize(
     "flag, field",
-    [("logFormat=xml", "logFormat"), ("resyncSeconds=1", "resyncSeconds"), ("watch.namespaces={Bad_NS}", "watch.namespaces"), ("unknownKey=1", "unknownKey")],
+    [("logFormat=xml", "logFormat"), ("image.registry=registry.example/ml/", "image.registry"),
+     ("image.tag=a:b", "image.tag"), ("resyncSeconds=1", "resyncSeconds"), ("watch.namespaces={Bad_NS}", "watch.namespaces"), ("unknownKey=1", "unknownKey")],
 )
 def test_values_schema_rejects_bad_values(helm, flag, field):
     proc = subprocess.run(

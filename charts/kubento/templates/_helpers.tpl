@@ -82,3 +82,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: [events]
   verbs: [create]
 {{- end -}}
+
+{{/* The tag of both images: image.tag, or the chart's appVersion. */}}
+{{- define "kubento.imageTag" -}}
+{{- .Values.image.tag | default .Chart.AppVersion -}}
+{{- end -}}
+
+{{- define "kubento.operatorImage" -}}
+{{- printf "%s/kubento-operator:%s" .Values.image.registry (include "kubento.imageTag" .) -}}
+{{- end -}}
+
+{{/* The default runtime image handed to the operator (KUBENTO_RUNTIME_IMAGE). */}}
+{{- define "kubento.runtimeImage" -}}
+{{- .Values.runtimeImage | default (printf "%s/bentoml-runtime:%s" .Values.image.registry (include "kubento.imageTag" .)) -}}
+{{- end -}}

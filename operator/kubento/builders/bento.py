@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
+from kubento import __version__
 from kubento.builders.meta import digest
 
-# spec.runtimeImage when unset; the operator's KUBENTO_RUNTIME_IMAGE (chart
-# value runtimeImage) overrides it.
-DEFAULT_RUNTIME_IMAGE = "kubento.local/bentoml-runtime:1.4.39"
+# spec.runtimeImage when unset: the runtime image of this kubento release (it
+# carries kubento's in-pod helper, so it is tagged with kubento's version, like
+# the operator). The operator's KUBENTO_RUNTIME_IMAGE (the chart's
+# image.registry/image.tag, or runtimeImage) overrides it.
+DEFAULT_RUNTIME_IMAGE = f"kubento.local/bentoml-runtime:{__version__}"
 
 RUNTIME_DIR = "/var/lib/kubento"
 BENTOML_HOME = f"{RUNTIME_DIR}/bentoml"  # emptyDir: the imported bento
