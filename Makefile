@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 CLUSTER ?= local
 
-.PHONY: demo docs docs-build reference help test chaos test-kind test-kind-smoke bench bench-scale unit chart integration e2e cluster-up cluster-down images deps venv kube helm prometheus install-yaml crds crds-check controlplane-up controlplane-down clean
+.PHONY: demo docs docs-build reference help test chaos test-kind test-kind-smoke bench bench-scale unit chart integration e2e cluster-up cluster-down images release-images deps venv kube helm prometheus install-yaml crds crds-check controlplane-up controlplane-down clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -95,7 +95,7 @@ crds: venv  ## regenerate crds/ and charts/kubento/crds from operator/kubento/ap
 prometheus:  ## build (or reuse from ~/.cache/kubento) Prometheus with Kubernetes discovery for the e2e tier
 	@hack/prometheus.sh >/dev/null
 
-install-yaml: helm  ## regenerate dist/install.yaml and dist/kubento-rules.yaml from the chart
+install-yaml: helm  ## regenerate dist/install.yaml and dist/kubento-rules.yaml from the chart (REGISTRY=, TAG=: your images)
 	hack/render-install.sh
 
 crds-check: venv  ## fail if crds/ is out of date
@@ -107,8 +107,12 @@ cluster-up: deps kube  ## start the local single-node cluster (e2e/cluster; root
 cluster-down:  ## stop it and remove everything it made
 	e2e/cluster down
 
-images:  ## build the operator, runtime, iris and crashing images (no Docker; cached)
+images:  ## build the operator, runtime, iris and crashing images for the tests (no Docker; cached)
 	e2e/images/build all
+
+release-images:  ## build and push the operator and runtime images with Docker: REGISTRY=registry.example.com/ml [TAG=<version>]
+	@test -n "$(REGISTRY)" || { echo "make release-images: set REGISTRY, e.g. make release-images REGISTRY=registry.example.com/ml TAG=0.1.0" >&2; exit 2; }
+	hack/release-images.sh "$(REGISTRY)" $(TAG)
 
 controlplane-up: kube  ## start etcd + kube-apiserver + controller-manager (e2e/controlplane)
 	e2e/controlplane up

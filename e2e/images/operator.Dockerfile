@@ -1,10 +1,14 @@
-# syntax=docker/dockerfile:1
 # The kubento operator image, for users with Docker: the same contents as
-# `e2e/images/build operator` (which builds it without Docker). Build from the
-# repository root:
+# `e2e/images/build operator` (which builds it without Docker). Build and push
+# it with the runtime image: `make release-images REGISTRY=... TAG=...`
+# (hack/release-images.sh), or by hand from the repository root (BuildKit:
+# `docker buildx build`, or `docker build` with Docker >= 23, or
+# DOCKER_BUILDKIT=1 before that):
 #
-#   docker build -f e2e/images/operator.Dockerfile -t kubento.local/kubento-operator:0.1.0 .
+#   docker buildx build -f e2e/images/operator.Dockerfile -t $REGISTRY/kubento-operator:$TAG --push .
 #
+# No `# syntax=` line: BuildKit's built-in Dockerfile frontend is enough
+# (RUN --mount=type=secret), and one would be pulled from Docker Hub.
 # Behind a TLS-intercepting proxy, pass its CA bundle as a build secret (it is
 # not kept in the image):  --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
 ARG BASE_IMAGE=python:3.11-slim-bookworm

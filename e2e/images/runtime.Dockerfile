@@ -1,13 +1,13 @@
-# syntax=docker/dockerfile:1
 # The BentoML runtime image, for users with Docker: the same contents as
 # `e2e/images/build runtime` (which builds it without Docker, from a debootstrap
 # rootfs). kubento runs imported .bento archives (bento.archive) and project
 # builds (bento.build) in it, with its in-pod helper `python -m kubento.runtime`
-# (only kubento/__init__.py and kubento/runtime/, given as a second build
-# context; BuildKit, i.e. any current Docker). From the repository root:
+# (only kubento/__init__.py and kubento/runtime/). It is tagged like the
+# operator (the helper is part of the release). Build and push it with the
+# operator: `make release-images REGISTRY=... TAG=...`, or by hand from the
+# repository root (runtime.Dockerfile.dockerignore keeps the context small):
 #
-#   docker build -f e2e/images/runtime.Dockerfile --build-context kubento=operator/kubento \
-#     -t kubento.local/bentoml-runtime:1.4.39 e2e/images
+#   docker buildx build -f e2e/images/runtime.Dockerfile -t $REGISTRY/bentoml-runtime:$TAG --push .
 #
 # Behind a TLS-intercepting proxy, pass its CA bundle as a build secret (it is
 # not kept in the image):  --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
@@ -25,9 +25,9 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     HOME=/home/bentoml \
     BENTOML_HOME=/home/bentoml/bentoml
 
-COPY constraints.txt /tmp/constraints.txt
-COPY --from=kubento __init__.py /tmp/kubento/
-COPY --from=kubento runtime/*.py /tmp/kubento/runtime/
+COPY e2e/images/constraints.txt /tmp/constraints.txt
+COPY operator/kubento/__init__.py /tmp/kubento/
+COPY operator/kubento/runtime/*.py /tmp/kubento/runtime/
 # uv too: `bentoml build` always runs it, and pip-installs it when missing.
 # minio: the helper's S3 client (no botocore). dulwich: its git client, for a
 # bento.build from git (Debian's git would add ~100 MB with perl and curl).
