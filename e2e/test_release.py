@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -70,6 +71,7 @@ def registry(tmp_path_factory):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+        shutil.rmtree(root / "data", ignore_errors=True)  # the pushed image (~300 MB)
 
 
 @pytest.fixture(scope="module")
