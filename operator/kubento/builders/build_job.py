@@ -25,7 +25,7 @@ from kubento.builders.bento import (
 )
 from kubento.builders.deployment import CONTAINER_SECURITY
 from kubento.builders.env_job import index_env
-from kubento.builders.meta import MANAGED_BY, Owner, digest, with_applied_hash
+from kubento.builders.meta import Owner, app_labels, digest, with_applied_hash
 from kubento.builders.one_shot import one_shot_job
 from kubento.builders.validate import validated
 
@@ -76,15 +76,7 @@ def archive_uri(build: BuildSource, owner: Owner, hash_: str, build_id: str) -> 
 def build_labels(owner: Owner, hash_: str) -> dict[str, str]:
     # Not the model's selector label: a running build pod must never receive
     # the Service's traffic.
-    return {
-        "app.kubernetes.io/name": owner.name,
-        "app.kubernetes.io/instance": owner.name,
-        "app.kubernetes.io/component": "bento-builder",
-        "app.kubernetes.io/part-of": "kubento",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        LABEL_BUILD_OF: owner.name,
-        LABEL_SOURCE_HASH: hash_,
-    }
+    return {**app_labels(owner, "bento-builder"), LABEL_BUILD_OF: owner.name, LABEL_SOURCE_HASH: hash_}
 
 
 def snapshot_name(job: str) -> str:

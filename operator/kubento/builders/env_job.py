@@ -30,7 +30,7 @@ from kubento.builders.bento import (
     secret_env,
 )
 from kubento.builders.deployment import CONTAINER_SECURITY
-from kubento.builders.meta import MANAGED_BY, Owner, digest, with_applied_hash
+from kubento.builders.meta import Owner, app_labels, digest, with_applied_hash
 from kubento.builders.one_shot import one_shot_job
 from kubento.builders.validate import validated
 
@@ -103,15 +103,7 @@ def settings_hash(python: Optional[PythonEnvironment]) -> str:
 
 
 def env_labels(owner: Owner, source: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": owner.name,
-        "app.kubernetes.io/instance": owner.name,
-        "app.kubernetes.io/component": COMPONENT,
-        "app.kubernetes.io/part-of": "kubento",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        LABEL_BUILD_OF: owner.name,
-        LABEL_ENV_SOURCE: source,
-    }
+    return {**app_labels(owner, COMPONENT), LABEL_BUILD_OF: owner.name, LABEL_ENV_SOURCE: source}
 
 
 def is_env_job(job: dict[str, Any]) -> bool:

@@ -52,15 +52,19 @@ def selector_labels(owner: Owner) -> dict[str, str]:
     return {LABEL_MODEL: owner.name}
 
 
-def common_labels(owner: Owner) -> dict[str, str]:
+def app_labels(owner: Owner, component: str) -> dict[str, str]:
+    """The recommended app.kubernetes.io labels of everything kubento makes for a model."""
     return {
         "app.kubernetes.io/name": owner.name,
         "app.kubernetes.io/instance": owner.name,
-        "app.kubernetes.io/component": COMPONENT,
+        "app.kubernetes.io/component": component,
         "app.kubernetes.io/part-of": "kubento",
         "app.kubernetes.io/managed-by": MANAGED_BY,
-        **selector_labels(owner),
     }
+
+
+def common_labels(owner: Owner) -> dict[str, str]:
+    return {**app_labels(owner, COMPONENT), **selector_labels(owner)}
 
 
 def selector_string(owner: Owner) -> str:
