@@ -43,12 +43,11 @@ import kopf
 from kubento.api import v1alpha1 as api
 from kubento.builders.meta import MANAGED_BY
 from kubento.controller import cache as kinds
-from kubento.controller import kube, metrics
+from kubento.controller import kube, metrics, watches
 from kubento.controller.cache import Cache, Key
 from kubento.controller.leader import LeaderElector
 from kubento.controller.memory import Registry
 from kubento.controller.reconcile import reconcile
-from kubento.controller import watches
 from kubento.controller.watches import Watches
 from kubento.controller.workqueue import WorkQueue
 

@@ -248,11 +248,14 @@ def reconcile(key: Key, cache: Cache, memory: ModelMemory, *, clock: Callable[[]
     """One pass over the model ``key``: observe, plan, apply. ``verify``:
     read the model first (a new leader's first pass: its cache may lag)."""
     if verify:
+        seen = cache.version(kinds.MODEL, *key)
         live = kube.get_model(*key)
-        if live is None:
-            cache.delete(kinds.MODEL, {"metadata": {"namespace": key[0], "name": key[1]}})
-        elif live["metadata"].get("resourceVersion") != cache.version(kinds.MODEL, *key):
-            cache.update(kinds.MODEL, live)
+        # Unless the watch delivered a version meanwhile (then the cache is at least as new as the read):
+        if cache.version(kinds.MODEL, *key) == seen:
+            if live is None:
+                cache.delete(kinds.MODEL, {"metadata": {"namespace": key[0], "name": key[1]}})
+            elif live["metadata"].get("resourceVersion") != seen:
+                cache.update(kinds.MODEL, live)
     snapshot = cache.model(key)
     if snapshot.model is None or (snapshot.model.get("metadata") or {}).get("deletionTimestamp"):
         return Outcome(0, None, deleted=True)  # its children go by garbage collection
