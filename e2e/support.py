@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -14,7 +15,7 @@ import yaml
 
 from e2e import traffic
 from e2e.conftest import IN_CLUSTER, NAMESPACE
-from tests.helpers import condition
+from tests.helpers import condition, wait_for
 from tests.specs import model_deployment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +85,8 @@ class Clients:
         self._threads: list[threading.Thread] = []
         self._proc: subprocess.Popen | None = None
         self._events: set[str] = set()
+        self.started_at = time.monotonic()
+        self.failed_at: list[float] = []  # seconds after start of each failure, to line up with a log
 
     def _report(self, failure: str | None, version: str | None = None) -> None:
         with self._lock:
@@ -92,8 +95,26 @@ class Clients:
                 self.versions[version or "?"] += 1
             else:
                 self.failures[failure] += 1
+                self.failed_at.append(round(time.monotonic() - self.started_at, 2))
+
+    def _answers(self) -> bool:
+        a = self.args
+        try:
+            if IN_CLUSTER:
+                in_cluster(self.cluster, "post", {"url": a["url"], "body": a["body"], "timeout": 5})
+            else:
+                traffic.post(a["url"], a["body"].encode(), timeout=5)
+            return True
+        except Exception:  # noqa: BLE001 - refused, reset, 5xx: not answering yet
+            return False
 
     def start(self) -> None:
+        # A ModelDeployment is Ready when its pods are; kube-proxy programs a
+        # new Service's endpoints a moment later (its minSyncPeriod, longer on
+        # a busy node). The loops measure a change to a serving model, so they
+        # start once the Service has answered.
+        wait_for("the Service to answer", self._answers, timeout=60, interval=0.2)
+        self.started_at = time.monotonic()
         a = self.args
         if not IN_CLUSTER:
             self._threads = [threading.Thread(target=traffic.client_loop, daemon=True, args=(
@@ -148,8 +169,9 @@ class Clients:
 
     def summary(self) -> str:
         kind = "keep-alive" if self.keep_alive else "new connections"
+        at = f" at {self.failed_at[0]}..{self.failed_at[-1]}s" if self.failed_at else ""
         return (f"{kind}: {self.ok} correct, {self.failed} failed"
-                f"{' ' + str(dict(self.failures)) if self.failures else ''}")
+                f"{' ' + str(dict(self.failures)) + at if self.failures else ''}")
 
 
 class TrafficCounter(Clients):
