@@ -12,6 +12,7 @@ connection errors) propagate and the work queue backs the model off.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -44,6 +45,7 @@ class Result:
 def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, now: float) -> Result:
     """Creates, applies, scales and deletes, in that order."""
     result = Result()
+    transient_error: Optional[BaseException] = None
     for manifest in actions.creates:
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         log.info("creating %s %s/%s", kind, owner.namespace, name)
@@ -60,32 +62,27 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
         if kind == "Job" and not owner.controls(live):
             result.problems.append(Problem("ChildConflict",
                                            f"Job {name} exists and is not controlled by this ModelDeployment"))
-    for step in actions.applies:
+    # A model's children are independent objects: send them together (a new
+    # model's Deployment and Service in one round trip's time, not two).
+    for step, sent in zip(actions.applies, _send_all(actions.applies, owner, cache)):
         manifest = step.manifest
         kind, name = manifest["kind"], manifest["metadata"]["name"]
-        if step.read_first:
-            live = kube.get(manifest["apiVersion"], kind, owner.namespace, name)
-            if live is not None and not owner.controls(live):
-                result.problems.append(Problem(
-                    "ChildConflict", f"{kind} {name} already exists and is not controlled by this ModelDeployment; "
-                    "kubento leaves it alone (delete or rename it)"))
-                continue
-        log.info("applying %s %s/%s (%s)", kind, owner.namespace, name, step.why)
-        before = cache.version(KINDS[kind], owner.namespace, name)
-        try:
-            live = kube.apply(manifest)
-        except kube.NotInstalled as exc:
-            result.problems.append(Problem("ApplyFailed", f"the API server does not serve {kind}: {exc}"))
+        if isinstance(sent, Problem):
+            result.problems.append(sent)
             continue
-        except ApiException as exc:
-            if transient(exc):
-                raise
-            message = f"the API server rejected {kind} {name}: {kube.rejection(exc)}"
+        if isinstance(sent, ApiException):
+            message = f"the API server rejected {kind} {name}: {kube.rejection(sent)}"
             memory.rejected[manifest["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]] = (message, now)
             result.problems.append(Problem("ApplyFailed", message))
             continue
+        if isinstance(sent, _Raise):
+            transient_error = transient_error or sent.error
+            continue
+        live, before = sent
         memory.generations[(kind, name)] = (live.get("metadata") or {}).get("generation", 0)
         cache.wrote(KINDS[kind], live, replaced=before)
+    if transient_error is not None:
+        raise transient_error  # what was written is in the cache; the queue retries the rest
     for step in actions.scales:
         log.info("scaling Deployment %s/%s to %d", owner.namespace, step.name, step.replicas)
         before = cache.version(kinds.DEPLOYMENT, owner.namespace, step.name)
@@ -110,6 +107,44 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
         cache.wrote(KINDS[step.kind], None, owner.namespace, step.name, replaced=before)
         memory.generations.pop((step.kind, step.name), None)
     return result
+
+
+PARALLEL = 16  # applies in flight at once, across all workers
+_POOL = ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="kubento-apply")
+
+
+@dataclass
+class _Raise:
+    error: BaseException  # transient (409, 429, 5xx, a connection error): the queue retries the model
+
+
+def _send(step: Any, owner: Owner, cache: Cache) -> Any:
+    """One apply: (live, the cache's version before) when written; a Problem
+    (someone else's object, a kind not served); the ApiException of a
+    refusal; or _Raise."""
+    manifest = step.manifest
+    kind, name = manifest["kind"], manifest["metadata"]["name"]
+    try:
+        if step.read_first:
+            live = kube.get(manifest["apiVersion"], kind, owner.namespace, name)
+            if live is not None and not owner.controls(live):
+                return Problem("ChildConflict", f"{kind} {name} already exists and is not controlled by this "
+                               "ModelDeployment; kubento leaves it alone (delete or rename it)")
+        log.info("applying %s %s/%s (%s)", kind, owner.namespace, name, step.why)
+        before = cache.version(KINDS[kind], owner.namespace, name)
+        return kube.apply(manifest), before
+    except kube.NotInstalled as exc:
+        return Problem("ApplyFailed", f"the API server does not serve {kind}: {exc}")
+    except ApiException as exc:
+        return _Raise(exc) if transient(exc) else exc
+    except Exception as exc:  # noqa: BLE001 - raised in the worker, as before
+        return _Raise(exc)
+
+
+def _send_all(steps: list[Any], owner: Owner, cache: Cache) -> list[Any]:
+    if len(steps) <= 1:
+        return [_send(step, owner, cache) for step in steps]
+    return list(_POOL.map(lambda step: _send(step, owner, cache), steps))
 
 
 def status(body: dict[str, Any], actions: Actions, cache: Cache,

@@ -43,7 +43,7 @@ import kopf
 from kubento.api import v1alpha1 as api
 from kubento.builders.meta import MANAGED_BY
 from kubento.controller import cache as kinds
-from kubento.controller import kube, metrics, watches
+from kubento.controller import apply, kube, metrics, watches
 from kubento.controller.cache import Cache, Key
 from kubento.controller.leader import LeaderElector
 from kubento.controller.memory import Registry
@@ -85,14 +85,31 @@ def _stopped_leading() -> None:
         MEMORY.forget(key)
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """kopf keeps a diff base (a deep copy of the object) for change-detecting
+    handlers (on.create/update/resume) and builds it on every event; kubento
+    registers none, and at 1,000 models that copy was ~12 % of the operator's
+    CPU under a burst of creates (py-spy). This storage builds nothing."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        return None
+
+    def fetch(self, *, body: kopf.Body) -> Any:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        return None
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # kopf posts no per-handler events; kubento posts its own on transitions.
     settings.posting.level = logging.WARNING
+    settings.persistence.diffbase_storage = _NoDiffBase()
     for group, plural in (("apps", "deployments"), ("", "pods"), ("autoscaling", "horizontalpodautoscalers"),
                           ("keda.sh", "scaledobjects"), ("batch", "jobs")):
         settings.watching.label_selectors[group or "v1", plural] = MANAGED
-    kube.configuration().connection_pool_maxsize = max(WORKERS * 2, 10)
+    kube.configuration().connection_pool_maxsize = max(WORKERS * 2, 10) + apply.PARALLEL
     _stopping.clear()
     global _elector
     if ELECTION_NAMESPACE:

@@ -234,7 +234,8 @@ def post_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> No
         "lastTimestamp": stamp,
         "count": 1,
     }
-    client.CoreV1Api(api_client()).create_namespaced_event(meta["namespace"], event)
+    # Not read back into a V1Event model (nothing uses it; the client's deserialising costs CPU per event).
+    client.CoreV1Api(api_client()).create_namespaced_event(meta["namespace"], event, _preload_content=False).data
 
 
 def secret_exists(namespace: str, name: str) -> bool:
