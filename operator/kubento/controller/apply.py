@@ -126,7 +126,7 @@ def _send(step: Any, owner: Owner, cache: Cache) -> Any:
     kind, name = manifest["kind"], manifest["metadata"]["name"]
     try:
         if step.read_first:
-            live = kube.get(manifest["apiVersion"], kind, owner.namespace, name)
+            live = kube.metadata(manifest["apiVersion"], kind, owner.namespace, name)
             if live is not None and not owner.controls(live):
                 return Problem("ChildConflict", f"{kind} {name} already exists and is not controlled by this "
                                "ModelDeployment; kubento leaves it alone (delete or rename it)")

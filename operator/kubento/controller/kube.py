@@ -78,11 +78,31 @@ def served(api_version: str, kind: str) -> bool:
     return True
 
 
+PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+
 def get(api_version: str, kind: str, namespace: str, name: str) -> Optional[dict[str, Any]]:
     try:
         return _resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
     except NotFoundError:
         return None
+
+
+def metadata(api_version: str, kind: str, namespace: str, name: str) -> Optional[dict[str, Any]]:
+    """An object's metadata only (PartialObjectMetadata), or None when it
+    does not exist: whose it is, without its spec, and without the dynamic
+    client's 404 path (which formats a traceback per miss)."""
+    c = api_client()
+    method, url, headers, _, _ = c.param_serialize(
+        "GET", _resource(api_version, kind).path(name=name, namespace=namespace),
+        header_params={"Accept": PARTIAL_METADATA}, auth_settings=["BearerToken"])
+    resp = c.call_api(method, url, header_params=headers)
+    data = resp.read()
+    if resp.status == 404:
+        return None
+    if resp.status >= 300:
+        raise ApiException(status=resp.status, reason=resp.reason)
+    return {"metadata": json.loads(data).get("metadata") or {}}
 
 
 # Characters a YAML 1.1 decoder refuses raw (C1 controls, DEL, non-characters)
@@ -244,7 +264,7 @@ def secret_exists(namespace: str, name: str) -> bool:
     c = api_client()
     method, url, headers, _, _ = c.param_serialize(
         "GET", "/api/v1/namespaces/{namespace}/secrets/{name}", path_params={"namespace": namespace, "name": name},
-        header_params={"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"},
+        header_params={"Accept": PARTIAL_METADATA},
         auth_settings=["BearerToken"],
     )
     resp = c.call_api(method, url, header_params=headers)
