@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from typing import Any, Optional
+from urllib.parse import quote
 
 from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
@@ -89,13 +90,17 @@ def get(api_version: str, kind: str, namespace: str, name: str) -> Optional[dict
 
 
 def metadata(api_version: str, kind: str, namespace: str, name: str) -> Optional[dict[str, Any]]:
-    """An object's metadata only (PartialObjectMetadata), or None when it
-    does not exist: whose it is, without its spec, and without the dynamic
-    client's 404 path (which formats a traceback per miss)."""
+    """An object's metadata only, or None when it does not exist: whose it
+    is, without its spec, and without the dynamic client's 404 path (which
+    formats a traceback per miss)."""
+    return _metadata_at(_resource(api_version, kind).path(name=name, namespace=namespace))
+
+
+def _metadata_at(path: str) -> Optional[dict[str, Any]]:
+    """A GET of ``path`` as PartialObjectMetadata; None on 404."""
     c = api_client()
     method, url, headers, _, _ = c.param_serialize(
-        "GET", _resource(api_version, kind).path(name=name, namespace=namespace),
-        header_params={"Accept": PARTIAL_METADATA}, auth_settings=["BearerToken"])
+        "GET", path, header_params={"Accept": PARTIAL_METADATA}, auth_settings=["BearerToken"])
     resp = c.call_api(method, url, header_params=headers)
     data = resp.read()
     if resp.status == 404:
@@ -261,16 +266,4 @@ def post_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> No
 def secret_exists(namespace: str, name: str) -> bool:
     """Whether a Secret exists. Asks for its metadata only
     (PartialObjectMetadata): kubento never receives any Secret's data."""
-    c = api_client()
-    method, url, headers, _, _ = c.param_serialize(
-        "GET", "/api/v1/namespaces/{namespace}/secrets/{name}", path_params={"namespace": namespace, "name": name},
-        header_params={"Accept": PARTIAL_METADATA},
-        auth_settings=["BearerToken"],
-    )
-    resp = c.call_api(method, url, header_params=headers)
-    resp.read()
-    if resp.status == 404:
-        return False
-    if resp.status >= 300:
-        raise ApiException(status=resp.status, reason=resp.reason)
-    return True
+    return _metadata_at(f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets/{quote(name, safe='')}") is not None
