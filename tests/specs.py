@@ -554,6 +554,17 @@ INVALID = [
         message="exactly one of body or bodyFrom",
     ),
     Invalid("check-timeout", checks(timeout="soon"), "spec.predictionChecks.checks[0].timeout"),
+    # A request to a tenant's pod has a deadline kubento can keep (#23: `timeout: 10000h` held a worker).
+    Invalid("check-timeout-over-60s", checks(timeout="10000h"), "spec.predictionChecks.checks[0].timeout",
+            message="at most 60s"),
+    Invalid("check-timeout-zero", checks(timeout="0s"), "spec.predictionChecks.checks[0].timeout",
+            message="more than 0s"),
+    Invalid(
+        "comparison-timeout-over-60s",
+        with_(VALID_SPEC, predictionChecks={"compareWithStable": {**COMPARE, "timeout": "61s"}}),
+        "spec.predictionChecks.compareWithStable.timeout",
+        message="at most 60s",
+    ),
     Invalid(
         "duplicate-check-names",
         with_(VALID_SPEC, predictionChecks={"checks": [GOLDEN, GOLDEN]}),

@@ -74,6 +74,26 @@ def duration_seconds(duration: str) -> float:
     return sum(float(n) * _UNIT_MS[u] for n, u in _DURATION_PART.findall(duration)) / 1000
 
 
+# A request kubento sends to a pod waits at most this long: a deadline for all
+# of it (connect, headers, body), so a tenant's pod cannot hold the operator.
+MAX_REQUEST_TIMEOUT = "60s"
+REQUEST_TIMEOUT_MESSAGE = f"must be more than 0s and at most {MAX_REQUEST_TIMEOUT} (a deadline for the whole request)"
+
+
+def _request_timeout(value: str) -> str:
+    if not 0 < duration_seconds(value) <= duration_seconds(MAX_REQUEST_TIMEOUT):
+        raise ValueError(REQUEST_TIMEOUT_MESSAGE)
+    return value
+
+
+RequestTimeout = Annotated[
+    str, Field(pattern=DURATION_PATTERN, max_length=32, json_schema_extra=_rules(cel(
+        f"duration(self) > duration('0s') && duration(self) <= duration('{MAX_REQUEST_TIMEOUT}')",
+        REQUEST_TIMEOUT_MESSAGE))),
+    AfterValidator(_request_timeout),
+]
+
+
 # Lists whose items are unique by name (server-side apply merges them by name).
 LIST_MAP_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
 
@@ -774,7 +794,9 @@ class PredictionCheck(Model):
     expect: list[Expectation] = Field(
         min_length=1, max_length=16, description="What the answer must be; every expectation must hold."
     )
-    timeout: Duration = Field(default="5s", description="How long to wait for the answer, e.g. 5s, 500ms.")
+    timeout: RequestTimeout = Field(default="5s", description=(
+        "How long to wait for the whole answer, e.g. 5s, 500ms (at most 60s). kubento reads at most 1 MiB of it "
+        "and follows no redirect (a 3xx fails the check)."))
 
     @model_validator(mode="after")
     def _body(self) -> "PredictionCheck":
@@ -798,7 +820,9 @@ class StableComparison(Model):
     )
     tolerance: float = Field(default=0, ge=0, description="Numbers within this absolute difference agree.")
     max_inputs: int = Field(default=100, ge=1, le=1000, description="Send at most this many lines (the first).")
-    timeout: Duration = Field(default="5s", description="How long to wait for each answer.")
+    timeout: RequestTimeout = Field(default="5s", description=(
+        "How long to wait for each whole answer (at most 60s). kubento reads at most 1 MiB of each and follows no "
+        "redirect (a 3xx is a disagreement)."))
 
 
 class PredictionChecks(Model):
