@@ -66,3 +66,12 @@ def wait_established(kubectl: Callable[..., Any], crd: str, timeout: float = 60)
         proc = kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=10s", check=False)
         return proc.returncode == 0
     wait_for(f"CRD {crd} to be Established", established, timeout=timeout, interval=0.5)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a server the test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 RESYNC_SECONDS = 2.0
 # Read by kubento.controller.handlers at import, before KopfRunner loads it.
 os.environ["KUBENTO_RESYNC_SECONDS"] = str(RESYNC_SECONDS)
+STALL_SECONDS = 6.0  # the liveness probe fails after a pass this long (test_untrusted_pods holds one)
+os.environ["KUBENTO_STALL_SECONDS"] = str(STALL_SECONDS)
 
 
 @dataclass
@@ -131,8 +133,11 @@ def operator(controlplane, namespace, operator_kubeconfig):
     from kopf.testing import KopfRunner
 
     os.environ["KUBECONFIG"] = str(operator_kubeconfig)
-    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubento.controller.handlers", "--verbose"]
+    liveness = f"http://127.0.0.1:{helpers.free_port()}/healthz"
+    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubento.controller.handlers", "--verbose",
+            f"--liveness={liveness}"]
     with KopfRunner(args, timeout=60) as runner:
+        runner.liveness_url = liveness
         time.sleep(2)  # let the watches start
         yield runner
     assert runner.exception is None, runner.exception

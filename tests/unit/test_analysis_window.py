@@ -20,21 +20,46 @@ def test_requests_before_a_container_restart_stay_counted():
     assert (total.requests, total.errors) == (80, 25)
 
 
-def test_no_verdict_before_the_interval_then_one_per_interval(monkeypatch):
-    counts = {"c1": s(0, 0)}
-    monkeypatch.setattr(analysis, "fetch", lambda pods, port: dict(counts) if pods == ["canary"] else {})
-    rules = Analysis(maxErrorRate=0.1, minRequests=10, interval="10s")
-    windows: dict = {}
+def scrape(at, candidate, key=("rev-1", 0), errors=None):
+    return analysis.Scrape(at, {"candidate": candidate, "stable": {}}, errors or {}, tag=key)
+
+
+class Judge:
+    """analysis.judge as a pass calls it: the scrapes it starts are recorded."""
+
+    def __init__(self, rules):
+        self.rules, self.windows, self.started = rules, {}, []
+
+    def __call__(self, key, now, scraped=None, scraping=False):
+        return analysis.judge(self.windows, key, self.rules, now, scraped, lambda: self.started.append(now), scraping)
+
+
+def test_no_verdict_before_the_interval_then_one_per_interval():
+    judge = Judge(Analysis(maxErrorRate=0.1, minRequests=10, interval="10s"))
     key = ("rev-1", 0)
-    first = analysis.judge(windows, key, rules, 3000, ["canary"], [], now=0.0)
-    assert (first.result, first.reason) == ("inconclusive", "Collecting")
-    counts["c1"] = s(40, 12)
-    assert analysis.judge(windows, key, rules, 3000, ["canary"], [], now=5.0).reason == "Collecting"
-    failed = analysis.judge(windows, key, rules, 3000, ["canary"], [], now=10.0)
+    first = judge(key, 0.0)
+    assert (first.result, first.reason) == ("inconclusive", "Collecting") and judge.started == [0.0]
+    assert judge(key, 0.1, scraping=True).reason == "Collecting" and judge.started == [0.0]  # one scrape at a time
+    assert judge(key, 0.3, scrape(0.0, {"c1": s(0, 0)})).reason == "Collecting"  # the window begins
+    assert judge(key, 5.0).reason == "Collecting" and judge.started == [0.0]  # not due yet: nothing read
+    assert judge(key, 10.0).reason == "Collecting" and judge.started == [0.0, 10.0]
+    failed = judge(key, 10.4, scrape(10.0, {"c1": s(40, 12)}))
     assert failed.result == "fail" and "12 of 40" in failed.message
-    counts["c1"] = s(400, 12)
-    assert analysis.judge(windows, key, rules, 3000, ["canary"], [], now=15.0) is failed  # until the next interval
-    # A new step (or a retried rollout) starts a new window.
-    again = analysis.judge(windows, ("rev-2", 0), rules, 3000, ["canary"], [], now=16.0)
-    assert again.reason == "Collecting"
-    assert list(windows) == [("rev-2", 0)]  # the earlier window is gone
+    # A scrape begun before the next interval is due judges nothing.
+    assert judge(key, 15.0, scrape(15.0, {"c1": s(400, 12)})) is failed
+    assert judge(key, 16.0) is failed and judge.started == [0.0, 10.0]
+    # A new step (or a retried rollout) starts a new window; a scrape taken for the old one is not used.
+    again = judge(("rev-2", 0), 16.0, scrape(16.0, {"c1": s(500, 12)}, key=key))
+    assert again.reason == "Collecting" and judge.started[-1] == 16.0
+    judge(("rev-2", 0), 16.5, scrape(16.0, {"c1": s(500, 12)}, key=("rev-2", 0)))
+    assert list(judge.windows) == [("rev-2", 0)]  # the earlier window is gone
+
+
+def test_a_pod_that_gives_no_metrics_is_named_in_the_verdict():
+    judge = Judge(Analysis(maxErrorRate=0.1, minRequests=10, interval="10s"))
+    key = ("rev-1", 0)
+    judge(key, 0.0, scrape(0.0, {}))
+    why = "answered more than 4 MiB: kubento reads at most 4 MiB"
+    verdict = judge(key, 10.0, scrape(10.0, {}, errors={"md-abc-0": why, "md-abc-1": why}))
+    assert verdict.result == "inconclusive"
+    assert f"no metrics from pod md-abc-0: {why} (and 1 more pods)" in verdict.message

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any, Optional
 
 from kubento.cli.rollout import NothingToDo, Refused, _table, answered, default_namespace
@@ -43,24 +42,14 @@ def check_table(rows: list[dict[str, Any]]) -> str:
 # ------------------------------------------------------------------------ I/O
 
 
-def _proxied(api: Any, namespace: str) -> Any:
-    """A probe sender through the API server's pod proxy."""
-    from kubento.predictions.expect import Response
+def _proxied(session: Any, send_via: Any, namespace: str) -> Any:
+    """A probe sender through the API server's pod proxy (no redirect followed, answers capped)."""
+    from kubento.controller import podhttp
 
-    def send(pod: dict[str, Any], port: int, path: str, method: str, body: Optional[bytes],
-             timeout: float) -> Response:
-        name = pod["metadata"]["name"]
-        headers = {"Content-Type": "application/json", "Accept": "application/json"} if body is not None else {}
-        verb, url, headers, _, _ = api.param_serialize(
-            method, f"/api/v1/namespaces/{namespace}/pods/{name}:{port}/proxy{path}",
-            header_params=headers, auth_settings=["BearerToken"])
-        start = time.monotonic()
-        try:
-            r = api.rest_client.pool_manager.request(verb, url, body=body, headers=headers, timeout=timeout,
-                                                     preload_content=True, retries=False)
-        except Exception as exc:  # noqa: BLE001 - no answer
-            return Response(None, "", time.monotonic() - start, str(exc)[:120])
-        return Response(r.status, r.data.decode("utf-8", "replace"), time.monotonic() - start)
+    async def send(pod: dict[str, Any], port: int, path: str, method: str, body: Optional[bytes],
+                   timeout: float) -> Any:
+        return await send_via(session, namespace, pod["metadata"]["name"], port, path, method=method, body=body,
+                              deadline=timeout, cap=podhttp.ANSWER_MAX)
 
     return send
 
@@ -74,7 +63,7 @@ def _check(args: argparse.Namespace) -> int:
 
     from kubento.builders.meta import LABEL_MODEL, LABEL_REVISION
     from kubento.cli.rollout import _apis, _get
-    from kubento.controller import probe
+    from kubento.controller import podhttp, probe
     from kubento.predictions import gate
 
     custom, apps = _apis()
@@ -109,8 +98,13 @@ def _check(args: argparse.Namespace) -> int:
         raise NothingToDo(f"revision {rev} has only compareWithStable, no checks to run")
     pods.sort(key=lambda p: p["metadata"]["name"])
     jobs = [(p, checks.port, checks.checks, inputs, 1) for p in pods]
+    ssl_context, send_via = podhttp.through_api_server(apps.api_client)
+
+    async def check_all(session: Any) -> Any:
+        return await probe.check_pods(jobs, sender=_proxied(session, send_via, args.namespace))
+
     rows = []
-    for pod, result in zip(pods, probe.check_pods(jobs, sender=_proxied(apps.api_client, args.namespace))):
+    for pod, result in zip(pods, podhttp.run(check_all, ssl_context)):
         for r in result.results:
             rows.append({"check": r.check, "pod": pod["metadata"]["name"], "expected": r.expected, "got": r.got,
                          "ok": r.ok, "seconds": r.seconds})

@@ -19,7 +19,6 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
@@ -110,9 +109,11 @@ class Cluster:
 
         from kubento.controller import kube
 
+        from kubento.controller import podhttp
+
         api = client.ApiClient(kube.configuration())
         self.custom, self.core = client.CustomObjectsApi(api), client.CoreV1Api(api)
-        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kubento-top")
+        self.ssl, self.send = podhttp.through_api_server(api)
 
     def models(self, namespace: Optional[str], name: Optional[str]) -> list[dict[str, Any]]:
         from kubento.api import v1alpha1 as api
@@ -144,20 +145,25 @@ class Cluster:
         return out
 
     def read(self, pods: list[tuple[str, str, int]]) -> Readings:
-        """Every pod's counters that could be read (a pod that does not answer adds nothing)."""
+        """Every pod's counters that could be read (a pod that does not answer, answers a
+        redirect or more than podhttp.METRICS_MAX adds nothing)."""
+        from kubento.controller import podhttp
+        from kubento.controller.podio import limited
         from kubento.rollout.analysis import parse_metrics
 
-        def one(pod: tuple[str, str, int]) -> Optional[Sample]:
-            namespace, name, port = pod
-            try:
-                response = self.core.connect_get_namespaced_pod_proxy_with_path(
-                    f"{name}:{port}", namespace, "metrics", _preload_content=False, _request_timeout=FETCH_TIMEOUT)
-                return parse_metrics(response.data.decode())
-            except Exception:  # noqa: BLE001 - gone, not answering, or not a BentoML server
-                return None
+        async def all_pods(session: Any) -> list[Any]:
+            return await limited(8, [lambda pod=pod: self.send(session, pod[0], pod[1], pod[2], "/metrics",
+                                                               deadline=FETCH_TIMEOUT, cap=podhttp.METRICS_MAX)
+                                     for pod in pods])
 
-        samples = list(self.pool.map(one, pods))
-        return {(ns, name): s for (ns, name, _), s in zip(pods, samples) if s is not None}
+        out: Readings = {}
+        for (ns, name, _), answer in zip(pods, podhttp.run(all_pods, self.ssl)):
+            if answer.status == 200 and not answer.final:
+                try:
+                    out[(ns, name)] = parse_metrics(answer.body)
+                except ValueError:
+                    pass  # not a BentoML server
+        return out
 
 
 def watch(cluster: Cluster, namespace: Optional[str], name: Optional[str], interval: float,

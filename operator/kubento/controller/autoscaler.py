@@ -1,6 +1,7 @@
-"""kubento's own autoscaler, the I/O half: every SAMPLE_SECONDS it reads the
-model's ready pods' ``/metrics`` (all revisions: it sizes the model as a
-whole) and asks :func:`kubento.autoscale.decision.decide` for the replica
+"""kubento's own autoscaler, the I/O half: every SAMPLE_SECONDS it starts a
+read of the model's ready pods' ``/metrics`` (all revisions: it sizes the
+model as a whole; off the workers, see kubento.controller.podio) and, when
+that ends, asks :func:`kubento.autoscale.decision.decide` for the replica
 count. The rollout then splits that count between revisions.
 
 The metric windows live in memory: after an operator restart they fill
@@ -10,11 +11,13 @@ again, and until a whole window has been sampled the last decided count
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import replace
+from typing import Any, Callable, Optional
 
 from kubento.api.v1alpha1 import Autoscaling, ScalingRules
 from kubento.autoscale.decision import DEFAULT_DOWN, DEFAULT_UP, Policy, Rules, decide
 from kubento.controller import analysis, metrics
+from kubento.controller.analysis import Scrape
 from kubento.controller.memory import AutoscalerMemory
 from kubento.rollout.analysis import Sample, seconds
 from kubento.rollout.revisions import rfc3339
@@ -73,11 +76,14 @@ def _value(memory: AutoscalerMemory, metric: str, samples: dict[str, Sample], re
     return sum(per_pod) / len(per_pod) * max(ready, len(samples))
 
 
-def scale(namespace: str, name: str, memory: AutoscalerMemory, scaling: Autoscaling, replicas: int, port: int,
-          pods: list[dict[str, Any]], previous: Optional[dict[str, Any]], now: float) -> dict[str, Any]:
+def scale(namespace: str, name: str, memory: AutoscalerMemory, scaling: Autoscaling, replicas: int,
+          pods: list[dict[str, Any]], previous: Optional[dict[str, Any]], now: float,
+          scraped: Optional[Scrape], scrape: Callable[[], None], scraping: bool) -> dict[str, Any]:
     """status.autoscaling for now; its desiredReplicas is the model's size.
     ``replicas`` is the spec's count, where a newly autoscaled model starts.
-    Samples the pods' /metrics at most every SAMPLE_SECONDS."""
+    ``scraped``: the pods' counters, when a scrape just ended; ``scrape()``
+    starts the next one (at most every SAMPLE_SECONDS; ``scraping``: one is
+    under way, and its end brings a pass)."""
     if previous and previous.get("metric") == scaling.metric:
         current = previous["desiredReplicas"]
     else:  # just turned on (or another metric): start from the size the model has
@@ -86,16 +92,23 @@ def scale(namespace: str, name: str, memory: AutoscalerMemory, scaling: Autoscal
     if memory.metric != scaling.metric:
         memory.__init__()  # a window of another metric means nothing for this one
         memory.metric = scaling.metric
-    last = memory.last
-    if last is not None and now - last[0] < SAMPLE_SECONDS * 0.9:
-        decision = last[1]  # sampled moments ago (a burst of events): same answer
-    else:
-        samples = analysis.fetch(pods, port)
-        value = _value(memory, scaling.metric, samples, ready, now)
-        decision = decide(policy(scaling), memory.decision_memory, now=now, value=value, ready=ready, current=current)
+        scraped = None  # begun for another metric
+    if scraped is not None:
+        value = _value(memory, scaling.metric, scraped.samples["pods"], ready, scraped.at)
+        decision = decide(policy(scaling), memory.decision_memory, now=scraped.at, value=value, ready=ready,
+                          current=current)
+        if value is None and scraped.problem():
+            decision = replace(decision, message=f"{decision.message}; {scraped.problem()}")
         memory.decision_memory = decision.memory
-        memory.last = (now, decision)
+        memory.last = (scraped.at, decision)
         metrics.autoscaler(namespace, name, decision, ready)
+    elif memory.last is not None:
+        decision = memory.last[1]  # until the next scrape ends: the same answer
+    else:  # nothing read yet
+        decision = decide(policy(scaling), memory.decision_memory, now=now, value=None, ready=ready, current=current)
+    if not scraping and now - memory.scrape_started >= SAMPLE_SECONDS * 0.9:
+        memory.scrape_started = now
+        scrape()
     changed = decision.replicas != current or not previous
     if previous and not changed and previous.get("reason") == decision.reason \
             and now - memory.published < PUBLISH_SECONDS:

@@ -43,10 +43,11 @@ import kopf
 from kubento.api import v1alpha1 as api
 from kubento.builders.meta import MANAGED_BY
 from kubento.controller import cache as kinds
-from kubento.controller import apply, kube, metrics, watches
+from kubento.controller import apply, kube, metrics, progress, watches
 from kubento.controller.cache import Cache, Key
 from kubento.controller.leader import LeaderElector
 from kubento.controller.memory import Registry
+from kubento.controller.podio import PodIO
 from kubento.controller.reconcile import reconcile
 from kubento.controller.watches import Watches
 from kubento.controller.workqueue import WorkQueue
@@ -55,6 +56,7 @@ RESYNC_SECONDS = float(os.environ.get("KUBENTO_RESYNC_SECONDS", "300"))
 WORKERS = int(os.environ.get("KUBENTO_WORKERS", "8"))
 ELECTION_NAMESPACE = os.environ.get("KUBENTO_LEADER_ELECTION_NAMESPACE", "")
 LEASE_NAME = os.environ.get("KUBENTO_LEASE_NAME", "kubento")
+STALL_SECONDS = float(os.environ.get("KUBENTO_STALL_SECONDS", str(progress.STALL_SECONDS)))
 WRITE_STREAK = 10
 MANAGED = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 
@@ -65,6 +67,8 @@ QUEUE: WorkQueue[Key] = WorkQueue()
 MEMORY = Registry()
 LEADING = threading.Event()  # this replica's workers may run passes
 WATCHES = Watches()  # passes wait while a watch relists (its cache may miss what changed meanwhile)
+PODS = PodIO(wake=QUEUE.add)  # requests to model pods, off the workers; a job's end wakes its model
+PROGRESS = progress.Progress()  # which pass each worker is in: the liveness probe
 _threads: list[threading.Thread] = []
 _stopping = threading.Event()
 _elector: Optional[LeaderElector] = None
@@ -136,8 +140,23 @@ def stop(**_: Any) -> None:
     for t in _threads:
         if t.name.startswith("kubento-worker"):
             t.join(timeout=10)
+    PODS.stop()
     if _elector is not None:
         _elector.stop(release=True)
+
+
+@kopf.on.probe(id="workers")
+def workers_progress(**_: Any) -> dict[str, Any]:
+    """Part of the liveness endpoint: fails (HTTP 500) while a worker is stuck
+    in one pass or has died, so the kubelet restarts the operator."""
+    workers = [t for t in _threads if t.name.startswith("kubento-worker")]
+    passes = PROGRESS.passes()
+    why = progress.stalled(passes, [t.name for t in workers if not _stopping.is_set() and not t.is_alive()],
+                           PROGRESS.now(), STALL_SECONDS)
+    if why is not None:
+        log.error("not making progress: %s", why)
+        raise kopf.PermanentError(why)
+    return {"workers": len(workers), "passes": len(passes)}
 
 
 @kopf.on.login()
@@ -177,11 +196,12 @@ def _work() -> None:
             continue
         metrics.QUEUE_DEPTH.set(QUEUE.depth())
         memory = MEMORY.get(key)
+        PROGRESS.began(key)
         try:
             with metrics.RECONCILE_SECONDS.time():
                 # A leader's first pass over a model reads the model itself: the
                 # cache of a replica that was cut off may lag behind the Lease.
-                outcome = reconcile(key, CACHE, memory, verify=_elector is not None and not memory.verified)
+                outcome = reconcile(key, CACHE, memory, PODS, verify=_elector is not None and not memory.verified)
             memory.verified = True
         except Exception as exc:  # noqa: BLE001 - a worker outlives any one model
             metrics.RECONCILE_ERRORS.inc()
@@ -210,6 +230,7 @@ def _work() -> None:
             elif outcome.requeue_after is not None:
                 QUEUE.add_after(key, outcome.requeue_after)
         finally:
+            PROGRESS.ended()
             QUEUE.done(key)
 
 

@@ -6,7 +6,8 @@ must survive); it saves work and API calls: the children's generations as
 kubento last applied them (someone else's edit shows as a new generation),
 manifests the API server refused (not retried in a loop), the Secrets last
 checked, the analysis windows, the autoscaler's samples, and prediction
-checks that got no answer yet (retried a few times before a pod fails).
+checks that got no answer yet (retried a few times before a pod fails),
+and the jobs of requests to its pods under way (kubento.controller.podio).
 
 One model is handled by one worker at a time (the work queue guarantees
 it), so a ModelMemory needs no lock of its own; the registry's dict does.
@@ -15,6 +16,7 @@ it), so a ModelMemory needs no lock of its own; the registry's dict does.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -40,6 +42,7 @@ class AutoscalerMemory:
     counts: Optional[tuple[float, dict[str, Sample]]] = None  # rps: the previous sample
     last: Optional[tuple[float, ScaleDecision]] = None
     published: float = 0.0
+    scrape_started: float = float("-inf")  # when the last scrape of the pods' /metrics began
 
 
 @dataclass
@@ -63,6 +66,8 @@ class ModelMemory:
     windows: dict[tuple[str, int], Any] = field(default_factory=dict)
     autoscaler: AutoscalerMemory = field(default_factory=AutoscalerMemory)
     predictions: PredictionMemory = field(default_factory=PredictionMemory)
+    # purpose (checks, analysis, autoscaler) -> its job of requests to pods, while it runs or until a pass takes it
+    jobs: dict[str, Future] = field(default_factory=dict)
     verified: bool = False  # a pass of this leader read the model itself (reconcile's verify)
     write_streak: int = 0  # passes in a row that wrote something (a pass that keeps writing is a fight: slow down)
 
@@ -78,7 +83,9 @@ class Registry:
 
     def forget(self, key: Key) -> None:
         with self._lock:
-            self._models.pop(key, None)
+            memory = self._models.pop(key, None)
+        for job in (memory.jobs.values() if memory else ()):
+            job.cancel()
 
     def __len__(self) -> int:
         with self._lock:

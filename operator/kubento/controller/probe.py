@@ -2,91 +2,124 @@
 inputs to a stable and a new pod. Judging is pure (kubento.predictions).
 
 Each check is one HTTP request on a new connection, straight to the pod's IP
-(the Service does not select the pod yet: that is the point). Pods are
-checked in parallel; one pod's checks run one after the other, each bounded
-by its timeout.
+(the Service does not select the pod yet: that is the point), through
+kubento.controller.podhttp: no redirect followed, the answer read up to
+ANSWER_MAX, the check's ``timeout`` a deadline for the whole request. A
+model's pods are checked a few at a time; one pod's checks run one after the
+other. The operator runs these as jobs off its workers
+(kubento.controller.podio); ``kubento check`` runs them through the API
+server's pod proxy with another sender.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Optional
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Optional
+
+import aiohttp
 
 from kubento.api.v1alpha1 import PredictionChecks, duration_seconds
-from kubento.predictions.expect import Response, agreement, judge_response, request_body
+from kubento.controller import podhttp
+from kubento.controller.podio import limited
+from kubento.predictions.expect import Response, Tally, judge_response, request_body
 from kubento.predictions.gate import CheckInputs, PodResult, containers_ready
 
 log = logging.getLogger("kubento.probe")
 
-_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kubento-checks")
-MAX_BODY = 1 << 20  # an answer is read up to 1 MiB
+PODS_AT_ONCE = 4  # a model's pods checked in parallel
+INPUTS_AT_ONCE = 4  # compareWithStable inputs in flight at once
 
 # (pod, port, path, method, body, timeout) -> Response: the transport (the CLI's goes through the API server)
-Sender = Callable[[dict[str, Any], int, str, str, Optional[bytes], float], Response]
+Sender = Callable[[dict[str, Any], int, str, str, Optional[bytes], float], Awaitable[Response]]
 
 
-def direct(pod: dict[str, Any], port: int, path: str, method: str, body: Optional[bytes], timeout: float) -> Response:
+def direct(session: aiohttp.ClientSession) -> Sender:
     """To the pod's IP, as the operator does."""
-    return send(f"http://{pod['status']['podIP']}:{port}{path}", method, body, timeout)
+    async def send(pod: dict[str, Any], port: int, path: str, method: str, body: Optional[bytes],
+                   timeout: float) -> Response:
+        return await podhttp.request(session, podhttp.pod_url(pod["status"]["podIP"], port, path), method=method,
+                                     body=body, deadline=timeout, cap=podhttp.ANSWER_MAX)
+    return send
 
 
-def send(url: str, method: str, body: Optional[bytes], timeout: float) -> Response:
-    """One request on a new connection; never raises."""
-    headers = {"content-type": "application/json", "accept": "application/json"} if body is not None else {}
-    req = urllib.request.Request(url, data=body, headers=headers, method=method)
-    start = time.monotonic()
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            text = resp.read(MAX_BODY).decode("utf-8", "replace")
-            return Response(resp.status, text, time.monotonic() - start)
-    except urllib.error.HTTPError as exc:
-        text = exc.read(MAX_BODY).decode("utf-8", "replace") if exc.fp else ""
-        return Response(exc.code, text, time.monotonic() - start)
-    except Exception as exc:  # noqa: BLE001 - timeouts, refusals, resets: no answer
-        reason = getattr(exc, "reason", None) or exc
-        text = "timed out" if "timed out" in str(reason) else str(reason)
-        return Response(None, "", time.monotonic() - start, f"{text} after {time.monotonic() - start:.1f}s"
-                        if text == "timed out" else text)
-
-
-def run_checks(pod: dict[str, Any], port: int, checks: PredictionChecks, inputs: CheckInputs, attempt: int,
-               sender: Sender = direct) -> PodResult:
+async def run_checks(pod: dict[str, Any], port: int, checks: PredictionChecks, inputs: CheckInputs, attempt: int,
+                     sender: Sender) -> PodResult:
     """Every check of a revision on one pod."""
     ready = (containers_ready(pod) or {}).get("lastTransitionTime")
     if inputs.error:
         return PodResult(error=inputs.error, attempt=attempt, ready_since=ready)
     results = []
     for check in checks.checks:
-        resp = sender(pod, port, check.path, check.method, inputs.bodies.get(check.name),
-                      duration_seconds(check.timeout))
+        resp = await sender(pod, port, check.path, check.method, inputs.bodies.get(check.name),
+                            duration_seconds(check.timeout))
         results.append(judge_response(check, resp))
     return PodResult(tuple(results), attempt, ready_since=ready)
 
 
-def check_pods(jobs: list[tuple[dict[str, Any], int, PredictionChecks, CheckInputs, int]],
-               sender: Sender = direct) -> list[PodResult]:
-    """run_checks for each (pod, port, checks, inputs, attempt), in parallel."""
-    return list(_pool.map(lambda job: run_checks(*job, sender=sender), jobs))
+CheckJob = tuple[dict[str, Any], int, PredictionChecks, CheckInputs, int]  # pod, port, checks, inputs, attempt
 
 
-def compare(stable: dict[str, Any], new: dict[str, Any], stable_port: int, port: int, checks: PredictionChecks,
-            inputs: CheckInputs, sender: Sender = direct) -> dict[str, Any]:
-    """Send every input line to a stable and a new pod; their agreement."""
+async def check_pods(jobs: list[CheckJob], sender: Sender) -> list[PodResult]:
+    """run_checks for each (pod, port, checks, inputs, attempt), a few pods at a time."""
+    return await limited(PODS_AT_ONCE, [lambda job=job: run_checks(*job, sender=sender) for job in jobs])
+
+
+async def compare(stable: dict[str, Any], new: dict[str, Any], stable_port: int, port: int, checks: PredictionChecks,
+                  inputs: CheckInputs, sender: Sender) -> dict[str, Any]:
+    """Send every input line to a stable and a new pod; their agreement.
+    Answers are judged as they come and dropped; once the new pod has
+    disagreed on more inputs than minAgreement allows, the rest are not sent."""
     spec = checks.compare_with_stable
     assert spec is not None
     timeout = duration_seconds(spec.timeout)
+    tally = Tally(spec)
+    allowed = int((1 - spec.min_agreement) * len(inputs.lines) + 1e-9)  # disagreements that can still pass
 
-    def both(line: Any) -> tuple[Any, Response, Response]:
+    async def both(line: Any) -> None:
+        if tally.compared - tally.agreed > allowed:
+            return  # decided: failed
         body = request_body(line)
-        return (line, sender(stable, stable_port, spec.path, "POST", body, timeout),
-                sender(new, port, spec.path, "POST", body, timeout))
+        stable_answer = await sender(stable, stable_port, spec.path, "POST", body, timeout)
+        new_answer = await sender(new, port, spec.path, "POST", body, timeout)
+        tally.add(line, stable_answer, new_answer)
 
-    pairs = list(_pool.map(both, inputs.lines))
-    result = agreement(spec, pairs)
+    await limited(INPUTS_AT_ONCE, [lambda line=line: both(line) for line in inputs.lines])
+    result = tally.result()
     log.info("compared %s with stable pod %s: %s", new["metadata"].get("name"), stable["metadata"].get("name"),
              result["message"])
     return result
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A comparison to run once ``pod`` passed its checks."""
+
+    pod_uid: str
+    stable: dict[str, Any]
+    stable_port: int
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What one checks job found."""
+
+    results: dict[str, PodResult]  # pod uid -> result
+    agreement: Optional[dict[str, Any]] = None  # the comparison's, when one ran
+    compared_uid: Optional[str] = None
+
+
+def checks_job(jobs: list[CheckJob], comparisons: dict[str, Comparison]):  # noqa: ANN201
+    """A podio job: check the pods, then compare the first that passed and has a comparison."""
+    async def run(session: aiohttp.ClientSession) -> Checked:
+        sender = direct(session)
+        results = await check_pods(jobs, sender)
+        by_uid = {job[0]["metadata"]["uid"]: (job, r) for job, r in zip(jobs, results)}
+        for uid, plan in comparisons.items():
+            job, result = by_uid[uid]
+            if result.ok:
+                pod, port, checks, inputs, _ = job
+                agreement = await compare(plan.stable, pod, plan.stable_port, port, checks, inputs, sender)
+                return Checked({u: r for u, (_, r) in by_uid.items()}, agreement, uid)
+        return Checked({u: r for u, (_, r) in by_uid.items()})
+    return run

@@ -6,7 +6,10 @@
   one is missing), a build source ConfigMap not seen before, the pods'
   /metrics when an analysis verdict or an autoscaler sample is due, and the
   prediction checks of pods whose containers just became ready (and a new
-  revision's comparison with stable);
+  revision's comparison with stable). Requests to pods are jobs that run
+  off the workers (kubento.controller.podio): a pass starts them and a later
+  pass, woken by their end, takes their results; a pass never waits for a
+  pod;
 - plan: kubento.controller.plan.plan, a pure function;
 - apply: kubento.controller.apply sends only what the plan asks for. If the
   API server refuses a child, the pass plans once more with that answer so
@@ -30,10 +33,11 @@ from kubento.builders.build_job import snapshot_name
 from kubento.builders.deployment import OWN_METRICS
 from kubento.builders.keda import KEDA_API_VERSION
 from kubento.builders.meta import rollout_token, selector_labels
-from kubento.controller import analysis, apply, autoscaler, kube, metrics, probe
+from kubento.controller import analysis, apply, autoscaler, kube, metrics, podio, probe
 from kubento.controller import cache as kinds
 from kubento.controller.cache import Cache, Key
 from kubento.controller.memory import ModelMemory, SecretCheck
+from kubento.controller.podio import PodIO
 from kubento.builders.env_job import JOB_PREFIX, LABEL_BUILD_OF
 from kubento.controller.environment import JOB_NAME_LABEL, recorded_result
 from kubento.predictions import gate
@@ -51,6 +55,8 @@ from kubento.controller.plan import (
 
 log = logging.getLogger("kubento.reconcile")
 
+# What a model's jobs of requests to its pods are for (one of each at a time).
+CHECKS, ANALYSIS, AUTOSCALER = "checks", "analysis", "autoscaler"
 CONFLICT_RETRY_SECONDS = 1.0  # a status refused as stale: look again this soon
 SECRET_RECHECK_CAP = 30.0  # a missing Secret is looked for again at most this often (backoff from 1 s)
 
@@ -93,8 +99,8 @@ def _config_map(cache: Cache, namespace: str, name: str) -> Optional[dict[str, A
     return {"data": live.get("data") or {}, "binaryData": live.get("binaryData") or {}}
 
 
-def gather(world: World, cache: Cache, memory: ModelMemory, now: float, mono: float,
-           recheck_cap: float) -> tuple[Inputs, Optional[float]]:
+def gather(key: Key, world: World, cache: Cache, memory: ModelMemory, now: float, mono: float,
+           recheck_cap: float, pods: PodIO) -> tuple[Inputs, Optional[float]]:
     """Inputs for the plan beyond the cached objects, and the soonest time
     one of them wants another pass."""
     body = world.model
@@ -125,54 +131,91 @@ def gather(world: World, cache: Cache, memory: ModelMemory, now: float, mono: fl
                   if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v
                          for k, v in selector_labels(owner).items())]
     scaling = spec.autoscaling
+    over, scraped = podio.take(memory.jobs, AUTOSCALER)
     if scaling and scaling.metric in OWN_METRICS and scaling.provider == "kubento":
+        def scrape_for_autoscaler() -> None:
+            memory.jobs[AUTOSCALER] = pods.submit(key, analysis.scrape_job({"pods": model_pods}, spec.port, now))
         inputs.scaling = autoscaler.scale(owner.namespace, owner.name, memory.autoscaler, scaling, spec.replicas,
-                                          spec.port, model_pods, previous.get("autoscaling"), now)
+                                          model_pods, previous.get("autoscaling"), now, scraped if over else None,
+                                          scrape_for_autoscaler, podio.busy(memory.jobs, AUTOSCALER))
         requeue = _soonest(requeue, autoscaler.SAMPLE_SECONDS)
     elif memory.autoscaler.metric is not None:
         memory.autoscaler = type(memory.autoscaler)()  # turned off: nothing stale if it comes back
     state = previous.get("rollout") or {}
     due = analysis_due(spec, previous, state.get("revision"))
+    over, scraped = podio.take(memory.jobs, ANALYSIS)
     if due is not None and spec.rollout.analysis is not None:
         revisions = revisions_of(world)
-        inputs.verdict = analysis.judge(memory.windows, due, spec.rollout.analysis, spec.port,
-                                        revisions.pods.get(state["revision"], []),
-                                        revisions.pods.get(previous.get("stableRevision"), []), now)
+        groups = {"candidate": revisions.pods.get(state["revision"], []),
+                  "stable": revisions.pods.get(previous.get("stableRevision"), [])}
+
+        def scrape_for_analysis() -> None:
+            memory.jobs[ANALYSIS] = pods.submit(key, analysis.scrape_job(groups, spec.port, now, tag=due))
+        inputs.verdict = analysis.judge(memory.windows, due, spec.rollout.analysis, now, scraped if over else None,
+                                        scrape_for_analysis, podio.busy(memory.jobs, ANALYSIS))
         requeue = _soonest(requeue, max(0.2, analysis.next_judgement(memory.windows, due, spec.rollout.analysis, now)))
     elif memory.windows and not state:
         memory.windows.clear()
-    inputs.check_results, inputs.agreement, wait = _prediction_checks(world, cache, memory, previous, mono)
+    inputs.check_results, inputs.agreement, wait = _prediction_checks(key, world, cache, memory, previous, mono,
+                                                                      pods)
     if inputs.agreement is not None:
         metrics.agreement(owner.namespace, owner.name, inputs.agreement["rate"])
     return inputs, _soonest(requeue, wait)
 
 
-def _prediction_checks(world: World, cache: Cache, memory: ModelMemory, previous: dict[str, Any], mono: float
-                       ) -> tuple[dict[str, gate.PodResult], Optional[dict[str, Any]], Optional[float]]:
-    """Run the checks of pods that are due (their containers just became
-    ready), and compare the rollout's new revision with stable once one of
-    its pods passed. Nothing for a model whose pods are all checked."""
+def _prediction_checks(key: Key, world: World, cache: Cache, memory: ModelMemory, previous: dict[str, Any],
+                       mono: float, pods: PodIO) -> tuple[dict[str, gate.PodResult], Optional[dict[str, Any]],
+                                                          Optional[float]]:
+    """The results of the model's checks job if it is over, and a new job
+    for the pods that are due (their containers just became ready; the
+    rollout's new revision compared with stable once one of its pods
+    passed). Nothing for a model whose pods are all checked."""
     revisions = revisions_of(world)
     checks = gate.revision_checks(revisions.deployments)
     mem = memory.predictions
+    over, checked = podio.take(memory.jobs, CHECKS)
     if not checks:
         mem.attempts.clear()
         mem.comparisons.clear()
         return {}, None, None
     state = previous.get("rollout") or {}
     stable, candidate = previous.get("stableRevision"), state.get("revision")
-    dues = gate.due(revisions.pods, checks, stable, candidate, state.get("agreement"))
-    live = {p["metadata"].get("uid") for pods in revisions.pods.values() for p in pods}
+    requeue: Optional[float] = None
+    results: dict[str, gate.PodResult] = {}
+    agreement: Optional[dict[str, Any]] = None
+    if over and checked is not None:
+        for uid, result in checked.results.items():
+            results[uid] = result
+            if result.undecided:
+                mem.attempts[uid] = (result.attempt, mono)
+                requeue = _soonest(requeue, gate.RETRY_SECONDS)
+            else:
+                mem.attempts.pop(uid, None)
+        if checked.agreement is not None and state:
+            agreement, token = checked.agreement, rollout_token(state)
+            if agreement["compared"] == 0:
+                tries = mem.comparisons.get(token, 0) + 1
+                mem.comparisons[token] = tries
+                if tries < gate.MAX_ATTEMPTS:
+                    agreement = None
+                    requeue = _soonest(requeue, gate.RETRY_SECONDS)
+            if agreement is not None:
+                mem.comparisons.pop(token, None)
+    dues = gate.due(revisions.pods, checks, stable, candidate, state.get("agreement") or agreement)
+    live = {p["metadata"].get("uid") for pods_ in revisions.pods.values() for p in pods_}
     for uid in [u for u in mem.attempts if u not in live]:
         del mem.attempts[uid]
-    if not dues:
-        return {}, None, None
+    if not dues or podio.busy(memory.jobs, CHECKS):
+        return results, agreement, requeue
     namespace = world.owner.namespace
-    requeue: Optional[float] = None
     contents: dict[str, Optional[dict[str, Any]]] = {}
-    jobs, taken = [], []
+    jobs: list[probe.CheckJob] = []
+    comparisons: dict[str, probe.Comparison] = {}
     for d in dues:
-        runs, last = mem.attempts.get(d.pod["metadata"]["uid"], (0, float("-inf")))
+        uid = d.pod["metadata"]["uid"]
+        if uid in results:
+            continue  # judged this pass: its gate is being written
+        runs, last = mem.attempts.get(uid, (0, float("-inf")))
         if last + gate.RETRY_SECONDS > mono:
             requeue = _soonest(requeue, last + gate.RETRY_SECONDS - mono)
             continue
@@ -180,40 +223,17 @@ def _prediction_checks(world: World, cache: Cache, memory: ModelMemory, previous
         for name in sorted(rc.checks.config_maps() - contents.keys()):
             contents[name] = _config_map(cache, namespace, name)
         jobs.append((d.pod, rc.port, rc.checks, gate.resolve(rc.checks, contents), runs + 1))
-        taken.append(d)
-    results: dict[str, gate.PodResult] = {}
-    agreement: Optional[dict[str, Any]] = None
-    for d, job, result in zip(taken, jobs, probe.check_pods(jobs)):
-        uid = d.pod["metadata"]["uid"]
-        results[uid] = result
-        if result.undecided:
-            mem.attempts[uid] = (result.attempt, mono)
-            requeue = _soonest(requeue, gate.RETRY_SECONDS)
-        else:
-            mem.attempts.pop(uid, None)
-        if d.compare and result.ok and agreement is None:
-            agreement, wait = _compare(revisions, checks, stable, d, job[3], mem, rollout_token(state))
-            requeue = _soonest(requeue, wait)
+        if d.compare:
+            stable_pods = sorted((p for p in revisions.pods.get(stable, []) if analysis.is_ready(p)
+                                  and not p["metadata"].get("deletionTimestamp")), key=lambda p: p["metadata"]["name"])
+            if stable_pods:
+                port = checks[stable].port if stable in checks else rc.port
+                comparisons[uid] = probe.Comparison(uid, stable_pods[0], port)
+            else:
+                requeue = _soonest(requeue, gate.RETRY_SECONDS)  # no stable pod to compare with yet
+    if jobs:
+        memory.jobs[CHECKS] = pods.submit(key, probe.checks_job(jobs, comparisons))
     return results, agreement, requeue
-
-
-def _compare(revisions: Any, checks: dict[str, gate.RevisionChecks], stable: str, d: gate.Due,
-             inputs: gate.CheckInputs, mem: Any, token: str) -> tuple[Optional[dict[str, Any]], Optional[float]]:
-    """The new revision's pod ``d.pod`` against a ready stable pod; None (and
-    when to try again) while there is none, or it answered nothing."""
-    pods = sorted((p for p in revisions.pods.get(stable, []) if analysis.is_ready(p)
-                   and not p["metadata"].get("deletionTimestamp")), key=lambda p: p["metadata"]["name"])
-    if not pods:
-        return None, gate.RETRY_SECONDS
-    port = checks[stable].port if stable in checks else checks[d.revision].port
-    result = probe.compare(pods[0], d.pod, port, checks[d.revision].port, checks[d.revision].checks, inputs)
-    if result["compared"] == 0:
-        tries = mem.comparisons.get(token, 0) + 1
-        mem.comparisons[token] = tries
-        if tries < gate.MAX_ATTEMPTS:
-            return None, gate.RETRY_SECONDS
-    mem.comparisons.pop(token, None)
-    return result, None
 
 
 def _shared_environment_job(spec: ModelDeploymentSpec, world: World, cache: Cache, inputs: Inputs) -> None:
@@ -242,7 +262,7 @@ def _soonest(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a if b is None else min(a, b)
 
 
-def reconcile(key: Key, cache: Cache, memory: ModelMemory, *, clock: Callable[[], float] = time.time,
+def reconcile(key: Key, cache: Cache, memory: ModelMemory, pods: PodIO, *, clock: Callable[[], float] = time.time,
               monotonic: Callable[[], float] = time.monotonic, recheck_cap: float = SECRET_RECHECK_CAP,
               post_event: Optional[Callable[..., None]] = None, verify: bool = False) -> Outcome:
     """One pass over the model ``key``: observe, plan, apply. ``verify``:
@@ -262,7 +282,7 @@ def reconcile(key: Key, cache: Cache, memory: ModelMemory, *, clock: Callable[[]
     world = World(snapshot.model, snapshot.deployments, snapshot.pods, snapshot.services, snapshot.hpas,
                   snapshot.scaled_objects, snapshot.jobs)
     now = clock()
-    inputs, requeue = gather(world, cache, memory, now, monotonic(), recheck_cap)
+    inputs, requeue = gather(key, world, cache, memory, now, monotonic(), recheck_cap, pods)
     planned = plan(world, inputs)
     actions = planned.actions
     for note in actions.notes:

@@ -176,7 +176,8 @@ class Response:
     status: Optional[int]  # HTTP status; None: no answer
     body: str = ""
     seconds: float = 0.0
-    error: str = ""  # why there was no answer (timeout, connection refused)
+    error: str = ""  # why there was no (usable) answer: a timeout, a refusal, a redirect, too large
+    final: bool = False  # an answer no retry will change (a redirect, too large, not HTTP): it fails now
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,9 @@ class CheckResult:
 def judge_response(check: "PredictionCheck", resp: Response) -> CheckResult:
     """One check's result from the pod's response."""
     first = expected_text(check.expect[0]) if len(check.expect) == 1 else "; ".join(map(expected_text, check.expect))
+    if resp.final:
+        got = f"HTTP {resp.status}: {resp.error}" if resp.status is not None else resp.error
+        return CheckResult(check.name, False, False, shorten(first), got, resp.seconds)
     if resp.status is None:
         return CheckResult(check.name, False, True, shorten(first), f"no answer ({resp.error})", resp.seconds)
     if not 200 <= resp.status < 300:
@@ -237,37 +241,60 @@ def parse_lines(text: str, where: str, limit: int) -> list[Any]:
 # ---------------------------------------------------------------- agreement
 
 
-def agreement(spec: "StableComparison", pairs: Iterable[tuple[Any, Response, Response]]) -> dict[str, Any]:
-    """status.rollout.agreement from (input, stable answer, new answer) triples.
+class Tally:
+    """status.rollout.agreement, built one input at a time (the answers are
+    judged as they arrive and not kept).
 
     An input the stable pod did not answer (no answer, not 2xx) is left out:
     it says nothing about the new revision. One the new pod did not answer is
     a disagreement. No input left is no verdict (``compared`` 0, not passed)."""
-    agreed = compared = 0
-    first = ""
-    for body, stable, new in pairs:
-        if stable.status is None or not 200 <= stable.status < 300:
-            continue
-        compared += 1
+
+    def __init__(self, spec: "StableComparison") -> None:
+        self.spec = spec
+        self.agreed = self.compared = 0
+        self.first = ""
+
+    def add(self, body: Any, stable: Response, new: Response) -> None:
+        spec = self.spec
+        if stable.status is None or not 200 <= stable.status < 300 or stable.final:
+            return
+        self.compared += 1
         s = select(spec.json_path, parse_answer(stable.body))
-        ok = new.status is not None and 200 <= new.status < 300
+        ok = new.status is not None and 200 <= new.status < 300 and not new.final
         if ok:
             n = select(spec.json_path, parse_answer(new.body))
             ok = same(s[0] if len(s) == 1 else s, n[0] if len(n) == 1 else n, spec.tolerance)
         if ok:
-            agreed += 1
-        elif not first:
-            got = (show(n[0] if len(n) == 1 else n, 40) if new.status is not None and 200 <= new.status < 300
-                   else f"HTTP {new.status}" if new.status is not None else f"no answer ({new.error})")
-            first = f"first disagreement: input {show(body, 60)}: stable {show(s[0] if len(s) == 1 else s, 40)}, new {got}"
-    rate = agreed / compared if compared else 0.0
-    passed = compared > 0 and rate >= spec.min_agreement
-    if not compared:
-        message = "the stable pod answered none of the inputs: no comparison"
-    else:
-        message = (f"agreement {rate:.0%} ({agreed} of {compared} inputs) {'>=' if passed else '<'} "
-                   f"minAgreement {spec.min_agreement:.0%} with the stable revision")
-        if first:
-            message += f"; {first}"
-    return {"rate": round(rate, 4), "agreed": agreed, "compared": compared, "minAgreement": spec.min_agreement,
-            "passed": passed, "message": message}
+            self.agreed += 1
+        elif not self.first:
+            if new.final or new.status is None:
+                got = f"{'HTTP %d: ' % new.status if new.status is not None else ''}{new.error}" if new.final \
+                    else f"no answer ({new.error})"
+            elif 200 <= new.status < 300:
+                got = show(n[0] if len(n) == 1 else n, 40)
+            else:
+                got = f"HTTP {new.status}"
+            self.first = (f"first disagreement: input {show(body, 60)}: stable {show(s[0] if len(s) == 1 else s, 40)}, "
+                          f"new {got}")
+
+    def result(self) -> dict[str, Any]:
+        spec, agreed, compared = self.spec, self.agreed, self.compared
+        rate = agreed / compared if compared else 0.0
+        passed = compared > 0 and rate >= spec.min_agreement
+        if not compared:
+            message = "the stable pod answered none of the inputs: no comparison"
+        else:
+            message = (f"agreement {rate:.0%} ({agreed} of {compared} inputs) {'>=' if passed else '<'} "
+                       f"minAgreement {spec.min_agreement:.0%} with the stable revision")
+            if self.first:
+                message += f"; {self.first}"
+        return {"rate": round(rate, 4), "agreed": agreed, "compared": compared, "minAgreement": spec.min_agreement,
+                "passed": passed, "message": message}
+
+
+def agreement(spec: "StableComparison", pairs: Iterable[tuple[Any, Response, Response]]) -> dict[str, Any]:
+    """status.rollout.agreement from (input, stable answer, new answer) triples (see Tally)."""
+    tally = Tally(spec)
+    for body, stable, new in pairs:
+        tally.add(body, stable, new)
+    return tally.result()
