@@ -30,6 +30,8 @@ MODELS = {
     "ConfigMap": client.V1ConfigMap,
     "PodDisruptionBudget": client.V1PodDisruptionBudget,
     "NetworkPolicy": client.V1NetworkPolicy,
+    "ValidatingAdmissionPolicy": client.V1ValidatingAdmissionPolicy,
+    "ValidatingAdmissionPolicyBinding": client.V1ValidatingAdmissionPolicyBinding,
 }
 # prometheus-operator's kinds: no client model (e2e/test_monitoring.py runs what they configure).
 MONITORING = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
