@@ -31,6 +31,7 @@ def _run(args: argparse.Namespace) -> int:
     # Read by kubento.controller.handlers when it is imported (below).
     os.environ["KUBENTO_WORKERS"] = str(args.workers)
     os.environ["KUBENTO_RESYNC_SECONDS"] = str(args.resync_seconds)
+    os.environ["KUBENTO_STALL_SECONDS"] = str(args.stall_seconds)
     os.environ["KUBENTO_LEADER_ELECTION_NAMESPACE"] = args.leader_election_namespace
     import kubento.controller.handlers  # noqa: F401  (registers the handlers)
 
@@ -155,6 +156,9 @@ def parser() -> argparse.ArgumentParser:
                      help="models reconciled at once (default 8; env KUBENTO_WORKERS)")
     run.add_argument("--resync-seconds", type=float, default=float(os.environ.get("KUBENTO_RESYNC_SECONDS", "300")),
                      help="every model is passed at least this often (default 300; env KUBENTO_RESYNC_SECONDS)")
+    run.add_argument("--stall-seconds", type=float, default=float(os.environ.get("KUBENTO_STALL_SECONDS", "180")),
+                     help="the liveness endpoint fails while a pass has run longer than this (default 180; env "
+                          "KUBENTO_STALL_SECONDS)")
     run.add_argument("--leader-election-namespace", default=os.environ.get("KUBENTO_LEADER_ELECTION_NAMESPACE", ""),
                      help="elect a leader on a Lease in this namespace (replicas > 1; the chart sets it); "
                           "empty: this process leads alone")

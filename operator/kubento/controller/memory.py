@@ -68,6 +68,7 @@ class ModelMemory:
     predictions: PredictionMemory = field(default_factory=PredictionMemory)
     # purpose (checks, analysis, autoscaler) -> its job of requests to pods, while it runs or until a pass takes it
     jobs: dict[str, Future] = field(default_factory=dict)
+    checked: Optional[Future] = None  # the checks job whose results this pass uses (forgotten once written)
     verified: bool = False  # a pass of this leader read the model itself (reconcile's verify)
     write_streak: int = 0  # passes in a row that wrote something (a pass that keeps writing is a fight: slow down)
 

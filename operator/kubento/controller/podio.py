@@ -99,13 +99,27 @@ def take(jobs: dict[str, "Future[Any]"], purpose: str) -> tuple[bool, Any]:
     """(True, result) if the model's ``purpose`` job is over (and forget it);
     (False, None) while it runs or when there is none. A job that failed
     gives (True, None)."""
+    over, result = peek(jobs, purpose)
+    if over:
+        del jobs[purpose]
+    return over, result
+
+
+def peek(jobs: dict[str, "Future[Any]"], purpose: str) -> tuple[bool, Any]:
+    """As take, but the job stays until ``done_with`` (its results must not be
+    lost to a pass that fails before it has written them)."""
     future = jobs.get(purpose)
     if future is None or not future.done():
         return False, None
-    del jobs[purpose]
     if future.cancelled() or future.exception() is not None:
         return True, None
     return True, future.result()
+
+
+def done_with(jobs: dict[str, "Future[Any]"], purpose: str, seen: "Future[Any]") -> None:
+    """Forget the job ``seen`` (a pass used its results and wrote them)."""
+    if jobs.get(purpose) is seen:
+        del jobs[purpose]
 
 
 def busy(jobs: dict[str, "Future[Any]"], purpose: str) -> bool:

@@ -173,7 +173,10 @@ def _prediction_checks(key: Key, world: World, cache: Cache, memory: ModelMemory
     revisions = revisions_of(world)
     checks = gate.revision_checks(revisions.deployments)
     mem = memory.predictions
-    over, checked = podio.take(memory.jobs, CHECKS)
+    seen = memory.jobs.get(CHECKS)
+    over, checked = podio.peek(memory.jobs, CHECKS)  # forgotten once the pass has written what it says
+    if over:
+        memory.checked = seen
     if not checks:
         mem.attempts.clear()
         mem.comparisons.clear()
@@ -293,6 +296,9 @@ def reconcile(key: Key, cache: Cache, memory: ModelMemory, pods: PodIO, *, clock
         inputs.apply_problems = result.problems
         again = plan(world, inputs).actions
         actions.status, actions.events, actions.new_status = again.status, again.events, again.new_status
+    if memory.checked is not None:  # the checks' results are written (or moot): a failed pass would have kept them
+        podio.done_with(memory.jobs, CHECKS, memory.checked)
+        memory.checked = None
     refused = apply.status(world.model, actions, cache, post_event)
     if refused == 404:
         cache.delete(kinds.MODEL, world.model)  # gone while the cache still had it
