@@ -6,8 +6,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent
+
+# Property tests check decisions, not speed: hypothesis' per-example deadline (200 ms) fails them
+# on a busy machine (seen with 4 builds sharing 2 cores), so there is none.
+settings.register_profile("kubento", deadline=None)
+settings.load_profile("kubento")
 
 
 @pytest.fixture(scope="session")
