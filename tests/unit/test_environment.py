@@ -17,7 +17,7 @@ from kubento.builders.deployment import POD_SECURITY
 from kubento.builders.env_job import archive_store, env_job, env_source, index_env
 from kubento.builders.meta import Owner
 from kubento.controller.environment import failure_reason
-from kubento.controller.plan import Inputs
+from kubento.controller.observation import Inputs
 from kubento.runtime import environment as runtime_env
 from tests.unit.test_plan import Toy
 
@@ -170,7 +170,7 @@ class EnvToy(Toy):
 
     def world(self):
         w = super().world()
-        w.pods = list(getattr(self, "pods", []))
+        w.children["Pod"] = list(getattr(self, "pods", []))
         return w
 
 

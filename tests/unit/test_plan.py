@@ -12,7 +12,9 @@ from dataclasses import replace
 from hypothesis import given, settings, strategies as st
 
 from kubento.builders.meta import ANNOTATION_APPLIED_HASH
-from kubento.controller.plan import Inputs, World, plan
+from kubento.controller.observation import Inputs, Observation
+from kubento.controller.plan import plan
+from kubento.controller.world import World
 from kubento.controller.status import Problem
 from tests.specs import VALID_SPEC
 
@@ -32,8 +34,8 @@ class Toy:
 
     def world(self) -> World:
         by_kind = lambda kind: [copy.deepcopy(o) for (k, _), o in sorted(self.children.items()) if k == kind]  # noqa: E731
-        return World(copy.deepcopy(self.model), by_kind("Deployment"), [], by_kind("Service"),
-                     by_kind("HorizontalPodAutoscaler"), by_kind("ScaledObject"), by_kind("Job"))
+        return World(copy.deepcopy(self.model), {k: by_kind(k) for k in (
+            "Deployment", "Service", "HorizontalPodAutoscaler", "ScaledObject", "Job")})
 
     def tick(self) -> None:
         """Deployments catch up with their spec."""
@@ -48,7 +50,8 @@ class Toy:
     def step(self, inputs: Inputs | None = None):
         inputs = inputs or Inputs(now=self.now)
         inputs = replace(inputs, now=self.now, generations=self.generations)
-        actions = plan(self.world(), inputs).actions
+        actions = plan(Observation.of(self.world(), inputs)).actions
+        self.generations.update(actions.remember_generations)  # as the apply layer keeps them
         self.writes += actions.writes
         for a in actions.applies:
             key = (a.manifest["kind"], a.manifest["metadata"]["name"])

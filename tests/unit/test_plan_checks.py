@@ -11,7 +11,8 @@ from dataclasses import replace
 from typing import Callable
 
 from kubento.builders.meta import LABEL_MODEL, LABEL_REVISION
-from kubento.controller.plan import Inputs, World
+from kubento.controller.observation import Inputs
+from kubento.controller.world import World
 from kubento.predictions import gate
 from kubento.predictions.expect import CheckResult
 from tests.specs import VALID_SPEC
@@ -39,7 +40,7 @@ class PodToy(Toy):
 
     def world(self) -> World:
         w = super().world()
-        w.pods = [copy.deepcopy(p) for _, p in sorted(self.pods.items())]
+        w.children["Pod"] = [copy.deepcopy(p) for _, p in sorted(self.pods.items())]
         return w
 
     def _gated(self, dep: dict) -> bool:
@@ -76,7 +77,7 @@ class PodToy(Toy):
     def step(self, inputs: Inputs | None = None):
         # What reconcile.gather does: run the checks of the pods that are due.
         w = self.world()
-        from kubento.controller.plan import revisions_of
+        from kubento.controller.world import revisions_of
         revs = revisions_of(w)
         checks = gate.revision_checks(revs.deployments)
         status = self.model.get("status") or {}

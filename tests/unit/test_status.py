@@ -154,7 +154,7 @@ def test_a_model_killed_by_its_startup_probe_says_so():
     assert problem.reason == "CrashLoopBackOff"
     assert "did not answer its startup probe within 20s" in problem.message and "startupTimeoutSeconds" in problem.message
     # the operator's pod cache keeps what that takes
-    from kubento.controller.cache import strip_pod
+    from kubento.controller.kinds.pod import strip as strip_pod
     assert "startup probe within 20s" in pod_problems([strip_pod(killed)])[0].message
     # a crash at start (before the budget ran out) is not blamed on the budget
     killed["status"]["containerStatuses"][0]["lastState"]["terminated"]["finishedAt"] = "2025-01-01T00:00:03Z"

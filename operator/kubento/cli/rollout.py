@@ -250,7 +250,7 @@ def _apis() -> tuple[Any, Any]:
 
     from kubento.controller import kube
 
-    api = client.ApiClient(kube.configuration())
+    api = client.ApiClient(kube.load_configuration())
     return client.CustomObjectsApi(api), client.AppsV1Api(api)
 
 

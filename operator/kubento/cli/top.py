@@ -44,9 +44,16 @@ class Row:
 
 def row(md: dict[str, Any], pods: list[str], before: Readings, after: Readings, elapsed: float) -> Row:
     """One model's row from two readings ``elapsed`` seconds apart of its pods."""
+    from pydantic import ValidationError
+
+    from kubento.api.v1alpha1 import ModelDeploymentSpec
     from kubento.controller.metrics import desired_replicas
 
-    meta, spec, status = md["metadata"], md.get("spec") or {}, md.get("status") or {}
+    meta, status = md["metadata"], md.get("status") or {}
+    try:
+        spec: Optional[ModelDeploymentSpec] = ModelDeploymentSpec.model_validate(md.get("spec") or {})
+    except ValidationError:
+        spec = None
     key = [(meta["namespace"], p) for p in pods]
     both = [k for k in key if k in before and k in after]
     window = total(since(before[k], after[k]) for k in both)
@@ -111,7 +118,7 @@ class Cluster:
 
         from kubento.controller import podhttp
 
-        api = client.ApiClient(kube.configuration())
+        api = client.ApiClient(kube.load_configuration())
         self.custom, self.core = client.CustomObjectsApi(api), client.CoreV1Api(api)
         self.ssl, self.send = podhttp.through_api_server(api)
 

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from pydantic import ValidationError
 
 from kubento.api.v1alpha1 import ModelDeploymentSpec
 from kubento.builders.deployment import model_replicas
@@ -108,24 +107,23 @@ def serve(port: int) -> None:
 # ------------------------------------------------------------------ pure
 
 
-def desired_replicas(spec: Mapping[str, Any], status: Mapping[str, Any]) -> int:
+def desired_replicas(spec: Optional[ModelDeploymentSpec], status: Mapping[str, Any]) -> int:
     """What the model should run, as the reconcile pass sizes it: kubento's
-    autoscaler's decision, else kubento.builders.deployment.model_replicas."""
+    autoscaler's decision, else kubento.builders.deployment.model_replicas
+    (0 for a spec that does not validate)."""
     own = (status.get("autoscaling") or {}).get("desiredReplicas")
-    if spec.get("autoscaling") and own is not None:
+    if spec is not None and spec.autoscaling and own is not None:
         return int(own)
-    try:
-        return model_replicas(ModelDeploymentSpec.model_validate(spec))
-    except ValidationError:
-        return int(spec.get("replicas", 1) or 0)
+    return model_replicas(spec) if spec is not None else 0
 
 
-def model_series(spec: Optional[Mapping[str, Any]], status: Optional[Mapping[str, Any]]) -> Series:
+def model_series(spec: Optional[ModelDeploymentSpec], status: Optional[Mapping[str, Any]]) -> Series:
     """The state gauges of one model: metric name -> {extra label values: value}.
 
-    ``spec`` and ``status`` are the ModelDeployment's, as stored (camelCase).
-    A model without status yet publishes its desired replicas and zeros."""
-    spec, status = spec or {}, status or {}
+    ``spec`` is the model's, as the pass parsed it (None: it does not
+    validate); ``status`` as stored (camelCase). A model without status yet
+    publishes its desired replicas and zeros."""
+    status = status or {}
     conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("type") in CONDITIONS}
     ready = conditions.get("Ready", {}).get("status") == "True"
     phase = status.get("phase")
@@ -147,10 +145,10 @@ def model_series(spec: Optional[Mapping[str, Any]], status: Optional[Mapping[str
             if rev
         },
     }
-    scaling = spec.get("autoscaling")
+    scaling = spec.autoscaling if spec is not None else None
     if scaling:
-        out["kubento_model_autoscaling_min_replicas"] = {(): float(scaling.get("minReplicas", 1))}
-        out["kubento_model_autoscaling_max_replicas"] = {(): float(scaling.get("maxReplicas", 1))}
+        out["kubento_model_autoscaling_min_replicas"] = {(): float(scaling.min_replicas)}
+        out["kubento_model_autoscaling_max_replicas"] = {(): float(scaling.max_replicas)}
     return out
 
 
@@ -191,7 +189,7 @@ def _entry(namespace: str, name: str) -> Series:
     return published
 
 
-def publish_model(namespace: str, name: str, spec: Optional[Mapping[str, Any]],
+def publish_model(namespace: str, name: str, spec: Optional[ModelDeploymentSpec],
                   status: Optional[Mapping[str, Any]]) -> None:
     """Set the model's state gauges from its stored spec and status; label
     sets it no longer has (an old revision, a reason that changed) go."""

@@ -1,12 +1,12 @@
 """One reconcile pass as a pure function: an observed world in, actions out.
 
-``plan(world, inputs)`` decides everything a pass does for one model: the
+``plan(observation)`` decides everything a pass does for one model: the
 bento to serve (building it if needed), which revision Deployments run how
 many pods (kubento.rollout.revisions.decide), the Services and the HPA or
 ScaledObject, build Jobs to create or delete, the whole status, the events
-to post and when to come back. No I/O: the caller observed the world (from
-the watch caches, plus the few reads a new spec needs: its Secrets, a new
-build source) and applies what comes out (controller.apply).
+to post, what the operator should remember and when to come back. No I/O
+and no state: kubento.controller.observe made the Observation, and
+kubento.controller.apply applies what comes out.
 
 A plan only asks for writes that change something: a child is applied when
 it is missing, its applied-hash differs, someone else changed its spec (its
@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-from pydantic import ValidationError
-
-from kubento.api.v1alpha1 import BuildSource, ModelDeploymentSpec, ModelDeploymentStatus, PackageIndex
-from kubento.builders.bento import DEFAULT_RUNTIME_IMAGE, ServedBento
+from kubento.api.v1alpha1 import BuildSource, ModelDeploymentSpec, PackageIndex
+from kubento.builders.bento import ServedBento
 from kubento.builders.build_job import (
     LABEL_SOURCE_HASH,
     build_job,
@@ -70,13 +67,14 @@ from kubento.controller.status import (
     status_patch,
     transition_events,
 )
+from kubento.controller import kinds
+from kubento.controller.kinds import DEPLOYMENT, JOB, POD
+from kubento.controller.observation import Inputs, Observation
+from kubento.controller.world import Revisions, World, revisions_of
 from kubento.predictions import gate
-from kubento.predictions.gate import PodResult
-from kubento.rollout.analysis import Verdict, seconds
+from kubento.rollout.analysis import seconds
 from kubento.rollout.revisions import Decision, Seen, decide, epoch, rfc3339
 
-LEGACY = "legacy-"
-WATCHED_UNFILTERED = {"Service"}  # the cache sees every one in the watched namespaces
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 REJECTION_RETRY_SECONDS = 300.0  # a manifest the API server refused is sent again after this, or when it changes
 
@@ -87,28 +85,6 @@ CANDIDATE_FAILURES = {"CrashLoopBackOff", "OOMKilled", "ImagePullBackOff", "Bent
 
 
 # ------------------------------------------------------------------ inputs
-
-
-@dataclass
-class Inputs:
-    """What the pass knows beyond the cached objects."""
-
-    now: float  # wall clock, seconds (one clock per pass)
-    default_runtime_image: str = DEFAULT_RUNTIME_IMAGE
-    missing_secrets: frozenset[str] = frozenset()  # Secrets named in the spec that do not exist
-    config_map: Optional[dict[str, Any]] = None  # the build source ConfigMap's content (None: missing)
-    snapshots: frozenset[str] = frozenset()  # source snapshot ConfigMaps that exist
-    verdict: Optional[Verdict] = None  # analysis of the current step, when one is due
-    scaling: Optional[dict[str, Any]] = None  # kubento's autoscaler's status.autoscaling
-    keda_served: bool = False
-    default_index: Optional[dict[str, Any]] = None  # the operator's package index (KUBENTO_PACKAGE_INDEX)
-    shared_jobs: list[dict[str, Any]] = field(default_factory=list)  # another model's environment Job this one uses
-    shared_pods: list[dict[str, Any]] = field(default_factory=list)  # and its pods
-    generations: dict[tuple[str, str], int] = field(default_factory=dict)  # memory: children as last seen
-    rejected: dict[str, tuple[str, float]] = field(default_factory=dict)  # memory: applied-hash -> refusal
-    apply_problems: list[Problem] = field(default_factory=list)  # the apply layer's answers, on a second plan
-    check_results: dict[str, PodResult] = field(default_factory=dict)  # prediction checks run now, by pod uid
-    agreement: Optional[dict[str, Any]] = None  # the rollout's candidate compared with stable, now
 
 
 @dataclass(frozen=True)
@@ -146,6 +122,8 @@ class Actions:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     requeue_after: Optional[float] = None
     notes: list[str] = field(default_factory=list)
+    # memory to keep: (kind, name) -> a child's generation as first seen (someone else's edit moves it)
+    remember_generations: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def writes(self) -> int:
@@ -162,75 +140,20 @@ def _sooner(a: Optional[float], b: Optional[float]) -> Optional[float]:
 # --------------------------------------------------------------- the world
 
 
-@dataclass
-class World:
-    """One model and its children as observed (kubento.controller.cache.World)."""
-
-    model: dict[str, Any]
-    deployments: list[dict[str, Any]]
-    pods: list[dict[str, Any]]
-    services: list[dict[str, Any]]
-    hpas: list[dict[str, Any]]
-    scaled_objects: list[dict[str, Any]]
-    jobs: list[dict[str, Any]]
-
-    @property
-    def owner(self) -> Owner:
-        meta = self.model["metadata"]
-        return Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
-
-    def named(self, kind: str, name: str) -> Optional[dict[str, Any]]:
-        pool = {"Service": self.services, "HorizontalPodAutoscaler": self.hpas, "ScaledObject": self.scaled_objects,
-                "Deployment": self.deployments, "Job": self.jobs}[kind]
-        return next((o for o in pool if o["metadata"]["name"] == name), None)
-
-
-@dataclass
-class Revisions:
-    """Every revision Deployment of one model, with its pods."""
-
-    deployments: dict[str, dict[str, Any]]
-    pods: dict[str, list[dict[str, Any]]]
-
-    def seen(self) -> dict[str, Seen]:
-        out = {}
-        for rev, dep in self.deployments.items():
-            st = dep.get("status") or {}
-            pods = self.pods.get(rev, [])
-            failures = [p for p in pod_problems(pods) if p.reason in CANDIDATE_FAILURES]
-            out[rev] = Seen(
-                desired=(dep.get("spec") or {}).get("replicas", 1),
-                ready=st.get("readyReplicas", 0),
-                pods=len(pods),
-                failure=failures[0].message if failures else "",
-            )
-        return out
-
-
-def revisions_of(world: World) -> Revisions:
-    owner = world.owner
-    deployments: dict[str, dict[str, Any]] = {}
-    for dep in world.deployments:
-        rev = ((dep.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION)
-        if rev and owner.controls(dep):
-            selector = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-            if LABEL_REVISION not in selector:
-                # From kubento before per-revision Deployments (its selector is
-                # immutable): an old revision like any other, drained once the
-                # revision's own Deployment is ready.
-                rev = f"{LEGACY}{rev}"
-            deployments[rev] = dep
-    pods: dict[str, list[dict[str, Any]]] = {}
-    model_label = selector_labels(owner)
-    for pod in world.pods:
-        labels = (pod.get("metadata") or {}).get("labels") or {}
-        if any(labels.get(k) != v for k, v in model_label.items()):
-            continue  # a build pod
-        rev = labels.get(LABEL_REVISION) or ""
-        if f"{LEGACY}{rev}" in deployments and rev not in deployments:
-            rev = f"{LEGACY}{rev}"
-        pods.setdefault(rev, []).append(pod)
-    return Revisions(deployments, pods)
+def seen_of(revisions: Revisions) -> dict[str, Seen]:
+    """What the rollout decision needs of each revision's Deployment and pods."""
+    out = {}
+    for rev, dep in revisions.deployments.items():
+        st = dep.get("status") or {}
+        pods = revisions.pods.get(rev, [])
+        failures = [p for p in pod_problems(pods) if p.reason in CANDIDATE_FAILURES]
+        out[rev] = Seen(
+            desired=(dep.get("spec") or {}).get("replicas", 1),
+            ready=st.get("readyReplicas", 0),
+            pods=len(pods),
+            failure=failures[0].message if failures else "",
+        )
+    return out
 
 
 # ------------------------------------------------------------------ secrets
@@ -311,7 +234,7 @@ def plan_build(build: BuildSource, world: World, inputs: Inputs, runtime: str,
                                         source=source), None)
         content = inputs.config_map
     hash_ = source_hash(build, runtime, content, index_wire(index))
-    ours = [j for j in world.jobs if owner.controls(j) and not is_env_job(j)]
+    ours = [j for j in world.of(JOB) if owner.controls(j) and not is_env_job(j)]
     if recorded and recorded.get("sourceHash") == hash_ and recorded.get("archive"):
         state = BuildState("Succeeded", "BuildSucceeded", f"built {recorded.get('tag') or 'the bento'} from "
                            f"{source} (Job {recorded.get('job', '')})", source=source,
@@ -342,7 +265,7 @@ def plan_build(build: BuildSource, world: World, inputs: Inputs, runtime: str,
     creates = []
     if content is not None and not _job_finished(job) and snapshot_name(name) not in inputs.snapshots:
         creates.append(source_snapshot(job, content))  # the Job's pod mounts this copy (it waits until it exists)
-    pods = [p for p in world.pods if ((p.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL) == name]
+    pods = [p for p in world.of(POD) if ((p.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL) == name]
     age = _age(job, inputs.now)
     state = build_state(build, job, pods, hash_, age)
     plan = BuildPlan(state, None, creates=creates, deletes=superseded)
@@ -391,15 +314,15 @@ def served_bento(spec: ModelDeploymentSpec, world: World, inputs: Inputs, previo
     runtime = runtime_image(spec, inputs.default_runtime_image)
     index = index_of(spec.python, inputs.default_index)
     owner = world.owner
-    env_jobs = [j for j in world.jobs if is_env_job(j) and owner.controls(j)]
+    env_jobs = [j for j in world.of(JOB) if is_env_job(j) and owner.controls(j)]
     archive = spec.bento.archive
     if archive:
         secret = archive.secret_ref.name if archive.secret_ref else None
         base = ServedBento(runtime, archive_uri=archive.uri, sha256=archive.sha256, secret=secret)
-        jobs = [j for j in world.jobs if is_env_job(j)] + inputs.shared_jobs
+        jobs = [j for j in world.of(JOB) if is_env_job(j)] + inputs.shared_jobs
         name = environment_job_wanted(spec, inputs)
         job = next((j for j in jobs if j["metadata"]["name"] == name), None)
-        env = plan_environment(base, owner, jobs, world.pods + inputs.shared_pods, index, spec.python,
+        env = plan_environment(base, owner, jobs, world.of(POD) + inputs.shared_pods, index, spec.python,
                                previous.get("environment"), _age(job, inputs.now) if job else 0.0)
         return BentoPlan(env.bento, environment=env.state, creates=env.creates,
                          deletes=[Delete("batch/v1", "Job", n, "Background") for n in env.deletes],
@@ -421,8 +344,9 @@ def served_bento(spec: ModelDeploymentSpec, world: World, inputs: Inputs, previo
 
 
 def _needs_apply(live: Optional[dict[str, Any]], manifest: dict[str, Any],
-                 generations: dict[tuple[str, str], int]) -> Optional[str]:
-    """Why ``manifest`` must be applied over ``live``, or None."""
+                 generations: dict[tuple[str, str], int], remember: dict[tuple[str, str], int]) -> Optional[str]:
+    """Why ``manifest`` must be applied over ``live``, or None. A child's
+    generation not in memory yet goes to ``remember``."""
     if live is None:
         return "missing"
     meta = live.get("metadata") or {}
@@ -434,7 +358,9 @@ def _needs_apply(live: Optional[dict[str, Any]], manifest: dict[str, Any],
     if wanted is not None and (live.get("spec") or {}).get("replicas") != wanted:
         return "replicas differ"  # resized while it was not the spec's revision
     key = (manifest["kind"], manifest["metadata"]["name"])
-    seen = generations.setdefault(key, meta.get("generation", 0))
+    seen = generations.get(key)
+    if seen is None:
+        seen = remember[key] = meta.get("generation", 0)
     if meta.get("generation") is not None and seen != meta.get("generation", 0):
         return "changed by someone else"
     return None
@@ -450,6 +376,7 @@ class _Children:
         self.scales: list[Scale] = []
         self.deletes: list[Delete] = []
         self.problems: list[Problem] = []
+        self.remember: dict[tuple[str, str], int] = {}
 
     def apply(self, manifest: dict[str, Any], live: Optional[dict[str, Any]] = None, lookup: bool = True) -> bool:
         """Ask to apply ``manifest`` if the live child differs. False when it
@@ -469,12 +396,12 @@ class _Children:
         if refused is not None and self.inputs.now - refused[1] < REJECTION_RETRY_SECONDS:
             self.problems.append(Problem("ApplyFailed", refused[0]))
             return False
-        why = _needs_apply(live, manifest, self.inputs.generations)
+        why = _needs_apply(live, manifest, self.inputs.generations, self.remember)
         if why:
             # A child missing from a cache that holds only kubento's own may
             # still exist under someone else: the apply layer reads it first.
             # Services are watched unfiltered: missing from the cache is missing.
-            self.applies.append(Apply(manifest, why, read_first=live is None and kind not in WATCHED_UNFILTERED))
+            self.applies.append(Apply(manifest, why, read_first=live is None and kinds.of(kind).watch == "managed"))
         return True
 
     def delete_if_ours(self, api_version: str, kind: str, name: str) -> None:
@@ -537,7 +464,7 @@ def plan_gates(revisions: Revisions, inputs: Inputs, previous: dict[str, Any], s
     (kubento.predictions.gate), and what the rollout decision sees: a new
     revision whose pod failed its checks or disagreed with stable has
     failed (rolled back with that reason); a new comparison for status.rollout."""
-    seen = revisions.seen()
+    seen = seen_of(revisions)
     checks = gate.revision_checks(revisions.deployments)
     if not checks:
         return gate.Gates(), seen, None
@@ -654,22 +581,22 @@ class Pass:
     problems: list[Problem] = field(default_factory=list)
 
 
-def plan(world: World, inputs: Inputs) -> Pass:
-    """Everything one pass over ``world.model`` should do now."""
+def plan(observation: Observation) -> Pass:
+    """Everything one pass over the observed model should do now."""
+    world, inputs, spec = observation.world, observation.inputs, observation.spec
     body = world.model
+    assert body is not None
     meta = body["metadata"]
     owner = world.owner
     generation = meta.get("generation", 1)
     previous = dict(body.get("status") or {})
     stamp = rfc3339(inputs.now)
     actions = Actions()
-    try:
-        spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
-    except ValidationError as exc:
+    if spec is None:
         # Admission should have caught this (e.g. a CRD older than the operator).
         new = dict(previous)
         new.update({"phase": "Failed", "observedGeneration": generation})
-        ready = {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": " ".join(str(exc).split())}
+        ready = {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": observation.spec_error}
         new["conditions"] = merge_conditions(previous.get("conditions", []), [ready], generation, stamp)
         _finish_status(actions, previous, new)
         return Pass(actions)
@@ -691,11 +618,11 @@ def plan(world: World, inputs: Inputs) -> Pass:
             problems.insert(0, Problem(environment.reason, environment.message))
     if spec.bento.build is None:
         # The source is no longer a build: its Jobs go.
-        actions.deletes += [Delete("batch/v1", "Job", j["metadata"]["name"], "Background") for j in world.jobs
+        actions.deletes += [Delete("batch/v1", "Job", j["metadata"]["name"], "Background") for j in world.of(JOB)
                             if owner.controls(j) and not is_env_job(j) and not j["metadata"].get("deletionTimestamp")]
     if spec.bento.image:
         # Nor an archive: its environment Jobs go.
-        actions.deletes += [Delete("batch/v1", "Job", j["metadata"]["name"], "Background") for j in world.jobs
+        actions.deletes += [Delete("batch/v1", "Job", j["metadata"]["name"], "Background") for j in world.of(JOB)
                             if owner.controls(j) and is_env_job(j) and not j["metadata"].get("deletionTimestamp")]
     rev = revision(spec, bento) if bento else None
     revisions = revisions_of(world)
@@ -725,6 +652,7 @@ def plan(world: World, inputs: Inputs) -> Pass:
         actions.applies += children.applies
         actions.scales += children.scales
         actions.deletes += children.deletes
+        actions.remember_generations.update(children.remember)
         problems = children.problems + problems
     problems = inputs.apply_problems + problems
     if bento is not None and rev is not None and environment is not None and environment.phase == "Ready":
@@ -754,31 +682,3 @@ def _finish_status(actions: Actions, previous: dict[str, Any], new: dict[str, An
     actions.status = status_patch(previous, new)
     if actions.status is not None:
         actions.events = transition_events(previous, new)
-
-
-def typed_status(status: dict[str, Any]) -> ModelDeploymentStatus:
-    """The status as the API's pydantic model (for readers that want types)."""
-    return ModelDeploymentStatus.model_validate(status)
-
-
-def default_runtime_image() -> str:
-    return os.environ.get("KUBENTO_RUNTIME_IMAGE") or DEFAULT_RUNTIME_IMAGE
-
-
-def default_package_index() -> Optional[dict[str, Any]]:
-    """The operator's package index (KUBENTO_PACKAGE_INDEX, JSON in the shape
-    of spec.python.index; chart value packageIndex), used when the spec sets none."""
-    import json
-
-    raw = os.environ.get("KUBENTO_PACKAGE_INDEX", "").strip()
-    if not raw:
-        return None
-    try:
-        value = json.loads(raw)
-        PackageIndex.model_validate(value)
-    except (ValueError, ValidationError):
-        import logging
-
-        logging.getLogger("kubento.plan").warning("KUBENTO_PACKAGE_INDEX is not a valid package index: ignored")
-        return None
-    return value or None
