@@ -43,13 +43,15 @@ import kopf
 from kubento.api import v1alpha1 as api
 from kubento.builders.meta import MANAGED_BY
 from kubento.controller import cache as kinds
-from kubento.controller import apply, kube, metrics, progress, watches
+from kubento.controller import apply, kube, metrics, progress
+from kubento.controller import kopfadapter as watches
 from kubento.controller.cache import Cache, Key
 from kubento.controller.leader import LeaderElector
 from kubento.controller.memory import Registry
 from kubento.controller.podio import PodIO
 from kubento.controller.reconcile import reconcile
-from kubento.controller.watches import Watches
+from kubento.controller.kopfadapter import NoDiffBase as _NoDiffBase
+from kubento.controller.kopfadapter import Watches
 from kubento.controller.workqueue import WorkQueue
 
 RESYNC_SECONDS = float(os.environ.get("KUBENTO_RESYNC_SECONDS", "300"))
@@ -87,22 +89,6 @@ def _stopped_leading() -> None:
     for key in CACHE.keys():  # a standby publishes no model's state, and keeps no stale windows
         metrics.forget(*key)
         MEMORY.forget(key)
-
-
-class _NoDiffBase(kopf.DiffBaseStorage):
-    """kopf keeps a diff base (a deep copy of the object) for change-detecting
-    handlers (on.create/update/resume) and builds it on every event; kubento
-    registers none, and at 1,000 models that copy was ~12 % of the operator's
-    CPU under a burst of creates (py-spy). This storage builds nothing."""
-
-    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
-        return None
-
-    def fetch(self, *, body: kopf.Body) -> Any:
-        return None
-
-    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
-        return None
 
 
 @kopf.on.startup()
