@@ -7,7 +7,7 @@ to the fields kubento uses, so memory stays small and a reconcile pass reads
 nothing from the API server.
 
 kopf sends no DELETED for objects deleted while a watch was away; after
-each complete listing (kubento.controller.watches) :meth:`Cache.relisted`
+each complete listing (kubento.controller.kopfadapter) :meth:`Cache.relisted`
 drops what the listing did not have.
 
 A write kubento makes (a server-side apply, a scale, a delete, a status

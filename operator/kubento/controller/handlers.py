@@ -13,8 +13,8 @@ operator: kopf runs the watches, kubento runs everything else.
   object of the initial listings before any other handler, so no pass ever
   works from a half-filled cache.
 - kopf sends nothing for objects deleted while a watch was away; its
-  relists are seen in kubento.controller.watches: the cache drops what a
-  relist no longer has, and no pass runs while a watch relists.
+  relists are seen through kubento.controller.kopfadapter: the cache drops
+  what a relist no longer has, and no pass runs while a watch relists.
 - The liveness endpoint fails while a worker is stuck in one pass
   (kubento.controller.progress).
 
@@ -31,29 +31,13 @@ from typing import Any
 import kopf
 
 from kubento.builders.meta import MANAGED_BY
-from kubento.controller import apply, kinds, watches
+from kubento.controller import apply, kinds, kopfadapter
 from kubento.controller.kube import Kube, load_configuration
 from kubento.controller.operator import Operator
 
 MANAGED = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 
 log = logging.getLogger("kubento")
-
-
-class _NoDiffBase(kopf.DiffBaseStorage):
-    """kopf keeps a diff base (a deep copy of the object) for change-detecting
-    handlers (on.create/update/resume) and builds it on every event; kubento
-    registers none, and at 1,000 models that copy was ~12 % of the operator's
-    CPU under a burst of creates (py-spy). This storage builds nothing."""
-
-    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
-        return None
-
-    def fetch(self, *, body: kopf.Body) -> Any:
-        return None
-
-    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
-        return None
 
 
 def registry(op: Operator) -> kopf.OperatorRegistry:
@@ -63,21 +47,30 @@ def registry(op: Operator) -> kopf.OperatorRegistry:
     cfg = load_configuration()
     cfg.connection_pool_maxsize = max(op.config.workers * 2, 10) + apply.PARALLEL
     kube = Kube(cfg)
+    uninstall: list[Any] = []
+
+    def relisted(group: str, plural: str, namespace: Any, uids: set[str]) -> int:
+        kind = by_resource.get((group, plural))
+        return op.relisted(kind, namespace, uids) if kind is not None else 0
 
     @kopf.on.startup(registry=reg)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # kopf posts no per-handler events; kubento posts its own on transitions.
         settings.posting.level = logging.WARNING
-        settings.persistence.diffbase_storage = _NoDiffBase()
+        settings.persistence.diffbase_storage = kopfadapter.NoDiffBase()
         for kind in kinds.REGISTRY:
             if kind.watch == "managed":  # the API server sends only kubento's own
                 settings.watching.label_selectors[kind.group or "v1", kind.plural] = MANAGED
+        # This operator's watch streams report their listings (the cache drops what a relist lacks).
+        uninstall.append(kopfadapter.install(op.watches, relisted, settings=settings))
         op.start(kube)
 
     @kopf.on.cleanup(registry=reg)
     def stop(**_: Any) -> None:
         """Finish the passes under way, then hand the Lease over at once."""
         op.stop()
+        for done in uninstall:
+            done()
 
     @kopf.on.login(registry=reg)
     def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
@@ -125,9 +118,4 @@ def registry(op: Operator) -> kopf.OperatorRegistry:
         kopf.index(kind.group, kind.version, kind.plural, id=f"cache-{kind.plural}", registry=reg)(indexer(kind.name))
         kopf.on.event(kind.group, kind.version, kind.plural, id=f"queue-{kind.plural}", registry=reg)(event(kind.name))
 
-    def relisted(group: str, plural: str, namespace: Any, uids: set[str]) -> int:
-        kind = by_resource.get((group, plural))
-        return op.relisted(kind, namespace, uids) if kind is not None else 0
-
-    watches.install(op.watches, relisted)
     return reg

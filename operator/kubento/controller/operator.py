@@ -36,7 +36,7 @@ from kubento.controller.leader import LeaderElector
 from kubento.controller.memory import Registry
 from kubento.controller.podio import PodIO
 from kubento.controller.reconcile import Outcome, Services, reconcile
-from kubento.controller.watches import Watches
+from kubento.controller.kopfadapter import Watches
 from kubento.controller.workqueue import WorkQueue
 
 log = logging.getLogger("kubento")
