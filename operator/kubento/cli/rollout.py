@@ -163,6 +163,20 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
+def _strategy_parts(name: str, spec: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    """What the rollout's strategy says about where it stands (e.g. a canary's step)."""
+    from pydantic import ValidationError
+
+    from kubento.api.v1alpha1 import Rollout
+    from kubento.rollout import strategy
+
+    try:
+        rollout = Rollout.model_validate({**(spec.get("rollout") or {}), "strategy": name})
+        return strategy.of(name).describe(rollout, state)
+    except (KeyError, ValidationError):
+        return []  # a strategy this CLI does not know, or a spec it cannot read
+
+
 def rollout_line(status: dict[str, Any], spec: dict[str, Any]) -> Optional[str]:
     """One line about the rollout under way, None when there is none."""
     state = status.get("rollout")
@@ -174,11 +188,7 @@ def rollout_line(status: dict[str, Any], spec: dict[str, Any]) -> Optional[str]:
         return (f"Rolling back {state.get('revision')} ({strategy}): {state['rollback']}"
                 f"{': ' + why if why else ''}; returning to {status.get('stableRevision')}")
     parts = [f"Rolling out {state.get('revision')} ({strategy}) since {state.get('since', '?')}"]
-    steps = ((spec.get("rollout") or {}).get("steps")) or []
-    if strategy == "Canary" and steps:
-        i = min(int(state.get("step", 0)), len(steps) - 1)
-        requested = state.get("requestedWeight", steps[i].get("weight"))
-        parts.append(f"step {i + 1}/{len(steps)} (weight {requested}% requested)")
+    parts += _strategy_parts(strategy, spec, state)
     if status.get("canaryWeight") is not None:
         parts.append(f"{status['canaryWeight']}% of ready pods on it (effective)")
     parts.append(f"Service selects {SERVICE_TARGETS.get(state.get('service', 'stable'), state.get('service'))}")

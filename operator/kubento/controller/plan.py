@@ -42,13 +42,12 @@ from kubento.builders.meta import (
     LABEL_REVISION,
     Owner,
     digest,
-    preview_name,
     rollout_token,
     selector_labels,
     selector_string,
     service_url,
 )
-from kubento.builders.service import preview_service, service
+from kubento.builders.service import service
 from kubento.controller.build import NO_POD_GRACE, BuildState, build_state, condition as job_condition, usable
 from kubento.controller.environment import (
     EnvState,
@@ -72,6 +71,7 @@ from kubento.controller.kinds import DEPLOYMENT, JOB, POD
 from kubento.controller.observation import Inputs, Observation
 from kubento.controller.world import Revisions, World, revisions_of
 from kubento.predictions import gate
+from kubento.rollout import strategy as rollout_strategy
 from kubento.rollout.analysis import seconds
 from kubento.rollout.revisions import Decision, Seen, decide, epoch, rfc3339
 
@@ -430,12 +430,16 @@ def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento
     if out.problems and not alive and not any(a.manifest["kind"] == "Deployment" for a in out.applies):
         return out  # nothing to serve: no Service pointing nowhere
     out.apply(service(spec, out.owner, decision.selects))
-    if spec.rollout.strategy == "BlueGreen":
-        preview = (decision.rollout or {}).get("revision") or decision.stable or rev
-        if preview:
-            out.apply(preview_service(spec, out.owner, preview))
-    else:
-        out.delete_if_ours("v1", "Service", preview_name(out.owner))
+    # The strategy's own children (BlueGreen's preview Service); those of the others go.
+    showing = (decision.rollout or {}).get("revision") or decision.stable or rev
+    wanted = rollout_strategy.of(spec.rollout.strategy).children(spec, out.owner, showing)
+    for manifest in wanted:
+        out.apply(manifest)
+    made = {(m["kind"], m["metadata"]["name"]) for m in wanted}
+    for other in rollout_strategy.strategies().values():
+        for api_version, kind, name in other.child_names(out.owner):
+            if (kind, name) not in made:
+                out.delete_if_ours(api_version, kind, name)
     hpa = horizontal_pod_autoscaler(spec, out.owner)
     if hpa is not None:
         out.apply(hpa)
@@ -556,15 +560,9 @@ def _rollout_requeue(spec: ModelDeploymentSpec, decision: Decision, inputs: Inpu
     now, rollout = inputs.now, spec.rollout
     since = epoch(state.get("since")) or now
     out: Optional[float] = since + rollout.progress_deadline_seconds - now + 0.5
-    switched = since + rollout.scale_down_delay_seconds - now  # BlueGreen: the old pods' time left
-    if rollout.strategy == "BlueGreen" and state.get("service") == "candidate" and switched > 0:
-        out = _sooner(out, switched + 0.05)
+    out = _sooner(out, rollout_strategy.of(rollout.strategy).wake_after(rollout, state, now))
     reached = epoch(state.get("stepReached"))
     if reached is not None:
-        steps = rollout.steps
-        step = state.get("step", 0)
-        if spec.rollout.strategy == "Canary" and step < len(steps) and steps[step].pause:
-            out = _sooner(out, reached + seconds(steps[step].pause) - now + 0.05)
         out = _sooner(out, reached + rollout.progress_deadline_seconds - now + 0.5)
         if rollout.analysis is not None and not state.get("rollback"):
             out = _sooner(out, seconds(rollout.analysis.interval) / 2)
