@@ -18,6 +18,7 @@ from kubento.builders.env_job import archive_store, env_job, env_source, index_e
 from kubento.builders.meta import Owner
 from kubento.controller.environment import failure_reason
 from kubento.controller.observation import Inputs
+from kubento.controller.status import to_wire
 from kubento.runtime import environment as runtime_env
 from tests.unit.test_plan import Toy
 
@@ -26,6 +27,11 @@ INDEX = PackageIndex.model_validate({"url": "https://pypi.internal/simple", "ext
                                      "caBundle": {"configMap": "index-ca"}, "secretRef": {"name": "index-auth"},
                                      "onlyBinary": True})
 ARCHIVE_SPEC = {"bento": {"archive": {"uri": "s3://models/iris/v1.bento", "secretRef": {"name": "store"}}}}
+
+
+def stored_condition(actions, type_):
+    """A condition of the status a pass would write, as stored."""
+    return next(c for c in to_wire(actions.new_status)["conditions"] if c["type"] == type_)
 
 
 # ------------------------------------------------------------------ the key
@@ -183,7 +189,7 @@ def test_an_archive_is_served_with_its_environment_once_prepared_and_then_costs_
     first = toy.step()
     assert [c["kind"] for c in first.creates] == ["Job"] and first.applies == []
     assert first.status["phase"] == "PreparingEnvironment"
-    env_cond = next(c for c in first.new_status["conditions"] if c["type"] == "EnvironmentReady")
+    env_cond = stored_condition(first, "EnvironmentReady")
     assert env_cond["status"] == "Unknown" and env_cond["reason"] == "PreparingEnvironment"
     toy.pods = [finish(toy, first.creates[0], RESULT)]
     served = toy.step()

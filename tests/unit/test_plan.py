@@ -15,10 +15,16 @@ from kubento.builders.meta import ANNOTATION_APPLIED_HASH
 from kubento.controller.observation import Inputs, Observation
 from kubento.controller.plan import plan
 from kubento.controller.world import World
-from kubento.controller.status import Problem
+from kubento.controller.status import Problem, to_wire
+from tests.crdschema import status_problems
 from tests.specs import VALID_SPEC
 
 UID = "uid-1"
+
+
+def stored_condition(actions, type_):
+    """A condition of the status a pass would write, as stored."""
+    return next(c for c in to_wire(actions.new_status)["conditions"] if c["type"] == type_)
 
 
 class Toy:
@@ -68,7 +74,11 @@ class Toy:
         for d in actions.deletes:
             self.children.pop((d.kind, d.name), None)
         if actions.status is not None:
-            self.model["status"] = actions.new_status
+            stored = to_wire(actions.new_status)  # as the API server stores it
+            # Every status a pass writes fits the CRD it is written to: a key the schema would
+            # prune (a misspelling, a field the API lacks) fails here, not silently in a cluster.
+            assert status_problems(stored) == [], status_problems(stored)
+            self.model["status"] = stored
         self.now += 1
         self.tick()
         return actions
@@ -110,7 +120,7 @@ def test_an_object_someone_else_owns_is_never_taken_over():
                                          "spec": {"selector": {"app": "theirs"}}}
     actions = toy.step()
     assert [a.manifest["kind"] for a in actions.applies] == ["Deployment"]
-    ready = next(c for c in actions.new_status["conditions"] if c["type"] == "Ready")
+    ready = stored_condition(actions, "Ready")
     assert ready["reason"] == "ChildConflict" and "Service iris" in ready["message"]
 
 
@@ -122,7 +132,7 @@ def test_a_refused_manifest_is_not_sent_again_until_it_changes():
     inputs = Inputs(now=toy.now, rejected={refused: ("the API server rejected Deployment iris-x: bad label", toy.now)})
     again = toy.step(inputs)
     assert again.applies == []  # and no Service pointing at nothing
-    ready = next(c for c in again.new_status["conditions"] if c["type"] == "Ready")
+    ready = stored_condition(again, "Ready")
     assert ready["reason"] == "ApplyFailed" and "bad label" in ready["message"]
 
 
@@ -130,7 +140,7 @@ def test_a_missing_secret_applies_nothing():
     toy = Toy({**VALID_SPEC, "imagePullSecrets": [{"name": "regcred"}]})
     actions = toy.step(Inputs(now=0, missing_secrets=frozenset({"regcred"})))
     assert actions.applies == [] and actions.status["phase"] == "Failed"
-    ready = next(c for c in actions.new_status["conditions"] if c["type"] == "Ready")
+    ready = stored_condition(actions, "Ready")
     assert ready["reason"] == "SecretNotFound" and "regcred (imagePullSecrets)" in ready["message"]
     assert actions.events and actions.events[0][:2] == ("Warning", "SecretNotFound")
 
@@ -138,7 +148,7 @@ def test_a_missing_secret_applies_nothing():
 def test_apply_problems_from_the_api_server_reach_status():
     toy = Toy(VALID_SPEC)
     actions = toy.step(Inputs(now=0, apply_problems=[Problem("ApplyFailed", "the API server rejected Service iris")]))
-    ready = next(c for c in actions.new_status["conditions"] if c["type"] == "Ready")
+    ready = stored_condition(actions, "Ready")
     assert ready["reason"] == "ApplyFailed"
 
 
@@ -179,7 +189,7 @@ def test_a_build_source_creates_its_job_and_says_when_no_pod_comes():
     toy.now = created + 61
     late = toy.step(Inputs(now=0, config_map=content, snapshots=frozenset({f"{job['metadata']['name']}-source"})))
     assert late.creates == []
-    build = next(c for c in late.new_status["conditions"] if c["type"] == "BuildSucceeded")
+    build = stored_condition(late, "BuildSucceeded")
     assert build["reason"] == "BuildPodNotCreated"
 
 
@@ -187,7 +197,7 @@ def test_a_missing_config_map_source_is_named():
     spec = {"bento": {"build": {"source": {"configMap": {"name": "proj"}}, "output": {"uri": "s3://b/p"}}}}
     actions = Toy(spec).step(Inputs(now=0, config_map=None))
     assert actions.creates == [] and actions.applies == []
-    ready = next(c for c in actions.new_status["conditions"] if c["type"] == "Ready")
+    ready = stored_condition(actions, "Ready")
     assert ready["reason"] == "SourceNotFound" and "ConfigMap proj" in ready["message"]
 
 
@@ -226,3 +236,11 @@ def test_any_spec_and_any_change_settle_to_a_pass_that_writes_nothing(first, sec
     serving = [o for (k, _), o in toy.children.items() if k == "Deployment" and o["spec"]["replicas"]]
     assert sum(o["spec"]["replicas"] for o in serving) == wanted
     assert {o["metadata"]["labels"]["serving.kubento.io/revision"] for o in serving} <= {status["stableRevision"]}
+
+
+def test_the_status_schema_check_finds_what_the_api_server_would_prune():
+    assert status_problems({"phase": "Ready", "stableRevison": "abc"}) == [
+        "status.stableRevison: pruned (not in the CRD's schema)"]
+    assert status_problems({"history": [{"number": "1", "revision": "a", "bento": "b", "time": "t",
+                                         "outcome": "Serving"}]}) == ["status.history[0].number: not a integer ('1')"]
+    assert status_problems({"phase": "Sleeping"})[0].startswith("status.phase: 'Sleeping' not one of")

@@ -10,6 +10,7 @@ import copy
 from dataclasses import replace
 from typing import Callable
 
+from kubento.api.v1alpha1 import Agreement
 from kubento.builders.meta import LABEL_MODEL, LABEL_REVISION
 from kubento.controller.observation import Inputs
 from kubento.controller.world import World
@@ -83,14 +84,15 @@ class PodToy(Toy):
         status = self.model.get("status") or {}
         state = status.get("rollout") or {}
         results, agreement = {}, None
+        recorded = state.get("agreement")
         for d in gate.due(revs.pods, checks, status.get("stableRevision"), state.get("revision"),
-                          state.get("agreement")):
+                          Agreement.model_validate(recorded) if recorded else None):
             ok = self.answers(d.revision)
             self.checked.append(d.pod["metadata"]["name"])
             r = CheckResult("setosa", ok, False, '$[0] = "setosa"', '"setosa"' if ok else '"virginica"', 0.01)
             results[d.pod["metadata"]["uid"]] = gate.PodResult((r,), 1, "", "2026-01-01T00:00:00Z")
-            if d.compare and ok:
-                agreement = self.agreement(d.revision)
+            if d.compare and ok and self.agreement(d.revision) is not None:
+                agreement = Agreement.model_validate(self.agreement(d.revision))
         inputs = replace(inputs or Inputs(now=self.now), check_results=results, agreement=agreement)
         actions = super().step(inputs)
         for name, cond in actions.pod_conditions:

@@ -288,7 +288,10 @@ def test_a_canary_says_its_step_and_wakes_at_the_pause_end():
     from kubento.rollout import strategy
 
     rollout = Rollout.model_validate({"strategy": "Canary", "steps": [{"weight": 10, "pause": "30s"}, {"weight": 50}]})
-    state = {"step": 0, "stepReached": "2026-01-01T00:00:00Z", "requestedWeight": 10}
+    from kubento.api.v1alpha1 import RolloutStatus
+
+    state = RolloutStatus(revision="b", strategy="Canary", since="2026-01-01T00:00:00Z", step=0,
+                          step_reached="2026-01-01T00:00:00Z", requested_weight=10)
     canary = strategy.of("Canary")
     assert canary.describe(rollout, state) == ["step 1/2 (weight 10% requested)"]
     reached = 1767225600.0  # 2026-01-01T00:00:00Z

@@ -49,7 +49,9 @@ def row(md: dict[str, Any], pods: list[str], before: Readings, after: Readings, 
     from kubento.api.v1alpha1 import ModelDeploymentSpec
     from kubento.controller.metrics import desired_replicas
 
-    meta, status = md["metadata"], md.get("status") or {}
+    from kubento.cli.rollout import read_status
+
+    meta, status = md["metadata"], read_status(md)
     try:
         spec: Optional[ModelDeploymentSpec] = ModelDeploymentSpec.model_validate(md.get("spec") or {})
     except ValidationError:
@@ -66,9 +68,9 @@ def row(md: dict[str, Any], pods: list[str], before: Readings, after: Readings, 
         error_ratio=window.error_rate,
         p50_seconds=histogram_quantile(0.5, window.buckets) if window.requests else None,
         p95_seconds=histogram_quantile(0.95, window.buckets) if window.requests else None,
-        ready_replicas=int(status.get("readyReplicas") or 0),
+        ready_replicas=int(status.ready_replicas or 0),
         desired_replicas=desired_replicas(spec, status),
-        canary_weight=status.get("canaryWeight") if status.get("rollout") else None,
+        canary_weight=status.canary_weight if status.rollout else None,
     )
 
 

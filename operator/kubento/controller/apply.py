@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 from kubernetes.client.exceptions import ApiException
 
 from kubento.api import v1alpha1 as api
+from kubento.api.v1alpha1 import ModelDeploymentStatus
 from kubento.builders.meta import ANNOTATION_APPLIED_HASH, Owner
 from kubento.controller import kinds, metrics
 from kubento.controller.kube import Kube, NotInstalled, rejection
@@ -145,7 +146,7 @@ def _send_all(steps: list[Any], owner: Owner, cache: Cache, kube: Kube, pool: Ex
     return list(pool.map(lambda step: _send(step, owner, cache, kube), steps))
 
 
-def status(body: dict[str, Any], actions: Actions, cache: Cache, kube: Kube,
+def status(body: dict[str, Any], previous: ModelDeploymentStatus, actions: Actions, cache: Cache, kube: Kube,
            post_event: Optional[Callable[[dict[str, Any], str, str, str], None]] = None) -> Optional[int]:
     """The status patch, of the version of the model the pass saw (a status
     for an older spec is never written: 409), then the events of its
@@ -165,7 +166,7 @@ def status(body: dict[str, Any], actions: Actions, cache: Cache, kube: Kube,
             return exc.status
         if live is not None:
             cache.wrote(kinds.MODEL, live, replaced=before)
-        metrics.count_transitions(meta["namespace"], meta["name"], body.get("status"), actions.new_status)
+        metrics.count_transitions(meta["namespace"], meta["name"], previous, actions.new_status)
     for event in actions.events:
         try:
             (post_event or kube.post_event)(body, *event)

@@ -12,9 +12,9 @@ from typing import Any, Optional
 
 from pydantic import ValidationError
 
-from kubento.api.v1alpha1 import ModelDeploymentSpec
+from kubento.api.v1alpha1 import Agreement, AutoscalingStatus, ModelDeploymentSpec, ModelDeploymentStatus
 from kubento.builders.bento import DEFAULT_RUNTIME_IMAGE
-from kubento.controller.status import Problem
+from kubento.controller.status import Problem, parse_status
 from kubento.controller.world import World
 from kubento.predictions.gate import PodResult
 from kubento.rollout.analysis import Verdict
@@ -30,7 +30,7 @@ class Inputs:
     config_map: Optional[dict[str, Any]] = None  # the build source ConfigMap's content (None: missing)
     snapshots: frozenset[str] = frozenset()  # source snapshot ConfigMaps that exist
     verdict: Optional[Verdict] = None  # analysis of the current step, when one is due
-    scaling: Optional[dict[str, Any]] = None  # kubento's autoscaler's status.autoscaling
+    scaling: Optional[AutoscalingStatus] = None  # kubento's autoscaler's status.autoscaling
     keda_served: bool = False
     default_index: Optional[dict[str, Any]] = None  # the operator's package index (KUBENTO_PACKAGE_INDEX)
     shared_jobs: list[dict[str, Any]] = field(default_factory=list)  # another model's environment Job this one uses
@@ -39,7 +39,7 @@ class Inputs:
     rejected: dict[str, tuple[str, float]] = field(default_factory=dict)  # memory: applied-hash -> refusal
     apply_problems: list[Problem] = field(default_factory=list)  # the apply layer's answers, on a second plan
     check_results: dict[str, PodResult] = field(default_factory=dict)  # prediction checks run now, by pod uid
-    agreement: Optional[dict[str, Any]] = None  # the rollout's candidate compared with stable, now
+    agreement: Optional[Agreement] = None  # the rollout's candidate compared with stable, now
 
 
 @dataclass
@@ -50,6 +50,7 @@ class Observation:
     world: World
     spec: Optional[ModelDeploymentSpec]  # None: the stored spec does not validate (spec_error says why)
     inputs: Inputs
+    status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)  # as stored, parsed once
     spec_error: str = ""
     wake_after: Optional[float] = None  # the soonest an input wants another pass (a Secret's recheck, a sample)
     checked: Optional[Any] = None  # the checks job whose results this pass uses (forgotten once written)
@@ -58,9 +59,10 @@ class Observation:
     def of(cls, world: World, inputs: Inputs) -> "Observation":
         """An observation of ``world`` with ``inputs`` as given (the plan's unit tests)."""
         assert world.model is not None
+        status = parse_status(world.model.get("status"))
         try:
-            return cls(world, ModelDeploymentSpec.model_validate(world.model.get("spec") or {}), inputs)
+            return cls(world, ModelDeploymentSpec.model_validate(world.model.get("spec") or {}), inputs, status)
         except ValidationError as exc:
-            return cls(world, None, inputs, spec_error=" ".join(str(exc).split()))
+            return cls(world, None, inputs, status, spec_error=" ".join(str(exc).split()))
 
 

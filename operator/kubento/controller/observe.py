@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import ValidationError
 
-from kubento.api.v1alpha1 import ModelDeploymentSpec
+from kubento.api.v1alpha1 import Agreement, ModelDeploymentSpec, ModelDeploymentStatus
 from kubento.builders.build_job import snapshot_name
 from kubento.builders.deployment import OWN_METRICS
 from kubento.builders.env_job import JOB_PREFIX, LABEL_BUILD_OF
@@ -85,7 +85,7 @@ class Observer:
             inputs.keda_served = self.services.kube.served(KEDA_API_VERSION, "ScaledObject")
             if not inputs.keda_served:
                 wake = soonest(wake, REDISCOVER_SECONDS)
-        previous = body.get("status") or {}
+        previous = obs.status
         wake = soonest(wake, self._autoscaler(spec, world, previous, inputs))
         wake = soonest(wake, self._analysis(spec, world, previous, inputs))
         inputs.check_results, inputs.agreement, checks_wake = self._prediction_checks(world, previous)
@@ -149,7 +149,7 @@ class Observer:
     def _submit(self, purpose: str, job: Any) -> None:
         self.memory.jobs[purpose] = self.services.pods.submit(self.key, job)
 
-    def _autoscaler(self, spec: ModelDeploymentSpec, world: World, previous: dict[str, Any],
+    def _autoscaler(self, spec: ModelDeploymentSpec, world: World, previous: ModelDeploymentStatus,
                     inputs: Inputs) -> Optional[float]:
         """kubento's own autoscaler (concurrency/rps): its decision, from the last scrape."""
         memory, owner = self.memory, world.owner
@@ -164,33 +164,33 @@ class Observer:
                              for k, v in selector_labels(owner).items())]
         inputs.scaling = autoscaler.scale(
             owner.namespace, owner.name, memory.autoscaler, scaling, spec.replicas, model_pods,
-            previous.get("autoscaling"), self.now, scraped if over else None,
+            previous.autoscaling, self.now, scraped if over else None,
             lambda: self._submit(AUTOSCALER, analysis.scrape_job({"pods": model_pods}, spec.port, self.now)),
             podio.busy(memory.jobs, AUTOSCALER))
         return autoscaler.SAMPLE_SECONDS
 
-    def _analysis(self, spec: ModelDeploymentSpec, world: World, previous: dict[str, Any],
+    def _analysis(self, spec: ModelDeploymentSpec, world: World, previous: ModelDeploymentStatus,
                   inputs: Inputs) -> Optional[float]:
         """The verdict of the rollout step's analysis window, when one is due."""
         memory = self.memory
-        state = previous.get("rollout") or {}
-        due = analysis_due(spec, previous, state.get("revision"))
+        state = previous.rollout
+        due = analysis_due(spec, previous, state.revision if state else None)
         over, scraped = podio.take(memory.jobs, ANALYSIS)
-        if due is None or spec.rollout.analysis is None:
-            if memory.windows and not state:
+        if due is None or spec.rollout.analysis is None or state is None:
+            if memory.windows and state is None:
                 memory.windows.clear()
             return None
         revisions = revisions_of(world)
-        groups = {"candidate": revisions.pods.get(state["revision"], []),
-                  "stable": revisions.pods.get(previous.get("stableRevision"), [])}
+        groups = {"candidate": revisions.pods.get(state.revision, []),
+                  "stable": revisions.pods.get(previous.stable_revision or "", [])}
         inputs.verdict = analysis.judge(
             memory.windows, due, spec.rollout.analysis, self.now, scraped if over else None,
             lambda: self._submit(ANALYSIS, analysis.scrape_job(groups, spec.port, self.now, tag=due)),
             podio.busy(memory.jobs, ANALYSIS))
         return max(0.2, analysis.next_judgement(memory.windows, due, spec.rollout.analysis, self.now))
 
-    def _prediction_checks(self, world: World, previous: dict[str, Any]
-                           ) -> tuple[dict[str, gate.PodResult], Optional[dict[str, Any]], Optional[float]]:
+    def _prediction_checks(self, world: World, previous: ModelDeploymentStatus
+                           ) -> tuple[dict[str, gate.PodResult], Optional[Agreement], Optional[float]]:
         """The results of the model's checks job if it is over, and a new job
         for the pods that are due (their containers just became ready; the
         rollout's new revision compared with stable once one of its pods
@@ -207,11 +207,11 @@ class Observer:
             mem.attempts.clear()
             mem.comparisons.clear()
             return {}, None, None
-        state = previous.get("rollout") or {}
-        stable, candidate = previous.get("stableRevision"), state.get("revision")
+        state = previous.rollout
+        stable, candidate = previous.stable_revision, state.revision if state else None
         wake: Optional[float] = None
         results: dict[str, gate.PodResult] = {}
-        agreement: Optional[dict[str, Any]] = None
+        agreement: Optional[Agreement] = None
         if over and checked is not None:
             for uid, result in checked.results.items():
                 results[uid] = result
@@ -220,9 +220,9 @@ class Observer:
                     wake = soonest(wake, gate.RETRY_SECONDS)
                 else:
                     mem.attempts.pop(uid, None)
-            if checked.agreement is not None and state:
+            if checked.agreement is not None and state is not None:
                 agreement, token = checked.agreement, rollout_token(state)
-                if agreement["compared"] == 0:
+                if agreement.compared == 0:
                     tries = mem.comparisons.get(token, 0) + 1
                     mem.comparisons[token] = tries
                     if tries < gate.MAX_ATTEMPTS:
@@ -230,7 +230,7 @@ class Observer:
                         wake = soonest(wake, gate.RETRY_SECONDS)
                 if agreement is not None:
                     mem.comparisons.pop(token, None)
-        dues = gate.due(revisions.pods, checks, stable, candidate, state.get("agreement") or agreement)
+        dues = gate.due(revisions.pods, checks, stable, candidate, (state.agreement if state else None) or agreement)
         live = {p["metadata"].get("uid") for pods_ in revisions.pods.values() for p in pods_}
         for uid in [u for u in mem.attempts if u not in live]:
             del mem.attempts[uid]
@@ -253,11 +253,11 @@ class Observer:
                 contents[name] = self.config_map(namespace, name)
             jobs.append((d.pod, rc.port, rc.checks, gate.resolve(rc.checks, contents), runs + 1))
             if d.compare:
-                stable_pods = sorted((p for p in revisions.pods.get(stable, []) if analysis.is_ready(p)
+                stable_pods = sorted((p for p in revisions.pods.get(stable or "", []) if analysis.is_ready(p)
                                       and not p["metadata"].get("deletionTimestamp")),
                                      key=lambda p: p["metadata"]["name"])
                 if stable_pods:
-                    port = checks[stable].port if stable in checks else rc.port
+                    port = checks[stable].port if stable is not None and stable in checks else rc.port
                     comparisons[uid] = probe.Comparison(uid, stable_pods[0], port)
                 else:
                     wake = soonest(wake, gate.RETRY_SECONDS)  # no stable pod to compare with yet

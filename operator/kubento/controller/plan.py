@@ -21,7 +21,17 @@ import datetime
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-from kubento.api.v1alpha1 import BuildSource, ModelDeploymentSpec, PackageIndex
+from kubento.api.v1alpha1 import (
+    Agreement,
+    AutoscalingStatus,
+    BuildSource,
+    BuildStatus,
+    Condition,
+    HistoryEntry,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    PackageIndex,
+)
 from kubento.builders.bento import ServedBento
 from kubento.builders.build_job import (
     LABEL_SOURCE_HASH,
@@ -117,8 +127,8 @@ class Actions:
     scales: list[Scale] = field(default_factory=list)
     deletes: list[Delete] = field(default_factory=list)
     pod_conditions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # prediction-check gates
-    status: Optional[dict[str, Any]] = None  # a merge patch of status
-    new_status: dict[str, Any] = field(default_factory=dict)
+    status: Optional[dict[str, Any]] = None  # a merge patch of status (its one serialisation: status.to_wire)
+    new_status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     requeue_after: Optional[float] = None
     notes: list[str] = field(default_factory=list)
@@ -219,7 +229,7 @@ def _job_finished(job: dict[str, Any]) -> bool:
 
 
 def plan_build(build: BuildSource, world: World, inputs: Inputs, runtime: str,
-               recorded: Optional[dict[str, Any]], index: Optional[PackageIndex] = None) -> BuildPlan:
+               recorded: Optional[BuildStatus], index: Optional[PackageIndex] = None) -> BuildPlan:
     """Where the build of the current source stands and what to do about it:
     create its Job (and the immutable copy of a ConfigMap source), replace a
     failed Job whose settings changed, stop superseded builds, delete old
@@ -235,11 +245,11 @@ def plan_build(build: BuildSource, world: World, inputs: Inputs, runtime: str,
         content = inputs.config_map
     hash_ = source_hash(build, runtime, content, index_wire(index))
     ours = [j for j in world.of(JOB) if owner.controls(j) and not is_env_job(j)]
-    if recorded and recorded.get("sourceHash") == hash_ and recorded.get("archive"):
-        state = BuildState("Succeeded", "BuildSucceeded", f"built {recorded.get('tag') or 'the bento'} from "
-                           f"{source} (Job {recorded.get('job', '')})", source=source,
-                           source_hash=hash_, job=recorded.get("job", ""), archive=recorded["archive"],
-                           sha256=recorded.get("sha256"), tag=recorded.get("tag"))
+    if recorded is not None and recorded.source_hash == hash_ and recorded.archive:
+        state = BuildState("Succeeded", "BuildSucceeded", f"built {recorded.tag or 'the bento'} from "
+                           f"{source} (Job {recorded.job})", source=source,
+                           source_hash=hash_, job=recorded.job, archive=recorded.archive,
+                           sha256=recorded.sha256, tag=recorded.tag)
         return BuildPlan(state, _served_build(build, runtime, state))
     name = job_name(owner, hash_)
     job = world.named("Job", name)
@@ -306,7 +316,8 @@ def environment_job_wanted(spec: ModelDeploymentSpec, inputs: Inputs) -> Optiona
     return wanted_job(bento, index_of(spec.python, inputs.default_index))
 
 
-def served_bento(spec: ModelDeploymentSpec, world: World, inputs: Inputs, previous: dict[str, Any]) -> BentoPlan:
+def served_bento(spec: ModelDeploymentSpec, world: World, inputs: Inputs, previous: ModelDeploymentStatus
+                 ) -> BentoPlan:
     """What the pods should run; for a build source, only once it is built;
     for an archive or a build, with its Python environment once it is ready."""
     if spec.bento.image:
@@ -323,13 +334,13 @@ def served_bento(spec: ModelDeploymentSpec, world: World, inputs: Inputs, previo
         name = environment_job_wanted(spec, inputs)
         job = next((j for j in jobs if j["metadata"]["name"] == name), None)
         env = plan_environment(base, owner, jobs, world.of(POD) + inputs.shared_pods, index, spec.python,
-                               previous.get("environment"), _age(job, inputs.now) if job else 0.0)
+                               previous.environment, _age(job, inputs.now) if job else 0.0)
         return BentoPlan(env.bento, environment=env.state, creates=env.creates,
                          deletes=[Delete("batch/v1", "Job", n, "Background") for n in env.deletes],
                          requeue_after=env.requeue_after)
     assert spec.bento.build is not None
-    build = plan_build(spec.bento.build, world, inputs, runtime, previous.get("build"), index)
-    env_state = build_environment(build.state, previous.get("environment"))
+    build = plan_build(spec.bento.build, world, inputs, runtime, previous.build, index)
+    env_state = build_environment(build.state, previous.environment)
     bento = build.bento
     if bento is not None and env_state is not None and env_state.phase == "Ready":
         bento = with_environment(bento, env_state.result)
@@ -431,7 +442,7 @@ def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento
         return out  # nothing to serve: no Service pointing nowhere
     out.apply(service(spec, out.owner, decision.selects))
     # The strategy's own children (BlueGreen's preview Service); those of the others go.
-    showing = (decision.rollout or {}).get("revision") or decision.stable or rev
+    showing = (decision.rollout.revision if decision.rollout else None) or decision.stable or rev
     wanted = rollout_strategy.of(spec.rollout.strategy).children(spec, out.owner, showing)
     for manifest in wanted:
         out.apply(manifest)
@@ -462,8 +473,8 @@ def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento
 # -------------------------------------------------------- prediction checks
 
 
-def plan_gates(revisions: Revisions, inputs: Inputs, previous: dict[str, Any], stamp: str, rev: Optional[str]
-               ) -> tuple[gate.Gates, dict[str, Seen], Optional[dict[str, Any]]]:
+def plan_gates(revisions: Revisions, inputs: Inputs, previous: ModelDeploymentStatus, stamp: str,
+               rev: Optional[str]) -> tuple[gate.Gates, dict[str, Seen], Optional[Agreement]]:
     """The readiness gates of the pods of revisions with prediction checks
     (kubento.predictions.gate), and what the rollout decision sees: a new
     revision whose pod failed its checks or disagreed with stable has
@@ -472,10 +483,10 @@ def plan_gates(revisions: Revisions, inputs: Inputs, previous: dict[str, Any], s
     checks = gate.revision_checks(revisions.deployments)
     if not checks:
         return gate.Gates(), seen, None
-    state = previous.get("rollout") or {}
-    stable, candidate = previous.get("stableRevision"), state.get("revision")
+    state = previous.rollout
+    stable, candidate = previous.stable_revision, state.revision if state else None
     new_agreement = inputs.agreement if candidate is not None and candidate == rev else None
-    agreement = new_agreement or state.get("agreement")
+    agreement = new_agreement or (state.agreement if state else None)
     gates = gate.plan_gates(revisions.pods, checks, inputs.check_results, stable=stable, candidate=candidate,
                             agreement=agreement, stamp=stamp)
     for r, (reason, message) in gates.failures.items():
@@ -489,41 +500,43 @@ def plan_gates(revisions: Revisions, inputs: Inputs, previous: dict[str, Any], s
 # ------------------------------------------------------------------- status
 
 
-def _flag(body: dict[str, Any], annotation: str, rev: Optional[str]) -> bool:
+def _flag(body: dict[str, Any], status: ModelDeploymentStatus, annotation: str, rev: Optional[str]) -> bool:
     """`kubento promote|abort` name the rollout they are meant for: a
     leftover annotation never acts on a later one."""
-    state = (body.get("status") or {}).get("rollout") or {}
-    if rev is None or state.get("revision") != rev:
+    state = status.rollout
+    if rev is None or state is None or state.revision != rev:
         return False
     return (body["metadata"].get("annotations") or {}).get(annotation) == rollout_token(state)
 
 
-def analysis_due(spec: ModelDeploymentSpec, previous: dict[str, Any], rev: Optional[str]) -> Optional[tuple[str, int]]:
+def analysis_due(spec: ModelDeploymentSpec, previous: ModelDeploymentStatus, rev: Optional[str]
+                 ) -> Optional[tuple[str, int]]:
     """The window (rollout token, step) whose verdict this pass needs, if any."""
-    state = previous.get("rollout") or {}
-    if spec.rollout.analysis is None or not state.get("stepReached") or state.get("rollback"):
+    state = previous.rollout
+    if spec.rollout.analysis is None or state is None or not state.step_reached or state.rollback:
         return None
-    if state.get("revision") != rev:
+    if state.revision != rev:
         return None  # the spec moved on: that rollout's verdict is not the new one's
-    return rollout_token(state), state.get("step", 0)
+    return rollout_token(state), state.step
 
 
 def observe(spec: ModelDeploymentSpec, generation: int, owner: Owner, rev: Optional[str], problems: list[Problem],
             build: Optional[BuildState], decision: Decision, revisions: Revisions,
-            scaling: Optional[dict[str, Any]], environment: Optional[EnvState] = None) -> Observed:
+            scaling: Optional[AutoscalingStatus], environment: Optional[EnvState] = None) -> Observed:
     """What status is computed from: the serving revision's Deployment and
     pods when nothing rolls out, and the rollout's plan when something does."""
     rolling = decision.plan is not None and not decision.plan.done
     rolled_back = rev is not None and rev == decision.failed and rev != decision.stable
     if rolling:
-        shown = decision.rollout["revision"]
+        assert decision.rollout is not None
+        shown = decision.rollout.revision
     elif rolled_back:
         shown = decision.stable  # the stable revision serves
     else:
         shown = rev if rev in revisions.deployments else decision.stable
     failed_entry = None
     if rolled_back:
-        failed_entry = next((h for h in decision.history if h["revision"] == rev), {"revision": rev})
+        failed_entry = next((h for h in decision.history if h.revision == rev), None)
     deps = revisions.deployments.values()
     return Observed(
         spec=spec,
@@ -539,14 +552,14 @@ def observe(spec: ModelDeploymentSpec, generation: int, owner: Owner, rev: Optio
         rollout=RolloutView(
             plan=decision.plan if rolling else None,
             stable=decision.stable,
-            candidate=(decision.rollout or {}).get("revision"),
+            candidate=decision.rollout.revision if decision.rollout else None,
             rolled_back=failed_entry,
             pods=sum((d.get("status") or {}).get("replicas", 0) for d in deps),
             ready=sum((d.get("status") or {}).get("readyReplicas", 0) for d in deps),
             stable_problems=pod_problems(revisions.pods.get(decision.stable, [])) if rolling and decision.stable else [],
-            record={"stableRevision": decision.stable, "rollout": decision.rollout,
-                    "failedRevision": decision.failed, "history": decision.history,
-                    "canaryWeight": decision.weight, "autoscaling": scaling},
+            record={"stable_revision": decision.stable, "rollout": decision.rollout,
+                    "failed_revision": decision.failed, "history": decision.history,
+                    "canary_weight": decision.weight, "autoscaling": scaling},
         ),
     )
 
@@ -558,13 +571,13 @@ def _rollout_requeue(spec: ModelDeploymentSpec, decision: Decision, inputs: Inpu
     if not state or decision.plan is None or decision.plan.done:
         return None
     now, rollout = inputs.now, spec.rollout
-    since = epoch(state.get("since")) or now
+    since = epoch(state.since) or now
     out: Optional[float] = since + rollout.progress_deadline_seconds - now + 0.5
     out = _sooner(out, rollout_strategy.of(rollout.strategy).wake_after(rollout, state, now))
-    reached = epoch(state.get("stepReached"))
+    reached = epoch(state.step_reached)
     if reached is not None:
         out = _sooner(out, reached + rollout.progress_deadline_seconds - now + 0.5)
-        if rollout.analysis is not None and not state.get("rollback"):
+        if rollout.analysis is not None and not state.rollback:
             out = _sooner(out, seconds(rollout.analysis.interval) / 2)
     return max(0.2, out) if out is not None else None
 
@@ -587,16 +600,16 @@ def plan(observation: Observation) -> Pass:
     meta = body["metadata"]
     owner = world.owner
     generation = meta.get("generation", 1)
-    previous = dict(body.get("status") or {})
+    previous = observation.status
     stamp = rfc3339(inputs.now)
     actions = Actions()
     if spec is None:
         # Admission should have caught this (e.g. a CRD older than the operator).
-        new = dict(previous)
-        new.update({"phase": "Failed", "observedGeneration": generation})
-        ready = {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": observation.spec_error}
-        new["conditions"] = merge_conditions(previous.get("conditions", []), [ready], generation, stamp)
-        _finish_status(actions, previous, new)
+        ready = Condition(type="Ready", status="False", reason="InvalidSpec", message=observation.spec_error)
+        new = previous.model_copy(update={
+            "phase": "Failed", "observed_generation": generation,
+            "conditions": merge_conditions(previous.conditions, [ready], generation, stamp)})
+        _finish_status(actions, body.get("status"), previous, new)
         return Pass(actions)
 
     problems: list[Problem] = []
@@ -624,10 +637,10 @@ def plan(observation: Observation) -> Pass:
                             if owner.controls(j) and is_env_job(j) and not j["metadata"].get("deletionTimestamp")]
     rev = revision(spec, bento) if bento else None
     revisions = revisions_of(world)
-    candidate = rev if rev != previous.get("stableRevision") else None
+    candidate = rev if rev != previous.stable_revision else None
     replicas = model_replicas(spec)
     if inputs.scaling is not None:
-        replicas = inputs.scaling["desiredReplicas"]
+        replicas = inputs.scaling.desired_replicas
     gates, seen, agreement = plan_gates(revisions, inputs, previous, stamp, rev)
     actions.pod_conditions += gates.conditions
     problems += [Problem(reason, message, blocking=False) for reason, message in gates.problems]
@@ -640,8 +653,8 @@ def plan(observation: Observation) -> Pass:
         seen=seen,
         now=inputs.now,
         verdict=inputs.verdict if analysis_due(spec, previous, rev) else None,
-        promote=_flag(body, ANNOTATION_PROMOTE, candidate),
-        abort=_flag(body, ANNOTATION_ABORT, candidate),
+        promote=_flag(body, previous, ANNOTATION_PROMOTE, candidate),
+        abort=_flag(body, previous, ANNOTATION_ABORT, candidate),
         agreement=agreement,
     )
     actions.notes += decision.notes
@@ -656,10 +669,10 @@ def plan(observation: Observation) -> Pass:
     if bento is not None and rev is not None and environment is not None and environment.phase == "Ready":
         decision = dataclasses.replace(
             decision, history=_with_environment(decision.history, rev, describe_environment(environment.result)))
-    observed = observe(spec, generation, owner, rev or previous.get("currentRevision"), problems,
+    observed = observe(spec, generation, owner, rev or previous.current_revision, problems,
                        build.state if build else None, decision, revisions, inputs.scaling, environment)
     new = compute_status(observed, previous, stamp)
-    _finish_status(actions, previous, new)
+    _finish_status(actions, body.get("status"), previous, new)
     actions.events += gates.events
     actions.requeue_after = _sooner(actions.requeue_after, _sooner(gates.requeue_after,
                                                                    _rollout_requeue(spec, decision, inputs)))
@@ -668,15 +681,17 @@ def plan(observation: Observation) -> Pass:
     return Pass(actions, spec, rev, problems)
 
 
-def _with_environment(history: list[dict[str, Any]], rev: str, text: str) -> list[dict[str, Any]]:
+def _with_environment(history: list[HistoryEntry], rev: str, text: str) -> list[HistoryEntry]:
     """History entries of ``rev`` name its Python environment (kubento history)."""
-    if not text or all(h.get("revision") != rev or h.get("environment") == text for h in history):
+    if not text or all(h.revision != rev or h.environment == text for h in history):
         return history
-    return [{**h, "environment": text} if h.get("revision") == rev else h for h in history]
+    return [h.model_copy(update={"environment": text}) if h.revision == rev else h for h in history]
 
 
-def _finish_status(actions: Actions, previous: dict[str, Any], new: dict[str, Any]) -> None:
+def _finish_status(actions: Actions, stored: Optional[dict[str, Any]], previous: ModelDeploymentStatus,
+                   new: ModelDeploymentStatus) -> None:
+    """The status to write: a merge patch from what is stored, and the events of its transitions."""
     actions.new_status = new
-    actions.status = status_patch(previous, new)
+    actions.status = status_patch(stored, new)
     if actions.status is not None:
         actions.events = transition_events(previous, new)

@@ -77,7 +77,7 @@ def reconcile(key: Key, services: Services, memory: ModelMemory, *, clock: Calla
     now = clock()
     observation = Observer(key, services, memory, now, monotonic(), recheck_cap).observe(world)
     if observation.inputs.agreement is not None:
-        metrics.agreement(key[0], key[1], observation.inputs.agreement["rate"])
+        metrics.agreement(key[0], key[1], observation.inputs.agreement.rate)
     actions = plan(observation).actions
     for note in actions.notes:
         log.info("%s/%s: %s", key[0], key[1], note)
@@ -90,7 +90,7 @@ def reconcile(key: Key, services: Services, memory: ModelMemory, *, clock: Calla
     if observation.checked is not None:  # the checks' results are written (or moot): a failed pass keeps them
         podio.done_with(memory.jobs, CHECKS, observation.checked)
         memory.checked = None
-    refused = apply.status(world.model, actions, cache, kube, post_event)
+    refused = apply.status(world.model, observation.status, actions, cache, kube, post_event)
     if refused == 404:
         cache.delete(MODEL, world.model)  # gone while the cache still had it
         return Outcome(actions.writes, None, deleted=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from kubento.rollout.strategy import Observed, Plan, Strategy
 
 if TYPE_CHECKING:
-    from kubento.api.v1alpha1 import ModelDeploymentSpec, Rollout
+    from kubento.api.v1alpha1 import ModelDeploymentSpec, Rollout, RolloutStatus
     from kubento.builders.meta import Owner
 
 
@@ -41,13 +41,13 @@ def step(o: Observed) -> Plan:
     return Plan(0, r, "candidate", "Promoted", "Promoted", f"the new revision serves all {r} replicas", weight=100)
 
 
-def wake_after(rollout: "Rollout", state: dict[str, Any], now: float) -> Optional[float]:
+def wake_after(rollout: "Rollout", state: "RolloutStatus", now: float) -> Optional[float]:
     """The old revision's time after the switch runs out."""
     from kubento.rollout.revisions import epoch
 
-    since = epoch(state.get("since")) or now
+    since = epoch(state.since) or now
     left = since + rollout.scale_down_delay_seconds - now
-    return left + 0.05 if state.get("service") == "candidate" and left > 0 else None
+    return left + 0.05 if state.service == "candidate" and left > 0 else None
 
 
 def children(spec: "ModelDeploymentSpec", owner: "Owner", revision: Optional[str]) -> list[dict[str, Any]]:

@@ -6,13 +6,13 @@ everything."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from kubento.rollout.rolling import shift_all
 from kubento.rollout.strategy import Observed, Plan, Strategy
 
 if TYPE_CHECKING:
-    from kubento.api.v1alpha1 import Rollout
+    from kubento.api.v1alpha1 import Rollout, RolloutStatus
 
 
 def canary_split(replicas: int, weight: int) -> tuple[int, int]:
@@ -66,24 +66,25 @@ def step(o: Observed) -> Plan:
     return replace(step(following), since=o.now)
 
 
-def wake_after(rollout: "Rollout", state: dict[str, Any], now: float) -> Optional[float]:
+def wake_after(rollout: "Rollout", state: "RolloutStatus", now: float) -> Optional[float]:
     """A step's pause ends."""
     from kubento.rollout.analysis import seconds
     from kubento.rollout.revisions import epoch
 
-    reached = epoch(state.get("stepReached"))
-    i = state.get("step", 0)
+    reached = epoch(state.step_reached)
+    i = state.step
     if reached is None or i >= len(rollout.steps) or not rollout.steps[i].pause:
         return None
     return reached + seconds(rollout.steps[i].pause) - now + 0.05
 
 
-def describe(rollout: "Rollout", state: dict[str, Any]) -> list[str]:
+def describe(rollout: "Rollout", state: "RolloutStatus") -> list[str]:
     steps = rollout.steps
     if not steps:
         return []
-    i = min(int(state.get("step", 0)), len(steps) - 1)
-    return [f"step {i + 1}/{len(steps)} (weight {state.get('requestedWeight', steps[i].weight)}% requested)"]
+    i = min(state.step, len(steps) - 1)
+    requested = state.requested_weight if state.requested_weight is not None else steps[i].weight
+    return [f"step {i + 1}/{len(steps)} (weight {requested}% requested)"]
 
 
 STRATEGY = Strategy("Canary", step, wake_after=wake_after, describe=describe)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
 if TYPE_CHECKING:
-    from kubento.api.v1alpha1 import ModelDeploymentSpec, Rollout
+    from kubento.api.v1alpha1 import ModelDeploymentSpec, Rollout, RolloutStatus
     from kubento.builders.meta import Owner
 
 Strategy = Literal["RollingUpdate", "Canary", "BlueGreen"]
@@ -123,9 +123,9 @@ class Strategy:
     name: str
     step: Callable[[Observed], Plan]  # the next step of a healthy rollout (failures, aborts, deadlines: plan())
     # when a rollout under way needs a pass without any event (seconds from now; None: no timer of its own)
-    wake_after: Callable[["Rollout", dict[str, Any], float], Optional[float]] = lambda rollout, state, now: None
+    wake_after: Callable[["Rollout", "RolloutStatus", float], Optional[float]] = lambda rollout, state, now: None
     # what to say about a rollout under way beyond the common parts (status, `kubento history`)
-    describe: Callable[["Rollout", dict[str, Any]], list[str]] = lambda rollout, state: []
+    describe: Callable[["Rollout", "RolloutStatus"], list[str]] = lambda rollout, state: []
     # children it needs besides the revisions and the Service: (spec, owner, the revision to show) -> manifests
     children: Callable[["ModelDeploymentSpec", "Owner", Optional[str]], list[dict[str, Any]]] = \
         lambda spec, owner, revision: []
