@@ -78,7 +78,7 @@ class Observer:
             inputs.snapshots = frozenset(
                 snapshot_name(j["metadata"]["name"]) for j in world.of(JOB)
                 if self.cache.exists(CONFIG_MAP, owner.namespace, snapshot_name(j["metadata"]["name"])))
-        self._shared_environment_job(spec, world, inputs)
+        self._shared_environment_job(spec, world, inputs, obs.status)
         if world.of(SCALED_OBJECT):
             inputs.keda_served = True  # watched: KEDA is there (and one of ours may have to go)
         elif spec.autoscaling and spec.autoscaling.provider == "keda":
@@ -124,15 +124,15 @@ class Observer:
         self.cache.update(CONFIG_MAP, live)
         return {"data": live.get("data") or {}, "binaryData": live.get("binaryData") or {}}
 
-    def _shared_environment_job(self, spec: ModelDeploymentSpec, world: World, inputs: Inputs) -> None:
+    def _shared_environment_job(self, spec: ModelDeploymentSpec, world: World, inputs: Inputs,
+                                status: ModelDeploymentStatus) -> None:
         """An archive's environment Job that another model made (same archive,
         runtime image and index): from the cache, with its pods, so this model
         waits for it instead of preparing the same environment twice."""
         name = environment_job_wanted(spec, inputs)
         if name is None or any(j["metadata"]["name"] == name for j in world.of(JOB)):
             return
-        if recorded_result(((world.model or {}).get("status") or {}).get("environment"),
-                           name[len(JOB_PREFIX):]) is not None:
+        if recorded_result(status.environment, name[len(JOB_PREFIX):]) is not None:
             return  # settled: no Job needed
         ns = world.owner.namespace
         job = self.cache.get(JOB, ns, name)
