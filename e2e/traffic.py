@@ -192,6 +192,22 @@ def tally(url: str, body: bytes, requests: int, timeout: float, keep_alive: bool
     return out
 
 
+def counter(metrics: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus counter's samples whose labels include
+    ``labels``, in a /metrics text (e.g. BentoML's bentoml_service_request_total
+    with endpoint="/classify": the requests a model pod received, mirrored
+    ones included)."""
+    total = 0.0
+    for line in metrics.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        found = dict(kv.split("=", 1) for kv in head[len(name):].strip("{}").split(",") if "=" in kv)
+        if all(found.get(k, "").strip('"') == v for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
 def _main(argv: list[str]) -> int:
     mode, args = argv[0], json.loads(argv[1])
     if mode == "get":  # one GET, the body on stdout
