@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 CLUSTER ?= local
 
-.PHONY: demo docs docs-build reference help test chaos test-kind test-kind-smoke bench bench-scale unit chart integration e2e cluster-up cluster-down images release-images deps venv kube helm prometheus install-yaml crds crds-check controlplane-up controlplane-down clean
+.PHONY: demo docs docs-build reference help test chaos test-kind test-kind-smoke bench bench-scale unit chart integration e2e cluster-up cluster-down images release-images deps venv kube helm prometheus gateway install-yaml crds crds-check controlplane-up controlplane-down clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -91,6 +91,9 @@ helm:  ## build (or reuse from ~/.cache/kubento) Helm from its Go module
 
 crds: venv  ## regenerate crds/ and charts/kubento/crds from operator/kubento/api
 	$(VENV)/bin/kubento crds
+
+gateway:  ## build (or reuse from ~/.cache/kubento) the e2e tier's Gateway API data planes: Envoy Gateway, Envoy, Traefik, CRDs
+	@for part in envoy-gateway envoy traefik crds; do e2e/gateway/build.sh $$part >/dev/null || exit 1; done
 
 prometheus:  ## build (or reuse from ~/.cache/kubento) Prometheus with Kubernetes discovery for the e2e tier
 	@hack/prometheus.sh >/dev/null

@@ -85,6 +85,37 @@ def cluster() -> Iterator[Cluster]:
         subprocess.run([str(CLUSTER), "down"], capture_output=True, text=True, timeout=600)
 
 
+def _data_plane(cluster, name: str):
+    """Start one of e2e/gateway's data planes for the session (fail, never
+    skip, when it cannot be built or started); stopped at the end."""
+    from e2e import gateway
+
+    if os.environ.get("KUBENTO_E2E_KUBECONFIG"):
+        pytest.fail(f"the {name} data plane runs as a host process beside e2e/cluster (e2e/gateway/dataplane); "
+                    "it is not set up for a cluster given by KUBENTO_E2E_KUBECONFIG", pytrace=False)
+    try:
+        plane = gateway.start(name)
+    except AssertionError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield plane
+    if not os.environ.get("KUBENTO_KEEP_CLUSTER"):
+        gateway.stop(name)
+
+
+@pytest.fixture(scope="session")
+def envoy_gateway(cluster):
+    """Envoy Gateway (host mode, its Envoy as a process) and its Gateway
+    kubento-gateway/kubento-e2e: an e2e.gateway.DataPlane."""
+    yield from _data_plane(cluster, "envoy-gateway")
+
+
+@pytest.fixture(scope="session")
+def traefik_gateway(cluster):
+    """Traefik (its Kubernetes Gateway provider) and its Gateway
+    kubento-gateway/kubento-e2e-traefik: an e2e.gateway.DataPlane."""
+    yield from _data_plane(cluster, "traefik")
+
+
 @pytest.fixture(scope="session")
 def images(cluster) -> dict[str, str]:
     """Build the images (cached) and load them into the cluster's runtime."""

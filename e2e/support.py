@@ -72,7 +72,7 @@ class Clients:
     answer only inside the cluster (KUBENTO_E2E_IN_CLUSTER)."""
 
     def __init__(self, cluster, url: str, body: bytes, expected, threads: int, timeout: float, pause: float,
-                 fail_pause: float, keep_alive: bool = False):
+                 fail_pause: float, keep_alive: bool | str = False):
         self.cluster = cluster
         self.keep_alive = keep_alive
         self.args = {"url": url, "body": body.decode(), "expected": expected, "threads": threads,
@@ -168,7 +168,7 @@ class Clients:
         return sum(self.failures.values())
 
     def summary(self) -> str:
-        kind = "keep-alive" if self.keep_alive else "new connections"
+        kind = {"raw": "keep-alive (http.client)", True: "keep-alive (httpx)"}.get(self.keep_alive, "new connections")
         at = f" at {self.failed_at[0]}..{self.failed_at[-1]}s" if self.failed_at else ""
         return (f"{kind}: {self.ok} correct, {self.failed} failed"
                 f"{' ' + str(dict(self.failures)) + at if self.failures else ''}")
@@ -182,9 +182,10 @@ class TrafficCounter(Clients):
     By default every request opens a new connection, so kube-proxy picks a
     pod per request. ``keep_alive=True`` sends every request on one pooled
     httpx connection, as BentoML's own SyncHTTPClient does: the client that
-    sees a pod stop under it."""
+    sees a pod stop under it; ``keep_alive="raw"`` on one plain http.client
+    connection (traffic.RawConnection), which does not check for a closed one."""
 
-    def __init__(self, cluster, name: str, rows=None, expected=None, keep_alive: bool = False):
+    def __init__(self, cluster, name: str, rows=None, expected=None, keep_alive: bool | str = False):
         ip = cluster.get("service", name, "-n", NAMESPACE)["spec"]["clusterIP"]
         body = json.dumps({"features": rows or IRIS_ROWS[:1]}).encode()
         super().__init__(cluster, f"http://{ip}/classify", body, expected or IRIS_CLASSES[:1], threads=1,
@@ -200,6 +201,19 @@ def shares(cluster, name: str, requests: int) -> Counter[str]:
         return Counter(json.loads(in_cluster(cluster, "shares", {"url": url, "body": body, "requests": requests,
                                                                   "timeout": 10})))
     return traffic.shares(url, body.encode(), requests, timeout=10)
+
+
+def tally(cluster, url: str, requests: int, keep_alive: bool = False, headers: dict[str, str] | None = None,
+          rows=None, timeout: float = 10) -> traffic.Tally:
+    """Who answered ``requests`` predictions POSTed to ``url`` (a Service, a
+    pod or a Gateway: e2e/traffic.py's tally), each on a new connection or all
+    on one keep-alive connection, with ``headers``; from where ``url`` answers."""
+    body = json.dumps({"features": rows or IRIS_ROWS[:1]})
+    if IN_CLUSTER:
+        return traffic.Tally.from_json(json.loads(in_cluster(cluster, "tally", {
+            "url": url, "body": body, "requests": requests, "timeout": timeout, "keep_alive": keep_alive,
+            "headers": headers})))
+    return traffic.tally(url, body.encode(), requests, timeout, keep_alive, headers)
 
 
 def model_deployments(cluster, name: str) -> list[dict]:

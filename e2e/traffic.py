@@ -1,5 +1,7 @@
 """The e2e tests' HTTP clients: one request loop, standard library only
-(httpx for the keep-alive client: BentoML's own dependency, in the iris image).
+(httpx for the pooled keep-alive client: BentoML's own dependency, in the iris
+image), and a counter of who answered (``tally``: per model version, through a
+Service or a Gateway, on new connections or one keep-alive connection).
 
 On the local cluster (e2e/cluster) Service and pod IPs answer from this
 machine, and the loop runs in threads of the test process. Where they answer
@@ -11,12 +13,16 @@ it. support.py holds both ends.
 
 from __future__ import annotations
 
+import http.client
 import json
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Callable
 
 VERSION_HEADER = "x-model-version"  # the iris example names the model version that answered
@@ -26,31 +32,75 @@ def post(url: str, body: bytes, timeout: float) -> bytes:
     return post_versioned(url, body, timeout)[0]
 
 
-def post_versioned(url: str, body: bytes, timeout: float) -> tuple[bytes, str]:
+def post_versioned(url: str, body: bytes, timeout: float, headers: dict[str, str] | None = None) -> tuple[bytes, str]:
     """POST on a new connection; (body, the answer's model version or '?')."""
-    req = urllib.request.Request(url, data=body, headers={"content-type": "application/json"}, method="POST")
+    req = urllib.request.Request(url, data=body, headers={"content-type": "application/json", **(headers or {})},
+                                 method="POST")
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return resp.read(), resp.headers.get(VERSION_HEADER, "?")
 
 
+class RawConnection:
+    """Python's http.client on one connection, reused request after request:
+    the plainest keep-alive client. It opens a new connection only when the
+    server said ``Connection: close`` or after a failure; ``opened`` counts them.
+    Unlike pooled clients (httpx, urllib3) it never checks whether the server
+    closed the idle connection first: a request written to a closing socket
+    fails (BrokenPipeError, RemoteDisconnected, ConnectionResetError)."""
+
+    def __init__(self, url: str, timeout: float):
+        parts = urllib.parse.urlsplit(url)
+        self.path = parts.path or "/"
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+        self.opened = 0
+
+    def post(self, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes, str]:
+        """(status, body, model version or '?')"""
+        if self.conn.sock is None:
+            self.conn.connect()
+            self.opened += 1
+        try:
+            self.conn.request("POST", self.path, body=body,
+                              headers={"content-type": "application/json", **(headers or {})})
+            resp = self.conn.getresponse()
+            data = resp.read()
+        except BaseException:
+            self.conn.close()  # the next request opens a new connection
+            raise
+        if resp.will_close:
+            self.conn.close()
+        return resp.status, data, resp.headers.get(VERSION_HEADER, "?")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def client_loop(url: str, body: bytes, expected, timeout: float, pause: float, fail_pause: float,
                 stop: threading.Event, report: Callable[[str | None, str | None], None],
-                keep_alive: bool = False) -> None:
+                keep_alive: bool | str = False) -> None:
     """POST ``body`` to ``url`` until ``stop`` is set; report(None, version)
     for each good answer (any answer when ``expected`` is None, else one equal
     to it), report(reason, None) for each failed request. By default each
     request opens a new connection (kube-proxy picks a pod per request);
     ``keep_alive`` sends them on one pooled httpx connection, as BentoML's own
-    SyncHTTPClient does: the client that sees a pod stop under it."""
-    client = None
-    if keep_alive:
+    SyncHTTPClient does: the client that sees a pod stop under it;
+    ``keep_alive="raw"`` on one http.client connection (RawConnection), which
+    does not even check that the server has not closed it meanwhile."""
+    client = raw_conn = None
+    if keep_alive == "raw":
+        raw_conn = RawConnection(url, timeout)
+    elif keep_alive:
         import httpx  # in the venv and in the iris image (a BentoML dependency)
 
         client = httpx.Client(timeout=timeout)
     try:
         while not stop.is_set():
             try:
-                if client is not None:
+                if raw_conn is not None:
+                    status, raw, version = raw_conn.post(body)
+                    if status >= 400:
+                        raise urllib.error.HTTPError(url, status, f"HTTP {status}", None, None)  # type: ignore[arg-type]
+                elif client is not None:
                     resp = client.post(url, content=body, headers={"content-type": "application/json"})
                     resp.raise_for_status()
                     raw, version = resp.content, resp.headers.get(VERSION_HEADER, "?")
@@ -73,11 +123,89 @@ def client_loop(url: str, body: bytes, expected, timeout: float, pause: float, f
     finally:
         if client is not None:
             client.close()
+        if raw_conn is not None:
+            raw_conn.close()
 
 
 def shares(url: str, body: bytes, requests: int, timeout: float) -> Counter[str]:
     """Answers per model version of ``requests`` POSTs, each on a new connection."""
     return Counter(post_versioned(url, body, timeout)[1] for _ in range(requests))
+
+
+@dataclass
+class Tally:
+    """Who answered ``requests`` requests: good answers per model version
+    (X-Model-Version; '?' without one), failed requests by reason ("HTTP 500",
+    an exception's name), and how many TCP connections the client opened."""
+
+    requests: int = 0
+    versions: Counter = field(default_factory=Counter)
+    failures: Counter = field(default_factory=Counter)
+    connections: int = 0
+
+    def share(self, version: str) -> float:
+        """The percentage of all requests that ``version`` answered."""
+        return 100.0 * self.versions[version] / self.requests if self.requests else 0.0
+
+    def to_json(self) -> dict:
+        return {"requests": self.requests, "versions": dict(self.versions), "failures": dict(self.failures),
+                "connections": self.connections}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Tally":
+        return cls(data["requests"], Counter(data["versions"]), Counter(data["failures"]), data["connections"])
+
+    def __str__(self) -> str:
+        kinds = ", ".join(f"{v}: {n} ({self.share(v):.1f} %)" for v, n in sorted(self.versions.items()))
+        failed = f"; failed {dict(self.failures)}" if self.failures else ""
+        return f"{self.requests} requests on {self.connections} connection(s): {kinds or 'no answer'}{failed}"
+
+
+def tally(url: str, body: bytes, requests: int, timeout: float, keep_alive: bool = False,
+          headers: dict[str, str] | None = None) -> Tally:
+    """POST ``body`` to ``url`` ``requests`` times and count who answered: each
+    on a new connection, or (``keep_alive``) all on one http.client connection
+    (RawConnection: a new one only if the server closes it, counted in
+    ``connections``). An HTTP error or a failed request is counted, not raised."""
+    out = Tally(requests=requests)
+    conn = RawConnection(url, timeout) if keep_alive else None
+    try:
+        for _ in range(requests):
+            try:
+                if conn is not None:
+                    status, _, version = conn.post(body, headers)
+                    if status >= 400:
+                        out.failures[f"HTTP {status}"] += 1
+                        continue
+                else:
+                    out.connections += 1
+                    _, version = post_versioned(url, body, timeout, headers)
+                out.versions[version] += 1
+            except urllib.error.HTTPError as exc:
+                out.failures[f"HTTP {exc.code}"] += 1
+            except Exception as exc:  # noqa: BLE001 - every kind of failure counts
+                out.failures[type(exc).__name__] += 1
+    finally:
+        if conn is not None:
+            out.connections = conn.opened
+            conn.close()
+    return out
+
+
+def counter(metrics: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus counter's samples whose labels include
+    ``labels``, in a /metrics text (e.g. BentoML's bentoml_service_request_total
+    with endpoint="/classify": the requests a model pod received, mirrored
+    ones included)."""
+    total = 0.0
+    for line in metrics.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        found = dict(kv.split("=", 1) for kv in head[len(name):].strip("{}").split(",") if "=" in kv)
+        if all(found.get(k, "").strip('"') == v for k, v in labels.items()):
+            total += float(value)
+    return total
 
 
 def _main(argv: list[str]) -> int:
@@ -91,6 +219,10 @@ def _main(argv: list[str]) -> int:
         return 0
     if mode == "shares":  # answers per model version, as JSON
         sys.stdout.write(json.dumps(shares(args["url"], args["body"].encode(), args["requests"], args["timeout"])))
+        return 0
+    if mode == "tally":  # a Tally, as JSON
+        sys.stdout.write(json.dumps(tally(args["url"], args["body"].encode(), args["requests"], args["timeout"],
+                                          args.get("keep_alive", False), args.get("headers")).to_json()))
         return 0
     # "loop": args["threads"] client loops; one JSON line per result, until stdin closes
     lock, stop = threading.Lock(), threading.Event()

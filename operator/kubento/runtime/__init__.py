@@ -3,7 +3,10 @@
 It runs in the runtime image, which holds only ``kubento/__init__.py`` and this
 package next to bentoml, minio and dulwich: so it imports nothing but the
 standard library, minio (S3) and dulwich (git; the image has no git binary),
-with urllib3, their HTTP client, and calls bentoml through its CLI.
+with urllib3, their HTTP client, and calls bentoml through its CLI. The model
+server's own modules (serving, worker, drain: the drain of keep-alive
+connections at stop) run inside BentoML's processes and import its server
+(uvicorn, BentoML's CLI and worker) there, inside functions only.
 ``kubento build`` / ``kubento push`` reuse it.
 
 The paths and variables are a contract with the operator's pod builders

@@ -3,7 +3,9 @@ containers, model servers and build Jobs run (see kubento.runtime for the
 paths and variables).
 
   fetch   KUBENTO_ARCHIVE_URI [KUBENTO_ARCHIVE_SHA256] -> bentoml import, tag file
-  serve   [ARGS...] -> exec `bentoml serve <tag from the tag file> ARGS...`
+  serve   [ARGS...] -> exec `bentoml serve <tag from the tag file> ARGS...` (through
+          kubento.runtime.serving: at SIGTERM its workers first drain their keep-alive
+          connections with Connection: close, kubento.runtime.drain)
   build   KUBENTO_SOURCE_DIR or KUBENTO_GIT_URL [KUBENTO_GIT_REF, KUBENTO_GIT_PATH],
           KUBENTO_OUTPUT_URI [KUBENTO_ENV_STORE] -> bentoml build + export, upload, the
           bento's Python environment (kubento.runtime.environment); JSON result
@@ -88,7 +90,9 @@ def fetch() -> int:
 
 def serve(args: list[str]) -> int:
     """Replace this process with ``bentoml serve <tag>`` (signals then reach
-    bentoml directly)."""
+    bentoml directly), run by kubento.runtime.serving in this Python: BentoML's
+    own CLI, whose workers, at SIGTERM, answer ``Connection: close`` until
+    their keep-alive clients have left (kubento.runtime.drain) before stopping."""
     path = tag_file()
     try:
         tag = path.read_text().strip()
@@ -97,7 +101,11 @@ def serve(args: list[str]) -> int:
                       f"is BENTOML_HOME={bentoml_home()} the same volume in both containers?)") from None
     if not tag:
         raise Failure(f"no bento to serve: {path} is empty")
-    argv = [*bento.bentoml_command(), "serve", tag, *args]
+    command = bento.bentoml_command()
+    if Path(command[0]).parent == Path(sys.executable).parent:
+        argv = [sys.executable, "-m", "kubento.runtime.serving", "serve", tag, *args]
+    else:  # another Python's bentoml (on PATH): plain, without the drain
+        argv = [*command, "serve", tag, *args]
     print(f"exec: {' '.join(argv)}", flush=True)
     sys.stdout.flush()
     os.execv(argv[0], argv)

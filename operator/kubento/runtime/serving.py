@@ -1,0 +1,38 @@
+"""``python -m kubento.runtime.serving serve TAG [ARGS...]`` — ``bentoml serve``
+(BentoML's own CLI, in this process) whose HTTP workers run
+kubento.runtime.worker: BentoML's worker with DrainMiddleware (see
+kubento.runtime.drain). ``python -m kubento.runtime serve`` execs it."""
+
+from __future__ import annotations
+
+import sys
+
+WORKER = "kubento.runtime.worker"
+
+
+def use_kubento_worker() -> bool:
+    """Point BentoML's arbiter at kubento's worker module. False (and a
+    warning) when this BentoML starts its workers some other way: it then
+    serves without the drain (keep-alive clients as before)."""
+    try:
+        from _bentoml_impl.server import serving
+    except ImportError as exc:
+        print(f"kubento: cannot import BentoML's server ({exc}): serving without the drain", file=sys.stderr)
+        return False
+    if not isinstance(getattr(serving, "_SERVICE_WORKER_SCRIPT", None), str):
+        print("kubento: this BentoML has no _bentoml_impl.server.serving._SERVICE_WORKER_SCRIPT: "
+              "serving without the drain (answers never say Connection: close)", file=sys.stderr)
+        return False
+    serving._SERVICE_WORKER_SCRIPT = WORKER
+    return True
+
+
+def main() -> None:
+    use_kubento_worker()
+    from bentoml_cli.cli import cli
+
+    sys.exit(cli())  # reads sys.argv: serve TAG ARGS...
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""``python -m kubento.runtime.worker ARGS`` — one of BentoML's HTTP workers
+that drains its keep-alive connections at SIGTERM (kubento.runtime.drain).
+BentoML's arbiter starts it in place of its own ``_bentoml_impl.worker.service``
+(kubento.runtime.serving), with the same arguments; everything else is
+BentoML's worker, unchanged."""
+
+from __future__ import annotations
+
+
+def main() -> None:
+    from kubento.runtime import drain
+
+    drain.install()
+    from _bentoml_impl.worker.service import main as bentoml_worker
+
+    bentoml_worker()  # a click command: reads sys.argv
+
+
+if __name__ == "__main__":
+    main()
