@@ -258,8 +258,15 @@ class FakeCustom:
 
 
 class FakeApps:
-    def __init__(self, deployments):
-        self.deployments, self.selectors = deployments, []
+    def __init__(self, deployments, kept=None):
+        self.deployments, self.kept, self.selectors = deployments, kept or {}, []
+
+    def list_namespaced_controller_revision(self, namespace, label_selector, _preload_content=True):
+        assert _preload_content is False
+        rev = label_selector.split("serving.kubento.io/revision=")[1]
+        items = [{"metadata": {"name": f"iris-{r}"}, "revision": 1,
+                  "data": {"metadata": {"name": f"iris-{r}", "annotations": a}}} for r, a in self.kept.items() if r == rev]
+        return SimpleNamespace(data=json.dumps({"kind": "ControllerRevisionList", "items": items}).encode())
 
     def list_namespaced_deployment(self, namespace, label_selector, _preload_content=True):
         assert _preload_content is False  # read as raw JSON
@@ -275,8 +282,8 @@ def model(status, spec):
 
 @pytest.fixture
 def fake_cluster(monkeypatch):
-    def install(md, deployments=None):
-        custom, apps = FakeCustom(md), FakeApps(deployments or {})
+    def install(md, deployments=None, kept=None):
+        custom, apps = FakeCustom(md), FakeApps(deployments or {}, kept)
         monkeypatch.setattr(rollout, "_apis", lambda: (custom, apps))
         monkeypatch.setattr(rollout, "default_namespace", lambda: "models")
         return custom, apps
@@ -296,6 +303,15 @@ def test_rollback_command_patches_the_spec_with_a_json_patch(fake_cluster, capsy
         "iris: rolling back to revision 3 (ccccccccc3, image registry.local/iris:3) — "
         "the operator rolls it out with the model's strategy\n"
     )
+
+
+def test_rollback_reads_the_revision_its_controller_revision_keeps_when_its_deployment_is_gone(fake_cluster, capsys):
+    snapshot = {"bento": {"image": "registry.local/iris:3"}, "port": 3000}
+    live = {"bento": {"image": "registry.local/iris:4"}, "replicas": 2, "port": 3000}
+    custom, apps = fake_cluster(model(SETTLED, live), {}, kept={"ccccccccc3": {ANNOTATION_SPEC: json.dumps(snapshot)}})
+    assert cli.main(["rollback", "iris"]) == 0
+    assert apps.selectors == []  # the Deployment was not needed
+    assert custom.patches[0][2][1] == {"op": "add", "path": "/spec/bento", "value": snapshot["bento"]}
 
 
 def test_rollback_command_when_the_revision_is_gone(fake_cluster, capsys):

@@ -41,7 +41,7 @@ class Toy:
     def world(self) -> World:
         by_kind = lambda kind: [copy.deepcopy(o) for (k, _), o in sorted(self.children.items()) if k == kind]  # noqa: E731
         return World(copy.deepcopy(self.model), {k: by_kind(k) for k in (
-            "Deployment", "Service", "HorizontalPodAutoscaler", "ScaledObject", "Job")})
+            "Deployment", "Service", "HorizontalPodAutoscaler", "ScaledObject", "Job", "ControllerRevision")})
 
     def tick(self) -> None:
         """Deployments catch up with their spec."""
@@ -59,6 +59,10 @@ class Toy:
         actions = plan(Observation.of(self.world(), inputs)).actions
         self.generations.update(actions.remember_generations)  # as the apply layer keeps them
         self.writes += actions.writes
+        for m in actions.creates:  # the revisions kept (Jobs are the tests' to create and finish)
+            if m["kind"] == "ControllerRevision":
+                self.children[(m["kind"], m["metadata"]["name"])] = {
+                    **copy.deepcopy(m), "metadata": {**m["metadata"], "uid": f"cr-{m['metadata']['name']}"}}
         for a in actions.applies:
             key = (a.manifest["kind"], a.manifest["metadata"]["name"])
             live = copy.deepcopy(a.manifest)
@@ -97,7 +101,9 @@ def test_a_new_model_gets_its_deployment_and_service_then_a_settled_pass_asks_fo
     first = toy.step()
     assert [(a.manifest["kind"], a.why, a.read_first) for a in first.applies] == [
         ("Deployment", "missing", True), ("Service", "missing", False)]
-    assert first.status["phase"] == "Pending" and not first.creates and not first.deletes
+    assert first.status["phase"] == "Pending" and not first.deletes
+    assert [(c["kind"], c["metadata"]["name"]) for c in first.creates] == [  # the revision, kept
+        ("ControllerRevision", first.applies[0].manifest["metadata"]["name"])]
     last = settle(toy)
     assert toy.model["status"]["phase"] == "Ready"
     assert (last.applies, last.scales, last.deletes, last.status, last.events) == ([], [], [], None, [])
@@ -244,3 +250,72 @@ def test_the_status_schema_check_finds_what_the_api_server_would_prune():
     assert status_problems({"history": [{"number": "1", "revision": "a", "bento": "b", "time": "t",
                                          "outcome": "Serving"}]}) == ["status.history[0].number: not a integer ('1')"]
     assert status_problems({"phase": "Sleeping"})[0].startswith("status.phase: 'Sleeping' not one of")
+
+
+def test_a_lost_stable_deployment_is_made_again_from_its_controller_revision_after_an_abort():
+    """kubento abort, then someone deletes the stable revision's Deployment:
+    it comes back from its ControllerRevision with its replicas, the aborted
+    revision gets no pod, and a Warning event says what was repaired."""
+    from kubento.builders.meta import ANNOTATION_ABORT
+
+    spec = {**VALID_SPEC, "replicas": 2, "env": [{"name": "V", "value": "1"}]}
+    toy = Toy(spec)
+    settle(toy)
+    stable = toy.model["status"]["stableRevision"]
+    toy.model["spec"] = {**spec, "env": [{"name": "V", "value": "2"}]}
+    toy.model["metadata"]["generation"] = 2
+    toy.step()
+    rollout = toy.model["status"]["rollout"]
+    toy.model["metadata"]["annotations"] = {ANNOTATION_ABORT: f"{rollout['revision']}-{rollout['number']}"}
+    settle(toy, 30)
+    aborted = toy.model["status"]["failedRevision"]
+    assert (toy.model["status"]["phase"], toy.model["status"]["stableRevision"]) == ("RolledBack", stable)
+    name = f"iris-{stable}"
+    kept = toy.children[("ControllerRevision", name)]
+    assert kept["data"]["metadata"]["labels"]["serving.kubento.io/revision"] == stable
+
+    del toy.children[("Deployment", name)]  # kubectl delete deployment
+    repaired = toy.step(Inputs(now=toy.now, stored_revisions={stable: kept}))
+    [made] = [a.manifest for a in repaired.applies if a.manifest["kind"] == "Deployment"]
+    assert (made["metadata"]["name"], made["spec"]["replicas"]) == (name, 2)
+    assert made["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert [e[:2] for e in repaired.events] == [("Warning", "RevisionRepaired")]
+    assert stable in repaired.events[0][2] and "ControllerRevision" in repaired.events[0][2]
+    settle(toy, 30)
+    status = toy.model["status"]
+    assert (status["stableRevision"], status["failedRevision"]) == (stable, aborted)
+    assert toy.children[("Deployment", f"iris-{aborted}")]["spec"]["replicas"] == 0  # never rolled out again
+
+
+def test_a_revision_out_of_history_takes_its_controller_revision_with_it():
+    spec = {**VALID_SPEC, "rollout": {"revisionHistoryLimit": 1}}
+    toy = Toy({**spec, "env": [{"name": "V", "value": "0"}]})
+    settle(toy)
+    for v in range(1, 4):
+        toy.model["spec"] = {**spec, "env": [{"name": "V", "value": str(v)}]}
+        toy.model["metadata"]["generation"] = v + 1
+        settle(toy, 30)
+    kept = sorted(n for k, n in toy.children if k == "ControllerRevision")
+    deployments = sorted(n for k, n in toy.children if k == "Deployment")
+    assert kept == deployments and len(kept) == 2  # the stable one and one more in history
+
+
+def test_an_aborted_revision_is_not_served_when_nothing_keeps_the_stable_one():
+    from kubento.builders.meta import ANNOTATION_ABORT
+
+    toy = Toy({**VALID_SPEC, "env": [{"name": "V", "value": "1"}]})
+    settle(toy)
+    stable = toy.model["status"]["stableRevision"]
+    toy.model["spec"] = {**VALID_SPEC, "env": [{"name": "V", "value": "2"}]}
+    toy.model["metadata"]["generation"] = 2
+    toy.step()
+    rollout = toy.model["status"]["rollout"]
+    toy.model["metadata"]["annotations"] = {ANNOTATION_ABORT: f"{rollout['revision']}-{rollout['number']}"}
+    settle(toy, 30)
+    aborted = toy.model["status"]["failedRevision"]
+    for kind in ("Deployment", "ControllerRevision"):  # both gone: nothing can bring it back
+        del toy.children[(kind, f"iris-{stable}")]
+    for _ in range(5):
+        toy.step()
+    assert toy.children[("Deployment", f"iris-{aborted}")]["spec"]["replicas"] == 0
+    assert toy.model["status"].get("stableRevision") == stable  # still named: a spec change rolls out again

@@ -330,9 +330,15 @@ def _rollback(args: argparse.Namespace, md: dict[str, Any], custom: Any, apps: A
     entry = rollback_target(status, args.to_revision, (md.get("metadata") or {}).get("generation"))
     number, rev = entry.number, entry.revision
     selector = f"{LABEL_MODEL}={args.name},{LABEL_REVISION}={rev}"
-    # Raw JSON: the client's models refuse a whole list over one field they do not expect.
-    response = apps.list_namespaced_deployment(args.namespace, label_selector=selector, _preload_content=False)
-    found = json.loads(response.data).get("items") or []
+    # What the revision was: its ControllerRevision keeps its Deployment (even one deleted since),
+    # else (a revision from before kubento kept them) its Deployment. Raw JSON: the client's
+    # models refuse a whole list over one field they do not expect.
+    kept = json.loads(apps.list_namespaced_controller_revision(
+        args.namespace, label_selector=selector, _preload_content=False).data).get("items") or []
+    found = [k["data"] for k in kept if isinstance(k.get("data"), dict)]
+    if not found:
+        response = apps.list_namespaced_deployment(args.namespace, label_selector=selector, _preload_content=False)
+        found = json.loads(response.data).get("items") or []
     if not found:
         raise Refused(f"revision {number} ({rev}) is no longer kept; raise spec.rollout.revisionHistoryLimit")
     text = ((found[0].get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SPEC)

@@ -40,6 +40,12 @@ class Inputs:
     apply_problems: list[Problem] = field(default_factory=list)  # the apply layer's answers, on a second plan
     check_results: dict[str, PodResult] = field(default_factory=dict)  # prediction checks run now, by pod uid
     agreement: Optional[Agreement] = None  # the rollout's candidate compared with stable, now
+    # Revisions kept as ControllerRevisions whose Deployment is missing but must serve (stable, a
+    # candidate): revision -> the ControllerRevision, read to make the Deployment again.
+    stored_revisions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Revisions with a Deployment but no ControllerRevision yet (made before kubento kept them):
+    # revision -> the Deployment as read, to keep it.
+    unkept_deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

@@ -27,16 +27,16 @@ from kubento.builders.build_job import snapshot_name
 from kubento.builders.deployment import OWN_METRICS
 from kubento.builders.env_job import JOB_PREFIX, LABEL_BUILD_OF
 from kubento.builders.keda import KEDA_API_VERSION
-from kubento.builders.meta import rollout_token, selector_labels
+from kubento.builders.meta import LABEL_REVISION, rollout_token, selector_labels
 from kubento.controller import analysis, autoscaler, podio, probe
 from kubento.controller.cache import Cache, Key
 from kubento.controller.environment import JOB_NAME_LABEL, recorded_result
-from kubento.controller.kinds import CONFIG_MAP, JOB, POD, SCALED_OBJECT
+from kubento.controller.kinds import CONFIG_MAP, CONTROLLER_REVISION, JOB, POD, SCALED_OBJECT
 from kubento.controller.kube import REDISCOVER_SECONDS
 from kubento.controller.memory import ModelMemory, SecretCheck
 from kubento.controller.observation import Inputs, Observation
 from kubento.controller.plan import analysis_due, environment_job_wanted, referenced_secrets
-from kubento.controller.world import World, revisions_of
+from kubento.controller.world import LEGACY, World, revisions_of
 from kubento.predictions import gate
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ class Observer:
         wake = soonest(wake, self._autoscaler(spec, world, previous, inputs))
         wake = soonest(wake, self._analysis(spec, world, previous, inputs))
         inputs.check_results, inputs.agreement, checks_wake = self._prediction_checks(world, previous)
+        self._kept_revisions(world, previous, inputs)
         obs.wake_after, obs.checked = soonest(wake, checks_wake), self.memory.checked
         return obs
 
@@ -143,6 +144,27 @@ class Observer:
         if creator:
             inputs.shared_pods = [p for p in self.cache.model((ns, creator)).of(POD)
                                   if ((p.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL) == name]
+
+    def _kept_revisions(self, world: World, previous: ModelDeploymentStatus, inputs: Inputs) -> None:
+        """Read what a ControllerRevision keeps for a revision that must serve
+        but lost its Deployment (stable; the candidate of a rollout under
+        way), and a revision Deployment not kept yet (made by an older kubento).
+        Neither happens to a settled model: it costs no request."""
+        owner = world.owner
+        kept = {((o.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION): o
+                for o in world.of(CONTROLLER_REVISION) if owner.controls(o)}
+        deployments = revisions_of(world).deployments
+        wanted = {previous.stable_revision, previous.rollout.revision if previous.rollout else None}
+        for rev in sorted(r for r in wanted if r and r not in deployments and r in kept):
+            live = self.services.kube.get("apps/v1", "ControllerRevision", owner.namespace,
+                                          kept[rev]["metadata"]["name"])
+            if live is not None and isinstance(live.get("data"), dict):
+                inputs.stored_revisions[rev] = live
+        for rev, dep in sorted(deployments.items()):
+            if rev not in kept and not rev.startswith(LEGACY):
+                live = self.services.kube.get("apps/v1", "Deployment", owner.namespace, dep["metadata"]["name"])
+                if live is not None:
+                    inputs.unkept_deployments[rev] = live
 
     # ------------------------------------------------------------ the model's pods
 

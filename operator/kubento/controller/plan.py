@@ -57,6 +57,7 @@ from kubento.builders.meta import (
     selector_string,
     service_url,
 )
+from kubento.builders.revision import controller_revision, stored_deployment
 from kubento.builders.service import service
 from kubento.controller.build import NO_POD_GRACE, BuildState, build_state, condition as job_condition, usable
 from kubento.controller.environment import (
@@ -77,7 +78,7 @@ from kubento.controller.status import (
     transition_events,
 )
 from kubento.controller import kinds
-from kubento.controller.kinds import DEPLOYMENT, JOB, POD
+from kubento.controller.kinds import CONTROLLER_REVISION, DEPLOYMENT, JOB, POD
 from kubento.controller.observation import Inputs, Observation
 from kubento.controller.world import Revisions, World, revisions_of
 from kubento.predictions import gate
@@ -388,6 +389,7 @@ class _Children:
         self.deletes: list[Delete] = []
         self.problems: list[Problem] = []
         self.remember: dict[tuple[str, str], int] = {}
+        self.repaired: list[tuple[str, str, str]] = []  # events: revision Deployments made again
 
     def apply(self, manifest: dict[str, Any], live: Optional[dict[str, Any]] = None, lookup: bool = True) -> bool:
         """Ask to apply ``manifest`` if the live child differs. False when it
@@ -425,13 +427,21 @@ def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento
                   rev: Optional[str], decision: Decision, revisions: Revisions) -> _Children:
     """Make the children look like ``decision``: the spec's revision by
     server-side apply, other revisions resized through their scale
-    subresource (their templates stay as they were), then the Services."""
+    subresource (their templates stay as they were), a lost revision
+    Deployment made again from its ControllerRevision, then the Services."""
     out = _Children(world, inputs)
     for r, replicas in decision.replicas.items():
         live = revisions.deployments.get(r)
         if r == rev and bento is not None:
             name = live["metadata"]["name"] if live else None
             out.apply(deployment(spec, out.owner, bento, replicas, name=name), live, lookup=False)
+        elif live is None and r in inputs.stored_revisions:
+            manifest = stored_deployment(out.owner, inputs.stored_revisions[r], replicas)
+            role = "the stable revision" if r == decision.stable else "the revision rolling out"
+            out.repaired.append(("Warning", "RevisionRepaired",
+                                 f"Deployment {manifest['metadata']['name']} of {role} {r} was missing: made again "
+                                 f"from its ControllerRevision with {replicas} replicas"))
+            out.applies.append(Apply(manifest, "missing: made again from its ControllerRevision", read_first=True))
         elif live is not None and (live.get("spec") or {}).get("replicas") != replicas:
             out.scales.append(Scale(live["metadata"]["name"], replicas))
     for r in decision.delete:
@@ -468,6 +478,30 @@ def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento
     else:
         out.apply(wanted)
     return out
+
+
+def plan_kept_revisions(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento: Optional[ServedBento],
+                        rev: Optional[str], decision: Decision, revisions: Revisions
+                        ) -> tuple[list[dict[str, Any]], list[Delete]]:
+    """Each revision's Deployment kept as a ControllerRevision (created once,
+    from the manifest kubento applies, or as read back for a revision an
+    older kubento made); those of revisions no longer kept (out of history,
+    their Deployment deleted) go."""
+    owner = world.owner
+    kept = {((o.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION): o
+            for o in world.of(CONTROLLER_REVISION) if owner.controls(o)}
+    numbers = {h.revision: h.number for h in decision.history}
+    creates = []
+    if rev is not None and bento is not None and rev not in kept and rev in decision.replicas:
+        manifest = deployment(spec, owner, bento, decision.replicas[rev])
+        creates.append(controller_revision(owner, manifest, numbers.get(rev, 0)))
+    for r, live in sorted(inputs.unkept_deployments.items()):
+        if r not in kept and r != rev and r in revisions.deployments:
+            creates.append(controller_revision(owner, live, numbers.get(r, 0)))
+    wanted = set(numbers) | set(decision.replicas) | {decision.stable, rev}
+    deletes = [Delete("apps/v1", CONTROLLER_REVISION, o["metadata"]["name"]) for r, o in sorted(kept.items())
+               if (r not in wanted or r in decision.delete) and not o["metadata"].get("deletionTimestamp")]
+    return creates, deletes
 
 
 # -------------------------------------------------------- prediction checks
@@ -642,6 +676,8 @@ def plan(observation: Observation) -> Pass:
     if inputs.scaling is not None:
         replicas = inputs.scaling.desired_replicas
     gates, seen, agreement = plan_gates(revisions, inputs, previous, stamp, rev)
+    for r in inputs.stored_revisions:  # lost its Deployment, kept as a ControllerRevision: it still counts
+        seen.setdefault(r, Seen(desired=0, ready=0))
     actions.pod_conditions += gates.conditions
     problems += [Problem(reason, message, blocking=False) for reason, message in gates.problems]
     decision = decide(
@@ -658,6 +694,7 @@ def plan(observation: Observation) -> Pass:
         agreement=agreement,
     )
     actions.notes += decision.notes
+    repaired: list[tuple[str, str, str]] = []
     if decision.replicas or decision.delete:
         children = plan_children(spec, world, inputs, bento, rev, decision, revisions)
         actions.applies += children.applies
@@ -665,6 +702,10 @@ def plan(observation: Observation) -> Pass:
         actions.deletes += children.deletes
         actions.remember_generations.update(children.remember)
         problems = children.problems + problems
+        repaired = children.repaired
+    kept_creates, kept_deletes = plan_kept_revisions(spec, world, inputs, bento, rev, decision, revisions)
+    actions.creates += kept_creates
+    actions.deletes += kept_deletes
     problems = inputs.apply_problems + problems
     if bento is not None and rev is not None and environment is not None and environment.phase == "Ready":
         decision = dataclasses.replace(
@@ -673,7 +714,7 @@ def plan(observation: Observation) -> Pass:
                        build.state if build else None, decision, revisions, inputs.scaling, environment)
     new = compute_status(observed, previous, stamp)
     _finish_status(actions, body.get("status"), previous, new)
-    actions.events += gates.events
+    actions.events += gates.events + repaired
     actions.requeue_after = _sooner(actions.requeue_after, _sooner(gates.requeue_after,
                                                                    _rollout_requeue(spec, decision, inputs)))
     if missing:

@@ -110,8 +110,15 @@ def decide(*, revision: Optional[str], bento: str, rollout: Rollout, replicas: i
     """
     stable = previous.stable_revision
     if stable not in seen:
-        stable = None  # never set, or its Deployment was deleted
+        stable = None  # never set, or its Deployment was deleted (and nothing keeps it)
     failed = previous.failed_revision
+    if stable is None and previous.stable_revision and revision is not None and revision == failed:
+        # The revision that served is gone for good and the spec names the one that failed:
+        # serve nothing rather than the failed revision; a spec change rolls out again.
+        return Decision({revision: 0} if revision in seen else {}, (), None, previous.stable_revision,
+                        None, failed, list(previous.history),
+                        notes=[f"stable revision {previous.stable_revision} is gone and nothing keeps it; "
+                               f"revision {revision} failed: nothing to serve until the spec changes"])
     state = previous.rollout
     history = list(previous.history)
     if revision is None:

@@ -71,11 +71,13 @@ HPA = "HorizontalPodAutoscaler"
 SCALED_OBJECT = "ScaledObject"
 JOB = "Job"
 CONFIG_MAP = "ConfigMap"
+CONTROLLER_REVISION = "ControllerRevision"
 
 
 def _registry() -> tuple[Kind, ...]:
     from kubento.controller.kinds import (
         config_map,
+        controller_revision,
         deployment,
         hpa,
         job,
@@ -86,7 +88,7 @@ def _registry() -> tuple[Kind, ...]:
     )
 
     return (model.KIND, deployment.KIND, pod.KIND, service.KIND, hpa.KIND, scaled_object.KIND, job.KIND,
-            config_map.KIND)
+            config_map.KIND, controller_revision.KIND)
 
 
 REGISTRY: tuple[Kind, ...] = _registry()
