@@ -252,14 +252,11 @@ def test_the_status_schema_check_finds_what_the_api_server_would_prune():
     assert status_problems({"phase": "Sleeping"})[0].startswith("status.phase: 'Sleeping' not one of")
 
 
-def test_a_lost_stable_deployment_is_made_again_from_its_controller_revision_after_an_abort():
-    """kubento abort, then someone deletes the stable revision's Deployment:
-    it comes back from its ControllerRevision with its replicas, the aborted
-    revision gets no pod, and a Warning event says what was repaired."""
+def aborted_rollout(spec: dict) -> tuple[Toy, str, str]:
+    """A model serving revision 1 whose rollout of revision 2 was aborted (`kubento abort`)."""
     from kubento.builders.meta import ANNOTATION_ABORT
 
-    spec = {**VALID_SPEC, "replicas": 2, "env": [{"name": "V", "value": "1"}]}
-    toy = Toy(spec)
+    toy = Toy({**spec, "env": [{"name": "V", "value": "1"}]})
     settle(toy)
     stable = toy.model["status"]["stableRevision"]
     toy.model["spec"] = {**spec, "env": [{"name": "V", "value": "2"}]}
@@ -268,8 +265,16 @@ def test_a_lost_stable_deployment_is_made_again_from_its_controller_revision_aft
     rollout = toy.model["status"]["rollout"]
     toy.model["metadata"]["annotations"] = {ANNOTATION_ABORT: f"{rollout['revision']}-{rollout['number']}"}
     settle(toy, 30)
-    aborted = toy.model["status"]["failedRevision"]
-    assert (toy.model["status"]["phase"], toy.model["status"]["stableRevision"]) == ("RolledBack", stable)
+    assert toy.model["status"]["stableRevision"] == stable
+    return toy, stable, toy.model["status"]["failedRevision"]
+
+
+def test_a_lost_stable_deployment_is_made_again_from_its_controller_revision_after_an_abort():
+    """kubento abort, then someone deletes the stable revision's Deployment:
+    it comes back from its ControllerRevision with its replicas, the aborted
+    revision gets no pod, and a Warning event says what was repaired."""
+    toy, stable, aborted = aborted_rollout({**VALID_SPEC, "replicas": 2})
+    assert toy.model["status"]["phase"] == "RolledBack"
     name = f"iris-{stable}"
     kept = toy.children[("ControllerRevision", name)]
     assert kept["data"]["metadata"]["labels"]["serving.kubento.io/revision"] == stable
@@ -301,18 +306,7 @@ def test_a_revision_out_of_history_takes_its_controller_revision_with_it():
 
 
 def test_an_aborted_revision_is_not_served_when_nothing_keeps_the_stable_one():
-    from kubento.builders.meta import ANNOTATION_ABORT
-
-    toy = Toy({**VALID_SPEC, "env": [{"name": "V", "value": "1"}]})
-    settle(toy)
-    stable = toy.model["status"]["stableRevision"]
-    toy.model["spec"] = {**VALID_SPEC, "env": [{"name": "V", "value": "2"}]}
-    toy.model["metadata"]["generation"] = 2
-    toy.step()
-    rollout = toy.model["status"]["rollout"]
-    toy.model["metadata"]["annotations"] = {ANNOTATION_ABORT: f"{rollout['revision']}-{rollout['number']}"}
-    settle(toy, 30)
-    aborted = toy.model["status"]["failedRevision"]
+    toy, stable, aborted = aborted_rollout(VALID_SPEC)
     for kind in ("Deployment", "ControllerRevision"):  # both gone: nothing can bring it back
         del toy.children[(kind, f"iris-{stable}")]
     for _ in range(5):
