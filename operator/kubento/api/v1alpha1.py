@@ -154,9 +154,11 @@ class PVCProjectSource(Model):
     path: str = Field(
         default="/",
         max_length=1024,
-        pattern=r"^[^\s]*$",
+        # no whitespace, and no ".." segment (the build never leaves the volume); no look-ahead in
+        # the API server's regular expressions: a segment is "." or starts with a non-dot, ".x" or "..x"
+        pattern=r"^/*(([^/.\s][^/\s]*|\.[^/.\s][^/\s]*|\.\.[^/\s]+|\.)/+)*([^/.\s][^/\s]*|\.[^/.\s][^/\s]*|\.\.[^/\s]+|\.)?$",
         description=(
-            "Directory of the project inside the volume. kubento cannot see the files: "
+            "Directory of the project inside the volume ('..' is not allowed). kubento cannot see the files: "
             "change path (e.g. a versioned directory) to build again."
         ),
     )
