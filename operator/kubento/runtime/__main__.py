@@ -9,6 +9,7 @@ paths and variables).
           bento's Python environment (kubento.runtime.environment); JSON result
   prepare KUBENTO_ARCHIVE_URI [KUBENTO_ARCHIVE_SHA256] KUBENTO_ENV_STORE -> the archive's
           Python environment, prepared or found in the store; JSON result
+  oci:// archives: KUBENTO_OCI_AUTH_DIR (pull secrets), KUBENTO_OCI_CA, KUBENTO_OCI_PLAIN_HTTP (kubento.runtime.oci)
   fetch also unpacks KUBENTO_ENV_URI [KUBENTO_ENV_SHA256] into KUBENTO_ENV_DIR when set
 
 A failure exits 1 and leaves its cause in the termination message file
@@ -59,6 +60,8 @@ def fetch() -> int:
             raise Failure(f"sha256 mismatch for {uri}: expected {expected}, got {got.sha256} "
                           "(the object changed, or archive.sha256 is wrong)")
         print(f"sha256 {got.sha256}" + (" (as expected)" if expected else ""), flush=True)
+        if got.pinned and got.pinned != uri:
+            print(f"pinned: {got.pinned}", flush=True)
         suffix = bento.archive_suffix(got.path, uri)
         # bentoml import picks the format from the file name
         link = work / f"archive{suffix}"
@@ -169,6 +172,10 @@ def prepare() -> int:
     result = environment.summary(environment.prepare(
         requirements, bento_yaml, os.environ.get("KUBENTO_ENV_STORE", "").strip(),
         image=os.environ.get("KUBENTO_RUNTIME_IMAGE", "")))
+    if got.pinned:
+        # oci://...:tag: the digest it was prepared from, which the model's pods then fetch
+        # (one revision never mixes two pushes of a tag)
+        result["archive"] = got.pinned
     print(f"prepare: {uri} -> {json.dumps(result)} in {time.monotonic() - start:.1f}s", flush=True)
     write_termination_message(json.dumps({"environment": result}), BUILD_MESSAGE_LIMIT)
     return 0
