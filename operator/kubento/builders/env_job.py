@@ -24,6 +24,9 @@ from kubento.builders.bento import (
     pvc_location,
     pvc_mount,
     pvc_volume,
+    registry_env,
+    registry_mounts,
+    registry_volumes,
     runtime_env,
     scratch_mounts,
     scratch_volumes,
@@ -86,8 +89,11 @@ def archive_store(uri: str) -> Optional[str]:
 def env_source(bento: ServedBento, index: Optional[PackageIndex]) -> str:
     """What an archive's environment is prepared from: a new archive, runtime
     image or index (or store credentials) is a new preparation."""
-    return digest({"archive": bento.archive_uri, "sha256": bento.sha256, "image": bento.image,
-                   "index": index_wire(index), "secret": bento.secret}, 16)
+    what: dict[str, Any] = {"archive": bento.archive_uri, "sha256": bento.sha256, "image": bento.image,
+                            "index": index_wire(index), "secret": bento.secret}
+    if bento.oci:  # (only then: the other archives keep their Jobs' names)
+        what["registry"] = bento.registry_settings()
+    return digest(what, 16)
 
 
 def job_name(source: str) -> str:
@@ -126,9 +132,9 @@ def env_job(bento: ServedBento, owner: Owner, index: Optional[PackageIndex],
     if store:
         env.append({"name": "KUBENTO_ENV_STORE", "value": store})
     ienv, volumes, mounts = index_env(index)
-    env += ienv
-    volumes = scratch_volumes() + volumes
-    mounts = scratch_mounts() + mounts
+    env += ienv + registry_env(bento)
+    volumes = scratch_volumes() + volumes + registry_volumes(bento)
+    mounts = scratch_mounts() + mounts + registry_mounts(bento)
     if bento.archive_uri.startswith("pvc://"):
         claim = pvc_location(bento.archive_uri)[0]
         volumes.append(pvc_volume(claim, read_only=False))  # it writes the environment beside the archive

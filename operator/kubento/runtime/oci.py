@@ -56,8 +56,8 @@ UPLOAD_CHUNK = 16 << 20
 MANIFEST_MAX = 4 << 20
 
 _REFERENCE = re.compile(
-    r"^(?P<registry>[A-Za-z0-9.-]+(?::[0-9]+)?)/(?P<repository>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"^(?P<registry>[A-Za-z0-9.-]+(?::[0-9]+)?)/(?P<repository>[a-z0-9]+(?:[._-]+[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$")
 
 
@@ -135,6 +135,7 @@ class Settings:
     ca: Optional[str] = None  # a PEM file added to the public CAs
     plain_http: bool = False
     secret_names: tuple[str, ...] = ()  # in a pod: the imagePullSecrets (named in messages)
+    missing: tuple[str, ...] = ()  # of those, the ones not found (no Secret, or no Docker config key in it)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -144,13 +145,21 @@ class Settings:
         sources: list[str] = []
         names: list[str] = []
         auth_dir = os.environ.get("KUBENTO_OCI_AUTH_DIR", "").strip()
+        missing: list[str] = []
         if auth_dir:
-            for secret in sorted(p for p in Path(auth_dir).iterdir() if p.is_dir() and not p.name.startswith(".")):
-                names.append(secret.name)
-                for key in (".dockerconfigjson", ".dockercfg"):
-                    if (secret / key).is_file():
-                        auths.update(_auth_entries(secret / key))
-                        sources.append(secret.name)
+            listed = [n for n in os.environ.get("KUBENTO_OCI_PULL_SECRETS", "").split(",") if n.strip()]
+            root = Path(auth_dir)
+            if not listed and root.is_dir():  # (without the list: every secret mounted there)
+                listed = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+            for name in listed:
+                names.append(name)
+                found = [root / name / key for key in (".dockerconfigjson", ".dockercfg") if (root / name / key).is_file()]
+                for path in found:
+                    auths.update(_auth_entries(path))
+                if found:
+                    sources.append(name)
+                else:
+                    missing.append(name)
         else:
             candidates = [Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"]
             if os.environ.get("REGISTRY_AUTH_FILE"):
@@ -163,14 +172,16 @@ class Settings:
         if ca and not Path(ca).is_file():
             raise Failure(f"the registry CA bundle {ca} does not exist")
         plain = os.environ.get("KUBENTO_OCI_PLAIN_HTTP", "").strip().lower() in ("1", "true", "yes")
-        return cls(auths, sources, ca, plain, tuple(names))
+        return cls(auths, sources, ca, plain, tuple(names), tuple(missing))
 
     def where(self) -> str:
         """Where credentials come from, for messages."""
         if os.environ.get("KUBENTO_OCI_AUTH_DIR"):
             if not self.secret_names:
                 return "the ModelDeployment's imagePullSecrets (it has none)"
-            return f"the ModelDeployment's imagePullSecrets ({', '.join(self.secret_names)})"
+            gone = (f"; not found or without a .dockerconfigjson key: {', '.join(self.missing)}"
+                    if self.missing else "")
+            return f"the ModelDeployment's imagePullSecrets ({', '.join(self.secret_names)}{gone})"
         return "your Docker config (docker login, or $DOCKER_CONFIG / $REGISTRY_AUTH_FILE)"
 
 
