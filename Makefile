@@ -90,7 +90,7 @@ helm:  ## build (or reuse from ~/.cache/kubento) Helm from its Go module
 	@hack/helm.sh >/dev/null
 
 crds: venv  ## regenerate crds/ and charts/kubento/crds from operator/kubento/api
-	$(VENV)/bin/kubento crds
+	$(VENV)/bin/kubento crds --dir crds --dir charts/kubento/crds
 
 prometheus:  ## build (or reuse from ~/.cache/kubento) Prometheus with Kubernetes discovery for the e2e tier
 	@hack/prometheus.sh >/dev/null
@@ -99,7 +99,7 @@ install-yaml: helm  ## regenerate dist/install.yaml and dist/kubento-rules.yaml 
 	hack/render-install.sh
 
 crds-check: venv  ## fail if crds/ is out of date
-	$(VENV)/bin/kubento crds --check
+	$(VENV)/bin/kubento crds --check --dir crds --dir charts/kubento/crds
 
 cluster-up: deps kube  ## start the local single-node cluster (e2e/cluster; root)
 	e2e/cluster up
