@@ -286,20 +286,37 @@ def gateway_url(md: dict[str, Any]) -> Optional[str]:
     return None
 
 
-def call_hint(name: str, namespace: str, md: dict[str, Any], routes: list[str], ns_flag: bool) -> list[str]:
+def sample(schema: Any, depth: int = 0) -> Any:
+    """An example value of a JSON schema (what to send in the printed curl)."""
+    if not isinstance(schema, dict) or depth > 4:
+        return None
+    kind = schema.get("type")
+    if kind == "object":
+        props = schema.get("properties") or {}
+        names = schema.get("required") or list(props)
+        return {n: sample(props.get(n), depth + 1) for n in names}
+    if kind == "array":
+        return [sample(schema.get("items"), depth + 1)]
+    return {"string": "text", "number": 1.0, "integer": 1, "boolean": False}.get(kind)
+
+
+def call_hint(name: str, namespace: str, md: dict[str, Any], routes: list[tuple[str, Any]],
+              ns_flag: bool) -> list[str]:
     url = gateway_url(md)
-    api = ", ".join(f"POST {r}" for r in routes[:6]) or "its BentoML API"
+    api = ", ".join(f"POST {r}" for r, _ in routes[:6]) or "its BentoML API"
+    route, body = routes[0] if routes else ("/<api>", None)
+    data = json.dumps(body) if body is not None else "<JSON input>"
     if url:
-        return [f"Call it at {url} ({api})."]
+        return [f"Call it ({api}):", f"  curl -X POST {url}{route} -H 'content-type: application/json' -d '{data}'"]
     ns = f" -n {namespace}" if ns_flag else ""
-    first = routes[0] if routes else "/<api>"
     return [f"Call it ({api}; BentoML's UI at http://localhost:3000):",
             f"  kubectl port-forward svc/{name}{ns} 3000:{SERVICE_PORT}",
-            f"  curl -X POST localhost:3000{first} -H 'content-type: application/json' -d '<JSON input>'"]
+            f"  curl -X POST localhost:3000{route} -H 'content-type: application/json' -d '{data}'"]
 
 
-def bento_routes(tag: str) -> list[str]:
-    """The HTTP routes of a bento in the local store (its bento.yaml)."""
+def bento_routes(tag: str) -> list[tuple[str, Any]]:
+    """The HTTP routes of a bento in the local store and an example input of
+    each (its bento.yaml's schema)."""
     import yaml
 
     from kubento.runtime.bento import store_path
@@ -308,14 +325,8 @@ def bento_routes(tag: str) -> list[str]:
         data = yaml.safe_load((store_path(tag) / "bento.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         return []
-    routes = []
-    for service in data.get("services") or []:
-        for api in (service.get("apis") or []) if isinstance(service, dict) else []:
-            if isinstance(api, dict) and api.get("route"):
-                routes.append(api["route"])
-    if not routes:
-        routes = [a.get("route") or f"/{a.get('name')}" for a in data.get("apis") or [] if isinstance(a, dict)]
-    return [r for r in routes if r]
+    routes = (data.get("schema") or {}).get("routes") or []
+    return [(r["route"], sample(r.get("input"))) for r in routes if isinstance(r, dict) and r.get("route")]
 
 
 # ------------------------------------------------------------------------ I/O
