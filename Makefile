@@ -11,8 +11,10 @@ CLUSTER ?= local
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-demo: deps kube helm venv  ## a served prediction on a local cluster (CLUSTER=current: use your kubeconfig); leaves .venv/bin/kubento
-	CLUSTER=$(CLUSTER) hack/demo.sh
+# CLUSTER=current: your cluster and registry, nothing built but the bento (no Go, no Kubernetes, no images).
+DEMO_DEPS = $(if $(filter current,$(CLUSTER)),venv,deps kube helm venv)
+demo: $(DEMO_DEPS)  ## a served prediction on a local cluster (CLUSTER=current REGISTRY=...: your cluster and registry); leaves .venv/bin/kubento
+	CLUSTER=$(CLUSTER) REGISTRY=$(REGISTRY) TAG=$(TAG) hack/demo.sh
 
 docs: venv  ## serve the documentation site on http://localhost:8000 (mkdocs, docs/)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
