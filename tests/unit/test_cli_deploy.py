@@ -152,3 +152,18 @@ def test_crds_writes_only_where_told(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and [p.name for p in (tmp_path / "out").iterdir()] == \
         ["serving.kubento.io_modeldeployments.yaml"]
+
+
+def test_the_operators_log_drops_the_kubelets_successful_probes_only():
+    import logging
+
+    from kubento.cli.main import ProbeFilter
+
+    keep = ProbeFilter("http://0.0.0.0:8080/healthz").filter
+
+    def line(text: str) -> logging.LogRecord:
+        return logging.LogRecord("aiohttp.access", logging.INFO, "", 0, text, (), None)
+
+    assert not keep(line('10.244.0.1 [06/Dec/2026:22:00:00 +0000] "GET /healthz HTTP/1.1" 200 160 "-" "kube-probe/1.34"'))
+    assert keep(line('10.244.0.1 [06/Dec/2026:22:00:00 +0000] "GET /healthz HTTP/1.1" 500 160 "-" "kube-probe/1.34"'))
+    assert keep(line('10.244.0.9 [06/Dec/2026:22:00:00 +0000] "GET /other HTTP/1.1" 200 1 "-" "curl"'))

@@ -19,6 +19,20 @@ from kubento import __version__
 from kubento.cli import check, deploy, rollout, status, top
 
 
+class ProbeFilter:
+    """Drops aiohttp's access lines of successful requests to the liveness
+    endpoint's path (a failing probe is still logged)."""
+
+    def __init__(self, liveness_url: str) -> None:
+        from urllib.parse import urlsplit
+
+        self.path = urlsplit(liveness_url).path or "/"
+
+    def filter(self, record) -> bool:  # logging.Filter protocol
+        text = record.getMessage()
+        return not (f'"GET {self.path} ' in text and '" 200 ' in text)
+
+
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
@@ -32,6 +46,8 @@ def _run(args: argparse.Namespace) -> int:
         import logging
 
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        # The kubelet's probes of the liveness endpoint (several every 10 s) would be most of the log.
+        logging.getLogger("aiohttp.access").addFilter(ProbeFilter(args.liveness))
     # Read by kubento.controller.handlers when it is imported (below).
     os.environ["KUBENTO_WORKERS"] = str(args.workers)
     os.environ["KUBENTO_RESYNC_SECONDS"] = str(args.resync_seconds)
