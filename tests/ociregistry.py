@@ -165,7 +165,8 @@ def running(tmp: Path, host: str = "127.0.0.1", auth: bool = False, tls: bool = 
         ca, cert, key = make_ca(tmp / "tls", host)
         config["http"]["tls"] = {"certificate": str(cert), "key": str(key)}
     if auth:
-        hashed = crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH))
+        # bcrypt at cost 4: Distribution checks it on every request of a Basic-auth client
+        hashed = crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
         (tmp / "htpasswd").write_text(f"{USER}:{hashed}\n")
         config["auth"] = {"htpasswd": {"realm": "kubento-test", "path": str(tmp / "htpasswd")}}
     (tmp / "config.yml").write_text(json.dumps(config))  # YAML is a superset of JSON
