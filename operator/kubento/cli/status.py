@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -294,8 +295,11 @@ def _status(args: argparse.Namespace) -> int:
         if tty:
             sys.stdout.write("\033[H\033[J" + screen + f"\n\n(every {args.interval:g}s; Ctrl-C to stop)\n")
             sys.stdout.flush()
-        elif screen != last:
-            print(("\n" if last is not None else "") + screen, flush=True)
+        else:
+            key = re.sub(r"(?m)^\d+[smh](?= )", "", screen)  # a new screen when more than the ages changed
+            if key != last:
+                print(("\n" if last is not None else "") + screen, flush=True)
+            screen = key
         last = screen
         time.sleep(args.interval)
 
