@@ -224,9 +224,9 @@ def render(view: View, pods: dict[str, tuple[int, int]], events: list[dict[str, 
 
 def one_line(view: View, pods: dict[str, tuple[int, int]]) -> str:
     """deploy's follow: phase, the revision under way and its pods."""
-    rev = view.rollout.get("revision") or view.current_revision or "-"
-    r, t = pods.get(rev, (0, 0)) if rev != "-" else (0, 0)
-    parts = [f"{view.phase:<11}", f"revision {rev}: {r}/{t} pods ready"]
+    rev = view.rollout.get("revision") or view.current_revision
+    r, t = pods.get(rev, (0, 0)) if rev else (0, 0)
+    parts = [f"{view.phase:<11}", f"revision {rev}: {r}/{t} pods ready" if rev else "no revision yet"]
     step = step_line(view)
     if step and not view.ready:
         parts.append(step)
