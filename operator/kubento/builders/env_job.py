@@ -33,6 +33,9 @@ from kubento.builders.bento import (
     pvc_location,
     pvc_mount,
     pvc_volume,
+    registry_env,
+    registry_mounts,
+    registry_volumes,
 )
 from kubento.builders.meta import Owner, app_labels, digest, with_applied_hash
 from kubento.builders.one_shot import one_shot_job, step
@@ -120,8 +123,11 @@ def archive_store(uri: str) -> Optional[str]:
 def env_source(bento: ServedBento, index: Optional[PackageIndex]) -> str:
     """What an archive's environment is prepared from: a new archive, runtime
     image or index (or store credentials) is a new preparation."""
-    return digest({"archive": bento.archive_uri, "sha256": bento.sha256, "image": bento.image,
-                   "index": index_wire(index), "secret": bento.secret}, 16)
+    what: dict[str, Any] = {"archive": bento.archive_uri, "sha256": bento.sha256, "image": bento.image,
+                            "index": index_wire(index), "secret": bento.secret}
+    if bento.oci:  # (only then: the other archives keep their Jobs' names)
+        what["registry"] = bento.registry_settings()
+    return digest(what, 16)
 
 
 def job_name(source: str) -> str:
@@ -157,11 +163,12 @@ def env_job(bento: ServedBento, owner: Owner, index: Optional[PackageIndex],
              {"name": "KUBENTO_SECRET_FIELD", "value": bento.secret_field}]
     if store:
         where.append({"name": "KUBENTO_ENV_STORE", "value": store})
-    plan_env = where + [{"name": "KUBENTO_RUNTIME_IMAGE", "value": bento.image}] + settings
+    # The archive is fetched in the plan step: an oci:// one with the model's pull secrets (and CA).
+    plan_env = where + [{"name": "KUBENTO_RUNTIME_IMAGE", "value": bento.image}] + settings + registry_env(bento)
     if bento.sha256:
         plan_env.append({"name": "KUBENTO_ARCHIVE_SHA256", "value": bento.sha256})
-    volumes = [{"name": WORK_VOLUME, "emptyDir": {}}]
-    plan_mounts, upload_mounts = work_mounts(), work_mounts()
+    volumes = [{"name": WORK_VOLUME, "emptyDir": {}}] + registry_volumes(bento)
+    plan_mounts, upload_mounts = work_mounts() + registry_mounts(bento), work_mounts()
     if bento.archive_uri.startswith("pvc://"):
         claim = pvc_location(bento.archive_uri)[0]
         volumes.append(pvc_volume(claim, read_only=False))  # the upload writes the environment beside the archive

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from kubento.api.v1alpha1 import PackageIndex, PythonEnvironment
-from kubento.builders.bento import ServedBento
+from kubento.builders.bento import ServedBento, pinned
 from kubento.builders.env_job import (
     ANNOTATION_SETTINGS,
     env_job,
@@ -71,7 +71,9 @@ def describe(result: Optional[dict[str, Any]]) -> str:
 
 
 def with_environment(bento: ServedBento, result: Optional[dict[str, Any]]) -> ServedBento:
-    """The bento as pods serve it: with its environment when it has one."""
+    """The bento as pods serve it: with its environment when it has one, and
+    (oci://) at the digest its tag had when the environment was prepared."""
+    bento = pinned(bento, (result or {}).get("archive"))
     if result and result.get("packages") and result.get("uri"):
         return replace(bento, env_uri=result["uri"], env_sha256=result.get("sha256"))
     return bento

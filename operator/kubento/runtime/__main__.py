@@ -16,6 +16,8 @@ install, upload), one container each, in this order:
   download KUBENTO_INDEX [KUBENTO_INDEX_CA, KUBENTO_INDEX_USERNAME/PASSWORD]
   install  KUBENTO_INDEX
   upload   [KUBENTO_OUTPUT_URI] KUBENTO_ENV_STORE -> JSON result
+oci:// archives (fetch, plan): KUBENTO_OCI_AUTH_DIR (pull secrets), KUBENTO_OCI_CA,
+KUBENTO_OCI_PLAIN_HTTP (kubento.runtime.oci)
 
 A failure exits 1 and leaves its cause in the termination message file
 (KUBENTO_TERMINATION_LOG, default /dev/termination-log), where the operator
@@ -65,6 +67,8 @@ def fetch() -> int:
             raise Failure(f"sha256 mismatch for {uri}: expected {expected}, got {got.sha256} "
                           "(the object changed, or archive.sha256 is wrong)")
         print(f"sha256 {got.sha256}" + (" (as expected)" if expected else ""), flush=True)
+        if got.pinned and got.pinned != uri:
+            print(f"pinned: {got.pinned}", flush=True)
         suffix = bento.archive_suffix(got.path, uri)
         # bentoml import picks the format from the file name
         link = work / f"archive{suffix}"
@@ -215,6 +219,7 @@ def plan_step() -> int:
         finally:
             if got.downloaded:
                 got.path.unlink(missing_ok=True)
+        pinned = got.pinned  # oci://...:tag: the digest it resolved to, which the model's pods then fetch
     else:
         built = _load(BUILD_STATE)
         requirements, bento_yaml = built["requirements"], built["bento_yaml"]
@@ -223,7 +228,7 @@ def plan_step() -> int:
             return 0
     planned = environment.plan(requirements, bento_yaml, store, environment.Index.from_env(),
                                image=os.environ.get("KUBENTO_RUNTIME_IMAGE", ""))
-    _save(ENV_STATE, {**planned, "started": started})
+    _save(ENV_STATE, {**planned, "started": started, "pinned": pinned if uri else None})
     return 0
 
 
@@ -306,8 +311,12 @@ def upload_step() -> int:
         print(f"build: {built['tag']} -> {out_uri} ({storage.human(size)}, sha256 {digest}) in {result['seconds']}s",
               flush=True)
     else:
-        env = _environment_result(_load(ENV_STATE))
+        planned = _load(ENV_STATE)
+        env = _environment_result(planned)
         result = {"environment": environment.summary(env or {"packages": 0})}
+        if planned.get("pinned"):
+            # one revision never mixes two pushes of a tag: its pods fetch this digest
+            result["environment"]["archive"] = planned["pinned"]
         print(f"prepare: {os.environ.get('KUBENTO_ARCHIVE_URI', '')} -> {json.dumps(result['environment'])}",
               flush=True)
     write_termination_message(json.dumps(result), BUILD_MESSAGE_LIMIT)

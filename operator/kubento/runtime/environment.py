@@ -325,7 +325,8 @@ def plan(requirements_text: str, bento_yaml: str, store: str, index: Index, imag
     if not store:
         raise Failure("EnvironmentStoreMissing: the bento needs packages the runtime image lacks "
                       f"({', '.join(extra[:5])}) and there is no store for its environment: serve the archive from "
-                      "s3:// or pvc:// (the environment is kept beside it)")
+                      "s3:// or pvc:// (the environment is kept beside it), or (http(s)://, oci://) set "
+                      "spec.runtimeImage to an image that has them (FROM the runtime image + pip install)")
     key = local_key(requirements, index.settings())
     uri, meta_uri = store_uris(store, key)
     found = _read_small(meta_uri)
