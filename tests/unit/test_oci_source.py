@@ -73,10 +73,14 @@ def test_the_fetch_gets_the_pull_secrets_and_the_ca_in_one_projected_volume():
     # the images are pulled with the same secrets
     assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "other"}]
 
+    # The environment Job fetches the archive in its plan step, with the pull secrets; no other step has them.
     job = env_job(bento, OWNER, None, None)
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    assert {e["name"]: e.get("value") for e in container["env"]}["KUBENTO_OCI_PULL_SECRETS"] == "regcred,other"
-    assert any(v["name"] == "registry-auth" for v in job["spec"]["template"]["spec"]["volumes"])
+    pod = job["spec"]["template"]["spec"]
+    steps = {c["name"]: c for c in pod["initContainers"] + pod["containers"]}
+    assert {e["name"]: e.get("value") for e in steps["plan"]["env"]}["KUBENTO_OCI_PULL_SECRETS"] == "regcred,other"
+    assert {"name": "registry-auth", "mountPath": REGISTRY_DIR, "readOnly": True} in steps["plan"]["volumeMounts"]
+    assert [n for n, c in steps.items() if any(m["name"] == "registry-auth" for m in c.get("volumeMounts", []))] == ["plan"]
+    assert any(v["name"] == "registry-auth" for v in pod["volumes"])
 
 
 def test_plain_http_and_no_secrets():
