@@ -11,8 +11,10 @@ CLUSTER ?= local
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-demo: deps kube helm venv  ## a served prediction on a local cluster (CLUSTER=current: use your kubeconfig); leaves .venv/bin/kubento
-	CLUSTER=$(CLUSTER) hack/demo.sh
+# CLUSTER=current: your cluster and registry, nothing built but the bento (no Go, no Kubernetes, no images).
+DEMO_DEPS = $(if $(filter current,$(CLUSTER)),venv,deps kube helm venv)
+demo: $(DEMO_DEPS)  ## a served prediction on a local cluster (CLUSTER=current REGISTRY=...: your cluster and registry); leaves .venv/bin/kubento
+	CLUSTER=$(CLUSTER) REGISTRY=$(REGISTRY) TAG=$(TAG) hack/demo.sh
 
 docs: venv  ## serve the documentation site on http://localhost:8000 (mkdocs, docs/)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
@@ -90,7 +92,7 @@ helm:  ## build (or reuse from ~/.cache/kubento) Helm from its Go module
 	@hack/helm.sh >/dev/null
 
 crds: venv  ## regenerate crds/ and charts/kubento/crds from operator/kubento/api
-	$(VENV)/bin/kubento crds
+	$(VENV)/bin/kubento crds --dir crds --dir charts/kubento/crds
 
 gateway:  ## build (or reuse from ~/.cache/kubento) the e2e tier's Gateway API data planes: Envoy Gateway, Envoy, Traefik, CRDs
 	@for part in envoy-gateway envoy traefik crds; do e2e/gateway/build.sh $$part >/dev/null || exit 1; done
@@ -102,7 +104,7 @@ install-yaml: helm  ## regenerate dist/install.yaml and dist/kubento-rules.yaml 
 	hack/render-install.sh
 
 crds-check: venv  ## fail if crds/ is out of date
-	$(VENV)/bin/kubento crds --check
+	$(VENV)/bin/kubento crds --check --dir crds --dir charts/kubento/crds
 
 cluster-up: deps kube  ## start the local single-node cluster (e2e/cluster; root)
 	e2e/cluster up

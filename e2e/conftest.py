@@ -178,6 +178,9 @@ def operator(cluster, images, helm, in_cluster_client) -> None:
     for ns in (OPERATOR_NAMESPACE, NAMESPACE):
         cluster.kubectl("create", "namespace", ns, check=False)
         cluster.kubectl("label", "--overwrite", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+    # Helm installs the chart's CRD on the first install only: on a cluster kept from an earlier
+    # run, this checkout's CRD must be applied first (as docs/install.md says for upgrades).
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     run(
         helm, "upgrade", "--install", "kubento", str(ROOT / "charts" / "kubento"),
         "--kubeconfig", cluster.kubeconfig, "--namespace", OPERATOR_NAMESPACE, "--create-namespace",

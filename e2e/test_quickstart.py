@@ -346,7 +346,7 @@ def test_make_demos_transcript_is_what_hack_demo_sh_prints():
 
     titles = [pattern(t) for t in re.findall(r'^\s*begin "(.*)"', script, re.M)]
     steps = [line for line in demo.output if re.match(r"\[\d+/\d+\] ", line)]
-    local = [t for t in titles if not t.pattern.startswith(re.escape("cluster: current"))]
+    local = [t for t in titles if not t.pattern.startswith(re.escape("cluster: kind"))]
     assert len(steps) == len(local) and all(t.fullmatch(s.split("] ", 1)[1]) for t, s in zip(local, steps)), steps
     assert all(s.startswith(f"[{i}/{len(local)}]") for i, s in enumerate(steps, 1)), steps
     hints = demo.output[demo.output.index(next(x for x in demo.output if x.startswith("done."))) + 1:]

@@ -49,7 +49,8 @@ def sha256(path: Path) -> str:
 
 def job_log(cluster, obj: dict) -> str:
     job = obj["status"]["build"]["job"]
-    return cluster.kubectl("logs", "-n", NAMESPACE, f"job/{job}", "--tail=400").stdout
+    # every step's (source: git; build: bentoml; upload: the result), in order
+    return cluster.kubectl("logs", "-n", NAMESPACE, f"job/{job}", "--all-containers", "--tail=400").stdout
 
 
 def lines_with(log: str, *starts: str) -> list[str]:

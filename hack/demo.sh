@@ -2,16 +2,18 @@
 # `make demo`: a served prediction from a ModelDeployment on a local cluster.
 #
 #   make demo                       bring up e2e/cluster (a real single-node cluster, root)
-#   make demo CLUSTER=current       use the current kubeconfig instead (e.g. kind; images are
-#                                   loaded with KUBENTO_LOAD, default "kind load image-archive
-#                                   --name $KIND_CLUSTER_NAME", and KIND_CLUSTER_NAME defaults to
-#                                   kubento, the name in e2e/kind/cluster.yaml)
+#   make demo CLUSTER=current REGISTRY=...   your cluster (current kubeconfig) and registry: nothing
+#                                   built but the example's bento (hack/demo-current.sh says what it needs)
+#   make demo CLUSTER=kind          a kind cluster (e.g. e2e/kind/run's): images built here and loaded
+#                                   with KUBENTO_LOAD, default "kind load image-archive --name
+#                                   $KIND_CLUSTER_NAME" (KIND_CLUSTER_NAME defaults to kubento)
 #
 # The prediction goes through `kubectl port-forward` to the Service, so it works wherever
 # kubectl does (kind does not route ClusterIPs to the host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${CLUSTER:-local}"
+if [[ "$mode" == current ]]; then exec hack/demo-current.sh; fi
 steps=8 step=0 current=""
 logs="(see the output above)"
 
@@ -36,7 +38,7 @@ if [[ "$mode" == local ]]; then
   export KUBECONFIG="$(e2e/cluster kubeconfig)"
   logs="$(e2e/cluster logs)"
 else
-  begin "cluster: current kubeconfig (${KUBECONFIG:-~/.kube/config})"
+  begin "cluster: kind, current kubeconfig (${KUBECONFIG:-~/.kube/config})"
   "$kube" kubectl get nodes
 fi
 kubectl() { "$kube" kubectl "$@"; }
@@ -98,7 +100,7 @@ kubeconfig="${KUBECONFIG:-$HOME/.kube/config}"
 cat <<EOF
 
 $(printf '\033[32mdone.\033[0m') Next (the quick start in README.md goes on from here):
-  export KUBECONFIG=$kubeconfig PATH=$PWD/.venv/bin:\$PATH
+  export KUBECONFIG=$kubeconfig PATH=\$PWD/.venv/bin:\$PATH
   kubectl describe md iris
   kubectl port-forward svc/iris 3000:80     # then http://localhost:3000 (BentoML's UI) or:
   curl -X POST localhost:3000/classify -H 'content-type: application/json' -d '$body'

@@ -75,12 +75,12 @@ class Index:
     requests: list[str] = field(default_factory=list)
 
     def downloaded(self) -> list[str]:
-        """Wheel files served so far."""
+        """Files (wheels, sdists) served so far."""
         return [p.rsplit("/", 1)[-1] for p in self.requests if p.startswith("/files/")]
 
 
 def _handler(root: Path, index: Index, auth: Optional[tuple[str, str]]):
-    files = {p.name: p for p in root.iterdir() if p.suffix == ".whl"}
+    files = {p.name: p for p in root.iterdir() if p.suffix == ".whl" or p.name.endswith(".tar.gz")}  # wheels, sdists
     digests = {name: hashlib.sha256(p.read_bytes()).hexdigest() for name, p in files.items()}
     projects: dict[str, list[str]] = {}
     for name in sorted(files):

@@ -110,6 +110,12 @@ INVALID = [
         "spec.bento.build.source",
         message="exactly one of configMap, pvc or git",
     ),
+    Invalid(
+        "pvc-project-path-with-dot-dot",
+        {"bento": {"build": {"source": {"pvc": {"claimName": "c", "path": "projects/../../etc"}},
+                             "output": {"uri": "s3://b"}}}},
+        "spec.bento.build.source.pvc.path",
+    ),
     Invalid("build-without-output", {"bento": {"build": {"source": {"configMap": {"name": "p"}}}}}, "spec.bento.build.output"),
     Invalid(
         "build-output-http",

@@ -17,6 +17,7 @@ FROM ${BASE_IMAGE}
 ARG BENTOML_VERSION=1.4.39
 ARG MINIO_VERSION=7.2.20
 ARG DULWICH_VERSION=1.2.21
+ARG ORAS_VERSION=0.2.43
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LANG=C.UTF-8 \
     PYTHONUNBUFFERED=1 \
@@ -31,6 +32,7 @@ COPY operator/kubento/runtime/*.py /tmp/kubento/runtime/
 # uv too: `bentoml build` always runs it, and pip-installs it when missing.
 # minio: the helper's S3 client (no botocore). dulwich: its git client, for a
 # bento.build from git (Debian's git would add ~100 MB with perl and curl).
+# oras: its OCI registry client (ORAS' Python SDK), for oci:// bentos.
 # Test suites are dropped; byte-code is compiled ahead of time (the container's
 # uid cannot write it, and serving starts ~3x faster with it).
 RUN --mount=type=secret,id=ca,target=/run/secrets/ca.crt,required=false \
@@ -40,7 +42,8 @@ RUN --mount=type=secret,id=ca,target=/run/secrets/ca.crt,required=false \
     /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -c /tmp/constraints.txt \
         "pip==25.1.1"; \
     /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -c /tmp/constraints.txt \
-        "bentoml==${BENTOML_VERSION}" uv "minio==${MINIO_VERSION}" "dulwich==${DULWICH_VERSION}"; \
+        "bentoml==${BENTOML_VERSION}" uv "minio==${MINIO_VERSION}" "dulwich==${DULWICH_VERSION}" \
+        "oras==${ORAS_VERSION}"; \
     site=$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
     install -d "$site/kubento/runtime"; \
     install -m 0644 /tmp/kubento/__init__.py "$site/kubento/"; \

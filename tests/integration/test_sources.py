@@ -67,11 +67,11 @@ def finish_env_job(admin, namespace, job, message: str, ok: bool = True):
     core.create_namespaced_pod(namespace, {"metadata": {"name": pod_name, "labels": labels}, "spec": {
         "restartPolicy": "Never", "automountServiceAccountToken": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1034, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [{"name": "prepare", "image": "registry.local/runtime:1", "securityContext": {
+        "containers": [{"name": "upload", "image": "registry.local/runtime:1", "securityContext": {
             "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}})
     t = now()
     core.patch_namespaced_pod_status(pod_name, namespace, {"status": {"phase": "Succeeded" if ok else "Failed", "containerStatuses": [{
-        "name": "prepare", "image": "registry.local/runtime:1", "imageID": "", "ready": False, "restartCount": 0,
+        "name": "upload", "image": "registry.local/runtime:1", "imageID": "", "ready": False, "restartCount": 0,
         "state": {"terminated": {"exitCode": 0 if ok else 1, "reason": "Completed" if ok else "Error",
                                  "message": message, "startedAt": t, "finishedAt": t}}}]}})
     finish_job(admin, namespace, job, ok)
@@ -209,9 +209,13 @@ def test_an_archive_environment_is_prepared_once_shared_and_a_failure_names_the_
     pod = job["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    names = {e["name"] for e in pod["containers"][0]["env"]}
-    assert {"KUBENTO_INDEX", "KUBENTO_INDEX_USERNAME", "KUBENTO_INDEX_PASSWORD", "KUBENTO_INDEX_CA"} <= names
+    steps = {c["name"]: c for c in pod["initContainers"] + pod["containers"]}
+    assert all(c["securityContext"]["capabilities"] == {"drop": ["ALL"]} for c in steps.values())
+    # the index credentials: the download step's only (as the API server stored the Job)
+    with_index_credentials = [n for n, c in steps.items()
+                              if {"KUBENTO_INDEX_USERNAME", "KUBENTO_INDEX_PASSWORD"} & {e["name"] for e in c["env"]}]
+    assert with_index_credentials == ["download"]
+    assert {"KUBENTO_INDEX", "KUBENTO_INDEX_CA"} <= {e["name"] for e in steps["download"]["env"]}
 
     result = {"environment": {"hash": "0123456789abcdef", "uri": "s3://models/iris/envs/0123456789abcdef.tar.gz",
                               "sha256": "e" * 64, "size": 52_000_000, "unpacked": 160_000_000, "packages": 4,

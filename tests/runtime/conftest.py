@@ -21,6 +21,8 @@ from typing import Iterator
 
 import pytest
 
+from kubento.builders.build_job import BUILD_STEPS
+from kubento.builders.env_job import ENV_STEPS
 from tests import s3server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +74,31 @@ class Pod:
     def run(self, *args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "kubento.runtime", *args], env=self.env(**extra),
                               capture_output=True, text=True, timeout=timeout, cwd=self.root)
+
+    def steps(self, steps: tuple[str, ...], timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
+        """Run a Job's steps one after the other, each its own process (as
+        its own container), all with this environment (tests/runtime/jobs.py
+        runs a Job manifest's steps with exactly each container's); stops at
+        the first that fails. Returns the last step run, its output being all
+        of the steps'."""
+        out, err, proc = [], [], None
+        self.termination.unlink(missing_ok=True)
+        for step in steps:
+            proc = self.run(step, timeout=timeout, **extra)
+            out.append(proc.stdout)
+            err.append(proc.stderr)
+            if proc.returncode != 0:
+                break
+        assert proc is not None
+        return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(out), "".join(err))
+
+    def build(self, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
+        """The build Job's steps: source, build, plan, download, install, upload."""
+        return self.steps(BUILD_STEPS, timeout, **extra)
+
+    def prepare(self, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
+        """The environment Job's steps: plan, download, install, upload."""
+        return self.steps(ENV_STEPS, timeout, **extra)
 
     def message(self) -> str:
         return self.termination.read_text() if self.termination.exists() else ""

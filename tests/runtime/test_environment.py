@@ -49,7 +49,7 @@ def test_a_build_prepares_the_environment_an_archive_reuses_and_a_pod_unpacks(po
 
     source = configmap_volume(tmp_path / "source", with_packages(PACKAGE))
     uri = f"s3://{BUCKET}/env-rt/ns-echo-1.bento"
-    proc = pod.run("build", timeout=300, KUBENTO_SOURCE_DIR=str(source), KUBENTO_OUTPUT_URI=uri,
+    proc = pod.build(timeout=300, KUBENTO_SOURCE_DIR=str(source), KUBENTO_OUTPUT_URI=uri,
                    KUBENTO_ENV_STORE=f"s3://{BUCKET}/env-rt", **s3.env(), **index_env(index))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     env = json.loads(pod.message())["environment"]
@@ -64,7 +64,7 @@ def test_a_build_prepares_the_environment_an_archive_reuses_and_a_pod_unpacks(po
     for d in (again.home, again.work):
         d.mkdir(parents=True)
     served_before = len(index.downloaded())
-    proc = again.run("prepare", KUBENTO_ARCHIVE_URI=uri, KUBENTO_ENV_STORE=f"s3://{BUCKET}/env-rt",
+    proc = again.prepare(KUBENTO_ARCHIVE_URI=uri, KUBENTO_ENV_STORE=f"s3://{BUCKET}/env-rt",
                      **s3.env(), **index_env(index))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     reused = json.loads(again.message())["environment"]
@@ -87,7 +87,7 @@ def test_a_build_prepares_the_environment_an_archive_reuses_and_a_pod_unpacks(po
 
 def test_a_bento_whose_packages_the_runtime_has_gets_no_environment(pod: Pod, tmp_path: Path, s3: S3Server, index):
     source = configmap_volume(tmp_path / "source", with_packages("pyyaml>=5"))  # in this venv
-    proc = pod.run("build", timeout=300, KUBENTO_SOURCE_DIR=str(source), KUBENTO_OUTPUT_URI=f"s3://{BUCKET}/env-rt/none.bento",
+    proc = pod.build(timeout=300, KUBENTO_SOURCE_DIR=str(source), KUBENTO_OUTPUT_URI=f"s3://{BUCKET}/env-rt/none.bento",
                    KUBENTO_ENV_STORE=f"s3://{BUCKET}/env-rt", **s3.env(), **index_env(index))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     env = json.loads(pod.message())["environment"]
@@ -96,7 +96,7 @@ def test_a_bento_whose_packages_the_runtime_has_gets_no_environment(pod: Pod, tm
 
 def test_a_package_that_does_not_exist_is_named_with_the_tail_of_pips_log(pod: Pod, tmp_path: Path, s3: S3Server, index):
     source = configmap_volume(tmp_path / "source", with_packages(PACKAGE, "kubento-no-such-package==9.9"))
-    proc = pod.run("build", timeout=300, KUBENTO_SOURCE_DIR=str(source), KUBENTO_OUTPUT_URI=f"s3://{BUCKET}/env-rt/bad.bento",
+    proc = pod.build(timeout=300, KUBENTO_SOURCE_DIR=str(source), KUBENTO_OUTPUT_URI=f"s3://{BUCKET}/env-rt/bad.bento",
                    KUBENTO_ENV_STORE=f"s3://{BUCKET}/env-rt", **s3.env(), **index_env(index))
     assert proc.returncode == 1
     message = pod.message()
@@ -109,4 +109,4 @@ def test_a_bento_for_another_python_is_refused(pod: Pod, tmp_path: Path):
     from kubento.runtime import Failure, environment
 
     with pytest.raises(Failure, match=r"^PythonVersionMismatch: the bento was built for Python 3\.7"):
-        environment.prepare("numpy\n", "image:\n  python_version: '3.7'\n", "s3://x/y")
+        environment.plan("numpy\n", "image:\n  python_version: '3.7'\n", "s3://x/y", environment.Index())

@@ -67,12 +67,14 @@ def built(pod: Pod, proc) -> dict:
 
 def test_build_from_a_private_branch_with_credentials(pod: Pod, git: GitServer) -> None:
     (pod.pvc / "out").mkdir()
-    proc = pod.run("build", **git_env(git.private, "release", GIT_USERNAME=USER, GIT_PASSWORD=PASSWORD))
+    proc = pod.build(**git_env(git.private, "release", GIT_USERNAME=USER, GIT_PASSWORD=PASSWORD))
     built(pod, proc)
     assert f"is commit {git.tagged} (shallow fetch" in proc.stdout, proc.stdout
     assert "checked out 3 file(s)" in proc.stdout
     assert PASSWORD not in proc.stdout + proc.stderr + pod.message()
-    assert sorted(p.name for p in pod.work.iterdir()) == ["checkout"], "the repository itself is removed"
+    # the repository itself is removed; the steps' hand-over files hold no credential
+    assert sorted(p.name for p in pod.work.iterdir()) == ["build.json", "checkout", "environment.json", "source.json"]
+    assert not any(PASSWORD in p.read_text() for p in pod.work.glob("*.json"))
     assert not (pod.work / "checkout" / ".git").exists()
 
 
@@ -80,7 +82,7 @@ def test_build_from_a_commit_no_ref_points_to(pod: Pod, git: GitServer) -> None:
     """dulwich's server, like git's by default over protocol v0, refuses a
     want of such a commit: the build fetches all refs and finds it there."""
     (pod.pvc / "out").mkdir()
-    proc = pod.run("build", **git_env(git.url, git.first))
+    proc = pod.build(**git_env(git.url, git.first))
     built(pod, proc)
     assert "fetching all branches and tags" in proc.stdout
     assert f"is commit {git.first} (full fetch" in proc.stdout, proc.stdout
@@ -88,18 +90,18 @@ def test_build_from_a_commit_no_ref_points_to(pod: Pod, git: GitServer) -> None:
 
 def test_build_from_head_builds_the_broken_commit(pod: Pod, git: GitServer) -> None:
     (pod.pvc / "out").mkdir()
-    proc = pod.run("build", **git_env(git.url))  # no KUBENTO_GIT_REF: HEAD
+    proc = pod.build(**git_env(git.url))  # no KUBENTO_GIT_REF: HEAD
     assert proc.returncode == 1
     assert f"HEAD is commit {git.head}" in proc.stdout
     assert pod.message().startswith("bentoml build failed"), pod.message()
 
 
 def test_a_wrong_ref_is_named_with_the_refs_there(pod: Pod, git: GitServer) -> None:
-    proc = pod.run("build", **git_env(git.url, "relaese"))
+    proc = pod.build(**git_env(git.url, "relaese"))
     assert proc.returncode == 1
     assert pod.message() == f"git: ref relaese not found in {git.url} (branches: main, release; tags: v1)"
     assert pod.message() in proc.stderr
-    proc = pod.run("build", **git_env(git.url, "0123456789abcdef0123456789abcdef01234567"))
+    proc = pod.build(**git_env(git.url, "0123456789abcdef0123456789abcdef01234567"))
     assert proc.returncode == 1
     assert pod.message().startswith(f"git: commit 0123456789abcdef0123456789abcdef01234567 not found in {git.url} "
                                     "(it is on no branch or tag there;"), pod.message()
@@ -125,7 +127,7 @@ def test_failures_name_their_cause(pod: Pod, git: GitServer, case: str) -> None:
                         f"connection refused (endpoint git://127.0.0.1:{port})"),
         "ssh": ("git@example.invalid:team/project.git", {}, "ssh is not supported"),
     }[case]
-    proc = pod.run("build", timeout=60, **git_env(url, "release", **extra))
+    proc = pod.build(timeout=60, **git_env(url, "release", **extra))
     assert proc.returncode == 1
     message = pod.message()
     assert message.startswith(f"git: cannot fetch {url}: "), message

@@ -1,5 +1,7 @@
 """The runtime image has only kubento/__init__.py and kubento/runtime/ next
-to bentoml, minio and dulwich: the runtime package must need nothing else."""
+to bentoml, minio, dulwich and oras: the runtime package must need nothing
+else. (oras, the OCI registry client, and requests, its HTTP client, are
+imported only when an oci:// archive is fetched.)"""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ RUNTIME = ROOT / "operator" / "kubento" / "runtime"
 # HTTP client of both)
 ALLOWED = {"kubento", "minio", "dulwich", "urllib3", "certifi", "argon2", "_argon2_cffi_bindings", "cffi",
            "_cffi_backend", "pycparser", "Crypto", "typing_extensions"}
-FORBIDDEN = {"kopf", "kubernetes", "pydantic", "yaml", "bentoml", "boto3", "botocore", "requests",
+FORBIDDEN = {"kopf", "kubernetes", "pydantic", "yaml", "bentoml", "boto3", "botocore",
              "kubento.api", "kubento.controller", "kubento.builders", "kubento.cli"}
 
 
@@ -27,7 +29,7 @@ SERVER_SIDE = {"drain.py", "serving.py", "worker.py"}
 SERVER_IMPORTS = {"uvicorn", "_bentoml_impl", "bentoml_cli"}
 
 
-def test_sources_import_only_stdlib_minio_dulwich_and_the_runtime() -> None:
+def test_sources_import_only_stdlib_minio_dulwich_oras_and_the_runtime() -> None:
     for path in sorted(RUNTIME.glob("*.py")):
         tree = ast.parse(path.read_text())
         top_level = {id(n) for n in tree.body}
@@ -39,7 +41,7 @@ def test_sources_import_only_stdlib_minio_dulwich_and_the_runtime() -> None:
                 names = [node.module or ""]
             for name in names:
                 top = name.split(".")[0]
-                ok = top in sys.stdlib_module_names or top in {"minio", "dulwich", "urllib3", "certifi"} \
+                ok = top in sys.stdlib_module_names or top in {"minio", "dulwich", "urllib3", "certifi", "oras", "requests"} \
                     or name == "kubento.runtime" or name.startswith("kubento.runtime.")
                 server = path.name in SERVER_SIDE and top in SERVER_IMPORTS and id(node) not in top_level
                 assert ok or server, f"{path.name} imports {name}"
@@ -59,7 +61,7 @@ def test_runs_from_a_copy_of_only_the_runtime_files(tmp_path: Path) -> None:
         f"sys.path.insert(0, {str(tmp_path)!r})\n"
         "import kubento.runtime, kubento.runtime.__main__, kubento.runtime.storage, kubento.runtime.bento, "
         "kubento.runtime.source, kubento.runtime.environment, kubento.runtime.drain, kubento.runtime.serving, "
-        "kubento.runtime.worker\n"
+        "kubento.runtime.worker, kubento.runtime.oci\n"
         "assert kubento.runtime.__file__.startswith(sys.path[0]), kubento.runtime.__file__\n"
         "print(json.dumps(sorted(set(sys.modules) - before)))\n"
     )
@@ -72,7 +74,7 @@ def test_runs_from_a_copy_of_only_the_runtime_files(tmp_path: Path) -> None:
     assert {m for m in loaded if m.startswith("kubento")} <= {
         "kubento", "kubento.runtime", "kubento.runtime.__main__", "kubento.runtime.storage", "kubento.runtime.bento",
         "kubento.runtime.source", "kubento.runtime.environment", "kubento.runtime.drain", "kubento.runtime.serving",
-        "kubento.runtime.worker"}
+        "kubento.runtime.worker", "kubento.runtime.oci"}
 
     helped = subprocess.run([sys.executable, "-m", "kubento.runtime", "--help"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=60, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})

@@ -77,3 +77,28 @@ def test_the_reference_lists_every_spec_field_of_the_crd():
     page = (ROOT / "docs" / "reference" / "crd.md").read_text()
     missing = [name for name in spec if f"| `spec.{name}` |" not in page]
     assert not missing, missing
+
+
+# Absolute paths of someone's machine pasted into the docs (a working copy, a home directory):
+# kubento's own fixed paths (/tmp/kubento-cluster, /var/lib/kubento, the images' /home/bentoml) are fine.
+DEVELOPER_PATH = re.compile(r"(?<![\w.~$/-])/(?:work|root|Users|home/(?!bentoml\b|nonroot\b)[\w.-]+|tmp/pytest-)(?:/[^\s)`'\"]*)?")
+
+
+def test_the_readme_and_docs_name_no_path_of_a_developers_machine():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "examples").rglob("*.md"))]
+    found = [f"{p.relative_to(ROOT)}:{n}: {m.group(0)}" for p in pages
+             for n, line in enumerate(p.read_text().splitlines(), 1) for m in DEVELOPER_PATH.finditer(line)]
+    assert not found, "absolute paths of a developer's machine (use $PWD, ~ or a relative path):\n" + "\n".join(found)
+
+
+def test_the_path_scan_finds_what_was_pasted_before():
+    assert DEVELOPER_PATH.search("  export KUBECONFIG=/tmp/kubento-cluster/admin.kubeconfig PATH=/work/wt/docs/.venv/bin:$PATH")
+    assert DEVELOPER_PATH.search("see /home/alice/src/kubento") and DEVELOPER_PATH.search("(/Users/bob/x)")
+    assert not DEVELOPER_PATH.search("PATH=$PWD/.venv/bin:$PATH /tmp/kubento-cluster /var/lib/kubento/work "
+                                     "/home/bentoml/bentoml ~/.cache/kubento")
+
+
+def test_the_own_model_example_is_the_pages_project():
+    text = (ROOT / "docs" / "models" / "deploy.md").read_text()
+    blocks = {m.group(1): m.group(2) for m in re.finditer(r'^```\w+ title="([^"]+)"\n(.*?)^```', text, re.S | re.M)}
+    assert blocks and all((ROOT / "examples" / path).read_text() == content for path, content in blocks.items())

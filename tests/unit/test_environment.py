@@ -14,12 +14,13 @@ from kubento.api.v1alpha1 import ModelDeploymentSpec, PackageIndex
 from kubento.builders.bento import ServedBento
 from kubento.builders.build_job import build_job, source_hash
 from kubento.builders.deployment import POD_SECURITY
-from kubento.builders.env_job import archive_store, env_job, env_source, index_env
+from kubento.builders.env_job import ENV_STEPS, archive_store, env_job, env_source, index_env
 from kubento.builders.meta import Owner
 from kubento.controller.environment import failure_reason
 from kubento.controller.observation import Inputs
 from kubento.controller.status import to_wire
 from kubento.runtime import environment as runtime_env
+from tests.unit.test_build_job import credentials, steps
 from tests.unit.test_plan import Toy
 
 OWNER = Owner(name="iris", namespace="ns", uid="uid-1")
@@ -85,15 +86,59 @@ def test_what_this_python_already_has_is_not_an_extra_package():
     assert runtime_env.unsatisfied(["numpy>=1", 'numpy; python_version > "3"']) == ["numpy>=1", 'numpy; python_version > "3"']
 
 
-def test_index_credentials_go_to_the_index_host_only_and_are_redacted():
-    index = runtime_env.Index(url="https://pypi.internal/simple", extra_urls=("https://pypi.internal/x", "https://other/simple"),
-                              username="bob", password="p@ss word")
+def test_index_credentials_go_to_the_index_host_only_through_netrc_never_on_pips_command_line():
+    index = runtime_env.Index(url="https://pypi.internal:8443/simple",
+                              extra_urls=("https://pypi.internal:8443/x", "https://other/simple"),
+                              username="bob", password='p@ss wo"rd\\')
     args = index.pip_args()
-    assert "https://bob:p%40ss%20word@pypi.internal/simple" in args
-    assert "https://bob:p%40ss%20word@pypi.internal/x" in args
-    assert "https://other/simple" in args  # another host never gets them
-    assert index.secrets() == ["p@ss word", "p%40ss%20word"]  # the user name is not masked
-    assert "bob" not in json.dumps(index.settings()) and "word" not in json.dumps(index.settings())
+    assert args[:4] == ["--index-url", "https://pypi.internal:8443/simple", "--extra-index-url",
+                        "https://pypi.internal:8443/x"]
+    assert not any("bob" in a or "p@ss" in a or "p%40ss" in a for a in args)
+    text = index.netrc_text()
+    assert text.startswith("machine pypi.internal\n")  # pip matches a netrc entry by host name: the index's only
+    import netrc
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".netrc") as f:
+        f.write(text)
+        f.flush()
+        parsed = netrc.netrc(f.name)
+    assert parsed.authenticators("pypi.internal") == ("bob", "", 'p@ss wo"rd\\')  # quoted: spaces, quotes, backslashes
+    assert parsed.authenticators("other") is None
+    assert runtime_env.Index(url="https://pypi.internal/simple").netrc_text() == ""
+    assert index.secrets() == ['p@ss wo"rd\\', "p%40ss%20wo%22rd%5C"]  # the user name is not masked
+    assert "bob" not in json.dumps(index.settings()) and "p@ss" not in json.dumps(index.settings())
+
+
+def test_only_the_download_step_reads_the_index_credentials(monkeypatch):
+    monkeypatch.setenv("KUBENTO_INDEX", json.dumps({"url": "https://pypi.internal/simple"}))
+    monkeypatch.setenv("KUBENTO_INDEX_USERNAME", "bob")
+    monkeypatch.setenv("KUBENTO_INDEX_PASSWORD", "secret-pw")
+    assert runtime_env.Index.from_env().password == ""
+    assert runtime_env.Index.from_env(credentials=True).password == "secret-pw"
+
+
+def test_what_building_a_source_distribution_needs_is_read_from_its_pyproject(tmp_path):
+    import io
+    import tarfile
+
+    def sdist(name, pyproject=None):
+        path = tmp_path / f"{name}-1.0.tar.gz"
+        with tarfile.open(path, "w:gz") as t:
+            files = {"setup.py": "from setuptools import setup; setup()\n"}
+            if pyproject is not None:
+                files["pyproject.toml"] = pyproject
+            for fname, text in files.items():
+                data = text.encode()
+                info = tarfile.TarInfo(f"{name}-1.0/{fname}")
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+        return path
+
+    assert runtime_env._build_requirements(sdist("plain")) == ["setuptools>=40.8.0", "wheel"]
+    hatch = sdist("hatched", '[build-system]\nrequires = ["hatchling>=1.20"]\nbuild-backend = "hatchling.build"\n')
+    assert runtime_env._build_requirements(hatch) == ["hatchling>=1.20"]
+    scm = sdist("scm", '[build-system]\nrequires = ["setuptools>=64", "setuptools-scm>=8"]\n')
+    assert runtime_env._build_requirements(scm) == ["setuptools>=64", "setuptools-scm>=8", "wheel"]
 
 
 
@@ -108,23 +153,35 @@ def test_an_http_index_the_user_named_is_trusted_by_pip():
 # ------------------------------------------------------------- the manifests
 
 
-def test_the_environment_job_is_restricted_has_no_token_and_only_it_sees_the_index_credentials():
+def test_the_environment_job_is_restricted_has_no_token_and_only_its_download_step_sees_the_index_credentials():
     bento = ServedBento("rt:1", archive_uri="s3://models/iris/v1.bento", secret="store")
     job = env_job(bento, OWNER, INDEX, None)
     pod = job["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    assert pod["automountServiceAccountToken"] is False
+    by_name = steps(job)
+    assert tuple(by_name) == ENV_STEPS and [c["name"] for c in pod["containers"]] == ["upload"]
+    assert pod["automountServiceAccountToken"] is False and pod["shareProcessNamespace"] is False
     assert pod["securityContext"] == POD_SECURITY and pod["securityContext"]["runAsNonRoot"] is True
-    sc = container["securityContext"]
-    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
-    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
-    env = {e["name"]: e for e in container["env"]}
+    for container in by_name.values():
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    # Who holds what: the store's Secret where the store is read and written, the index's where pip downloads;
+    # none where pip installs (it builds source distributions there).
+    assert {n: credentials(c) for n, c in by_name.items()} == {
+        "plan": [("envFrom", "store")],
+        "download": [("KUBENTO_INDEX_USERNAME", "index-auth"), ("KUBENTO_INDEX_PASSWORD", "index-auth")],
+        "install": [],
+        "upload": [("envFrom", "store")],
+    }
+    env = {e["name"]: e for e in by_name["plan"]["env"]}
     assert env["KUBENTO_ENV_STORE"]["value"] == "s3://models/iris"  # beside the archive
     assert json.loads(env["KUBENTO_INDEX"]["value"]) == {"url": "https://pypi.internal/simple",
                                                           "extraUrls": ["https://pypi.internal/extra"], "onlyBinary": True}
-    assert env["KUBENTO_INDEX_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "index-auth", "key": "password"}
-    assert env["KUBENTO_INDEX_CA"]["value"].endswith("/ca.crt")
+    download = {e["name"]: e for e in by_name["download"]["env"]}
+    assert download["KUBENTO_INDEX_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "index-auth", "key": "password"}
+    assert download["KUBENTO_INDEX_CA"]["value"].endswith("/ca.crt")
     assert any(v.get("configMap", {}).get("name") == "index-ca" for v in pod["volumes"])
+    assert [n for n, c in by_name.items() if any(m["name"] == "index-ca" for m in c["volumeMounts"])] == ["download"]
     assert job["spec"]["backoffLimit"] == 0
     assert job["metadata"]["name"] == f"kubento-env-{env_source(bento, INDEX)}"
     assert OWNER.uid not in job["metadata"]["name"]  # shared by every model serving this archive
@@ -134,9 +191,12 @@ def test_the_build_job_prepares_the_environment_beside_its_archives_with_the_ind
     spec = ModelDeploymentSpec.model_validate({"bento": {"build": {"source": {"configMap": {"name": "p"}},
                                                                    "output": {"uri": "s3://built/e2e/"}}}})
     job = build_job(spec.bento.build, OWNER, "rt:1", "h", "b", INDEX)
-    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    by_name = steps(job)
+    env = {e["name"]: e for e in by_name["upload"]["env"]}
     assert env["KUBENTO_ENV_STORE"]["value"] == "s3://built/e2e"
-    assert "KUBENTO_INDEX_USERNAME" in env
+    # the index credentials: the download step's only
+    assert [n for n, c in by_name.items() if any(e["name"].startswith("KUBENTO_INDEX_") and "valueFrom" in e
+                                                  for e in c["env"])] == ["download"]
     build = spec.bento.build
     assert source_hash(build, "rt:1", None) != source_hash(build, "rt:1", None, INDEX.wire())
 
@@ -166,7 +226,7 @@ def finish(toy: Toy, job: dict, message: dict | str, ok: bool = True) -> dict:
     toy.children[("Job", job["metadata"]["name"])] = job
     pod = {"metadata": {"name": job["metadata"]["name"] + "-x", "creationTimestamp": "2026-01-01T00:00:01Z",
                         "labels": {"batch.kubernetes.io/job-name": job["metadata"]["name"]}},
-           "status": {"containerStatuses": [{"name": "prepare", "state": {"terminated": {
+           "status": {"containerStatuses": [{"name": "upload", "state": {"terminated": {
                "exitCode": 0 if ok else 1, "message": message if isinstance(message, str) else json.dumps(message)}}}]}}
     return pod
 

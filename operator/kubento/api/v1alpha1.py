@@ -49,7 +49,10 @@ SHORT_NAMES = ["md"]
 CATEGORIES = ["kubento"]
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
-ARCHIVE_URI_PATTERN = r"^(s3|https?|pvc)://[^\s]+$"
+# oci://REGISTRY[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST] (kubento.runtime.oci parses the same shape)
+OCI_URI_PATTERN = (r"oci://[A-Za-z0-9.-]+(:[0-9]+)?/[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*"
+                   r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?")
+ARCHIVE_URI_PATTERN = rf"^((s3|https?|pvc)://[^\s]+|{OCI_URI_PATTERN})$"
 
 # Kubernetes types, generated from Kubernetes' own OpenAPI (api/k8s.py).
 EnvVar = k8s_model("EnvVar")
@@ -113,13 +116,26 @@ class ArchiveSource(Model):
     """A ``.bento`` archive written by ``bentoml export``, imported into the
     runtime image by an init container when each pod starts."""
 
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            cel("!has(self.caBundle) || self.uri.startsWith('oci://')", "caBundle applies to oci:// archives only"),
+            cel("!has(self.plainHTTP) || !self.plainHTTP || self.uri.startsWith('oci://')",
+                "plainHTTP applies to oci:// archives only"),
+            cel("!has(self.secretRef) || !self.uri.startsWith('oci://')",
+                "an oci:// archive is fetched with the ModelDeployment's imagePullSecrets, not secretRef"),
+        )
+    )
+
     uri: str = Field(
         pattern=ARCHIVE_URI_PATTERN,
         max_length=2048,
         description=(
-            "Where the archive is: s3://bucket/key.bento, http(s)://host/path.bento or "
-            "pvc://claim-name/path/in/volume.bento. A new URI (or sha256) is a new revision; "
-            "replacing the object behind the same URI is not noticed."
+            "Where the archive is: s3://bucket/key.bento, http(s)://host/path.bento, "
+            "pvc://claim-name/path/in/volume.bento, or oci://registry/repository:tag (or @sha256:digest): a bento "
+            "pushed to an OCI registry by `kubento push` or `kubento deploy`, fetched with the model's "
+            "imagePullSecrets. A new URI (or sha256) is a new revision; replacing the object behind the same URI is "
+            "not noticed (an oci:// tag is resolved to its digest once, when the bento's environment is prepared: "
+            "status.environment.archive; its pods fetch that digest)."
         ),
     )
     sha256: Optional[str] = Field(
@@ -133,9 +149,29 @@ class ArchiveSource(Model):
             "Secret whose keys become the fetcher's environment. s3: AWS_ACCESS_KEY_ID, "
             "AWS_SECRET_ACCESS_KEY, optional AWS_SESSION_TOKEN, AWS_ENDPOINT_URL (S3-compatible "
             "stores) and AWS_REGION; http(s): HTTP_AUTHORIZATION (an Authorization header value). "
-            "Only the init container that fetches sees them."
+            "Only the init container that fetches sees them. Not for oci:// (imagePullSecrets)."
         ),
     )
+    ca_bundle: Optional["CABundle"] = Field(
+        default=None,
+        description="oci://: the CA (PEM, in a ConfigMap) that signs the registry's certificate, trusted besides the "
+        "public CAs.",
+    )
+    plain_http: Optional[bool] = Field(
+        default=None, alias="plainHTTP",
+        description="oci://: the registry speaks plain HTTP, not TLS (a registry for tests; never for credentials).",
+    )
+
+    @model_validator(mode="after")
+    def _oci_only(self) -> "ArchiveSource":
+        oci = self.uri.startswith("oci://")
+        if self.ca_bundle is not None and not oci:
+            raise ValueError("caBundle applies to oci:// archives only")
+        if self.plain_http and not oci:
+            raise ValueError("plainHTTP applies to oci:// archives only")
+        if self.secret_ref is not None and oci:
+            raise ValueError("an oci:// archive is fetched with the ModelDeployment's imagePullSecrets, not secretRef")
+        return self
 
 
 class ConfigMapProjectSource(Model):
@@ -154,9 +190,11 @@ class PVCProjectSource(Model):
     path: str = Field(
         default="/",
         max_length=1024,
-        pattern=r"^[^\s]*$",
+        # no whitespace, and no ".." segment (the build never leaves the volume); no look-ahead in
+        # the API server's regular expressions: a segment is "." or starts with a non-dot, ".x" or "..x"
+        pattern=r"^/*(([^/.\s][^/\s]*|\.[^/.\s][^/\s]*|\.\.[^/\s]+|\.)/+)*([^/.\s][^/\s]*|\.[^/.\s][^/\s]*|\.\.[^/\s]+|\.)?$",
         description=(
-            "Directory of the project inside the volume. kubento cannot see the files: "
+            "Directory of the project inside the volume ('..' is not allowed). kubento cannot see the files: "
             "change path (e.g. a versioned directory) to build again."
         ),
     )
@@ -874,7 +912,7 @@ class PredictionChecks(Model):
 
 # What kubento puts in every pod, which the pod fields must leave alone.
 LABEL_PREFIX = f"{GROUP}/"  # the labels kubento selects pods on
-KUBENTO_VOLUMES = ("bentoml-home", "work", SHM_VOLUME)  # and pvc-<hash> for a pvc:// archive
+KUBENTO_VOLUMES = ("bentoml-home", "work", SHM_VOLUME, "registry-auth")  # and pvc-<hash> for a pvc:// archive
 KUBENTO_PVC_VOLUME = r"^pvc-[0-9a-f]{12}$"
 RUNTIME_DIR = "/var/lib/kubento"  # where kubento mounts its volumes (archive bentos)
 DEFAULT_STARTUP_SECONDS = 600
@@ -1277,6 +1315,10 @@ class EnvironmentStatus(Model):
     )
     uri: Optional[str] = Field(default=None, description="Where the packed environment is stored.")
     sha256: Optional[str] = Field(default=None, description="SHA-256 of the packed environment; pods check it.")
+    archive: Optional[str] = Field(
+        default=None, description="oci:// archives: the URI with the digest its tag had when this was prepared; the "
+        "model's pods fetch that digest."
+    )
     size: Optional[int] = Field(default=None, description="Packed size in bytes.")
     unpacked: Optional[int] = Field(default=None, description="Unpacked size in bytes.")
     packages: Optional[int] = Field(
@@ -1320,5 +1362,6 @@ class ModelDeploymentStatus(Model):
     selector: Optional[str] = Field(default=None, description="Label selector of the pods (scale subresource).")
 
 
+ArchiveSource.model_rebuild()
 BuildSource.model_rebuild()
 PythonEnvironment.model_rebuild()

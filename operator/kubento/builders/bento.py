@@ -8,11 +8,14 @@ shipped in the runtime image; the paths below are its contract.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit
 
 from kubento import __version__
 from kubento.builders.meta import digest
+
+if TYPE_CHECKING:
+    from kubento.api.v1alpha1 import ArchiveSource, SecretReference
 
 # spec.runtimeImage when unset: the runtime image of this kubento release (it
 # carries kubento's in-pod helper, so it is tagged with kubento's version, like
@@ -32,6 +35,8 @@ FETCH_CONTAINER = "fetch-bento"
 BENTOML_HOME_VOLUME = "bentoml-home"
 WORK_VOLUME = "work"
 ENV_VOLUME = "python-env"
+REGISTRY_VOLUME = "registry-auth"  # oci://: the pull secrets (and the CA), one projected volume
+REGISTRY_DIR = f"{RUNTIME_DIR}/registry-auth"  # <dir>/<secret>/.dockerconfigjson; <dir>/ca/ca.crt
 
 
 @dataclass(frozen=True)
@@ -45,9 +50,81 @@ class ServedBento:
     secret_field: str = "bento.archive.secretRef"  # named in the fetcher's credential hints
     env_uri: Optional[str] = None  # its Python environment (stored beside it, same Secret), if it needs one
     env_sha256: Optional[str] = None
+    # oci:// archives: the model's imagePullSecrets, the CA ConfigMap (name, key), plain HTTP
+    pull_secrets: tuple[str, ...] = ()
+    ca_bundle: Optional[tuple[str, str]] = None
+    plain_http: bool = False
 
     def describe(self) -> str:
         return self.archive_uri or self.image
+
+    @property
+    def oci(self) -> bool:
+        return bool(self.archive_uri and self.archive_uri.startswith("oci://"))
+
+    def registry_settings(self) -> dict[str, Any]:
+        """What reaching the registry takes (part of what an environment is prepared from)."""
+        if not self.oci:
+            return {}
+        return {"pullSecrets": list(self.pull_secrets), "caBundle": list(self.ca_bundle) if self.ca_bundle else None,
+                "plainHTTP": self.plain_http}
+
+
+def archive_bento(archive: "ArchiveSource", runtime: str, pull_secrets: "list[SecretReference]") -> ServedBento:
+    """The bento of a ``bento.archive``: an oci:// one is fetched with the
+    model's imagePullSecrets (the credentials the cluster pulls images with)."""
+    secret = archive.secret_ref.name if archive.secret_ref else None
+    base = ServedBento(runtime, archive_uri=archive.uri, sha256=archive.sha256, secret=secret)
+    if not base.oci:
+        return base
+    ca = (archive.ca_bundle.config_map, archive.ca_bundle.key) if archive.ca_bundle else None
+    return ServedBento(runtime, archive_uri=archive.uri, sha256=archive.sha256, secret=None,
+                       pull_secrets=tuple(s.name for s in pull_secrets), ca_bundle=ca,
+                       plain_http=bool(archive.plain_http))
+
+
+def pinned(bento: ServedBento, archive: Optional[str]) -> ServedBento:
+    """An oci:// bento as its pods fetch it: at the digest its tag resolved to
+    when its environment was prepared (``archive``), so one revision never
+    mixes two pushes of a tag."""
+    if bento.oci and archive and archive.startswith("oci://") and "@sha256:" in archive:
+        from dataclasses import replace
+
+        return replace(bento, archive_uri=archive)
+    return bento
+
+
+def registry_env(bento: ServedBento) -> list[dict[str, Any]]:
+    if not bento.oci:
+        return []
+    env = [{"name": "KUBENTO_OCI_AUTH_DIR", "value": REGISTRY_DIR},
+           {"name": "KUBENTO_OCI_PULL_SECRETS", "value": ",".join(bento.pull_secrets)}]
+    if bento.ca_bundle:
+        env.append({"name": "KUBENTO_OCI_CA", "value": f"{REGISTRY_DIR}/.ca/ca.crt"})
+    if bento.plain_http:
+        env.append({"name": "KUBENTO_OCI_PLAIN_HTTP", "value": "true"})
+    return env
+
+
+def registry_volumes(bento: ServedBento) -> list[dict[str, Any]]:
+    """One projected volume: each pull secret's Docker config under its name
+    (optional: a missing Secret or key is named by the fetch), the CA."""
+    if not bento.oci or not (bento.pull_secrets or bento.ca_bundle):
+        return []
+    sources: list[dict[str, Any]] = [
+        {"secret": {"name": name, "optional": True,
+                    "items": [{"key": key, "path": f"{name}/{key}"} for key in (".dockerconfigjson", ".dockercfg")]}}
+        for name in bento.pull_secrets]
+    if bento.ca_bundle:
+        sources.append({"configMap": {"name": bento.ca_bundle[0], "items": [{"key": bento.ca_bundle[1],
+                                                                             "path": ".ca/ca.crt"}]}})
+    return [{"name": REGISTRY_VOLUME, "projected": {"sources": sources}}]
+
+
+def registry_mounts(bento: ServedBento) -> list[dict[str, Any]]:
+    if not registry_volumes(bento):
+        return []
+    return [{"name": REGISTRY_VOLUME, "mountPath": REGISTRY_DIR, "readOnly": True}]
 
 
 def pvc_location(uri: str) -> tuple[str, str]:
@@ -103,7 +180,8 @@ def fetch_container(bento: ServedBento, security_context: dict[str, Any], resour
     ]
     if bento.sha256:
         env.append({"name": "KUBENTO_ARCHIVE_SHA256", "value": bento.sha256})
-    mounts = scratch_mounts()
+    env += registry_env(bento)
+    mounts = scratch_mounts() + registry_mounts(bento)
     if bento.env_uri:
         env += [{"name": "KUBENTO_ENV_URI", "value": bento.env_uri}, {"name": "KUBENTO_ENV_DIR", "value": ENV_DIR}]
         if bento.env_sha256:
@@ -146,4 +224,4 @@ def archive_volumes(bento: ServedBento) -> list[dict[str, Any]]:
         volumes.append({"name": ENV_VOLUME, "emptyDir": {}})
     if bento.archive_uri and bento.archive_uri.startswith("pvc://"):
         volumes.append(pvc_volume(pvc_location(bento.archive_uri)[0], read_only=True))
-    return volumes
+    return volumes + registry_volumes(bento)

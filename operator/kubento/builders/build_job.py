@@ -3,37 +3,48 @@
 One Job per source version: its name carries the source hash, so a changed
 source is a new Job and an unchanged one never builds twice. The pod runs as
 the runtime image's unprivileged user and passes Pod Security "restricted".
+Its steps (kubento.builders.one_shot), one container each, hold these
+credentials — none where code kubento did not write runs:
+
+  source    git.secretRef (a git source)   the project into the work volume
+  build     none                           bentoml build: the project's own code
+  plan      output.secretRef               what the environment needs; in the store?
+  download  python.index.secretRef         pip resolves and downloads (it prepares a
+                                           source distribution's metadata here: with
+                                           onlyBinary no package code runs in this step)
+  install   none                           pip installs from the downloads (builds sdists)
+  upload    output.secretRef               the archive and the environment; the result
+
+The source volume (ConfigMap snapshot or PVC) is mounted in the source step
+only; an output PVC only in the plan (read-only) and upload steps.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Optional
 
 from kubento.api import v1alpha1 as api
 from kubento.api.v1alpha1 import BuildSource, PackageIndex
 from kubento.builders.bento import (
-    RUNTIME,
+    BENTOML_HOME,
+    BENTOML_HOME_VOLUME,
     SOURCE_DIR,
     pvc_location,
     pvc_mount,
     pvc_volume,
-    runtime_env,
-    scratch_mounts,
     scratch_volumes,
-    secret_env,
 )
-from kubento.builders.deployment import CONTAINER_SECURITY
-from kubento.builders.env_job import index_env
+from kubento.builders.env_job import index_env, package_steps, resources_of, work_mounts
 from kubento.builders.meta import Owner, app_labels, digest, with_applied_hash
-from kubento.builders.one_shot import one_shot_job
+from kubento.builders.one_shot import one_shot_job, step
 from kubento.builders.validate import validated
 
 LABEL_BUILD_OF = f"{api.GROUP}/build-of"
 LABEL_SOURCE_HASH = f"{api.GROUP}/source-hash"
 ANNOTATION_ARCHIVE = f"{api.GROUP}/archive"  # where this Job writes its archive
 ANNOTATION_SETTINGS = f"{api.GROUP}/build-settings"  # timeout and resources it ran with
-BUILD_CONTAINER = "build"
+BUILD_CONTAINER = "build"  # the step that runs bentoml build (`kubectl logs job/NAME` shows it)
+BUILD_STEPS = ("source", BUILD_CONTAINER, "plan", "download", "install", "upload")
 SOURCE_VOLUME = "source"
 MAX_NAME = 63  # Job names end up in pod labels
 
@@ -107,7 +118,7 @@ def source_snapshot(job: dict[str, Any], content: dict[str, Any]) -> dict[str, A
 
 
 def _source(build: BuildSource, job: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(env, volumes, mounts) that give the build container its project."""
+    """(env, volumes, mounts) that give the source step its project."""
     src = build.source
     if src.config_map:
         volume = {"name": SOURCE_VOLUME, "configMap": {"name": snapshot_name(job)}}
@@ -131,46 +142,41 @@ def _source(build: BuildSource, job: str) -> tuple[list[dict[str, Any]], list[di
 
 def build_job(build: BuildSource, owner: Owner, runtime_image: str, hash_: str, build_id: str,
               index: Optional[PackageIndex] = None) -> dict[str, Any]:
-    env, volumes, mounts = _source(build, job_name(owner, hash_))
+    name = job_name(owner, hash_)
+    senv, svolumes, smounts = _source(build, name)
     archive = archive_uri(build, owner, hash_, build_id)
+    resources = resources_of(build)
+    secret = build.output.secret_ref.name if build.output.secret_ref else None
     # The bento's Python environment is prepared in the same pod, kept beside
     # the archives (<output>/envs/<key>.tar.gz).
-    ienv, ivolumes, imounts = index_env(index)
-    env = runtime_env() + env + [{"name": "KUBENTO_OUTPUT_URI", "value": archive},
-                                 {"name": "KUBENTO_ENV_STORE", "value": build.output.uri.rstrip("/")},
-                                 {"name": "KUBENTO_RUNTIME_IMAGE", "value": runtime_image}] + ienv
-    volumes = scratch_volumes() + volumes + ivolumes
-    mounts = scratch_mounts() + mounts + imounts
+    store = {"name": "KUBENTO_ENV_STORE", "value": build.output.uri.rstrip("/")}
+    settings = [e for e in index_env(index)[0] if e["name"] == "KUBENTO_INDEX"]
+    volumes = scratch_volumes() + svolumes
+    plan_mounts, upload_mounts = work_mounts(), work_mounts()
     if build.output.uri.startswith("pvc://"):
         claim = pvc_location(build.output.uri)[0]
-        # The same claim may hold the source (read-only) too: one writable volume then.
+        # The same claim may hold the source too: one volume, mounted read-only by the source step.
         volumes = [v for v in volumes if v.get("persistentVolumeClaim", {}).get("claimName") != claim]
-        mounts = [m for m in mounts if m["mountPath"] != pvc_mount(claim, False)["mountPath"]]
         volumes.append(pvc_volume(claim, read_only=False))
-        mounts.append(pvc_mount(claim, read_only=False))
-    container: dict[str, Any] = {
-        "name": BUILD_CONTAINER,
-        "image": runtime_image,
-        "command": RUNTIME + ["build"],
-        "env": env,
-        "volumeMounts": mounts,
-        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
-        # The build log's tail becomes the failure message users see in status.
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    if build.output.secret_ref:
-        container["envFrom"] = secret_env(build.output.secret_ref.name)
-    if build.resources is not None:
-        container["resources"] = {
-            key: {name: str(q) for name, q in getattr(build.resources, key).items()}
-            for key in ("requests", "limits") if getattr(build.resources, key)
-        }
+        plan_mounts.append(pvc_mount(claim, read_only=True))
+        upload_mounts.append(pvc_mount(claim, read_only=False))
+    packages, ivolumes = package_steps(runtime_image, index, resources)
+    steps = [
+        step("source", runtime_image, senv, work_mounts() + smounts, resources),
+        step(BUILD_CONTAINER, runtime_image, [], work_mounts() + [{"name": BENTOML_HOME_VOLUME, "mountPath": BENTOML_HOME}],
+             resources),
+        step("plan", runtime_image, [store, {"name": "KUBENTO_RUNTIME_IMAGE", "value": runtime_image}] + settings,
+             plan_mounts, resources, secret=secret),
+        *packages,
+        step("upload", runtime_image, [{"name": "KUBENTO_OUTPUT_URI", "value": archive}, store], upload_mounts,
+             resources, secret=secret),
+    ]
     labels = build_labels(owner, hash_)
     annotations = {
         f"{api.GROUP}/source": build.source.describe(),
         ANNOTATION_ARCHIVE: archive,
         ANNOTATION_SETTINGS: settings_hash(build),
     }
-    manifest = one_shot_job(job_name(owner, hash_), owner, labels, annotations, build.timeout_seconds,
-                            container, volumes)
+    manifest = one_shot_job(name, owner, labels, annotations, build.timeout_seconds, steps, volumes + ivolumes,
+                            logs_of=BUILD_CONTAINER)
     return validated(with_applied_hash(manifest))

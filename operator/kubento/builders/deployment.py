@@ -255,6 +255,8 @@ def spec_snapshot(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, An
         if bento.secret:
             archive["secretRef"] = {"name": bento.secret}
         out["bento"] = {"archive": archive}
+    elif bento.oci and "archive" in out.get("bento", {}):
+        out["bento"]["archive"]["uri"] = bento.archive_uri  # the digest it ran, not a tag that may have moved
     return out
 
 

@@ -5,40 +5,47 @@ One Job per (archive, runtime image, index settings, store): models in a
 namespace that serve the same archive share it; models whose bentos have the
 same dependency set share the environment it stores (keyed by the
 requirements, see kubento.runtime.environment). The pod passes Pod Security
-"restricted", mounts no API token, and is the only pod that sees the index
-credentials (model pods only fetch the packed result).
+"restricted" and mounts no API token; its steps (kubento.builders.one_shot)
+hold these credentials:
+
+  plan      the archive's Secret   fetch the archive, read its requirements, look in the store
+  download  the index's Secret     pip resolves and downloads (it prepares a source
+                                   distribution's metadata here: with onlyBinary no
+                                   package code runs in this step)
+  install   none                   pip installs from the downloads only (builds sdists)
+  upload    the archive's Secret   store the packed environment
+
+Model pods only fetch the packed result: they never see the index credentials.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any, Optional
 
 from kubento.api import v1alpha1 as api
 from kubento.api.v1alpha1 import PackageIndex, PythonEnvironment
 from kubento.builders.bento import (
-    RUNTIME,
     RUNTIME_DIR,
+    WORK_DIR,
+    WORK_VOLUME,
     ServedBento,
     pvc_location,
     pvc_mount,
     pvc_volume,
-    runtime_env,
-    scratch_mounts,
-    scratch_volumes,
-    secret_env,
+    registry_env,
+    registry_mounts,
+    registry_volumes,
 )
-from kubento.builders.deployment import CONTAINER_SECURITY
 from kubento.builders.meta import Owner, app_labels, digest, with_applied_hash
-from kubento.builders.one_shot import one_shot_job
+from kubento.builders.one_shot import one_shot_job, step
 from kubento.builders.validate import validated
 
 LABEL_BUILD_OF = f"{api.GROUP}/build-of"  # the model that created it (the cache groups it there)
 LABEL_ENV_SOURCE = f"{api.GROUP}/environment-source"
 ANNOTATION_SETTINGS = f"{api.GROUP}/build-settings"
 COMPONENT = "bento-environment"
-ENV_CONTAINER = "prepare"
+ENV_STEPS = ("plan", "download", "install", "upload")
 CA_VOLUME = "index-ca"
 CA_DIR = f"{RUNTIME_DIR}/index-ca"
 JOB_PREFIX = "kubento-env-"
@@ -56,8 +63,8 @@ def index_wire(index: Optional[PackageIndex]) -> Optional[dict[str, Any]]:
 
 
 def index_env(index: Optional[PackageIndex]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(env, volumes, mounts) that give a preparing container the index:
-    settings as JSON, the CA bundle as a file, credentials from the Secret."""
+    """(env, volumes, mounts) that give a step the index settings: as JSON,
+    and the CA bundle as a file. No credential (see index_credentials)."""
     if index is None:
         return [], [], []
     settings = {"url": index.url, "extraUrls": index.extra_urls, "onlyBinary": index.only_binary}
@@ -68,10 +75,40 @@ def index_env(index: Optional[PackageIndex]) -> tuple[list[dict[str, Any]], list
                                                           "items": [{"key": index.ca_bundle.key, "path": "ca.crt"}]}})
         mounts.append({"name": CA_VOLUME, "mountPath": CA_DIR, "readOnly": True})
         env.append({"name": "KUBENTO_INDEX_CA", "value": f"{CA_DIR}/ca.crt"})
-    if index.secret_ref is not None:
-        for var, key in (("KUBENTO_INDEX_USERNAME", "username"), ("KUBENTO_INDEX_PASSWORD", "password")):
-            env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": index.secret_ref.name, "key": key}}})
     return env, volumes, mounts
+
+
+def index_credentials(index: Optional[PackageIndex]) -> list[dict[str, Any]]:
+    """The index's user name and password from its Secret: the download
+    step's alone (a missing Secret or key stops that step with
+    CreateContainerConfigError, which the model's status names)."""
+    if index is None or index.secret_ref is None:
+        return []
+    return [{"name": var, "valueFrom": {"secretKeyRef": {"name": index.secret_ref.name, "key": key}}}
+            for var, key in (("KUBENTO_INDEX_USERNAME", "username"), ("KUBENTO_INDEX_PASSWORD", "password"))]
+
+
+def work_mounts() -> list[dict[str, Any]]:
+    return [{"name": WORK_VOLUME, "mountPath": WORK_DIR}]
+
+
+def package_steps(image: str, index: Optional[PackageIndex], resources: Optional[dict[str, Any]]
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The download and install steps (the same in build and environment
+    Jobs), and the volumes they add."""
+    ienv, ivolumes, imounts = index_env(index)
+    settings = [e for e in ienv if e["name"] == "KUBENTO_INDEX"]
+    download = step("download", image, ienv + index_credentials(index), work_mounts() + imounts, resources)
+    install = step("install", image, settings, work_mounts(), resources)
+    return [download, install], ivolumes
+
+
+def resources_of(python_or_build: Any) -> Optional[dict[str, Any]]:
+    res = getattr(python_or_build, "resources", None) if python_or_build is not None else None
+    if res is None:
+        return None
+    return {key: {name: str(q) for name, q in getattr(res, key).items()}
+            for key in ("requests", "limits") if getattr(res, key)} or None
 
 
 def archive_store(uri: str) -> Optional[str]:
@@ -86,8 +123,11 @@ def archive_store(uri: str) -> Optional[str]:
 def env_source(bento: ServedBento, index: Optional[PackageIndex]) -> str:
     """What an archive's environment is prepared from: a new archive, runtime
     image or index (or store credentials) is a new preparation."""
-    return digest({"archive": bento.archive_uri, "sha256": bento.sha256, "image": bento.image,
-                   "index": index_wire(index), "secret": bento.secret}, 16)
+    what: dict[str, Any] = {"archive": bento.archive_uri, "sha256": bento.sha256, "image": bento.image,
+                            "index": index_wire(index), "secret": bento.secret}
+    if bento.oci:  # (only then: the other archives keep their Jobs' names)
+        what["registry"] = bento.registry_settings()
+    return digest(what, 16)
 
 
 def job_name(source: str) -> str:
@@ -116,41 +156,30 @@ def env_job(bento: ServedBento, owner: Owner, index: Optional[PackageIndex],
     assert bento.archive_uri is not None
     source = env_source(bento, index)
     store = archive_store(bento.archive_uri)
-    env = runtime_env() + [
-        {"name": "KUBENTO_ARCHIVE_URI", "value": bento.archive_uri},
-        {"name": "KUBENTO_SECRET_FIELD", "value": bento.secret_field},
-        {"name": "KUBENTO_RUNTIME_IMAGE", "value": bento.image},
-    ]
-    if bento.sha256:
-        env.append({"name": "KUBENTO_ARCHIVE_SHA256", "value": bento.sha256})
+    resources = resources_of(python)
+    settings, _, _ = index_env(index)
+    settings = [e for e in settings if e["name"] == "KUBENTO_INDEX"]
+    where = [{"name": "KUBENTO_ARCHIVE_URI", "value": bento.archive_uri},
+             {"name": "KUBENTO_SECRET_FIELD", "value": bento.secret_field}]
     if store:
-        env.append({"name": "KUBENTO_ENV_STORE", "value": store})
-    ienv, volumes, mounts = index_env(index)
-    env += ienv
-    volumes = scratch_volumes() + volumes
-    mounts = scratch_mounts() + mounts
+        where.append({"name": "KUBENTO_ENV_STORE", "value": store})
+    # The archive is fetched in the plan step: an oci:// one with the model's pull secrets (and CA).
+    plan_env = where + [{"name": "KUBENTO_RUNTIME_IMAGE", "value": bento.image}] + settings + registry_env(bento)
+    if bento.sha256:
+        plan_env.append({"name": "KUBENTO_ARCHIVE_SHA256", "value": bento.sha256})
+    volumes = [{"name": WORK_VOLUME, "emptyDir": {}}] + registry_volumes(bento)
+    plan_mounts, upload_mounts = work_mounts() + registry_mounts(bento), work_mounts()
     if bento.archive_uri.startswith("pvc://"):
         claim = pvc_location(bento.archive_uri)[0]
-        volumes.append(pvc_volume(claim, read_only=False))  # it writes the environment beside the archive
-        mounts.append(pvc_mount(claim, read_only=False))
-    container: dict[str, Any] = {
-        "name": ENV_CONTAINER,
-        "image": bento.image,
-        "command": RUNTIME + ["prepare"],
-        "env": env,
-        "volumeMounts": mounts,
-        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    if bento.secret:
-        container["envFrom"] = secret_env(bento.secret)
-    if python is not None and python.resources is not None:
-        container["resources"] = {
-            key: {name: str(q) for name, q in getattr(python.resources, key).items()}
-            for key in ("requests", "limits") if getattr(python.resources, key)
-        }
+        volumes.append(pvc_volume(claim, read_only=False))  # the upload writes the environment beside the archive
+        plan_mounts.append(pvc_mount(claim, read_only=True))
+        upload_mounts.append(pvc_mount(claim, read_only=False))
+    packages, ivolumes = package_steps(bento.image, index, resources)
+    steps = [step("plan", bento.image, plan_env, plan_mounts, resources, secret=bento.secret),
+             *packages,
+             step("upload", bento.image, where, upload_mounts, resources, secret=bento.secret)]
     labels = env_labels(owner, source)
     annotations = {f"{api.GROUP}/archive": bento.archive_uri, ANNOTATION_SETTINGS: settings_hash(python)}
     deadline = python.timeout_seconds if python is not None else 1800
-    manifest = one_shot_job(job_name(source), owner, labels, annotations, deadline, container, volumes)
+    manifest = one_shot_job(job_name(source), owner, labels, annotations, deadline, steps, volumes + ivolumes)
     return validated(with_applied_hash(manifest))

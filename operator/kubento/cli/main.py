@@ -1,18 +1,36 @@
-"""The ``kubento`` command: ``kubento run`` (the operator), ``kubento crds``,
-and, for ML engineers, ``kubento build`` / ``kubento push`` (a ``.bento``
-archive for ``bento.archive``; they reuse the in-pod helper kubento.runtime),
+"""The ``kubento`` command. For ML engineers: ``kubento deploy``
+(kubento.cli.deploy), ``kubento status|logs`` (kubento.cli.status),
 ``kubento history|rollback|promote|abort`` (kubento.cli.rollout), ``kubento
-top`` (kubento.cli.top) and ``kubento check`` (kubento.cli.check); also
-``kubectl kubento ...``."""
+top`` (kubento.cli.top), ``kubento check`` (kubento.cli.check), and
+``kubento build`` / ``kubento push`` (a ``.bento`` archive for
+``bento.archive``, in an OCI registry or S3; they reuse the in-pod helper
+kubento.runtime). For platform engineers: ``kubento run`` (the operator) and
+``kubento crds``. Also ``kubectl kubento ...``."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
-from kubento.cli import check, rollout, top
+from kubento import __version__
+from kubento.cli import check, deploy, rollout, status, top
+
+
+class ProbeFilter:
+    """Drops aiohttp's access lines of successful requests to the liveness
+    endpoint's path (a failing probe is still logged)."""
+
+    def __init__(self, liveness_url: str) -> None:
+        from urllib.parse import urlsplit
+
+        self.path = urlsplit(liveness_url).path or "/"
+
+    def filter(self, record) -> bool:  # logging.Filter protocol
+        text = record.getMessage()
+        return not (f'"GET {self.path} ' in text and '" 200 ' in text)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -28,6 +46,8 @@ def _run(args: argparse.Namespace) -> int:
         import logging
 
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        # The kubelet's probes of the liveness endpoint (several every 10 s) would be most of the log.
+        logging.getLogger("aiohttp.access").addFilter(ProbeFilter(args.liveness))
     if not args.namespace and not args.all_namespaces:
         print("kubento run: give -n/--namespace (repeatable) or -A/--all-namespaces", file=sys.stderr)
         return 2
@@ -55,14 +75,22 @@ def _run(args: argparse.Namespace) -> int:
 def _crds(args: argparse.Namespace) -> int:
     from kubento.api import crd
 
-    dirs = args.dir or [Path("crds"), Path("charts/kubento/crds")]
+    if not args.dir:
+        if args.check:
+            print("kubento crds --check: give the directories to check (--dir crds --dir charts/kubento/crds)",
+                  file=sys.stderr)
+            return 2
+        for text in crd.render().values():
+            sys.stdout.write(text if text.startswith("---") else "---\n" + text)
+        return 0
+    dirs = args.dir
     if args.check:
         stale = [
             str(d / name) for d in dirs for name, text in crd.render().items()
             if not (d / name).exists() or (d / name).read_text() != text
         ]
         if stale:
-            print(f"out of date: {', '.join(stale)} (run `kubento crds`)", file=sys.stderr)
+            print(f"out of date: {', '.join(stale)} (run `make crds`)", file=sys.stderr)
             return 1
         print(f"up to date: {', '.join(map(str, dirs))}")
         return 0
@@ -102,6 +130,32 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def oci_settings(ca_file: str | None, plain_http: bool) -> None:
+    """--ca-file / --plain-http for kubento.runtime.oci (it reads them from the environment)."""
+    if ca_file:
+        os.environ["KUBENTO_OCI_CA"] = str(Path(ca_file).resolve())
+    if plain_http:
+        os.environ["KUBENTO_OCI_PLAIN_HTTP"] = "1"
+
+
+def push_oci(src: Path, uri: str) -> tuple[str, str, str]:
+    """Push a .bento file as a bento artifact: (pinned URI, bento tag, sha256)."""
+    from kubento.runtime import Failure, bento, oci, storage
+
+    if not src.is_file():
+        raise Failure(f"{src} is not a file")
+    suffix = bento.archive_suffix(src, str(src))
+    tag = bento.archive_tag(src, suffix, str(src))
+    digest = storage.sha256_file(src)
+    target = oci.parse(uri)
+    shown = target.uri() if target.tag or target.digest else f"{target.uri()}:{tag.split(':', 1)[1]}"
+    start = time.monotonic()
+    print(f"pushing {src} ({storage.human(src.stat().st_size)}, bento {tag}) to {shown}", flush=True)
+    pinned = oci.push(src, uri, tag, digest)
+    print(f"pushed in {time.monotonic() - start:.1f}s: {pinned}", flush=True)
+    return pinned, tag, digest
+
+
 def _push(args: argparse.Namespace) -> int:
     try:
         from kubento.runtime import Failure, storage
@@ -111,6 +165,14 @@ def _push(args: argparse.Namespace) -> int:
     src = Path(args.file)
     uri = args.uri
     try:
+        if uri.startswith("oci://"):
+            oci_settings(args.ca_file, args.plain_http)
+            pinned, _, digest = push_oci(src, uri)
+            print(f"sha256: {digest}\n\nIn a ModelDeployment (a private registry: a docker-registry Secret, "
+                  "as for images):")
+            print(f"  bento:\n    archive:\n      uri: {pinned}")
+            print("  imagePullSecrets: [{name: <your-pull-secret>}]")
+            return 0
         if not src.is_file():
             raise Failure(f"{src} is not a file")
         loc = storage.parse(uri, allow_local=True)
@@ -120,11 +182,15 @@ def _push(args: argparse.Namespace) -> int:
             dest = Path(loc.path)
             uri = str(dest / src.name if dest.is_dir() or uri.endswith("/") else dest)
         elif loc.scheme != "s3":
-            raise Failure(f"cannot push to {uri}: use s3://bucket/key or a local directory")
+            raise Failure(f"cannot push to {uri}: use oci://registry/repository[:tag], s3://bucket/key "
+                          "or a local directory")
         digest = storage.sha256_file(src)
         storage.put(src, uri, endpoint_url=args.endpoint_url, secret_field=None, sha256=digest)
     except Failure as exc:
         print(f"kubento push: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:
+        print(f"kubento push: {exc.name} is missing: {_BUILD_EXTRA}", file=sys.stderr)
         return 1
     print(f"\npushed {src} to {uri}\nsha256: {digest}\n")
     if uri.startswith("s3://"):
@@ -143,8 +209,12 @@ def _push(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     # Installed twice: `kubento ...` and, as a kubectl plugin, `kubectl kubento ...`.
     prog = "kubectl kubento" if Path(sys.argv[0]).name == "kubectl-kubento" else "kubento"
-    p = argparse.ArgumentParser(prog=prog, description="Serve BentoML models on Kubernetes.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog=prog, description="Serve BentoML models on Kubernetes.",
+                                usage=f"{prog} [-h] [--version] COMMAND ...",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"kubento {__version__}")
+    # The commands are listed by group in the epilog (argparse has one flat list).
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help=argparse.SUPPRESS)
 
     run = sub.add_parser("run", help="run the operator")
     scope = run.add_mutually_exclusive_group()
@@ -167,12 +237,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)
 
-    crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
-    crds.add_argument(
-        "--dir", type=Path, action="append",
-        help="output directory, repeatable (default: crds and charts/kubento/crds)",
-    )
-    crds.add_argument("--check", action="store_true", help="fail if the files differ from what would be written")
+    crds = sub.add_parser(
+        "crds", help="print the CRDs generated from the API models (or write them into --dir)",
+        description="Print the ModelDeployment CRD (YAML) on stdout, e.g. `kubento crds | kubectl apply "
+        "--server-side -f -`, or write it into each --dir (in a checkout: make crds). Nothing is written elsewhere.")
+    crds.add_argument("--dir", type=Path, action="append", help="write into this directory (repeatable)")
+    crds.add_argument("--check", action="store_true", help="with --dir: fail if the files differ from what would be written")
     crds.set_defaults(func=_crds)
 
     build = sub.add_parser(
@@ -182,21 +252,40 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--output", "-o", help="archive file to write (default: ./NAME-VERSION.bento)")
     build.set_defaults(func=_build)
 
-    push = sub.add_parser("push", help="upload a .bento archive to S3 (or copy it to a directory)")
+    push = sub.add_parser("push", help="push a .bento archive to an OCI registry or S3 (or copy it to a directory)")
     push.add_argument("file", help="the .bento archive")
     push.add_argument(
-        "uri", help="s3://bucket/key (s3://bucket/prefix/ keeps the file name) or a local directory; "
-        "S3 credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY[, AWS_SESSION_TOKEN, AWS_REGION]",
+        "uri", help="oci://REGISTRY/REPOSITORY[:TAG] (default tag: the bento's version; credentials from your "
+        "Docker config, as docker login writes), s3://bucket/key (s3://bucket/prefix/ keeps the file name) or a "
+        "local directory; S3 credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY[, AWS_SESSION_TOKEN, AWS_REGION]",
     )
     push.add_argument(
         "--endpoint-url", help="an S3-compatible endpoint, http(s)://host:port (default: AWS_ENDPOINT_URL, else AWS)"
     )
+    push.add_argument("--ca-file", help="oci: a PEM file with the CA that signs the registry's certificate")
+    push.add_argument("--plain-http", action="store_true", help="oci: the registry speaks plain HTTP, not TLS")
     push.set_defaults(func=_push)
 
+    deploy.register(sub)
+    status.register(sub)  # status, logs
     rollout.register(sub)  # history, rollback, promote, abort
     top.register(sub)
     check.register(sub)
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    listed = [name for _, names in GROUPS for name in names]
+    assert sorted(listed) == sorted(sub.choices), (sorted(listed), sorted(sub.choices))
+    width = max(map(len, listed)) + 2
+    p.epilog = "\n\n".join(title + ":\n" + "\n".join(f"  {name:<{width}}{helps[name]}" for name in names)
+                             for title, names in GROUPS) + f"\n\n`{prog} COMMAND --help` tells more."
     return p
+
+
+GROUPS = [
+    ("Serve your model", ["deploy", "status", "logs"]),
+    ("Steer its rollouts", ["history", "promote", "abort", "rollback", "check", "top"]),
+    ("Archives by hand", ["build", "push"]),
+    ("Run the operator (platform engineers)", ["run", "crds"]),
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from kubento.api.v1alpha1 import BuildSource, BuildStatus
-from kubento.builders.build_job import ANNOTATION_ARCHIVE, ANNOTATION_SETTINGS, BUILD_CONTAINER, settings_hash
+from kubento.builders.build_job import ANNOTATION_ARCHIVE, ANNOTATION_SETTINGS, settings_hash
 from kubento.builders.meta import Owner
-from kubento.controller.environment import REASONS as ENV_REASONS, failure_reason
+from kubento.controller.environment import REASONS as ENV_REASONS, failure_reason, step_outcome
 from kubento.controller.status import pod_problems
 
 NO_POD_GRACE = 60  # seconds a Job may take to create its pod before we say so
@@ -58,24 +58,13 @@ def condition(job: dict[str, Any], type_: str) -> dict[str, Any]:
     return {}
 
 
-def _terminated(pods: list[dict[str, Any]]) -> dict[str, Any]:
-    """How the build container of the newest pod ended: its termination
-    message is the helper's summary, or the tail of its log."""
-    for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True):
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            terminated = (cs.get("state") or {}).get("terminated") or {}
-            if cs.get("name") == BUILD_CONTAINER and terminated:
-                return terminated
-    return {}
-
-
 def build_state(build: BuildSource, job: dict[str, Any], pods: list[dict[str, Any]], hash_: str,
                 age_seconds: float = 0.0) -> BuildState:
     meta = job["metadata"]
     name = meta["name"]
     archive = (meta.get("annotations") or {}).get(ANNOTATION_ARCHIVE)
     base = {"source": build.source.describe(), "source_hash": hash_, "job": name, "archive": archive}
-    end = _terminated(pods)
+    end = step_outcome(pods)  # the failed step, else the last one (its message is the result)
     if condition(job, "Complete"):
         result: Any = {}
         try:

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from kubento.api.v1alpha1 import EnvironmentStatus, PackageIndex, PythonEnvironment
-from kubento.builders.bento import ServedBento
+from kubento.builders.bento import ServedBento, pinned
 from kubento.builders.env_job import (
     ANNOTATION_SETTINGS,
-    ENV_CONTAINER,
     env_job,
     env_source,
     is_env_job,
@@ -71,7 +70,9 @@ def describe(result: Optional[dict[str, Any]]) -> str:
 
 
 def with_environment(bento: ServedBento, result: Optional[dict[str, Any]]) -> ServedBento:
-    """The bento as pods serve it: with its environment when it has one."""
+    """The bento as pods serve it: with its environment when it has one, and
+    (oci://) at the digest its tag had when the environment was prepared."""
+    bento = pinned(bento, (result or {}).get("archive"))
     if result and result.get("packages") and result.get("uri"):
         return replace(bento, env_uri=result["uri"], env_sha256=result.get("sha256"))
     return bento
@@ -100,12 +101,21 @@ def _condition(job: dict[str, Any], type_: str) -> dict[str, Any]:
     return {}
 
 
-def _terminated(pods: list[dict[str, Any]]) -> dict[str, Any]:
+def step_outcome(pods: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the newest pod of a one-shot Job (kubento.builders.one_shot: its
+    steps are init containers, then one container) ended: the step that
+    failed — its termination message says why, or its log's tail — else the
+    last step, whose message is the result. Empty while nothing ended."""
     for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True):
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            terminated = (cs.get("state") or {}).get("terminated") or {}
-            if cs.get("name") == ENV_CONTAINER and terminated:
-                return terminated
+        status = pod.get("status") or {}
+        steps = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+        ended = [(cs.get("state") or {}).get("terminated") or {} for cs in steps]
+        failed = next((t for t in ended if t and t.get("exitCode", 0) != 0), None)
+        if failed:
+            return failed
+        last = [(cs.get("state") or {}).get("terminated") or {} for cs in status.get("containerStatuses") or []]
+        if any(last):
+            return next(t for t in last if t)
     return {}
 
 
@@ -116,7 +126,7 @@ def finished(job: dict[str, Any]) -> bool:
 def env_state(job: dict[str, Any], pods: list[dict[str, Any]], source: str, timeout: int,
               age_seconds: float = 0.0) -> EnvState:
     name = job["metadata"]["name"]
-    end = _terminated(pods)
+    end = step_outcome(pods)
     if _condition(job, "Complete"):
         try:
             result = (json.loads((end.get("message") or "").strip() or "{}") or {}).get("environment")

@@ -32,7 +32,7 @@ from kubento.api.v1alpha1 import (
     ModelDeploymentStatus,
     PackageIndex,
 )
-from kubento.builders.bento import ServedBento
+from kubento.builders.bento import ServedBento, archive_bento
 from kubento.builders.build_job import (
     LABEL_SOURCE_HASH,
     build_job,
@@ -312,8 +312,7 @@ def environment_job_wanted(spec: ModelDeploymentSpec, inputs: Inputs) -> Optiona
     if archive is None:
         return None
     runtime = runtime_image(spec, inputs.default_runtime_image)
-    bento = ServedBento(runtime, archive_uri=archive.uri, sha256=archive.sha256,
-                        secret=archive.secret_ref.name if archive.secret_ref else None)
+    bento = archive_bento(archive, runtime, spec.image_pull_secrets)
     return wanted_job(bento, index_of(spec.python, inputs.default_index))
 
 
@@ -329,8 +328,7 @@ def served_bento(spec: ModelDeploymentSpec, world: World, inputs: Inputs, previo
     env_jobs = [j for j in world.of(JOB) if is_env_job(j) and owner.controls(j)]
     archive = spec.bento.archive
     if archive:
-        secret = archive.secret_ref.name if archive.secret_ref else None
-        base = ServedBento(runtime, archive_uri=archive.uri, sha256=archive.sha256, secret=secret)
+        base = archive_bento(archive, runtime, spec.image_pull_secrets)
         jobs = [j for j in world.of(JOB) if is_env_job(j)] + inputs.shared_jobs
         name = environment_job_wanted(spec, inputs)
         job = next((j for j in jobs if j["metadata"]["name"] == name), None)

@@ -1,4 +1,4 @@
-"""The in-pod helper: ``python -m kubento.runtime fetch|serve|build``.
+"""The in-pod helper: ``python -m kubento.runtime fetch|serve|<build step>``.
 
 It runs in the runtime image, which holds only ``kubento/__init__.py`` and this
 package next to bentoml, minio and dulwich: so it imports nothing but the
@@ -18,9 +18,11 @@ The paths and variables are a contract with the operator's pod builders
   KUBENTO_TERMINATION_LOG   failure message, build result (default /dev/termination-log)
   $BENTOML_HOME/kubento-bento-tag   name:version, written by fetch, read by serve
   fetch: KUBENTO_ARCHIVE_URI, KUBENTO_ARCHIVE_SHA256 (optional)
-  build: KUBENTO_SOURCE_DIR, or KUBENTO_GIT_URL (http(s):// or git://; no ssh) + KUBENTO_GIT_REF
+  source: KUBENTO_SOURCE_DIR, or KUBENTO_GIT_URL (http(s):// or git://; no ssh) + KUBENTO_GIT_REF
          (branch, tag, full ref or commit id; default HEAD) + KUBENTO_GIT_PATH (.) with
-         GIT_USERNAME/GIT_PASSWORD (optional, https only); KUBENTO_OUTPUT_URI (s3:// or pvc://, the full key)
+         GIT_USERNAME/GIT_PASSWORD (optional, https only)
+  upload: KUBENTO_OUTPUT_URI (s3:// or pvc://, the full key), KUBENTO_ENV_STORE
+  (the build and environment Jobs' steps: kubento.runtime.__main__; each gets only its own credentials)
   s3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL,
       AWS_REGION / AWS_DEFAULT_REGION, AWS_CA_BUNDLE (all optional; no key: anonymous)
   http(s): HTTP_AUTHORIZATION (optional, sent as the Authorization header)

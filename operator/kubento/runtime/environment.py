@@ -1,8 +1,8 @@
 """A bento's own Python packages: prepared once into a relocatable directory,
 packed, stored beside the bento, unpacked by each model pod.
 
-``prepare`` (a build Job after ``bentoml export``, or the environment Job of
-an archive) reads the bento's requirements (env/python/requirements.txt:
+Preparing one (a build Job after ``bentoml export``, or the environment
+Job of an archive) reads the bento's requirements (env/python/requirements.txt:
 locked when the bentofile asks for it) and its Python version, and:
 
 - refuses a bento made for another Python version than the runtime image's;
@@ -11,13 +11,18 @@ locked when the bentofile asks for it) and its Python version, and:
 - otherwise resolves the requirements against the runtime image's installed
   packages with the runtime's own pip (``pip install --dry-run --report``:
   packages the runtime has at a fitting version are not installed again),
-  installs exactly the resolved set into a directory (``pip install --target
-  --no-deps``), packs it as a gzip'd tar and stores it at
-  <store>/envs/<key>.tar.gz with <key>.json beside it (written last: its
-  presence means the archive is complete). The key hashes the requirements,
-  the runtime's Python (implementation, version, platform, libc), the
-  runtime's installed packages and the index settings: any model whose bento
-  has the same dependency set finds the environment there and reuses it.
+  downloads exactly the resolved set, installs it from the downloads alone
+  into a directory (``pip install --no-index --target --no-deps``), packs it
+  as a gzip'd tar and stores it at <store>/envs/<key>.tar.gz with <key>.json
+  beside it (written last: its presence means the archive is complete). The
+  key hashes the requirements, the runtime's Python (implementation, version,
+  platform, libc), the runtime's installed packages and the index settings:
+  any model whose bento has the same dependency set finds the environment
+  there and reuses it.
+
+These are separate steps (plan, download, install, store: see "the steps"
+below), so that the index credentials and the store credentials are never
+in a process that runs a package's own code.
 
 ``unpack`` (the model pod's init container) fetches the archive, checks its
 SHA-256 and unpacks it into KUBENTO_ENV_DIR; the server runs with
@@ -28,7 +33,8 @@ Index settings (the operator sets them; none is a credential):
   KUBENTO_INDEX           JSON {"url", "extraUrls", "onlyBinary"} (all optional)
   KUBENTO_INDEX_CA        path of a CA bundle file for the index (a mounted ConfigMap)
   KUBENTO_INDEX_USERNAME, KUBENTO_INDEX_PASSWORD   basic auth (from a Secret) for the
-                          index URL and the extra URLs on the same host; never printed
+                          index URL's host: the download step's only; pip gets them in a
+                          netrc file of that step's own, never on its command line; never printed
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 from kubento.runtime import Failure, work_dir
 
@@ -174,36 +180,35 @@ class Index:
     password: str = ""
 
     @classmethod
-    def from_env(cls) -> "Index":
+    def from_env(cls, credentials: bool = False) -> "Index":
+        """The index settings (every step may have them: they are no
+        secret); with ``credentials``, its user name and password too (the
+        download step's, the only one the operator gives them to)."""
         raw = os.environ.get("KUBENTO_INDEX", "").strip()
         try:
             settings = json.loads(raw) if raw else {}
         except ValueError as exc:
             raise Failure(f"EnvironmentFailed: KUBENTO_INDEX is not JSON: {exc}") from exc
-        return cls(url=settings.get("url") or "", extra_urls=tuple(settings.get("extraUrls") or ()),
-                   only_binary=bool(settings.get("onlyBinary")), ca=os.environ.get("KUBENTO_INDEX_CA", ""),
-                   username=os.environ.get("KUBENTO_INDEX_USERNAME", ""),
-                   password=os.environ.get("KUBENTO_INDEX_PASSWORD", ""))
+        index = cls(url=settings.get("url") or "", extra_urls=tuple(settings.get("extraUrls") or ()),
+                    only_binary=bool(settings.get("onlyBinary")), ca=os.environ.get("KUBENTO_INDEX_CA", ""))
+        if credentials:
+            index.username = os.environ.get("KUBENTO_INDEX_USERNAME", "")
+            index.password = os.environ.get("KUBENTO_INDEX_PASSWORD", "")
+        return index
 
     def settings(self) -> dict[str, Any]:
         """What the key depends on (no credentials, no CA: they do not change what is installed)."""
         return {"url": self.url, "extraUrls": list(self.extra_urls), "onlyBinary": self.only_binary}
 
-    def _with_auth(self, url: str) -> str:
-        if not (self.username or self.password) or not self.url:
-            return url
-        parts, home = urlsplit(url), urlsplit(self.url)
-        if parts.hostname != home.hostname or "@" in parts.netloc:
-            return url  # credentials go to the index's own host only
-        auth = f"{quote(self.username, safe='')}:{quote(self.password, safe='')}@"
-        return urlunsplit(parts._replace(netloc=auth + parts.netloc))
-
     def pip_args(self) -> list[str]:
+        """pip's index options: never a credential (pip reads those from
+        the netrc file of ``netrc_text``, not from its command line, where
+        a package's build code could read them in /proc/<pid>/cmdline)."""
         args = []
         if self.url:
-            args += ["--index-url", self._with_auth(self.url)]
+            args += ["--index-url", self.url]
         for extra in self.extra_urls:
-            args += ["--extra-index-url", self._with_auth(extra)]
+            args += ["--extra-index-url", extra]
         for plain in sorted({urlsplit(u).netloc.rpartition("@")[2] for u in (self.url, *self.extra_urls)
                              if u and urlsplit(u).scheme == "http"}):
             # An http:// index the user named is meant: pip ignores one unless its host is trusted.
@@ -215,6 +220,19 @@ class Index:
         if self.only_binary:
             args += ["--only-binary", ":all:"]
         return args
+
+    def netrc_text(self) -> str:
+        """The credentials as a netrc entry for the index URL's host: pip
+        sends them to that host only (the index and extra URLs on it), as
+        Basic authentication. Empty without credentials or URL."""
+        host = urlsplit(self.url).hostname if self.url else None
+        if not (self.username or self.password) or not host:
+            return ""
+
+        def token(value: str) -> str:  # Python's netrc reads quoted tokens with backslash escapes
+            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        return f"machine {host}\nlogin {token(self.username)}\npassword {token(self.password)}\n"
 
     def secrets(self) -> list[str]:
         """Values never to show in a log line."""
@@ -272,12 +290,56 @@ def _put_bytes(data: bytes, uri: str) -> None:
         os.unlink(f.name)
 
 
-# ----------------------------------------------------------------- prepare
+# ------------------------------------------------------------------ the steps
+#
+# An environment is prepared in four steps, each a container of its own with
+# only the credentials it needs (kubento.runtime.__main__ runs them):
+#   plan      (store credentials)  what the bento needs; found in the store?
+#   download  (index credentials)  pip resolves against the runtime and downloads
+#   install   (none)               pip installs from the downloads only, builds sdists
+#   store     (store credentials)  pack and upload
+# Only the download step holds the index credentials, and pip reads them from
+# a netrc file of that step's own (never its command line). pip still runs a
+# source distribution's build backend there to read its metadata: with
+# onlyBinary (--only-binary :all:) no package code runs in it at all.
 
 
-def _pip(index: Index) -> list[str]:
-    return [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input",
-            "--cache-dir", str(work_dir() / "pip-cache")]
+def plan(requirements_text: str, bento_yaml: str, store: str, index: Index, image: str = "") -> dict[str, Any]:
+    """What a bento's environment needs: ``{"state": "none"|"found"|"needed",
+    ...}``; "found" reads the store (its credentials)."""
+    start = time.monotonic()
+    python = bento_python(bento_yaml)
+    check_python(python, image)
+    requirements, options = requirement_lines(requirements_text)
+    if options:
+        print(f"ignoring the bento's pip options {options}: the index is spec.python.index's", flush=True)
+    local = [r for r in requirements if r.startswith((".", "/")) or "wheels/" in r]
+    if local:
+        raise Failure(f"EnvironmentFailed: local wheels (bentofile python.wheels) are not supported: {local[:3]}")
+    extra = unsatisfied(requirements)
+    base = {"python": runtime_python(), "requirements": len(requirements)}
+    if not extra:
+        print(f"the runtime image satisfies all {len(requirements)} requirement(s): no environment needed", flush=True)
+        return {"state": "none", "result": {**base, "packages": 0}}
+    print(f"not in the runtime image: {' '.join(extra)}", flush=True)
+    if not store:
+        raise Failure("EnvironmentStoreMissing: the bento needs packages the runtime image lacks "
+                      f"({', '.join(extra[:5])}) and there is no store for its environment: serve the archive from "
+                      "s3:// or pvc:// (the environment is kept beside it), or (http(s)://, oci://) set "
+                      "spec.runtimeImage to an image that has them (FROM the runtime image + pip install)")
+    key = local_key(requirements, index.settings())
+    uri, meta_uri = store_uris(store, key)
+    found = _read_small(meta_uri)
+    if found is not None:
+        result = json.loads(found)
+        print(f"environment {key} is already in the store ({uri}): reusing it", flush=True)
+        return {"state": "found", "result": {**result, "reused": True, "seconds": round(time.monotonic() - start, 1)}}
+    print(f"environment {key} is not in the store yet: preparing it", flush=True)
+    return {"state": "needed", "key": key, "requirements": requirements, "base": base}
+
+
+def _pip() -> list[str]:
+    return [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
 
 
 def _pip_failure(rc: int, tail: list[str], index: Index, what: str) -> Failure:
@@ -294,14 +356,17 @@ def _pip_failure(rc: int, tail: list[str], index: Index, what: str) -> Failure:
     return CommandFailed(head, tail[-25:])
 
 
-def _run_pip(args: list[str], index: Index, what: str) -> None:
+def _run_pip(args: list[str], index: Index, what: str, netrc: str, cwd: Optional[Path] = None) -> None:
     from kubento.runtime import bento
 
-    # pip gets only the settings given here: no PIP_* from the image, and no
-    # requests/curl CA variable (they override --cert).
+    # pip gets only the settings given here: no PIP_* from the image, no
+    # requests/curl CA variable (they override --cert), and the credentials
+    # (if any) from the netrc file named by NETRC (/dev/null: none, not even
+    # a ~/.netrc of the image).
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("PIP_") and not (index.ca and k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"))}
-    rc, tail = bento.run(args, env={**env, "PIP_NO_WARN_SCRIPT_LOCATION": "1"}, redact=index.secrets())
+    rc, tail = bento.run(args, cwd=cwd, env={**env, "PIP_NO_WARN_SCRIPT_LOCATION": "1", "NETRC": netrc},
+                         redact=index.secrets())
     if rc != 0:
         raise _pip_failure(rc, tail, index, what)
 
@@ -310,29 +375,95 @@ def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def install(requirements: list[str], index: Index, dest: Path) -> list[str]:
-    """Resolve against the runtime, install what it lacks into dest/site-packages;
-    returns name==version of what was installed."""
+def _build_requirements(sdist: Path) -> list[str]:
+    """What building ``sdist`` needs (its pyproject.toml's build-system.requires;
+    setuptools without one), plus wheel for setuptools (older ones ask for it)."""
+    import tomllib
+    import zipfile
+
+    text = None
+    try:
+        if sdist.suffix == ".zip":
+            with zipfile.ZipFile(sdist) as z:
+                name = next((n for n in z.namelist() if n.count("/") == 1 and n.endswith("/pyproject.toml")), None)
+                text = z.read(name).decode() if name else None
+        else:
+            with tarfile.open(sdist) as t:
+                member = next((m for m in t.getmembers()
+                               if m.name.count("/") == 1 and m.name.endswith("/pyproject.toml") and m.isfile()), None)
+                f = t.extractfile(member) if member else None
+                text = f.read().decode() if f else None
+        requires = (tomllib.loads(text).get("build-system") or {}).get("requires") if text else None
+    except (OSError, ValueError, tarfile.TarError, zipfile.BadZipFile, tomllib.TOMLDecodeError):
+        requires = None
+    reqs = list(requires) if isinstance(requires, list) else ["setuptools>=40.8.0"]
+    if any(_normal(re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0]) == "setuptools" for r in reqs):
+        reqs.append("wheel")
+    return reqs
+
+
+def download(requirements: list[str], index: Index, wheelhouse: Path) -> list[str]:
+    """Resolve ``requirements`` against the runtime's packages and download
+    what it lacks (and what building its source distributions needs) into
+    ``wheelhouse``, with the index credentials in a netrc file of this step's
+    own, deleted afterwards; returns name==version of what is to be installed."""
     work = work_dir()
     work.mkdir(parents=True, exist_ok=True)
-    reqs = work / "requirements.txt"
-    reqs.write_text("\n".join(requirements) + "\n")
-    report = work / "pip-report.json"
-    print(f"resolving {len(requirements)} requirement(s) against the runtime's packages on {index.describe()}", flush=True)
-    _run_pip(_pip(index) + ["install", "--dry-run", "--quiet", "--report", str(report), *index.pip_args(),
-                            "-r", str(reqs)], index, "resolve")
-    resolved = json.loads(report.read_text()).get("install") or []
-    pins = sorted({f"{item['metadata']['name']}=={item['metadata']['version']}" for item in resolved})
-    if not pins:
-        return []
+    shutil.rmtree(wheelhouse, ignore_errors=True)
+    wheelhouse.mkdir(parents=True)
+    # Private to this step (the container's own /tmp, never a shared volume):
+    # the netrc and pip's cache, and pip's working directory.
+    private = Path(tempfile.mkdtemp(prefix="kubento-download-"))
+    try:
+        netrc = "/dev/null"
+        text = index.netrc_text()
+        if text:
+            netrc = str(private / "netrc")
+            fd = os.open(netrc, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+        pip = _pip() + ["--cache-dir", str(private / "cache")]
+        reqs = private / "requirements.txt"
+        reqs.write_text("\n".join(requirements) + "\n")
+        report = private / "pip-report.json"
+        print(f"resolving {len(requirements)} requirement(s) against the runtime's packages on {index.describe()}",
+              flush=True)
+        _run_pip(pip + ["install", "--dry-run", "--quiet", "--report", str(report), *index.pip_args(), "-r", str(reqs)],
+                 index, "resolve", netrc, cwd=private)
+        resolved = json.loads(report.read_text()).get("install") or []
+        pins = sorted({f"{item['metadata']['name']}=={item['metadata']['version']}" for item in resolved})
+        if not pins:
+            return []
+        pinned = private / "pinned.txt"
+        pinned.write_text("\n".join(pins) + "\n")
+        print(f"downloading {len(pins)} package(s): {' '.join(pins)}", flush=True)
+        _run_pip(pip + ["download", "--no-deps", "--quiet", "-d", str(wheelhouse), *index.pip_args(), "-r", str(pinned)],
+                 index, "download", netrc, cwd=private)
+        sdists = sorted(p for p in wheelhouse.iterdir() if p.suffix != ".whl")
+        if sdists:
+            build = sorted({r for s in sdists for r in _build_requirements(s)})
+            print(f"source distributions {' '.join(s.name for s in sdists)}: downloading what building them needs "
+                  f"({' '.join(build)})", flush=True)
+            _run_pip(pip + ["download", "--quiet", "-d", str(wheelhouse), *index.pip_args(), *build],
+                     index, "download the build requirements of", netrc, cwd=private)
+        return pins
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def install(pins: list[str], index: Index, wheelhouse: Path, dest: Path) -> None:
+    """Install exactly ``pins`` from ``wheelhouse`` alone (no index, no
+    credentials: source distributions are built here) into dest/site-packages."""
+    work = work_dir()
     print(f"installing {len(pins)} package(s): {' '.join(pins)}", flush=True)
     shutil.rmtree(dest, ignore_errors=True)
     (dest / SITE).mkdir(parents=True)
     pinned = work / "pinned.txt"
     pinned.write_text("\n".join(pins) + "\n")
-    _run_pip(_pip(index) + ["install", "--no-deps", "--no-warn-conflicts", "--target", str(dest / SITE),
-                            *index.pip_args(), "-r", str(pinned)], index, "install")
-    return pins
+    offline = Index(only_binary=index.only_binary)
+    _run_pip(_pip() + ["--cache-dir", str(work / "pip-cache"), "install", "--no-deps", "--no-warn-conflicts",
+                       "--no-index", "--find-links", str(wheelhouse), "--target", str(dest / SITE),
+                       *offline.pip_args(), "-r", str(pinned)], index, "install", "/dev/null")
 
 
 def pack(src: Path, out: Path) -> None:
@@ -341,58 +472,20 @@ def pack(src: Path, out: Path) -> None:
             tar.add(child, arcname=child.name)
 
 
-def prepare(requirements_text: str, bento_yaml: str, store: str, index: Optional[Index] = None,
-            image: str = "") -> dict[str, Any]:
-    """The environment of a bento with these requirements, prepared or found
-    in ``store``; the result's "packages" is 0 when the runtime needs nothing."""
-    start = time.monotonic()
-    index = index or Index.from_env()
-    python = bento_python(bento_yaml)
-    check_python(python, image)
-    requirements, options = requirement_lines(requirements_text)
-    if options:
-        print(f"ignoring the bento's pip options {options}: the index is spec.python.index's", flush=True)
-    local = [r for r in requirements if r.startswith((".", "/")) or "wheels/" in r]
-    if local:
-        raise Failure(f"EnvironmentFailed: local wheels (bentofile python.wheels) are not supported: {local[:3]}")
-    extra = unsatisfied(requirements)
-    base = {"python": runtime_python(), "requirements": len(requirements)}
-    if not extra:
-        print(f"the runtime image satisfies all {len(requirements)} requirement(s): no environment needed", flush=True)
-        return {**base, "packages": 0}
-    print(f"not in the runtime image: {' '.join(extra)}", flush=True)
-    if not store:
-        raise Failure("EnvironmentStoreMissing: the bento needs packages the runtime image lacks "
-                      f"({', '.join(extra[:5])}) and there is no store for its environment: serve the archive from "
-                      "s3:// or pvc:// (the environment is kept beside it)")
-    key = local_key(requirements, index.settings())
-    uri, meta_uri = store_uris(store, key)
-    found = _read_small(meta_uri)
-    if found is not None:
-        result = json.loads(found)
-        print(f"environment {key} is already in the store ({uri}): reusing it", flush=True)
-        return {**result, "reused": True, "seconds": round(time.monotonic() - start, 1)}
-    dest = work_dir() / "env"
-    pins = install(requirements, index, dest)
-    if not pins:  # pip found everything in the runtime after all
-        return {**base, "packages": 0}
-    unpacked = _dir_size(dest)
-    archive = work_dir() / f"env{ARCHIVE_SUFFIX}"
-    t0 = time.monotonic()
-    pack(dest, archive)
+def store(archive: Path, store_uri: str, key: str, base: dict[str, Any], packages: int, unpacked: int,
+          started: float) -> dict[str, Any]:
+    """Upload the packed environment and, last, its description (its
+    presence means the archive is complete)."""
     from kubento.runtime import storage
 
+    uri, meta_uri = store_uris(store_uri, key)
     digest = storage.sha256_file(archive)
     size = archive.stat().st_size
-    print(f"packed {len(pins)} package(s): {storage.human(unpacked)} -> {storage.human(size)} in "
-          f"{time.monotonic() - t0:.1f}s", flush=True)
     storage.put(archive, uri, sha256=digest, secret_field=os.environ.get("KUBENTO_SECRET_FIELD") or None)
     result = {**base, "hash": key, "uri": uri, "sha256": digest, "size": size, "unpacked": unpacked,
-              "packages": len(pins), "seconds": round(time.monotonic() - start, 1)}
-    _put_bytes(json.dumps(result, sort_keys=True).encode(), meta_uri)  # last: the archive is complete
-    archive.unlink(missing_ok=True)
-    shutil.rmtree(dest, ignore_errors=True)
-    print(f"environment {key}: {len(pins)} package(s), {storage.human(size)} at {uri}", flush=True)
+              "packages": packages, "seconds": round(time.time() - started, 1)}
+    _put_bytes(json.dumps(result, sort_keys=True).encode(), meta_uri)
+    print(f"environment {key}: {packages} package(s), {storage.human(size)} at {uri}", flush=True)
     return {**result, "reused": False}
 
 

@@ -3,7 +3,9 @@ directory (a ConfigMap or PVC volume) or from git.
 
 The copy matters: a ConfigMap volume is read-only and made of symlinks into
 hidden ``..data``/``..<timestamp>`` directories, and a PVC may be shared or
-read-only; ``bentoml build`` gets a plain directory of regular files.
+read-only; ``bentoml build`` gets a plain directory of regular files. The copy
+never follows a symlink out of the project (it is copied as a link), and a
+PVC path with ``..`` is refused.
 
 Git goes through dulwich, a git implementation in Python (the runtime image
 has no git binary: Debian's pulls in perl and curl, ~100 MB): http(s) and
@@ -34,37 +36,76 @@ from dulwich.object_store import iter_tree_contents
 from dulwich.objects import S_ISGITLINK, Commit, Tag
 from dulwich.repo import Repo
 
-from kubento.runtime import Failure
+from kubento.runtime import Failure, pvc_root
 from kubento.runtime.storage import TIMEOUT, describe_network_error, human
 
 
+def project_dir(src: Path) -> Path:
+    """The project directory to copy, checked: no ``..`` in the path, and a
+    directory in a PVC (under KUBENTO_PVC_ROOT/<claim>) resolves inside that
+    claim's volume (a symlink on the volume cannot point the build elsewhere)."""
+    if ".." in src.parts:
+        raise Failure(f"project directory {src}: '..' is not allowed in the path")
+    root = pvc_root()
+    if src.is_relative_to(root) and len(src.relative_to(root).parts) >= 1:
+        claim = root / src.relative_to(root).parts[0]
+        real = Path(os.path.realpath(src))
+        if not real.is_relative_to(os.path.realpath(claim)):
+            raise Failure(f"project directory {src} resolves to {real}, outside the volume of pvc "
+                          f"{claim.name}: refused")
+    return src
+
+
 def copy_tree(src: Path, dest: Path) -> int:
-    """Copy ``src`` into ``dest`` dereferencing symlinks and skipping entries
-    whose name starts with ``..`` (a ConfigMap volume's internals). Returns
-    the number of files copied."""
+    """Copy the project ``src`` into ``dest``, skipping entries whose name
+    starts with ``..`` (a ConfigMap volume's internals). A symlink that
+    resolves inside the project is copied as what it points to (a ConfigMap
+    volume's keys are such links); one that points outside the project is
+    copied as a link, never followed. Returns the number of files copied."""
     if not src.is_dir():
         raise Failure(f"project directory {src} does not exist (or is not a directory)")
+    top = Path(os.path.realpath(src))
     count = 0
     seen: set[str] = set()
+
+    def inside(path: Path) -> bool:
+        return Path(os.path.realpath(path)).is_relative_to(top)
+
+    def keep_link(path: Path, target: Path) -> None:
+        os.symlink(os.readlink(path), target)
+        print(f"source: {path.relative_to(src)} is a symlink out of the project ({os.readlink(path)}): "
+              "copied as a link, not followed", flush=True)
+
     for root, dirs, files in os.walk(src, followlinks=True):
         real = os.path.realpath(root)
         if real in seen:  # a symlink loop
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".."))
         rel = Path(root).relative_to(src)
         (dest / rel).mkdir(parents=True, exist_ok=True)
+        walked = []
+        for name in sorted(d for d in dirs if not d.startswith("..")):
+            path = Path(root) / name
+            if path.is_symlink() and not inside(path):
+                keep_link(path, dest / rel / name)
+            else:
+                walked.append(name)
+        dirs[:] = walked
         for name in sorted(files):
             path = Path(root) / name
-            if name.startswith("..") or not path.is_file():  # dangling links, sockets...
+            if name.startswith(".."):
+                continue
+            if path.is_symlink() and not inside(path):
+                keep_link(path, dest / rel / name)
+                continue
+            if not path.is_file():  # dangling links, sockets...
                 continue
             shutil.copyfile(path, dest / rel / name)
             count += 1
     if count == 0:
         raise Failure(f"project directory {src} has no files")
     return count
-
 
 
 # ---------------------------------------------------------------------- git

@@ -72,9 +72,15 @@ def parse(uri: str, allow_local: bool = False) -> Location:
         if scheme == "pvc" and ".." in path.split("/"):
             raise Failure(f"invalid URI {uri}: '..' is not allowed in a pvc path")
         return Location(uri, scheme, parts.netloc, path)
+    if scheme == "oci":
+        from kubento.runtime import oci
+
+        ref = oci.parse(uri)
+        return Location(uri, "oci", ref.registry, ref.repository)
     if allow_local and (not scheme or scheme == "file" or len(scheme) == 1):  # (a Windows drive letter)
         return Location(uri, "file", "", parts.path if scheme == "file" else uri)
-    raise Failure(f"unsupported URI {uri}: use s3://bucket/key, http(s)://host/path or pvc://claim/path")
+    raise Failure(f"unsupported URI {uri}: use s3://bucket/key, http(s)://host/path, pvc://claim/path "
+                  "or oci://registry/repository:tag")
 
 
 def local_path(loc: Location) -> Path:
@@ -273,6 +279,7 @@ class Fetched:
     size: int
     seconds: float
     downloaded: bool  # False: a file in a volume, read in place (do not delete it)
+    pinned: Optional[str] = None  # oci://: the URI with the manifest's digest it resolved to
 
 
 def _write_stream(chunks: Iterable[bytes], dest: Path, progress: Progress, prefix: str) -> str:
@@ -294,10 +301,23 @@ def _write_stream(chunks: Iterable[bytes], dest: Path, progress: Progress, prefi
 
 
 def fetch(uri: str, dest: Path, secret_field: Optional[str] = "archive.secretRef") -> Fetched:
-    """Download ``uri`` to ``dest`` (s3, http), or hash a pvc file in place.
+    """Download ``uri`` to ``dest`` (s3, http, oci), or hash a pvc file in place.
     Raises Failure with a message that names the cause."""
     loc = parse(uri)
     prefix = f"cannot fetch {uri}"
+    if loc.scheme == "oci":
+        from kubento.runtime import oci
+
+        start = time.monotonic()
+        made: list[Progress] = []
+
+        def progress(verb: str, total: Optional[int]) -> Progress:
+            made.append(Progress(verb, uri, total))
+            return made[-1]
+
+        pulled = oci.fetch(uri, dest, _write_stream, progress)
+        seconds = made[-1].finish() if made else time.monotonic() - start
+        return Fetched(dest, pulled.sha256, pulled.size, seconds, downloaded=True, pinned=pulled.pinned)
     if loc.scheme == "pvc":
         path = local_path(loc)
         if not path.is_file():
