@@ -87,4 +87,32 @@ def describe(rollout: "Rollout", state: "RolloutStatus") -> list[str]:
     return [f"step {i + 1}/{len(steps)} (weight {requested}% requested)"]
 
 
-STRATEGY = Strategy("Canary", step, wake_after=wake_after, describe=describe)
+def screen(rollout: "Rollout", state: "RolloutStatus", effective: Optional[int]) -> list[str]:
+    steps = rollout.steps
+    if not steps:
+        return []
+    i = min(state.step, len(steps) - 1)
+    requested = state.requested_weight if state.requested_weight is not None else steps[i].weight
+    parts = [f"step {i + 1}/{len(steps)}, weight {requested}% requested / "
+             f"{f'{effective}%' if effective is not None else '-'} effective"]
+    if state.promoted:
+        parts.append("promoted")
+    elif state.step_reached:
+        parts.append(f"holding ({steps[i].pause} from {state.step_reached})" if steps[i].pause else "holding")
+    else:
+        parts.append("waiting for its pods")
+    return parts
+
+
+def held(rollout: "Rollout", state: "RolloutStatus") -> Optional[str]:
+    """A step whose pods are ready, held until its pause ends or `kubento promote`."""
+    if not state.step_reached or state.rollback or state.promoted:
+        return None
+    steps = rollout.steps
+    current = steps[min(state.step, len(steps) - 1)] if steps else None
+    weight = state.requested_weight if state.requested_weight is not None else (current.weight if current else "?")
+    pause = f" for {current.pause}" if current is not None and current.pause else ""
+    return f"the canary holds at step {state.step + 1}/{len(steps)} ({weight}%){pause}"
+
+
+STRATEGY = Strategy("Canary", step, wake_after=wake_after, describe=describe, screen=screen, held=held)

@@ -126,6 +126,10 @@ class Strategy:
     wake_after: Callable[["Rollout", "RolloutStatus", float], Optional[float]] = lambda rollout, state, now: None
     # what to say about a rollout under way beyond the common parts (status, `kubento history`)
     describe: Callable[["Rollout", "RolloutStatus"], list[str]] = lambda rollout, state: []
+    # the same for `kubento status`, with the effective weight (status.canaryWeight)
+    screen: Callable[["Rollout", "RolloutStatus", Optional[int]], list[str]] = lambda rollout, state, weight: []
+    # why a healthy rollout waits for `kubento promote` (a canary step's pause), or None
+    held: Callable[["Rollout", "RolloutStatus"], Optional[str]] = lambda rollout, state: None
     # children it needs besides the revisions and the Service: (spec, owner, the revision to show) -> manifests
     children: Callable[["ModelDeploymentSpec", "Owner", Optional[str]], list[dict[str, Any]]] = \
         lambda spec, owner, revision: []
