@@ -15,7 +15,7 @@ import threading
 import time
 
 from e2e.support import apply_md, example_spec, md, settled, shares
-from kubento.rollout.strategy import canary_split, effective_weight
+from kubento.rollout.canary import canary_split, effective_weight
 from tests.helpers import condition, wait_for
 
 REPLICAS = (1, 2, 4)

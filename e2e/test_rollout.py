@@ -252,3 +252,62 @@ def test_operator_killed_mid_rollout_resumes_and_completes(cluster, model, image
     canary_through(cluster, model, images, "resume", "15s", delete_the_pod,
                    "canary resumed after the operator pod was killed")
     cluster.kubectl("rollout", "status", "-n", OPERATOR_NAMESPACE, "deployment/kubento", "--timeout=120s")
+
+
+def test_a_deleted_stable_deployment_is_made_again_after_an_abort(cluster, model, images):
+    """#24: `kubento abort`, then `kubectl delete deployment` of the stable
+    revision under a request loop: kubento makes it again from its
+    ControllerRevision at once; the model serves again as soon as its pods
+    are ready; the aborted revision never gets a pod."""
+    import subprocess
+    import sys
+
+    spec = {**example_spec(images), "replicas": 2,
+            "rollout": {"strategy": "Canary", "steps": [{"weight": 50, "pause": "1h"}]}}
+    name = serving(cluster, model, "keep", spec)
+    v1 = md(cluster, name)["status"]["stableRevision"]
+    apply_md(cluster, name, {**spec, "env": V2_ENV})
+    wait_for("the canary step to hold", lambda: condition(md(cluster, name), "Ready").get("reason") == "CanaryPaused",
+             timeout=180, interval=0.5)
+    v2 = md(cluster, name)["status"]["rollout"]["revision"]
+    env = {**os.environ, "KUBECONFIG": cluster.kubeconfig}
+    aborted = subprocess.run([sys.executable, "-m", "kubento.cli.main", "abort", name, "-n", NAMESPACE], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert aborted.returncode == 0, aborted.stderr
+    wait_for("the abort", lambda: md(cluster, name)["status"].get("phase") == "RolledBack"
+             and not cluster.get("pods", "-n", NAMESPACE, "-l", f"serving.kubento.io/revision={v2}")["items"],
+             timeout=120, interval=0.5)
+    deployment = f"{name}-{v1}"
+    old_uid = cluster.get("deployment", deployment, "-n", NAMESPACE)["metadata"]["uid"]
+    candidate_pods = 0
+    with TrafficCounter(cluster, name) as traffic:
+        start = time.monotonic()
+        cluster.kubectl("delete", "deployment", deployment, "-n", NAMESPACE, "--wait=false")
+
+        def made_again():
+            d = cluster.get("deployment", deployment, "-n", NAMESPACE)
+            return d is not None and d["metadata"]["uid"] != old_uid and d
+        back = wait_for("the stable Deployment made again", made_again, timeout=30, interval=0.1)
+        recreated = time.monotonic() - start
+
+        def ready_again():
+            nonlocal candidate_pods
+            candidate_pods += len(cluster.get("pods", "-n", NAMESPACE, "-l",
+                                              f"serving.kubento.io/revision={v2}")["items"])
+            return (md(cluster, name)["status"].get("readyReplicas") or 0) >= 2
+        wait_for("the stable revision serving again", ready_again, timeout=300, interval=0.5)
+        serving_again = time.monotonic() - start
+        time.sleep(3)
+    report(f"stable Deployment deleted: made again in {recreated:.2f}s, 2 pods ready in {serving_again:.1f}s",
+           traffic, serving_again)
+    assert recreated < 5, f"the Deployment came back after {recreated:.1f}s"
+    assert back["spec"]["replicas"] == 2
+    assert candidate_pods == 0  # the aborted revision never got a pod
+    st = md(cluster, name)["status"]
+    assert (st["stableRevision"], st["failedRevision"], st["phase"]) == (v1, v2, "RolledBack")
+    assert events(cluster, name, "RevisionRepaired")[0]["type"] == "Warning"
+    # Requests fail while no pod serves (deleting the Deployment deleted its pods); none once they are back.
+    with TrafficCounter(cluster, name) as after:
+        time.sleep(5)
+    print(f"[rollout] after the repair: {after.summary()}")
+    assert after.failed == 0 and after.ok > 20, after.summary()

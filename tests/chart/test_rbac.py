@@ -28,6 +28,7 @@ WORK_RULES = [
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": ["get", "list", "watch", "create", "delete"]},
 ]
 DISCOVERY_RULES = [
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["get", "list", "watch"]},
@@ -136,3 +137,19 @@ def test_network_policy_values_are_checked(helm, flag):
     proc = subprocess.run([helm, "template", "kubento", str(CHART), "--kube-version", "1.34.4", "--set", flag],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "networkPolicy" in proc.stderr, proc.stderr
+
+
+def test_the_chart_grants_exactly_what_the_kinds_registry_needs(helm):
+    """Every kind the operator watches or makes declares its verbs once
+    (kubento.controller.kinds): the chart's work rules are those, plus
+    Secrets (existence checks) and Events."""
+    from kubento.controller import kinds
+
+    needed = [rule for kind in kinds.REGISTRY for rule in kind.rbac_rules()]
+    roles = grants(render(helm))
+    work = roles[("ClusterRole", "", "kubento")]
+    for rule in needed:
+        assert rule in work, f"the chart does not grant {rule}, which the kinds registry needs"
+    extra = [rule for rule in work if rule not in needed]
+    assert extra == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+                     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}], extra

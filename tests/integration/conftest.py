@@ -27,10 +27,7 @@ from tests.specs import model_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 RESYNC_SECONDS = 2.0
-# Read by kubento.controller.handlers at import, before KopfRunner loads it.
-os.environ["KUBENTO_RESYNC_SECONDS"] = str(RESYNC_SECONDS)
 STALL_SECONDS = 6.0  # the liveness probe fails after a pass this long (test_untrusted_pods holds one)
-os.environ["KUBENTO_STALL_SECONDS"] = str(STALL_SECONDS)
 
 
 @dataclass
@@ -129,15 +126,20 @@ def operator_kubeconfig(controlplane, namespace, helm) -> Path:
 
 @pytest.fixture(scope="session")
 def operator(controlplane, namespace, operator_kubeconfig):
-    """kubento's handlers under KopfRunner, as the chart's ServiceAccount."""
+    """kubento's Operator under KopfRunner, as the chart's ServiceAccount
+    (``runner.operator``: the Operator object)."""
     from kopf.testing import KopfRunner
+
+    from kubento.controller.config import Config
+    from kubento.controller.handlers import registry
+    from kubento.controller.operator import Operator
 
     os.environ["KUBECONFIG"] = str(operator_kubeconfig)
     liveness = f"http://127.0.0.1:{helpers.free_port()}/healthz"
-    args = ["run", "--standalone", "--namespace", namespace, "-m", "kubento.controller.handlers", "--verbose",
-            f"--liveness={liveness}"]
-    with KopfRunner(args, timeout=60) as runner:
-        runner.liveness_url = liveness
+    op = Operator(Config(resync_seconds=RESYNC_SECONDS, stall_seconds=STALL_SECONDS))
+    args = ["run", "--standalone", "--namespace", namespace, "--verbose", f"--liveness={liveness}"]
+    with KopfRunner(args, registry=registry(op), timeout=60) as runner:
+        runner.liveness_url, runner.operator = liveness, op
         time.sleep(2)  # let the watches start
         yield runner
     assert runner.exception is None, runner.exception

@@ -209,3 +209,42 @@ def test_abort_returns_to_stable_and_blue_green_switches_only_when_ready(control
     done = settle(controlplane, admin, namespace, name)
     assert done["status"]["stableRevision"] == v3 not in (v1, v2)
     assert replicas_by_revision(controlplane, namespace, name) == {v1: 0, v2: 0, v3: 2}
+
+
+def test_a_deleted_stable_deployment_comes_back_from_its_controller_revision(controlplane, admin, namespace, md):
+    """#24: after `kubento abort`, `kubectl delete deployment` of the stable
+    revision: kubento makes it again from its ControllerRevision, with its
+    replicas, at once, says so in a Warning event, and never rolls out the
+    aborted revision instead."""
+    spec = {**VALID_SPEC, "replicas": 2, "rollout": {"strategy": "Canary", "steps": [{"weight": 50, "pause": "1h"}]}}
+    name, v1 = deploy_v1(controlplane, admin, namespace, md, spec)
+    kept = get_json(controlplane, "controllerrevisions", "-n", namespace, "-l",
+                    f"serving.kubento.io/model-deployment={name},{REVISION}={v1}")["items"]
+    assert [k["metadata"]["name"] for k in kept] == [f"{name}-{v1}"]
+    assert kept[0]["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+    assert kept[0]["data"]["spec"]["template"]["metadata"]["labels"][REVISION] == v1
+
+    md({**spec, "env": [{"name": "MODEL_VERSION", "value": "2"}]}, name=name)
+    v2 = wait_for("a rollout", lambda: (status(controlplane, namespace, name).get("rollout") or {}).get("revision"))
+    kubento(controlplane, "abort", name, "-n", namespace)
+    wait_for("phase RolledBack", lambda: status(controlplane, namespace, name).get("phase") == "RolledBack")
+    wait_for("v2 at zero", lambda: replicas_by_revision(controlplane, namespace, name).get(v2) == 0)
+
+    gone = time.monotonic()
+    controlplane.kubectl("delete", "deployment", f"{name}-{v1}", "-n", namespace)
+    back = wait_for("the stable Deployment made again", lambda: (d := get_json(
+        controlplane, "deployment", f"{name}-{v1}", "-n", namespace)) and not d["metadata"].get("deletionTimestamp")
+        and d, interval=0.1)
+    took = time.monotonic() - gone
+    print(f"stable Deployment deleted -> made again: {took:.2f}s")
+    assert back["spec"]["replicas"] == 2 and back["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+    repaired = wait_for("the event", lambda: events(controlplane, namespace, name, "RevisionRepaired"))
+    assert repaired[0]["type"] == "Warning" and v1 in repaired[0]["message"]
+    def serving_again():
+        play_deployment_controller(admin, namespace, name)
+        st = status(controlplane, namespace, name)
+        return st.get("readyReplicas") == 2 and st.get("phase") == "RolledBack" and st
+    st = wait_for("v1 serving again", serving_again, interval=0.5)
+    assert (st["stableRevision"], st["failedRevision"]) == (v1, v2)
+    assert replicas_by_revision(controlplane, namespace, name) == {v1: 2, v2: 0}
+    assert service_selector(controlplane, namespace, name)[REVISION] == v1

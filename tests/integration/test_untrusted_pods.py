@@ -319,18 +319,16 @@ def test_liveness_fails_while_a_worker_is_stuck_in_a_pass(controlplane, namespac
                                                           monkeypatch):
     """A pass that never ends (here: held by the test) makes /healthz fail
     after KUBENTO_STALL_SECONDS; it answers again once the pass ends."""
-    from kubento.controller import handlers
-
     release = threading.Event()
     stuck = f"stuck-{uuid.uuid4().hex[:6]}"
-    real = handlers.reconcile
+    real = operator.operator.run_pass
 
     def held(key, *args, **kwargs):
         if key[1] == stuck:
             release.wait(120)
         return real(key, *args, **kwargs)
 
-    monkeypatch.setattr(handlers, "reconcile", held)
+    monkeypatch.setattr(operator.operator, "run_pass", held)
     url = operator.liveness_url
 
     def health() -> int:

@@ -140,7 +140,7 @@ def test_reading_a_job_into_a_build_state():
     done = build_state(CM_BUILD, job(conditions=[{"type": "Complete", "status": "True"}]),
                        [pod('{"tag": "iris:v9", "sha256": "' + "c" * 64 + '"}', exit_code=0)], "hash")
     assert (done.phase, done.tag, done.sha256, done.archive) == ("Succeeded", "iris:v9", "c" * 64, "s3://x/a.bento")
-    assert done.status()["sha256"] == "c" * 64  # recorded: served from status even if the Job goes
+    assert done.status().sha256 == "c" * 64  # recorded: served from status even if the Job goes
     failed = build_state(CM_BUILD, job(conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]),
                          [pod("bentoml build failed (exit 1):\nSyntaxError: invalid syntax", exit_code=1)], "hash")
     assert (failed.phase, failed.reason) == ("Failed", "BuildFailed")

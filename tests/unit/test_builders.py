@@ -23,7 +23,9 @@ def served(spec):
 def desired_children(spec, owner):
     """What the operator applies for a new model: the plan of a pass over it
     with no children yet (the Deployment first)."""
-    from kubento.controller.plan import Inputs, World, plan
+    from kubento.controller.observation import Inputs, Observation
+    from kubento.controller.plan import plan
+    from kubento.controller.world import World
 
     from kubento.builders.env_job import env_source
 
@@ -31,7 +33,7 @@ def desired_children(spec, owner):
             "spec": spec.wire()}
     if spec.bento.archive:  # its environment was looked at: the runtime image has every package
         body["status"] = {"environment": {"source": env_source(served(spec), None), "packages": 0}}
-    actions = plan(World(body, [], [], [], [], [], []), Inputs(now=0.0, default_runtime_image=RUNTIME)).actions
+    actions = plan(Observation.of(World(body), Inputs(now=0.0, default_runtime_image=RUNTIME))).actions
     return [a.manifest for a in actions.applies]
 
 

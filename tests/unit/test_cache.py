@@ -3,7 +3,7 @@ writes shown until the watch catches up."""
 
 from __future__ import annotations
 
-from kubento.controller import cache as kinds
+from kubento.controller import cache, kinds
 from kubento.controller.cache import Cache
 
 
@@ -25,15 +25,15 @@ def dep(name: str, rv: str, replicas: int = 1, model: str = "iris") -> dict:
 
 def test_children_are_grouped_by_model_and_stripped():
     c = Cache()
-    assert c.update(kinds.DEPLOYMENT, dep("iris-a", "1")) == ("ns", "iris")
+    assert c.update(kinds.DEPLOYMENT, dep("iris-a", "1")) == [("ns", "iris")]
     c.update(kinds.DEPLOYMENT, dep("other-a", "2", model="other"))
     world = c.model(("ns", "iris"))
-    assert [d["metadata"]["name"] for d in world.deployments] == ["iris-a"]
-    kept = world.deployments[0]
+    assert [d["metadata"]["name"] for d in world.of("Deployment")] == ["iris-a"]
+    kept = world.of("Deployment")[0]
     assert "template" not in kept["spec"] and "managedFields" not in kept["metadata"]
     assert kept["metadata"]["annotations"] == {"serving.kubento.io/applied-hash": "h"}  # not the 5 kB spec copy
-    assert c.delete(kinds.DEPLOYMENT, dep("iris-a", "3")) == ("ns", "iris")
-    assert c.model(("ns", "iris")).deployments == []
+    assert c.delete(kinds.DEPLOYMENT, dep("iris-a", "3")) == [("ns", "iris")]
+    assert c.model(("ns", "iris")).of("Deployment") == []
 
 
 def test_a_write_shows_until_the_watch_moves_past_the_version_it_replaced():
@@ -41,11 +41,11 @@ def test_a_write_shows_until_the_watch_moves_past_the_version_it_replaced():
     c = Cache(clock=clock)
     c.update(kinds.DEPLOYMENT, dep("iris-a", "10", replicas=1))
     c.wrote(kinds.DEPLOYMENT, dep("iris-a", "11", replicas=3), replaced=c.version(kinds.DEPLOYMENT, "ns", "iris-a"))
-    assert c.model(("ns", "iris")).deployments[0]["spec"]["replicas"] == 3
+    assert c.model(("ns", "iris")).of("Deployment")[0]["spec"]["replicas"] == 3
     c.update(kinds.DEPLOYMENT, dep("iris-a", "10", replicas=1))  # a late event of the old version
-    assert c.model(("ns", "iris")).deployments[0]["spec"]["replicas"] == 3
+    assert c.model(("ns", "iris")).of("Deployment")[0]["spec"]["replicas"] == 3
     c.update(kinds.DEPLOYMENT, dep("iris-a", "12", replicas=3))  # the write and a later change, merged by kopf
-    assert c.model(("ns", "iris")).deployments[0]["metadata"]["resourceVersion"] == "12"
+    assert c.model(("ns", "iris")).of("Deployment")[0]["metadata"]["resourceVersion"] == "12"
 
 
 def test_a_write_the_watch_already_overtook_shows_nothing_stale():
@@ -55,7 +55,7 @@ def test_a_write_the_watch_already_overtook_shows_nothing_stale():
     # While kubento's write was on its way, the watch delivered it and a later change.
     c.update(kinds.DEPLOYMENT, dep("iris-a", "12", replicas=3))
     c.wrote(kinds.DEPLOYMENT, dep("iris-a", "11", replicas=3), replaced=before)
-    assert c.model(("ns", "iris")).deployments[0]["metadata"]["resourceVersion"] == "12"
+    assert c.model(("ns", "iris")).of("Deployment")[0]["metadata"]["resourceVersion"] == "12"
 
 
 def test_a_delete_hides_the_object_and_overlays_expire():
@@ -63,9 +63,9 @@ def test_a_delete_hides_the_object_and_overlays_expire():
     c = Cache(clock=clock)
     c.update(kinds.DEPLOYMENT, dep("iris-a", "10"))
     c.wrote(kinds.DEPLOYMENT, None, "ns", "iris-a", replaced="10")
-    assert c.model(("ns", "iris")).deployments == []
+    assert c.model(("ns", "iris")).of("Deployment") == []
     clock.t = 100  # the watch never told: the watched state wins again
-    assert len(c.model(("ns", "iris")).deployments) == 1
+    assert len(c.model(("ns", "iris")).of("Deployment")) == 1
 
 
 def test_config_map_content_is_kept_only_for_a_build_that_reads_it():
@@ -98,14 +98,14 @@ def test_a_relist_drops_what_was_deleted_while_the_watch_was_away():
     assert c.relisted(kinds.MODEL, "ns", {"u-ns-iris"}) == [("ns", "gone")]
     assert c.relisted(kinds.DEPLOYMENT, "ns", {"u-iris-a"}) == [("ns", "gone")]
     assert c.keys() == [("ns", "iris"), ("other", "elsewhere")]  # another namespace's stream says nothing of it
-    assert c.model(("ns", "gone")).deployments == []
+    assert c.model(("ns", "gone")).of("Deployment") == []
     # An event the old stream still had queued for it does not bring it back; a new object does.
-    assert c.update(kinds.MODEL, model("gone")) is None and ("ns", "gone") not in c.keys()
+    assert c.update(kinds.MODEL, model("gone")) == [] and ("ns", "gone") not in c.keys()
     recreated = {**model("gone"), "metadata": {**model("gone")["metadata"], "uid": "u-new"}}
-    assert c.update(kinds.MODEL, recreated) == ("ns", "gone")
+    assert c.update(kinds.MODEL, recreated) == [("ns", "gone")]
     # A cluster-wide listing covers every namespace.
     assert c.relisted(kinds.MODEL, None, {"u-ns-iris", "u-new"}) == [("other", "elsewhere")]
-    clock.t += kinds.TOMBSTONE_SECONDS + 1
+    clock.t += cache.TOMBSTONE_SECONDS + 1
     c.relisted(kinds.MODEL, None, {"u-ns-iris", "u-new"})
     assert "u-ns-gone" not in c._tombstones  # bounded in time
 
@@ -116,6 +116,6 @@ def test_a_relisted_service_gone_reaches_the_model_that_found_it_by_name():
     someone_elses = {"metadata": {"name": "iris", "namespace": "ns", "uid": "u-svc", "resourceVersion": "3"},
                      "spec": {"selector": {"app": "x"}}}
     c.update(kinds.SERVICE, someone_elses)
-    assert [s["metadata"]["uid"] for s in c.model(("ns", "iris")).services] == ["u-svc"]
+    assert [s["metadata"]["uid"] for s in c.model(("ns", "iris")).of("Service")] == ["u-svc"]
     assert c.relisted(kinds.SERVICE, "ns", set()) == [("ns", "iris")]
-    assert c.model(("ns", "iris")).services == []
+    assert c.model(("ns", "iris")).of("Service") == []

@@ -64,6 +64,9 @@ def test_a_manifest_is_merged_under_the_options():
     assert spec["rollout"] == {"strategy": "Canary", "steps": [{"weight": 30}]}
 
 
+T = "2026-12-01T00:00:00Z"  # statuses below are as the API stores them: every required field set
+
+
 def md(phase="Ready", ready="True", generation=2, observed=2, history=None, rollout=None, stable="r2", failed=None,
        env=None, steps=None):
     conditions = [{"type": "Ready", "status": ready, "reason": "Ready" if ready == "True" else "RolloutInProgress",
@@ -76,8 +79,8 @@ def md(phase="Ready", ready="True", generation=2, observed=2, history=None, roll
             "status": {"phase": phase, "conditions": conditions, "observedGeneration": observed, "stableRevision": stable,
                        "currentRevision": stable, "failedRevision": failed, "rollout": rollout,
                        "history": history if history is not None else [
-                           {"number": 1, "revision": "r1", "bento": "oci://old", "outcome": "Superseded"},
-                           {"number": 2, "revision": "r2", "bento": URI, "outcome": "Serving"}]}}
+                           {"number": 1, "revision": "r1", "bento": "oci://old", "outcome": "Superseded", "time": T},
+                           {"number": 2, "revision": "r2", "bento": URI, "outcome": "Serving", "time": T}]}}
 
 
 def test_a_deploy_is_done_when_its_bento_serves_and_not_before():
@@ -85,10 +88,11 @@ def test_a_deploy_is_done_when_its_bento_serves_and_not_before():
     # status not yet for the new spec
     assert not judge(status.read_view(md(observed=1)), URI).done
     # Ready, but still the old bento (its environment is being prepared)
-    old = md(history=[{"number": 1, "revision": "r1", "bento": "oci://old", "outcome": "Serving"}], stable="r1")
+    old = md(history=[{"number": 1, "revision": "r1", "bento": "oci://old", "outcome": "Serving", "time": T}],
+             stable="r1")
     assert not judge(status.read_view(old), URI).done
     # rolling out
-    rolling = md(phase="Progressing", ready="False", rollout={"revision": "r2", "strategy": "RollingUpdate"},
+    rolling = md(phase="Progressing", ready="False", rollout={"revision": "r2", "strategy": "RollingUpdate", "since": T},
                  stable="r1")
     assert not judge(status.read_view(rolling), URI).done
 
@@ -101,7 +105,7 @@ def test_a_deploy_fails_on_a_rollback_or_a_bento_that_cannot_be_served_and_stops
     outcome = judge(status.read_view(fetch), URI)
     assert outcome.code == 1 and "BentoFetchFailed: no tag v3" in outcome.message
     held = md(phase="Progressing", ready="False", stable="r1", steps=[{"weight": 50, "pause": "1h"}],
-              rollout={"revision": "r2", "strategy": "Canary", "step": 0, "stepReached": "2026-12-01T00:00:00Z",
+              rollout={"revision": "r2", "strategy": "Canary", "step": 0, "since": T, "stepReached": "2026-12-01T00:00:00Z",
                        "requestedWeight": 50})
     outcome = judge(status.read_view(held), URI)
     assert outcome.done and outcome.code == 0
@@ -113,7 +117,7 @@ def test_the_status_screen():
     from datetime import datetime, timezone
 
     held = md(phase="Progressing", ready="False", stable="r1", steps=[{"weight": 50, "pause": "1h"}],
-              rollout={"revision": "r2", "strategy": "Canary", "step": 0, "stepReached": "2026-12-01T00:00:00Z",
+              rollout={"revision": "r2", "strategy": "Canary", "step": 0, "since": T, "stepReached": "2026-12-01T00:00:00Z",
                        "requestedWeight": 50, "service": "both", "analysis": "error rate 0.0% <= 5.0%"})
     held["status"]["canaryWeight"] = 50
     pods = status.pods_by_revision([

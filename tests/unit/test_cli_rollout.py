@@ -10,16 +10,26 @@ from kubento.builders.deployment import spec_snapshot
 from kubento.builders.meta import ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_SPEC
 from kubento.cli import main as cli
 from kubento.cli import rollout
-from kubento.cli.rollout import (
-    NothingToDo,
-    Refused,
-    flag_patch,
-    history_table,
-    rollback_target,
-    rollout_line,
-    spec_patch,
-)
+from kubento.cli.rollout import NothingToDo, Refused, spec_patch
+from kubento.controller.status import parse_status
 from tests.specs import FULL_SPEC
+
+
+# The commands read status through the API's model; the tests write statuses as they are stored.
+def flag_patch(status, which):
+    return rollout.flag_patch(parse_status(status), which)
+
+
+def rollback_target(status, *args, **kwargs):
+    return rollout.rollback_target(parse_status(status), *args, **kwargs).model_dump(by_alias=True)
+
+
+def history_table(status, spec):
+    return rollout.history_table(parse_status(status), spec)
+
+
+def rollout_line(status, spec):
+    return rollout.rollout_line(parse_status(status), spec)
 
 
 def entry(number, revision, outcome, bento="registry.local/iris:1", **extra):
@@ -248,8 +258,15 @@ class FakeCustom:
 
 
 class FakeApps:
-    def __init__(self, deployments):
-        self.deployments, self.selectors = deployments, []
+    def __init__(self, deployments, kept=None):
+        self.deployments, self.kept, self.selectors = deployments, kept or {}, []
+
+    def list_namespaced_controller_revision(self, namespace, label_selector, _preload_content=True):
+        assert _preload_content is False
+        rev = label_selector.split("serving.kubento.io/revision=")[1]
+        items = [{"metadata": {"name": f"iris-{r}"}, "revision": 1,
+                  "data": {"metadata": {"name": f"iris-{r}", "annotations": a}}} for r, a in self.kept.items() if r == rev]
+        return SimpleNamespace(data=json.dumps({"kind": "ControllerRevisionList", "items": items}).encode())
 
     def list_namespaced_deployment(self, namespace, label_selector, _preload_content=True):
         assert _preload_content is False  # read as raw JSON
@@ -265,8 +282,8 @@ def model(status, spec):
 
 @pytest.fixture
 def fake_cluster(monkeypatch):
-    def install(md, deployments=None):
-        custom, apps = FakeCustom(md), FakeApps(deployments or {})
+    def install(md, deployments=None, kept=None):
+        custom, apps = FakeCustom(md), FakeApps(deployments or {}, kept)
         monkeypatch.setattr(rollout, "_apis", lambda: (custom, apps))
         monkeypatch.setattr(rollout, "default_namespace", lambda: "models")
         return custom, apps
@@ -286,6 +303,15 @@ def test_rollback_command_patches_the_spec_with_a_json_patch(fake_cluster, capsy
         "iris: rolling back to revision 3 (ccccccccc3, image registry.local/iris:3) — "
         "the operator rolls it out with the model's strategy\n"
     )
+
+
+def test_rollback_reads_the_revision_its_controller_revision_keeps_when_its_deployment_is_gone(fake_cluster, capsys):
+    snapshot = {"bento": {"image": "registry.local/iris:3"}, "port": 3000}
+    live = {"bento": {"image": "registry.local/iris:4"}, "replicas": 2, "port": 3000}
+    custom, apps = fake_cluster(model(SETTLED, live), {}, kept={"ccccccccc3": {ANNOTATION_SPEC: json.dumps(snapshot)}})
+    assert cli.main(["rollback", "iris"]) == 0
+    assert apps.selectors == []  # the Deployment was not needed
+    assert custom.patches[0][2][1] == {"op": "add", "path": "/spec/bento", "value": snapshot["bento"]}
 
 
 def test_rollback_command_when_the_revision_is_gone(fake_cluster, capsys):
@@ -340,10 +366,11 @@ def test_a_missing_model(fake_cluster, capsys):
 def test_history_command_output_formats(fake_cluster, capsys):
     fake_cluster(model(CANARY, CANARY_SPEC))
     assert cli.main(["history", "iris", "-o", "json"]) == 0
-    assert json.loads(capsys.readouterr().out) == CANARY["history"]
+    stored = [{"message": "", **h} for h in CANARY["history"]]  # as the API server returns it (with the CRD's defaults)
+    assert json.loads(capsys.readouterr().out) == stored
     assert cli.main(["history", "iris", "-o", "yaml"]) == 0
     import yaml
-    assert yaml.safe_load(capsys.readouterr().out) == CANARY["history"]
+    assert yaml.safe_load(capsys.readouterr().out) == stored
     assert cli.main(["history", "iris"]) == 0
     assert capsys.readouterr().out == history_table(CANARY, CANARY_SPEC) + "\n"
 
@@ -367,7 +394,11 @@ def test_namespace_from_the_kubeconfig_context(tmp_path, monkeypatch):
 
 
 def test_history_shows_the_agreement_with_stable_when_there_is_one():
-    from kubento.cli.check import check_table, pick_revision
+    from kubento.cli.check import check_table
+    from kubento.cli.check import pick_revision as pick
+
+    def pick_revision(status, requested):
+        return pick(parse_status(status), requested)
 
     status = {"stableRevision": "aaa", "history": [
         {"number": 1, "revision": "aaa", "outcome": "Serving", "time": "t1", "bento": "image iris:1"},

@@ -55,9 +55,12 @@ def test_no_traffic_and_no_readable_pod_show_dashes():
     assert text.splitlines()[2].split() == ["iris", "-", "-", "-", "-", "0/2", "-"]
 
 
+ROLLOUT = {"revision": "b", "strategy": "Canary", "since": "2025-01-01T00:00:00Z"}  # as status.rollout is stored
+
+
 def test_canary_weight_shows_during_a_rollout_and_desired_follows_the_autoscaler():
-    status = {"readyReplicas": 3, "canaryWeight": 33, "rollout": {"revision": "b"},
-              "autoscaling": {"desiredReplicas": 3}}
+    status = {"readyReplicas": 3, "canaryWeight": 33, "rollout": ROLLOUT,
+              "autoscaling": {"metric": "concurrency", "target": 4.0, "desiredReplicas": 3}}
     spec_md = md(status=status)
     spec_md["spec"]["autoscaling"] = {"metric": "concurrency", "minReplicas": 1, "maxReplicas": 5}
     r = row(spec_md, [], {}, {}, elapsed=3.0)
@@ -69,7 +72,7 @@ def test_canary_weight_shows_during_a_rollout_and_desired_follows_the_autoscaler
 def test_table_and_json():
     before = {("ml", "a"): reading(0, 0, 0, 0)}
     after = {("ml", "a"): reading(30, 9, 20, 10)}
-    r = row(md(status={"readyReplicas": 1, "canaryWeight": 50, "rollout": {"revision": "b"}}, replicas=1),
+    r = row(md(status={"readyReplicas": 1, "canaryWeight": 50, "rollout": ROLLOUT}, replicas=1),
             ["a"], before, after, elapsed=3.0)
     lines = table([r], namespaces=True).splitlines()
     assert lines[0].split() == ["NAMESPACE", "NAME", "RPS", "ERRORS", "P50", "P95", "READY", "CANARY"]

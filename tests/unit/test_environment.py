@@ -17,7 +17,8 @@ from kubento.builders.deployment import POD_SECURITY
 from kubento.builders.env_job import ENV_STEPS, archive_store, env_job, env_source, index_env
 from kubento.builders.meta import Owner
 from kubento.controller.environment import failure_reason
-from kubento.controller.plan import Inputs
+from kubento.controller.observation import Inputs
+from kubento.controller.status import to_wire
 from kubento.runtime import environment as runtime_env
 from tests.unit.test_build_job import credentials, steps
 from tests.unit.test_plan import Toy
@@ -27,6 +28,11 @@ INDEX = PackageIndex.model_validate({"url": "https://pypi.internal/simple", "ext
                                      "caBundle": {"configMap": "index-ca"}, "secretRef": {"name": "index-auth"},
                                      "onlyBinary": True})
 ARCHIVE_SPEC = {"bento": {"archive": {"uri": "s3://models/iris/v1.bento", "secretRef": {"name": "store"}}}}
+
+
+def stored_condition(actions, type_):
+    """A condition of the status a pass would write, as stored."""
+    return next(c for c in to_wire(actions.new_status)["conditions"] if c["type"] == type_)
 
 
 # ------------------------------------------------------------------ the key
@@ -230,7 +236,7 @@ class EnvToy(Toy):
 
     def world(self):
         w = super().world()
-        w.pods = list(getattr(self, "pods", []))
+        w.children["Pod"] = list(getattr(self, "pods", []))
         return w
 
 
@@ -243,7 +249,7 @@ def test_an_archive_is_served_with_its_environment_once_prepared_and_then_costs_
     first = toy.step()
     assert [c["kind"] for c in first.creates] == ["Job"] and first.applies == []
     assert first.status["phase"] == "PreparingEnvironment"
-    env_cond = next(c for c in first.new_status["conditions"] if c["type"] == "EnvironmentReady")
+    env_cond = stored_condition(first, "EnvironmentReady")
     assert env_cond["status"] == "Unknown" and env_cond["reason"] == "PreparingEnvironment"
     toy.pods = [finish(toy, first.creates[0], RESULT)]
     served = toy.step()
@@ -317,7 +323,8 @@ def test_two_models_serving_one_archive_share_one_job():
     assert waiting.requeue_after is not None  # its events reach a, not b
     pod = finish(a, job, RESULT)
     done = b.step(Inputs(now=0, shared_jobs=[a.children[("Job", job["metadata"]["name"])]], shared_pods=[pod]))
-    assert done.creates == [] and any(x.manifest["kind"] == "Deployment" for x in done.applies)
+    assert [c["kind"] for c in done.creates] == ["ControllerRevision"]  # no Job of its own; its revision kept
+    assert any(x.manifest["kind"] == "Deployment" for x in done.applies)
     assert b.model["status"]["environment"]["hash"] == "abc123"
     assert not any(d.kind == "Job" for d in done.deletes)  # never deletes a's Job
 

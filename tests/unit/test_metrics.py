@@ -10,8 +10,26 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kubento.api.v1alpha1 import ModelDeploymentSpec
 from kubento.controller import metrics
-from kubento.controller.metrics import MAX_SERIES_PER_MODEL, model_series, transitions
+from kubento.controller import metrics as metrics_module
+from kubento.controller.metrics import MAX_SERIES_PER_MODEL, model_series
+from kubento.controller.status import parse_status
+
+
+def series(spec, status):
+    """model_series of a spec given as stored (the pass hands it in parsed)."""
+    return model_series(ModelDeploymentSpec.model_validate(spec), parse_status(status))
+
+
+def transitions(previous, new):
+    return metrics_module.transitions(parse_status(previous), parse_status(new))
+
+
+def publish(ns, name, spec, status):
+    """What a pass publishes: its parsed spec and the status it wrote."""
+    metrics.publish_model(ns, name, ModelDeploymentSpec.model_validate(spec), parse_status(status))
+
 
 IMAGE = {"bento": {"image": "registry.local/iris:1.0"}}
 
@@ -42,7 +60,7 @@ ROLLED_BACK = {
 
 
 def test_a_ready_model():
-    s = model_series({**IMAGE, "replicas": 2}, READY)
+    s = series({**IMAGE, "replicas": 2}, READY)
     assert s["kubento_model_ready"] == {(): 1.0}
     assert s["kubento_model_phase"] == {(p,): 1.0 if p == "Ready" else 0.0 for p in metrics.PHASES}
     assert s["kubento_model_condition"][("Ready", "true", "Ready")] == 1.0
@@ -55,11 +73,11 @@ def test_a_ready_model():
 
 
 def test_a_canary_and_a_rollback():
-    canary = model_series({**IMAGE, "replicas": 3}, CANARY)
+    canary = series({**IMAGE, "replicas": 3}, CANARY)
     assert canary["kubento_model_ready"] == {(): 0.0}
     assert canary["kubento_model_canary_weight_ratio"] == {(): 0.5}
     assert canary["kubento_model_revision_info"] == {("stable", "aaa"): 1.0, ("current", "bbb"): 1.0}
-    back = model_series(IMAGE, ROLLED_BACK)
+    back = series(IMAGE, ROLLED_BACK)
     assert back["kubento_model_phase"][("RolledBack",)] == 1.0
     assert back["kubento_model_condition"][("RolledBack", "true", "AnalysisFailed")] == 1.0
     assert back["kubento_model_revision_info"][("failed", "bbb")] == 1.0
@@ -67,21 +85,21 @@ def test_a_canary_and_a_rollback():
 
 def test_desired_replicas_follow_the_autoscaler_that_sizes_the_model():
     own = {**IMAGE, "replicas": 1, "autoscaling": {"metric": "concurrency", "minReplicas": 1, "maxReplicas": 6}}
-    s = model_series(own, {**READY, "autoscaling": {"metric": "concurrency", "target": 4.0, "desiredReplicas": 4}})
+    s = series(own, {**READY, "autoscaling": {"metric": "concurrency", "target": 4.0, "desiredReplicas": 4}})
     assert s["kubento_model_desired_replicas"] == {(): 4.0}
     assert s["kubento_model_autoscaling_min_replicas"] == {(): 1.0}
     assert s["kubento_model_autoscaling_max_replicas"] == {(): 6.0}
     # before its first decision: minReplicas (as the reconcile pass sizes it)
-    assert model_series({**own, "autoscaling": {**own["autoscaling"], "minReplicas": 2}}, READY)[
+    assert series({**own, "autoscaling": {**own["autoscaling"], "minReplicas": 2}}, READY)[
         "kubento_model_desired_replicas"] == {(): 2.0}
     # an HPA writes spec.replicas, kept within the bounds
     hpa = {**IMAGE, "replicas": 9, "resources": {"requests": {"cpu": "1"}},
            "autoscaling": {"metric": "cpu", "minReplicas": 2, "maxReplicas": 5}}
-    assert model_series(hpa, READY)["kubento_model_desired_replicas"] == {(): 5.0}
+    assert series(hpa, READY)["kubento_model_desired_replicas"] == {(): 5.0}
 
 
 def test_a_model_without_status_yet():
-    s = model_series(IMAGE, None)
+    s = series(IMAGE, None)
     assert s["kubento_model_ready"] == {(): 0.0}
     assert set(s["kubento_model_phase"].values()) == {0.0}
     assert s["kubento_model_condition"] == {} and s["kubento_model_revision_info"] == {}
@@ -127,7 +145,7 @@ def ns(request):
 
 
 def test_published_series_follow_the_status_and_go_with_the_model(ns):
-    metrics.publish_model(ns, "iris", IMAGE, CANARY)
+    publish(ns, "iris", IMAGE, CANARY)
     first = exposed(ns, "iris")
     assert first[("kubento_model_canary_weight_ratio", ())] == 0.5
     assert first[("kubento_model_condition", (("condition", "Ready"), ("reason", "CanaryStep"), ("status", "false")))] == 1
@@ -135,8 +153,8 @@ def test_published_series_follow_the_status_and_go_with_the_model(ns):
     assert first[("kubento_rollbacks_total", (("reason", "AnalysisFailed"),))] == 0
     assert first[("kubento_rollout_events_total", (("event", "rolled_back"),))] == 0
 
-    metrics.count_transitions(ns, "iris", CANARY, ROLLED_BACK)
-    metrics.publish_model(ns, "iris", IMAGE, ROLLED_BACK)
+    metrics.count_transitions(ns, "iris", parse_status(CANARY), parse_status(ROLLED_BACK))
+    publish(ns, "iris", IMAGE, ROLLED_BACK)
     after = exposed(ns, "iris")
     assert after[("kubento_rollbacks_total", (("reason", "AnalysisFailed"),))] == 1
     assert after[("kubento_rollout_events_total", (("event", "rolled_back"),))] == 1
@@ -156,11 +174,11 @@ def test_autoscaler_series_go_when_it_is_turned_off(ns):
                         memory=Memory())
     metrics.autoscaler(ns, "busy", decision, ready=2)
     scaled = {**IMAGE, "autoscaling": {"metric": "concurrency", "minReplicas": 1, "maxReplicas": 4}}
-    metrics.publish_model(ns, "busy", scaled, {**READY, "autoscaling": {"desiredReplicas": 3}})
+    publish(ns, "busy", scaled, {**READY, "autoscaling": {"metric": "concurrency", "target": 4.0, "desiredReplicas": 3}})
     seen = exposed(ns, "busy")
     assert seen[("kubento_autoscaler_metric_value", (("window", "stable"),))] == 7.5
     assert seen[("kubento_model_desired_replicas", ())] == 3
-    metrics.publish_model(ns, "busy", IMAGE, READY)
+    publish(ns, "busy", IMAGE, READY)
     names = {name for name, _ in exposed(ns, "busy")}
     assert not {n for n in names if n.startswith("kubento_autoscaler_") or "autoscaling" in n}, names
 
@@ -181,14 +199,14 @@ def test_series_per_model_stay_bounded(ns):
     counts = {}
     for i, (spec, status) in enumerate(itertools.product(SPECS, STATUSES)):
         name = f"m{i}"
-        metrics.count_transitions(ns, name, CANARY, ROLLED_BACK)
+        metrics.count_transitions(ns, name, parse_status(CANARY), parse_status(ROLLED_BACK))
         if spec.get("autoscaling"):
             metrics.autoscaler(ns, name, decision, ready=1)
-            status = {**status, "autoscaling": {"desiredReplicas": 2}}
+            status = {**status, "autoscaling": {"metric": "concurrency", "target": 4.0, "desiredReplicas": 2}}
             for reason in metrics.GATE_REASONS:  # and prediction checks with every gate reason
                 metrics.pod_checked(ns, name, reason)
             metrics.agreement(ns, name, 0.6)
-        metrics.publish_model(ns, name, spec, status)
+        publish(ns, name, spec, status)
         counts[(bool(spec.get("autoscaling")), status.get("phase"), len(status["conditions"]))] = len(exposed(ns, name))
     print(f"\nseries per model (autoscaled, phase, conditions): {counts}; bound {MAX_SERIES_PER_MODEL}")
     assert max(counts.values()) <= MAX_SERIES_PER_MODEL
@@ -197,7 +215,7 @@ def test_series_per_model_stay_bounded(ns):
 
 def test_a_thousand_models(ns):
     for i in range(1000):
-        metrics.publish_model(ns, f"model-{i}", {**IMAGE, "replicas": 2}, READY)
+        publish(ns, f"model-{i}", {**IMAGE, "replicas": 2}, READY)
     total = len(exposed(ns))
     print(f"\n1,000 settled models: {total} series")
     assert total == 31 * 1000

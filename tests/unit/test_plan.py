@@ -12,11 +12,19 @@ from dataclasses import replace
 from hypothesis import given, settings, strategies as st
 
 from kubento.builders.meta import ANNOTATION_APPLIED_HASH
-from kubento.controller.plan import Inputs, World, plan
-from kubento.controller.status import Problem
+from kubento.controller.observation import Inputs, Observation
+from kubento.controller.plan import plan
+from kubento.controller.world import World
+from kubento.controller.status import Problem, to_wire
+from tests.crdschema import status_problems
 from tests.specs import VALID_SPEC
 
 UID = "uid-1"
+
+
+def stored_condition(actions, type_):
+    """A condition of the status a pass would write, as stored."""
+    return next(c for c in to_wire(actions.new_status)["conditions"] if c["type"] == type_)
 
 
 class Toy:
@@ -32,8 +40,8 @@ class Toy:
 
     def world(self) -> World:
         by_kind = lambda kind: [copy.deepcopy(o) for (k, _), o in sorted(self.children.items()) if k == kind]  # noqa: E731
-        return World(copy.deepcopy(self.model), by_kind("Deployment"), [], by_kind("Service"),
-                     by_kind("HorizontalPodAutoscaler"), by_kind("ScaledObject"), by_kind("Job"))
+        return World(copy.deepcopy(self.model), {k: by_kind(k) for k in (
+            "Deployment", "Service", "HorizontalPodAutoscaler", "ScaledObject", "Job", "ControllerRevision")})
 
     def tick(self) -> None:
         """Deployments catch up with their spec."""
@@ -48,8 +56,13 @@ class Toy:
     def step(self, inputs: Inputs | None = None):
         inputs = inputs or Inputs(now=self.now)
         inputs = replace(inputs, now=self.now, generations=self.generations)
-        actions = plan(self.world(), inputs).actions
+        actions = plan(Observation.of(self.world(), inputs)).actions
+        self.generations.update(actions.remember_generations)  # as the apply layer keeps them
         self.writes += actions.writes
+        for m in actions.creates:  # the revisions kept (Jobs are the tests' to create and finish)
+            if m["kind"] == "ControllerRevision":
+                self.children[(m["kind"], m["metadata"]["name"])] = {
+                    **copy.deepcopy(m), "metadata": {**m["metadata"], "uid": f"cr-{m['metadata']['name']}"}}
         for a in actions.applies:
             key = (a.manifest["kind"], a.manifest["metadata"]["name"])
             live = copy.deepcopy(a.manifest)
@@ -65,7 +78,11 @@ class Toy:
         for d in actions.deletes:
             self.children.pop((d.kind, d.name), None)
         if actions.status is not None:
-            self.model["status"] = actions.new_status
+            stored = to_wire(actions.new_status)  # as the API server stores it
+            # Every status a pass writes fits the CRD it is written to: a key the schema would
+            # prune (a misspelling, a field the API lacks) fails here, not silently in a cluster.
+            assert status_problems(stored) == [], status_problems(stored)
+            self.model["status"] = stored
         self.now += 1
         self.tick()
         return actions
@@ -84,7 +101,9 @@ def test_a_new_model_gets_its_deployment_and_service_then_a_settled_pass_asks_fo
     first = toy.step()
     assert [(a.manifest["kind"], a.why, a.read_first) for a in first.applies] == [
         ("Deployment", "missing", True), ("Service", "missing", False)]
-    assert first.status["phase"] == "Pending" and not first.creates and not first.deletes
+    assert first.status["phase"] == "Pending" and not first.deletes
+    assert [(c["kind"], c["metadata"]["name"]) for c in first.creates] == [  # the revision, kept
+        ("ControllerRevision", first.applies[0].manifest["metadata"]["name"])]
     last = settle(toy)
     assert toy.model["status"]["phase"] == "Ready"
     assert (last.applies, last.scales, last.deletes, last.status, last.events) == ([], [], [], None, [])
@@ -107,7 +126,7 @@ def test_an_object_someone_else_owns_is_never_taken_over():
                                          "spec": {"selector": {"app": "theirs"}}}
     actions = toy.step()
     assert [a.manifest["kind"] for a in actions.applies] == ["Deployment"]
-    ready = next(c for c in actions.new_status["conditions"] if c["type"] == "Ready")
+    ready = stored_condition(actions, "Ready")
     assert ready["reason"] == "ChildConflict" and "Service iris" in ready["message"]
 
 
@@ -119,7 +138,7 @@ def test_a_refused_manifest_is_not_sent_again_until_it_changes():
     inputs = Inputs(now=toy.now, rejected={refused: ("the API server rejected Deployment iris-x: bad label", toy.now)})
     again = toy.step(inputs)
     assert again.applies == []  # and no Service pointing at nothing
-    ready = next(c for c in again.new_status["conditions"] if c["type"] == "Ready")
+    ready = stored_condition(again, "Ready")
     assert ready["reason"] == "ApplyFailed" and "bad label" in ready["message"]
 
 
@@ -127,7 +146,7 @@ def test_a_missing_secret_applies_nothing():
     toy = Toy({**VALID_SPEC, "imagePullSecrets": [{"name": "regcred"}]})
     actions = toy.step(Inputs(now=0, missing_secrets=frozenset({"regcred"})))
     assert actions.applies == [] and actions.status["phase"] == "Failed"
-    ready = next(c for c in actions.new_status["conditions"] if c["type"] == "Ready")
+    ready = stored_condition(actions, "Ready")
     assert ready["reason"] == "SecretNotFound" and "regcred (imagePullSecrets)" in ready["message"]
     assert actions.events and actions.events[0][:2] == ("Warning", "SecretNotFound")
 
@@ -135,7 +154,7 @@ def test_a_missing_secret_applies_nothing():
 def test_apply_problems_from_the_api_server_reach_status():
     toy = Toy(VALID_SPEC)
     actions = toy.step(Inputs(now=0, apply_problems=[Problem("ApplyFailed", "the API server rejected Service iris")]))
-    ready = next(c for c in actions.new_status["conditions"] if c["type"] == "Ready")
+    ready = stored_condition(actions, "Ready")
     assert ready["reason"] == "ApplyFailed"
 
 
@@ -176,7 +195,7 @@ def test_a_build_source_creates_its_job_and_says_when_no_pod_comes():
     toy.now = created + 61
     late = toy.step(Inputs(now=0, config_map=content, snapshots=frozenset({f"{job['metadata']['name']}-source"})))
     assert late.creates == []
-    build = next(c for c in late.new_status["conditions"] if c["type"] == "BuildSucceeded")
+    build = stored_condition(late, "BuildSucceeded")
     assert build["reason"] == "BuildPodNotCreated"
 
 
@@ -184,7 +203,7 @@ def test_a_missing_config_map_source_is_named():
     spec = {"bento": {"build": {"source": {"configMap": {"name": "proj"}}, "output": {"uri": "s3://b/p"}}}}
     actions = Toy(spec).step(Inputs(now=0, config_map=None))
     assert actions.creates == [] and actions.applies == []
-    ready = next(c for c in actions.new_status["conditions"] if c["type"] == "Ready")
+    ready = stored_condition(actions, "Ready")
     assert ready["reason"] == "SourceNotFound" and "ConfigMap proj" in ready["message"]
 
 
@@ -223,3 +242,74 @@ def test_any_spec_and_any_change_settle_to_a_pass_that_writes_nothing(first, sec
     serving = [o for (k, _), o in toy.children.items() if k == "Deployment" and o["spec"]["replicas"]]
     assert sum(o["spec"]["replicas"] for o in serving) == wanted
     assert {o["metadata"]["labels"]["serving.kubento.io/revision"] for o in serving} <= {status["stableRevision"]}
+
+
+def test_the_status_schema_check_finds_what_the_api_server_would_prune():
+    assert status_problems({"phase": "Ready", "stableRevison": "abc"}) == [
+        "status.stableRevison: pruned (not in the CRD's schema)"]
+    assert status_problems({"history": [{"number": "1", "revision": "a", "bento": "b", "time": "t",
+                                         "outcome": "Serving"}]}) == ["status.history[0].number: not a integer ('1')"]
+    assert status_problems({"phase": "Sleeping"})[0].startswith("status.phase: 'Sleeping' not one of")
+
+
+def aborted_rollout(spec: dict) -> tuple[Toy, str, str]:
+    """A model serving revision 1 whose rollout of revision 2 was aborted (`kubento abort`)."""
+    from kubento.builders.meta import ANNOTATION_ABORT
+
+    toy = Toy({**spec, "env": [{"name": "V", "value": "1"}]})
+    settle(toy)
+    stable = toy.model["status"]["stableRevision"]
+    toy.model["spec"] = {**spec, "env": [{"name": "V", "value": "2"}]}
+    toy.model["metadata"]["generation"] = 2
+    toy.step()
+    rollout = toy.model["status"]["rollout"]
+    toy.model["metadata"]["annotations"] = {ANNOTATION_ABORT: f"{rollout['revision']}-{rollout['number']}"}
+    settle(toy, 30)
+    assert toy.model["status"]["stableRevision"] == stable
+    return toy, stable, toy.model["status"]["failedRevision"]
+
+
+def test_a_lost_stable_deployment_is_made_again_from_its_controller_revision_after_an_abort():
+    """kubento abort, then someone deletes the stable revision's Deployment:
+    it comes back from its ControllerRevision with its replicas, the aborted
+    revision gets no pod, and a Warning event says what was repaired."""
+    toy, stable, aborted = aborted_rollout({**VALID_SPEC, "replicas": 2})
+    assert toy.model["status"]["phase"] == "RolledBack"
+    name = f"iris-{stable}"
+    kept = toy.children[("ControllerRevision", name)]
+    assert kept["data"]["metadata"]["labels"]["serving.kubento.io/revision"] == stable
+
+    del toy.children[("Deployment", name)]  # kubectl delete deployment
+    repaired = toy.step(Inputs(now=toy.now, stored_revisions={stable: kept}))
+    [made] = [a.manifest for a in repaired.applies if a.manifest["kind"] == "Deployment"]
+    assert (made["metadata"]["name"], made["spec"]["replicas"]) == (name, 2)
+    assert made["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert [e[:2] for e in repaired.events] == [("Warning", "RevisionRepaired")]
+    assert stable in repaired.events[0][2] and "ControllerRevision" in repaired.events[0][2]
+    settle(toy, 30)
+    status = toy.model["status"]
+    assert (status["stableRevision"], status["failedRevision"]) == (stable, aborted)
+    assert toy.children[("Deployment", f"iris-{aborted}")]["spec"]["replicas"] == 0  # never rolled out again
+
+
+def test_a_revision_out_of_history_takes_its_controller_revision_with_it():
+    spec = {**VALID_SPEC, "rollout": {"revisionHistoryLimit": 1}}
+    toy = Toy({**spec, "env": [{"name": "V", "value": "0"}]})
+    settle(toy)
+    for v in range(1, 4):
+        toy.model["spec"] = {**spec, "env": [{"name": "V", "value": str(v)}]}
+        toy.model["metadata"]["generation"] = v + 1
+        settle(toy, 30)
+    kept = sorted(n for k, n in toy.children if k == "ControllerRevision")
+    deployments = sorted(n for k, n in toy.children if k == "Deployment")
+    assert kept == deployments and len(kept) == 2  # the stable one and one more in history
+
+
+def test_an_aborted_revision_is_not_served_when_nothing_keeps_the_stable_one():
+    toy, stable, aborted = aborted_rollout(VALID_SPEC)
+    for kind in ("Deployment", "ControllerRevision"):  # both gone: nothing can bring it back
+        del toy.children[(kind, f"iris-{stable}")]
+    for _ in range(5):
+        toy.step()
+    assert toy.children[("Deployment", f"iris-{aborted}")]["spec"]["replicas"] == 0
+    assert toy.model["status"].get("stableRevision") == stable  # still named: a spec change rolls out again

@@ -10,8 +10,10 @@ import copy
 from dataclasses import replace
 from typing import Callable
 
+from kubento.api.v1alpha1 import Agreement
 from kubento.builders.meta import LABEL_MODEL, LABEL_REVISION
-from kubento.controller.plan import Inputs, World
+from kubento.controller.observation import Inputs
+from kubento.controller.world import World
 from kubento.predictions import gate
 from kubento.predictions.expect import CheckResult
 from tests.specs import VALID_SPEC
@@ -39,7 +41,7 @@ class PodToy(Toy):
 
     def world(self) -> World:
         w = super().world()
-        w.pods = [copy.deepcopy(p) for _, p in sorted(self.pods.items())]
+        w.children["Pod"] = [copy.deepcopy(p) for _, p in sorted(self.pods.items())]
         return w
 
     def _gated(self, dep: dict) -> bool:
@@ -76,20 +78,21 @@ class PodToy(Toy):
     def step(self, inputs: Inputs | None = None):
         # What reconcile.gather does: run the checks of the pods that are due.
         w = self.world()
-        from kubento.controller.plan import revisions_of
+        from kubento.controller.world import revisions_of
         revs = revisions_of(w)
         checks = gate.revision_checks(revs.deployments)
         status = self.model.get("status") or {}
         state = status.get("rollout") or {}
         results, agreement = {}, None
+        recorded = state.get("agreement")
         for d in gate.due(revs.pods, checks, status.get("stableRevision"), state.get("revision"),
-                          state.get("agreement")):
+                          Agreement.model_validate(recorded) if recorded else None):
             ok = self.answers(d.revision)
             self.checked.append(d.pod["metadata"]["name"])
             r = CheckResult("setosa", ok, False, '$[0] = "setosa"', '"setosa"' if ok else '"virginica"', 0.01)
             results[d.pod["metadata"]["uid"]] = gate.PodResult((r,), 1, "", "2026-01-01T00:00:00Z")
-            if d.compare and ok:
-                agreement = self.agreement(d.revision)
+            if d.compare and ok and self.agreement(d.revision) is not None:
+                agreement = Agreement.model_validate(self.agreement(d.revision))
         inputs = replace(inputs or Inputs(now=self.now), check_results=results, agreement=agreement)
         actions = super().step(inputs)
         for name, cond in actions.pod_conditions:

@@ -12,7 +12,7 @@ from fractions import Fraction
 import pytest
 from hypothesis import assume, given, strategies as st
 
-from kubento.api.v1alpha1 import Expectation, PredictionCheck, PredictionChecks, StableComparison
+from kubento.api.v1alpha1 import Agreement, Expectation, PredictionCheck, PredictionChecks, StableComparison
 from kubento.predictions import gate
 from kubento.predictions.expect import (
     Response,
@@ -183,23 +183,23 @@ def test_agreement_rate_leaves_out_what_stable_did_not_answer():
     pairs = [({"i": 1}, ok('["a"]'), ok('["a"]')), ({"i": 2}, ok('["b"]'), ok('["c"]')),
              ({"i": 3}, Response(500, "boom"), ok('["x"]')), ({"i": 4}, ok('["d"]'), Response(None, error="refused"))]
     a = agreement(COMPARE, pairs)
-    assert (a["agreed"], a["compared"], a["rate"], a["passed"]) == (1, 3, 0.3333, False)
-    assert 'first disagreement: input {"i":2}: stable ["b"], new ["c"]' in a["message"]
-    assert "agreement 33% (1 of 3 inputs) < minAgreement 95%" in a["message"]
+    assert (a.agreed, a.compared, a.rate, a.passed) == (1, 3, 0.3333, False)
+    assert 'first disagreement: input {"i":2}: stable ["b"], new ["c"]' in a.message
+    assert "agreement 33% (1 of 3 inputs) < minAgreement 95%" in a.message
 
 
 def test_agreement_within_tolerance_and_at_a_path():
     spec = COMPARE.model_copy(update={"json_path": "$.label", "tolerance": 0.0, "min_agreement": 1.0})
     pairs = [(1, Response(200, '{"label":"a","p":0.9}'), Response(200, '{"label":"a","p":0.4}'))]
-    assert agreement(spec, pairs)["passed"]
+    assert agreement(spec, pairs).passed
     spec = COMPARE.model_copy(update={"tolerance": 0.05, "min_agreement": 1.0})
-    assert agreement(spec, [(1, Response(200, "[0.9]"), Response(200, "[0.94]"))])["passed"]
-    assert not agreement(spec, [(1, Response(200, "[0.9]"), Response(200, "[0.96]"))])["passed"]
+    assert agreement(spec, [(1, Response(200, "[0.9]"), Response(200, "[0.94]"))]).passed
+    assert not agreement(spec, [(1, Response(200, "[0.9]"), Response(200, "[0.96]"))]).passed
 
 
 def test_no_comparable_input_is_no_pass():
     a = agreement(COMPARE, [(1, Response(None, error="refused"), Response(200, "[1]"))])
-    assert (a["compared"], a["passed"]) == (0, False)
+    assert (a.compared, a.passed) == (0, False)
 
 
 # --------------------------------------------------------------------- inputs
@@ -314,15 +314,18 @@ def test_a_new_revision_waits_for_its_comparison_with_stable_and_fails_on_a_mism
     pods = {"r2": [pod("new")]}
     [d] = gate.due(pods, checks, "r1", "r2", None)
     assert d.compare  # its comparison runs with its checks
-    assert not gate.due(pods, checks, "r1", "r2", {"passed": True})[0].compare  # recorded: not again
+    recorded = Agreement(rate=1.0, agreed=5, compared=5, min_agreement=0.95, passed=True)
+    assert not gate.due(pods, checks, "r1", "r2", recorded)[0].compare  # recorded: not again
     assert not gate.due(pods, checks, None, None, None)[0].compare  # nothing to compare with
     kw = dict(stable="r1", candidate="r2", stamp=STAMP)
     waiting = gate.plan_gates(pods, checks, {"uid-new": result()}, agreement=None, **kw)
     assert waiting.conditions[0][1]["reason"] == "Comparing" and not waiting.failures
-    good = {"passed": True, "message": "agreement 100% (5 of 5 inputs) >= minAgreement 95% with the stable revision"}
+    good = Agreement(rate=1.0, agreed=5, compared=5, min_agreement=0.95, passed=True,
+                     message="agreement 100% (5 of 5 inputs) >= minAgreement 95% with the stable revision")
     passed = gate.plan_gates(pods, checks, {"uid-new": result()}, agreement=good, **kw)
     assert passed.conditions[0][1]["status"] == "True" and "agreement 100%" in passed.conditions[0][1]["message"]
-    bad = {"passed": False, "message": "agreement 60% (3 of 5 inputs) < minAgreement 95% with the stable revision"}
+    bad = Agreement(rate=0.6, agreed=3, compared=5, min_agreement=0.95, passed=False,
+                    message="agreement 60% (3 of 5 inputs) < minAgreement 95% with the stable revision")
     failed = gate.plan_gates(pods, checks, {"uid-new": result()}, agreement=bad, **kw)
     assert failed.conditions[0][1]["reason"] == gate.MISMATCH and failed.failures["r2"][0] == gate.MISMATCH
 

@@ -7,9 +7,23 @@ from typing import Optional
 
 from hypothesis import given, settings, strategies as st
 
+from dataclasses import replace
+
 from kubento.api.v1alpha1 import Rollout
+from kubento.controller.status import parse_status
+from kubento.rollout import revisions
 from kubento.rollout.analysis import Verdict
-from kubento.rollout.revisions import Decision, Seen, decide, epoch, rfc3339
+from kubento.rollout.revisions import Decision, Seen, epoch, rfc3339
+
+
+def _stored(model):
+    return model.model_dump(by_alias=True, mode="json", exclude_none=True) if model is not None else None
+
+
+def decide(*, previous: dict, **kwargs) -> Decision:
+    """revisions.decide over a status as stored, its rollout and history given back as stored (camelCase)."""
+    d = revisions.decide(previous=parse_status(previous), **kwargs)
+    return replace(d, rollout=_stored(d.rollout), history=[_stored(h) for h in d.history])
 
 
 class ToyCluster:

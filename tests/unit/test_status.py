@@ -1,13 +1,20 @@
 from kubento.api.v1alpha1 import ModelDeploymentSpec
-from kubento.controller.status import (
-    Observed,
-    Problem,
-    pod_problems,
-    compute_status,
-    status_patch,
-    transition_event,
-)
+from kubento.controller import status as status_module
+from kubento.controller.status import Observed, Problem, parse_status, pod_problems, to_wire
 from tests.specs import VALID_SPEC
+
+
+# The status code takes and returns the API's model; these tests read and write it as the API stores it.
+def compute_status(obs, previous, now):
+    return to_wire(status_module.compute_status(obs, parse_status(previous), now))
+
+
+def status_patch(previous, new):
+    return status_module.status_patch(previous, parse_status(new))
+
+
+def transition_event(previous, new):
+    return status_module.transition_event(parse_status(previous), parse_status(new))
 
 SPEC = ModelDeploymentSpec.model_validate(VALID_SPEC)
 
@@ -101,8 +108,14 @@ def test_transition_times_move_only_when_status_flips():
     assert patch["phase"] == "Progressing" and "selector" not in patch
 
 
+def stored(status):
+    """A status as the API server stores it (kubento wrote it)."""
+    return to_wire(parse_status(status))
+
+
 def test_status_patch_nulls_removed_fields():
-    assert status_patch({"url": "x", "phase": "Ready"}, {"phase": "Ready"}) == {"url": None}
+    assert status_patch(stored({"url": "x", "phase": "Ready"}), {"phase": "Ready"}) == {"url": None}
+    assert status_patch(stored({"phase": "Ready"}), {"phase": "Ready"}) is None  # a settled model: no write
 
 
 def test_events_on_phase_changes():
@@ -154,7 +167,7 @@ def test_a_model_killed_by_its_startup_probe_says_so():
     assert problem.reason == "CrashLoopBackOff"
     assert "did not answer its startup probe within 20s" in problem.message and "startupTimeoutSeconds" in problem.message
     # the operator's pod cache keeps what that takes
-    from kubento.controller.cache import strip_pod
+    from kubento.controller.kinds.pod import strip as strip_pod
     assert "startup probe within 20s" in pod_problems([strip_pod(killed)])[0].message
     # a crash at start (before the budget ran out) is not blamed on the budget
     killed["status"]["containerStatuses"][0]["lastState"]["terminated"]["finishedAt"] = "2025-01-01T00:00:03Z"
@@ -267,7 +280,8 @@ def test_a_failing_archive_fetch_is_reported_with_the_fetchers_message():
 
 
 def test_status_patch_clears_keys_gone_from_nested_objects():
-    old = {"phase": "Ready", "build": {"sourceHash": "h1", "job": "j1", "archive": "s3://b/h1.bento", "sha256": "a"}}
-    new = {"phase": "Building", "build": {"sourceHash": "h2", "job": "j2"}}
-    patch = status_patch(old, new)
+    old = {"phase": "Ready", "build": {"source": "cm", "sourceHash": "h1", "job": "j1", "archive": "s3://b/h1.bento",
+                                       "sha256": "a"}}
+    new = {"phase": "Building", "build": {"source": "cm", "sourceHash": "h2", "job": "j2"}}
+    patch = status_patch(stored(old), new)
     assert patch == {"phase": "Building", "build": {"sourceHash": "h2", "job": "j2", "archive": None, "sha256": None}}

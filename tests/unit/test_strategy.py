@@ -8,7 +8,8 @@ from dataclasses import dataclass, replace
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kubento.rollout.strategy import Observed, Plan, Revision, Step, canary_split, effective_weight, plan
+from kubento.rollout.canary import canary_split, effective_weight
+from kubento.rollout.strategy import Observed, Plan, Revision, Step, plan
 
 
 def observed(**kw) -> Observed:
@@ -268,3 +269,44 @@ def test_a_rollback_whose_stable_revision_cannot_recover_still_ends():
     p = plan(replace(o, now=601.0))
     assert (p.outcome, p.stable, p.candidate, p.service) == ("RolledBack", 2, 0, "stable")
     assert "1 of 2 replicas ready" in p.message
+
+
+def test_every_strategy_the_api_offers_is_one_module_of_kubento_rollout():
+    import typing
+
+    from kubento.api.v1alpha1 import Rollout
+    from kubento.rollout import strategy
+
+    offered = set(typing.get_args(Rollout.model_fields["strategy"].annotation))
+    assert set(strategy.strategies()) == offered
+    for name, s in strategy.strategies().items():
+        assert s.name == name
+
+
+def test_a_canary_says_its_step_and_wakes_at_the_pause_end():
+    from kubento.api.v1alpha1 import Rollout
+    from kubento.rollout import strategy
+
+    rollout = Rollout.model_validate({"strategy": "Canary", "steps": [{"weight": 10, "pause": "30s"}, {"weight": 50}]})
+    from kubento.api.v1alpha1 import RolloutStatus
+
+    state = RolloutStatus(revision="b", strategy="Canary", since="2026-01-01T00:00:00Z", step=0,
+                          step_reached="2026-01-01T00:00:00Z", requested_weight=10)
+    canary = strategy.of("Canary")
+    assert canary.describe(rollout, state) == ["step 1/2 (weight 10% requested)"]
+    reached = 1767225600.0  # 2026-01-01T00:00:00Z
+    assert round(canary.wake_after(rollout, state, reached + 10), 2) == 20.05
+    assert strategy.of("RollingUpdate").wake_after(rollout, state, reached) is None
+
+
+def test_blue_green_keeps_a_preview_service_and_the_others_remove_it():
+    from kubento.api.v1alpha1 import ModelDeploymentSpec
+    from kubento.builders.meta import Owner
+    from kubento.rollout import strategy
+
+    spec = ModelDeploymentSpec.model_validate({"bento": {"image": "r/iris:1"}, "rollout": {"strategy": "BlueGreen"}})
+    owner = Owner("iris", "ns", "uid-1")
+    [preview] = strategy.of("BlueGreen").children(spec, owner, "abc123")
+    assert (preview["kind"], preview["metadata"]["name"]) == ("Service", "iris-preview")
+    assert strategy.of("BlueGreen").child_names(owner) == [("v1", "Service", "iris-preview")]
+    assert strategy.of("Canary").children(spec, owner, "abc123") == []

@@ -81,6 +81,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# Each revision's Deployment is kept as a ControllerRevision (written once):
+# a deleted revision Deployment is made again from it.
+- apiGroups: [apps]
+  resources: [controllerrevisions]
+  verbs: [get, list, watch, create, delete]
 {{- end -}}
 
 {{/* The tag of both images: image.tag, or the chart's appVersion. */}}

@@ -94,9 +94,9 @@ def with_applied_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def rollout_token(rollout: dict[str, Any]) -> str:
+def rollout_token(rollout: api.RolloutStatus) -> str:
     """Names one rollout (status.rollout): its revision and history number."""
-    return f"{rollout['revision']}-{rollout.get('number', 0)}"
+    return f"{rollout.revision}-{rollout.number or 0}"
 
 
 def preview_name(owner: Owner) -> str:

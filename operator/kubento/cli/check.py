@@ -14,17 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from kubento.cli.rollout import NothingToDo, Refused, _table, answered, default_namespace
+if TYPE_CHECKING:
+    from kubento.api.v1alpha1 import ModelDeploymentStatus
+
+from kubento.cli.rollout import NothingToDo, Refused, _table, answered, default_namespace, read_status
 
 
 # ------------------------------------------------------------------ decisions
 
 
-def pick_revision(status: dict[str, Any], requested: Optional[str]) -> str:
+def pick_revision(status: "ModelDeploymentStatus", requested: Optional[str]) -> str:
     """The revision to check: the one asked for, else the serving (stable) one."""
-    rev = requested or status.get("stableRevision") or status.get("currentRevision")
+    rev = requested or status.stable_revision or status.current_revision
     if not rev:
         raise Refused("the model has no revision yet (status.stableRevision is empty)")
     return rev
@@ -69,7 +72,7 @@ def _check(args: argparse.Namespace) -> int:
     custom, apps = _apis()
     core = client.CoreV1Api(apps.api_client)
     md = _get(custom, args.namespace, args.name)
-    rev = pick_revision(md.get("status") or {}, args.revision)
+    rev = pick_revision(read_status(md), args.revision)
     selector = f"{LABEL_MODEL}={args.name},{LABEL_REVISION}={rev}"
     deps = _raw(apps.list_namespaced_deployment(args.namespace, label_selector=selector,
                                                 _preload_content=False)).get("items") or []

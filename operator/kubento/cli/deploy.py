@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from kubento.cli.rollout import Refused
+from kubento.cli.rollout import Refused, read_status
 
 DEFAULT_CANARY_STEPS = [{"weight": 50, "pause": "1h"}]
 DEFAULT_TIMEOUT = 600.0
@@ -257,25 +257,22 @@ def judge(view: Any, expected_bento: Optional[str]) -> Outcome:
     rolled back (1), its canary step holds (0, promote finishes it)."""
     if not view.current:
         return Outcome(False, 0)
-    ours = [h for h in view.history if expected_bento is None or h.get("bento") == expected_bento]
+    ours = [h for h in view.history if expected_bento is None or h.bento == expected_bento]
     env = view.conditions.get("EnvironmentReady")
     if env is not None and env.status == FAILED_ENVIRONMENT:
         return Outcome(True, 1, f"the bento cannot be served: {env.reason}: {env.message}")
     if view.phase == "Failed":
         ready = view.conditions.get("Ready")
         return Outcome(True, 1, f"{ready.reason}: {ready.message}" if ready else "failed")
-    if view.phase == "RolledBack" and ours and view.failed_revision == ours[-1].get("revision"):
+    if view.phase == "RolledBack" and ours and view.failed_revision == ours[-1].revision:
         ready = view.conditions.get("Ready")
         return Outcome(True, 1, f"rolled back: {ready.message if ready else ''}".rstrip(": "))
-    if view.holding and ours and view.rollout.get("revision") == ours[-1].get("revision"):
-        i = int(view.rollout.get("step", 0))
-        step = view.steps[min(i, len(view.steps) - 1)] if view.steps else {}
-        pause = f" for {step['pause']}" if step.get("pause") else ""
-        weight = view.rollout.get("requestedWeight", step.get("weight"))
-        return Outcome(True, 0, f"the canary holds at step {i + 1}/{len(view.steps)} ({weight}%){pause}: "
-                       f"`kubento promote {view.name}` finishes it now, `kubento abort {view.name}` goes back")
-    serving = ours and view.stable_revision == ours[-1].get("revision")
-    if view.ready and not view.rollout and serving:
+    held = view.held
+    if held and ours and view.rollout is not None and view.rollout.revision == ours[-1].revision:
+        return Outcome(True, 0, f"{held}: `kubento promote {view.name}` finishes it now, "
+                       f"`kubento abort {view.name}` goes back")
+    serving = ours and view.stable_revision == ours[-1].revision
+    if view.ready and view.rollout is None and serving:
         return Outcome(True, 0)
     return Outcome(False, 0)
 
@@ -457,12 +454,12 @@ def deploy(args: argparse.Namespace) -> int:
     if outcome.code != 0:
         print(f"{name}: {outcome.message}", file=sys.stderr)
         return outcome.code
-    status = md.get("status") or {}
+    status = read_status(md)
     if outcome.message:
         print(f"{name}: {outcome.message}")
     else:
-        print(f"{name} is Ready after {elapsed:.0f}s: revision {status.get('stableRevision')}, "
-              f"{status.get('readyReplicas', 0)}/{status.get('replicas', 0)} pods ready, bento {tag}")
+        print(f"{name} is Ready after {elapsed:.0f}s: revision {status.stable_revision}, "
+              f"{status.ready_replicas or 0}/{status.replicas or 0} pods ready, bento {tag}")
     for line in call_hint(name, namespace, md, bento_routes(tag), bool(args.namespace)):
         print(line)
     _ = storage  # (imported for its failures' types)

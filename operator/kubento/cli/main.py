@@ -48,21 +48,22 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         # The kubelet's probes of the liveness endpoint (several every 10 s) would be most of the log.
         logging.getLogger("aiohttp.access").addFilter(ProbeFilter(args.liveness))
-    # Read by kubento.controller.handlers when it is imported (below).
-    os.environ["KUBENTO_WORKERS"] = str(args.workers)
-    os.environ["KUBENTO_RESYNC_SECONDS"] = str(args.resync_seconds)
-    os.environ["KUBENTO_STALL_SECONDS"] = str(args.stall_seconds)
-    os.environ["KUBENTO_LEADER_ELECTION_NAMESPACE"] = args.leader_election_namespace
-    import kubento.controller.handlers  # noqa: F401  (registers the handlers)
-
     if not args.namespace and not args.all_namespaces:
         print("kubento run: give -n/--namespace (repeatable) or -A/--all-namespaces", file=sys.stderr)
         return 2
+    from kubento.controller.config import Config
+    from kubento.controller.handlers import registry
+    from kubento.controller.operator import Operator
+
+    config = Config.from_env(workers=args.workers, resync_seconds=args.resync_seconds,
+                             stall_seconds=args.stall_seconds, election_namespace=args.leader_election_namespace)
+    operator = Operator(config)
     if args.metrics_port:
         from kubento.controller import metrics
 
         metrics.serve(args.metrics_port)
     kopf.run(
+        registry=registry(operator),
         standalone=True,  # one active replica (the chart's Deployment); no peering objects needed
         clusterwide=args.all_namespaces,
         namespaces=args.namespace or (),

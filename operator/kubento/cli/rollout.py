@@ -17,7 +17,17 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:
+    from kubento.api.v1alpha1 import HistoryEntry, ModelDeploymentStatus, RolloutStatus
+
+
+def read_status(md: dict[str, Any]) -> ModelDeploymentStatus:
+    """A ModelDeployment's status as the API's model: the one way the CLI reads it."""
+    from kubento.controller.status import parse_status
+
+    return parse_status(md.get("status"))
 
 # Spec keys that do not shape pods: a rollback keeps them as they are (and
 # the revision's spec snapshot leaves them out).
@@ -39,50 +49,50 @@ class NothingToDo(Exception):
 # ------------------------------------------------------------------ decisions
 
 
-def flag_patch(status: dict[str, Any], which: str) -> dict[str, Any]:
+def flag_patch(status: ModelDeploymentStatus, which: str) -> dict[str, Any]:
     """The merge patch that asks the operator to promote or abort the
     rollout under way. The annotation names its revision, so the operator
     ignores it once that rollout is over (a leftover never acts on a later one)."""
     from kubento.builders.meta import ANNOTATION_ABORT, ANNOTATION_PROMOTE, rollout_token
 
-    state = status.get("rollout")
-    if not state:
+    state = status.rollout
+    if state is None:
         raise Refused(f"no rollout under way (status.rollout is empty): nothing to {which}")
-    if state.get("rollback"):
+    if state.rollback:
         # The operator ignores a promote while it returns to stable; an abort would change nothing.
-        why = state.get("rollbackMessage") or state["rollback"]
+        why = state.rollback_message or state.rollback
         if which == "abort":
-            raise NothingToDo(f"revision {state['revision']} is already being rolled back: {why}")
-        raise Refused(f"revision {state['revision']} is being rolled back ({why}); it can no longer be promoted")
+            raise NothingToDo(f"revision {state.revision} is already being rolled back: {why}")
+        raise Refused(f"revision {state.revision} is being rolled back ({why}); it can no longer be promoted")
     annotation = {"promote": ANNOTATION_PROMOTE, "abort": ANNOTATION_ABORT}[which]
     return {"metadata": {"annotations": {annotation: rollout_token(state)}}}
 
 
-def _numbers(history: list[dict[str, Any]]) -> str:
-    return ", ".join(str(h.get("number")) for h in history) or "none"
+def _numbers(history: list[HistoryEntry]) -> str:
+    return ", ".join(str(h.number) for h in history) or "none"
 
 
-def rollback_target(status: dict[str, Any], to_revision: Optional[int] = None,
-                    generation: Optional[int] = None) -> dict[str, Any]:
+def rollback_target(status: ModelDeploymentStatus, to_revision: Optional[int] = None,
+                    generation: Optional[int] = None) -> HistoryEntry:
     """The history entry ``kubento rollback`` goes back to: number
     ``to_revision``, else the newest revision that served before the stable
     one. ``generation`` (metadata.generation) tells whether status is current."""
-    history = status.get("history") or []
-    stable = status.get("stableRevision")
+    history = status.history
+    stable = status.stable_revision
     if to_revision is None:
-        entry = next((h for h in reversed(history) if h.get("revision") != stable and h.get("outcome") in SERVED), None)
+        entry = next((h for h in reversed(history) if h.revision != stable and h.outcome in SERVED), None)
         if entry is None:
             raise Refused(f"no earlier revision that served to roll back to (history: {_numbers(history)})")
         return entry
-    entry = next((h for h in history if h.get("number") == to_revision), None)
+    entry = next((h for h in history if h.number == to_revision), None)
     if entry is None:
         raise Refused(f"no revision {to_revision} in status.history (revisions: {_numbers(history)})")
-    rev = entry.get("revision")
-    current = generation is None or status.get("observedGeneration") == generation
-    if rev == stable and status.get("currentRevision") == stable and not status.get("rollout") and current:
+    rev = entry.revision
+    current = generation is None or status.observed_generation == generation
+    if rev == stable and status.current_revision == stable and status.rollout is None and current:
         raise NothingToDo(f"revision {to_revision} ({rev}) is already the stable revision and the spec's; "
                           "nothing to do")
-    if rev == status.get("failedRevision") and rev != stable:
+    if rev == status.failed_revision and rev != stable:
         # The operator keeps its failed revision at zero replicas even when the spec names it again.
         raise Refused(f"revision {to_revision} ({rev}) is status.failedRevision: "
                       "the operator would not roll it out again")
@@ -163,61 +173,71 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def rollout_line(status: dict[str, Any], spec: dict[str, Any]) -> Optional[str]:
+def _strategy_parts(name: str, spec: dict[str, Any], state: RolloutStatus) -> list[str]:
+    """What the rollout's strategy says about where it stands (e.g. a canary's step)."""
+    from pydantic import ValidationError
+
+    from kubento.api.v1alpha1 import Rollout
+    from kubento.rollout import strategy
+
+    try:
+        rollout = Rollout.model_validate({**(spec.get("rollout") or {}), "strategy": name})
+        return strategy.of(name).describe(rollout, state)
+    except (KeyError, ValidationError):
+        return []  # a strategy this CLI does not know, or a spec it cannot read
+
+
+def rollout_line(status: ModelDeploymentStatus, spec: dict[str, Any]) -> Optional[str]:
     """One line about the rollout under way, None when there is none."""
-    state = status.get("rollout")
-    if not state:
+    state = status.rollout
+    if state is None:
         return None
-    strategy = state.get("strategy", "?")
-    if state.get("rollback"):
-        why = state.get("rollbackMessage") or ""
-        return (f"Rolling back {state.get('revision')} ({strategy}): {state['rollback']}"
-                f"{': ' + why if why else ''}; returning to {status.get('stableRevision')}")
-    parts = [f"Rolling out {state.get('revision')} ({strategy}) since {state.get('since', '?')}"]
-    steps = ((spec.get("rollout") or {}).get("steps")) or []
-    if strategy == "Canary" and steps:
-        i = min(int(state.get("step", 0)), len(steps) - 1)
-        requested = state.get("requestedWeight", steps[i].get("weight"))
-        parts.append(f"step {i + 1}/{len(steps)} (weight {requested}% requested)")
-    if status.get("canaryWeight") is not None:
-        parts.append(f"{status['canaryWeight']}% of ready pods on it (effective)")
-    parts.append(f"Service selects {SERVICE_TARGETS.get(state.get('service', 'stable'), state.get('service'))}")
+    strategy = state.strategy
+    if state.rollback:
+        why = state.rollback_message or ""
+        return (f"Rolling back {state.revision} ({strategy}): {state.rollback}"
+                f"{': ' + why if why else ''}; returning to {status.stable_revision}")
+    parts = [f"Rolling out {state.revision} ({strategy}) since {state.since}"]
+    parts += _strategy_parts(strategy, spec, state)
+    if status.canary_weight is not None:
+        parts.append(f"{status.canary_weight}% of ready pods on it (effective)")
+    parts.append(f"Service selects {SERVICE_TARGETS.get(state.service, state.service)}")
     line = ", ".join(parts)
-    if state.get("analysis"):
-        line += f"; analysis: {state['analysis']}"
-    if state.get("agreement"):
-        line += f"; prediction checks: {state['agreement'].get('message', '')}"
+    if state.analysis:
+        line += f"; analysis: {state.analysis}"
+    if state.agreement:
+        line += f"; prediction checks: {state.agreement.message}"
     return line
 
 
-def history_table(status: dict[str, Any], spec: dict[str, Any]) -> str:
+def history_table(status: ModelDeploymentStatus, spec: dict[str, Any]) -> str:
     """The revisions that ran, like `kubectl rollout history`, oldest first,
     then what is under way."""
-    history = status.get("history") or []
-    stable = status.get("stableRevision")
-    rolling = (status.get("rollout") or {}).get("revision")
+    history = status.history
+    stable = status.stable_revision
+    rolling = status.rollout.revision if status.rollout else None
     lines = []
     if history:
-        agreements = any(h.get("agreement") is not None for h in history)  # predictionChecks.compareWithStable
+        agreements = any(h.agreement is not None for h in history)  # predictionChecks.compareWithStable
         rows = [["NUMBER", "REVISION", "OUTCOME", "TIME", "BENTO", "ENVIRONMENT"]
                 + (["AGREEMENT"] if agreements else []) + ["MESSAGE"]]
         for h in history:
-            outcome = h.get("outcome", "")
-            if h.get("revision") == stable:
+            outcome = h.outcome
+            if h.revision == stable:
                 outcome += " (stable)"
-            elif h.get("revision") == rolling:
+            elif h.revision == rolling:
                 outcome += " (rolling out)"
-            message = h.get("message") or h.get("reason") or ""
-            agreement = [f"{h['agreement']:.0%}" if h.get("agreement") is not None else ""] if agreements else []
-            rows.append([str(h.get("number", "")), h.get("revision", ""), outcome, h.get("time", ""),
-                         h.get("bento", ""), h.get("environment") or "-"] + agreement + [_cut(message)])
+            message = h.message or h.reason or ""
+            agreement = [f"{h.agreement:.0%}" if h.agreement is not None else ""] if agreements else []
+            rows.append([str(h.number), h.revision, outcome, h.time, h.bento, h.environment or "-"]
+                        + agreement + [_cut(message)])
         lines.append(_table(rows))
     else:
         lines.append("No revisions recorded yet.")
     line = rollout_line(status, spec)
     if line:
         lines.append(line)
-    failed = status.get("failedRevision")
+    failed = status.failed_revision
     if failed and failed != stable and failed != rolling:
         lines.append(f"Failed revision {failed} is not rolled out again until the spec changes.")
     return "\n".join(lines)
@@ -250,7 +270,7 @@ def _apis() -> tuple[Any, Any]:
 
     from kubento.controller import kube
 
-    api = client.ApiClient(kube.configuration())
+    api = client.ApiClient(kube.load_configuration())
     return client.CustomObjectsApi(api), client.AppsV1Api(api)
 
 
@@ -268,13 +288,16 @@ def _get(custom: Any, namespace: str, name: str) -> dict[str, Any]:
 
 
 def _history(args: argparse.Namespace, md: dict[str, Any], custom: Any, apps: Any) -> int:
-    status = md.get("status") or {}
+    from kubento.controller.status import to_wire
+
+    status = read_status(md)
+    history = to_wire(status).get("history") or []  # as stored (camelCase)
     if args.output == "json":
-        print(json.dumps(status.get("history") or [], indent=2))
+        print(json.dumps(history, indent=2))
     elif args.output == "yaml":
         import yaml
 
-        print(yaml.safe_dump(status.get("history") or [], sort_keys=False), end="")
+        print(yaml.safe_dump(history, sort_keys=False), end="")
     else:
         print(history_table(status, md.get("spec") or {}))
     return 0
@@ -283,16 +306,17 @@ def _history(args: argparse.Namespace, md: dict[str, Any], custom: Any, apps: An
 def _flag(args: argparse.Namespace, md: dict[str, Any], custom: Any, apps: Any) -> int:
     from kubento.api import v1alpha1 as api
 
-    status = md.get("status") or {}
+    status = read_status(md)
     patch = flag_patch(status, args.command)
     custom.patch_namespaced_custom_object(api.GROUP, api.VERSION, args.namespace, api.PLURAL, args.name, patch)
-    rev = status["rollout"]["revision"]
+    assert status.rollout is not None
+    rev = status.rollout.revision
     if args.command == "promote":
         print(f"{args.name}: promoting revision {rev}: the operator skips the remaining steps and analysis "
               "and moves all replicas to it as fast as its pods become ready")
     else:
         print(f"{args.name}: aborting the rollout of {rev}: the operator returns to revision "
-              f"{status.get('stableRevision')} and does not retry {rev} until the spec changes")
+              f"{status.stable_revision} and does not retry {rev} until the spec changes")
     return 0
 
 
@@ -302,13 +326,19 @@ def _rollback(args: argparse.Namespace, md: dict[str, Any], custom: Any, apps: A
     from kubento.api import v1alpha1 as api
     from kubento.builders.meta import ANNOTATION_SPEC, LABEL_MODEL, LABEL_REVISION
 
-    status = md.get("status") or {}
+    status = read_status(md)
     entry = rollback_target(status, args.to_revision, (md.get("metadata") or {}).get("generation"))
-    number, rev = entry.get("number"), entry["revision"]
+    number, rev = entry.number, entry.revision
     selector = f"{LABEL_MODEL}={args.name},{LABEL_REVISION}={rev}"
-    # Raw JSON: the client's models refuse a whole list over one field they do not expect.
-    response = apps.list_namespaced_deployment(args.namespace, label_selector=selector, _preload_content=False)
-    found = json.loads(response.data).get("items") or []
+    # What the revision was: its ControllerRevision keeps its Deployment (even one deleted since),
+    # else (a revision from before kubento kept them) its Deployment. Raw JSON: the client's
+    # models refuse a whole list over one field they do not expect.
+    kept = json.loads(apps.list_namespaced_controller_revision(
+        args.namespace, label_selector=selector, _preload_content=False).data).get("items") or []
+    found = [k["data"] for k in kept if isinstance(k.get("data"), dict)]
+    if not found:
+        response = apps.list_namespaced_deployment(args.namespace, label_selector=selector, _preload_content=False)
+        found = json.loads(response.data).get("items") or []
     if not found:
         raise Refused(f"revision {number} ({rev}) is no longer kept; raise spec.rollout.revisionHistoryLimit")
     text = ((found[0].get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SPEC)
@@ -338,7 +368,7 @@ def _rollback(args: argparse.Namespace, md: dict[str, Any], custom: Any, apps: A
             raise Refused("the spec changed while kubento read it (someone else edited it); run the command again") from None
         raise
     what = f"{rev}, {describe_bento(snapshot.get('bento') or {})}"
-    if rev == status.get("stableRevision"):
+    if rev == status.stable_revision:
         print(f"{args.name}: back to revision {number} ({what}), the stable one: "
               "the operator drops the rollout under way")
     else:

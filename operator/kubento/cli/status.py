@@ -51,17 +51,24 @@ class View:
     phase: str
     conditions: dict[str, Condition]
     bento: str
-    strategy: str
-    steps: list[dict[str, Any]]
+    spec_rollout: "Rollout"  # spec.rollout (its strategy and steps)
     current_revision: Optional[str]
     stable_revision: Optional[str]
     failed_revision: Optional[str]
-    rollout: dict[str, Any]  # the rollout under way (empty: none)
+    rollout: Optional["RolloutStatus"]  # the rollout under way (None: none)
     canary_weight: Optional[int]
     replicas: Optional[int]
     ready_replicas: Optional[int]
-    environment: dict[str, Any]
-    history: list[dict[str, Any]] = field(default_factory=list)
+    environment: Optional["EnvironmentStatus"]
+    history: list["HistoryEntry"] = field(default_factory=list)
+
+    @property
+    def strategy(self) -> str:
+        return self.spec_rollout.strategy
+
+    @property
+    def steps(self) -> list[Any]:
+        return list(self.spec_rollout.steps)
 
     @property
     def current(self) -> bool:
@@ -74,16 +81,34 @@ class View:
         return bool(c and c.status == "True")
 
     @property
-    def holding(self) -> bool:
-        """A canary step whose pods are ready, held (its pause) until it ends or `kubento promote`."""
-        r = self.rollout
-        return bool(r and r.get("strategy") == "Canary" and r.get("stepReached") and not r.get("rollback")
-                    and not r.get("promoted"))
+    def held(self) -> Optional[str]:
+        """Why a healthy rollout waits for `kubento promote` (the rollout's strategy says), or None."""
+        from kubento.rollout import strategy
+
+        if self.rollout is None or self.rollout.strategy not in strategy.strategies():
+            return None
+        return strategy.of(self.rollout.strategy).held(self._rollout_spec(), self.rollout)
+
+    def _rollout_spec(self) -> "Rollout":
+        """spec.rollout as the rollout under way was started with (its strategy)."""
+        assert self.rollout is not None
+        return self.spec_rollout.model_copy(update={"strategy": self.rollout.strategy})
 
 
 def read_view(md: dict[str, Any]) -> View:
-    """The one reader of a ModelDeployment's status (a dict today)."""
-    meta, spec, status = md.get("metadata") or {}, md.get("spec") or {}, md.get("status") or {}
+    """The one reader of a ModelDeployment for `status` and `deploy`: its
+    status through the API's model (kubento.cli.rollout.read_status)."""
+    from pydantic import ValidationError
+
+    from kubento.api.v1alpha1 import Rollout
+    from kubento.cli.rollout import read_status
+
+    meta, spec = md.get("metadata") or {}, md.get("spec") or {}
+    status = read_status(md)
+    try:
+        spec_rollout = Rollout.model_validate(spec.get("rollout") or {})
+    except ValidationError:
+        spec_rollout = Rollout()
     bento = spec.get("bento") or {}
     if bento.get("image"):
         source = bento["image"]
@@ -93,22 +118,18 @@ def read_view(md: dict[str, Any]) -> View:
         source = "build from " + ", ".join(sorted((bento["build"].get("source") or {}).keys()))
     else:
         source = "-"
-    pinned = (status.get("environment") or {}).get("archive")
+    pinned = status.environment.archive if status.environment else None
     if pinned and pinned != source and bento.get("archive"):
         source = f"{source} (runs {pinned.rsplit('@', 1)[-1][:19]})"
-    conditions = {c.get("type", ""): Condition(c.get("type", ""), c.get("status", ""), c.get("reason", ""),
-                                               c.get("message", ""))
-                  for c in status.get("conditions") or []}
-    rollout = spec.get("rollout") or {}
+    conditions = {c.type: Condition(c.type, c.status, c.reason, c.message) for c in status.conditions}
     return View(
         name=meta.get("name", ""), namespace=meta.get("namespace", ""), generation=int(meta.get("generation") or 0),
-        observed_generation=status.get("observedGeneration"), phase=status.get("phase") or "Pending",
-        conditions=conditions, bento=source, strategy=rollout.get("strategy") or "RollingUpdate",
-        steps=list(rollout.get("steps") or []), current_revision=status.get("currentRevision"),
-        stable_revision=status.get("stableRevision"), failed_revision=status.get("failedRevision"),
-        rollout=dict(status.get("rollout") or {}), canary_weight=status.get("canaryWeight"),
-        replicas=status.get("replicas"), ready_replicas=status.get("readyReplicas"),
-        environment=dict(status.get("environment") or {}), history=list(status.get("history") or []))
+        observed_generation=status.observed_generation, phase=status.phase or "Pending",
+        conditions=conditions, bento=source, spec_rollout=spec_rollout, current_revision=status.current_revision,
+        stable_revision=status.stable_revision, failed_revision=status.failed_revision,
+        rollout=status.rollout, canary_weight=status.canary_weight,
+        replicas=status.replicas, ready_replicas=status.ready_replicas,
+        environment=status.environment, history=list(status.history))
 
 
 # ------------------------------------------------------------------ rendering
@@ -147,25 +168,17 @@ def _age(stamp: Optional[str], now: datetime) -> str:
 
 
 def step_line(view: View) -> Optional[str]:
+    from kubento.rollout import strategy
+
     r = view.rollout
-    if not r:
+    if r is None:
         return None
-    if r.get("rollback"):
-        why = r.get("rollbackMessage") or r["rollback"]
-        return f"rolling back {r.get('revision')}: {why}; returning to {view.stable_revision}"
-    parts = [f"{r.get('strategy', view.strategy)} of {r.get('revision')}"]
-    if r.get("strategy") == "Canary" and view.steps:
-        i = min(int(r.get("step", 0)), len(view.steps) - 1)
-        requested = r.get("requestedWeight", view.steps[i].get("weight"))
-        effective = f"{view.canary_weight}%" if view.canary_weight is not None else "-"
-        parts.append(f"step {i + 1}/{len(view.steps)}, weight {requested}% requested / {effective} effective")
-        pause = view.steps[i].get("pause")
-        if r.get("promoted"):
-            parts.append("promoted")
-        elif r.get("stepReached"):
-            parts.append(f"holding ({pause} from {r['stepReached']})" if pause else "holding")
-        else:
-            parts.append("waiting for its pods")
+    if r.rollback:
+        why = r.rollback_message or r.rollback
+        return f"rolling back {r.revision}: {why}; returning to {view.stable_revision}"
+    parts = [f"{r.strategy} of {r.revision}"]
+    if r.strategy in strategy.strategies():  # what the rollout's strategy says of where it stands
+        parts += strategy.of(r.strategy).screen(view._rollout_spec(), r, view.canary_weight)
     return ", ".join(parts)
 
 
@@ -176,36 +189,36 @@ def render(view: View, pods: dict[str, tuple[int, int]], events: list[dict[str, 
     lines = [f"Name:       {view.name}  (namespace {view.namespace})",
              f"Phase:      {view.phase}{why}",
              f"Bento:      {view.bento}",
-             f"Strategy:   {view.strategy}" + (f", steps {', '.join(str(s.get('weight')) + '%' for s in view.steps)}"
+             f"Strategy:   {view.strategy}" + (f", steps {', '.join(str(s.weight) + '%' for s in view.steps)}"
                                                 if view.steps else "")]
-    if view.environment.get("hash") or view.environment.get("job"):
-        env = view.environment
-        what = f"{env.get('packages')} packages" if env.get("packages") is not None else "preparing"
-        lines.append(f"Python env: {what}" + (f" ({env['hash']})" if env.get("hash") else ""))
+    env = view.environment
+    if env is not None and (env.hash or env.job):
+        what = f"{env.packages} packages" if env.packages is not None else "preparing"
+        lines.append(f"Python env: {what}" + (f" ({env.hash})" if env.hash else ""))
     step = step_line(view)
-    if step:
+    if step and view.rollout is not None:
         lines.append(f"Rollout:    {step}")
-        service = view.rollout.get("service")
+        service = view.rollout.service
         if service:
             lines.append(f"Service:    selects {'both revisions' if service == 'both' else 'the ' + service + ' revision'}")
-        if view.rollout.get("analysis"):
-            lines.append(f"Analysis:   {view.rollout['analysis']}")
-        agreement = view.rollout.get("agreement") or {}
-        if agreement.get("message"):
-            lines.append(f"Checks:     {agreement['message']}")
+        if view.rollout.analysis:
+            lines.append(f"Analysis:   {view.rollout.analysis}")
+        if view.rollout.agreement and view.rollout.agreement.message:
+            lines.append(f"Checks:     {view.rollout.agreement.message}")
     degraded = view.conditions.get("Degraded")
     if degraded and degraded.status == "True" and (not ready or degraded.reason != ready.reason):
         lines.append(f"Degraded:   {degraded.reason}: {_cut(degraded.message, 100)}")
     rows = [["REVISION", "ROLE", "PODS", "OUTCOME"]]
     revisions: list[str] = []
-    for rev in (view.rollout.get("revision"), view.stable_revision, view.current_revision):
+    candidate = view.rollout.revision if view.rollout else None
+    for rev in (candidate, view.stable_revision, view.current_revision):
         if rev and rev not in revisions:
             revisions.append(rev)
     revisions += sorted(r for r in pods if r not in revisions)
-    outcome = {h.get("revision"): h.get("outcome", "") for h in view.history}
+    outcome = {h.revision: h.outcome for h in view.history}
     for rev in revisions:
         role = ("stable" if rev == view.stable_revision else
-                "candidate" if rev == view.rollout.get("revision") else
+                "candidate" if rev == candidate else
                 "failed" if rev == view.failed_revision else "old")
         r, t = pods.get(rev, (0, 0))
         rows.append([rev, role, f"{r}/{t} ready", outcome.get(rev, "")])
@@ -224,7 +237,7 @@ def render(view: View, pods: dict[str, tuple[int, int]], events: list[dict[str, 
 
 def one_line(view: View, pods: dict[str, tuple[int, int]]) -> str:
     """deploy's follow: phase, the revision under way and its pods."""
-    rev = view.rollout.get("revision") or view.current_revision
+    rev = (view.rollout.revision if view.rollout else None) or view.current_revision
     r, t = pods.get(rev, (0, 0)) if rev else (0, 0)
     parts = [f"{view.phase:<11}", f"revision {rev}: {r}/{t} pods ready" if rev else "no revision yet"]
     step = step_line(view)
@@ -233,8 +246,8 @@ def one_line(view: View, pods: dict[str, tuple[int, int]]) -> str:
     ready = view.conditions.get("Ready")
     if ready and not view.ready and ready.reason not in ("RolloutInProgress", "Progressing") and ready.message:
         parts.append(f"{ready.reason}: {_cut(ready.message, 120)}")
-    elif view.phase in ("Pending", "PreparingEnvironment") and view.environment.get("job"):
-        parts.append(f"Python environment (Job {view.environment['job']})")
+    elif view.phase in ("Pending", "PreparingEnvironment") and view.environment is not None and view.environment.job:
+        parts.append(f"Python environment (Job {view.environment.job})")
     return "  ".join(parts)
 
 
@@ -305,7 +318,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def pick_log_revision(view: View, requested: Optional[str]) -> str:
-    rev = requested or view.rollout.get("revision") or view.current_revision or view.stable_revision
+    rev = requested or (view.rollout.revision if view.rollout else None) or view.current_revision or view.stable_revision
     if not rev:
         raise Refused(f"{view.name} has no revision yet")
     return rev

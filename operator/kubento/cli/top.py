@@ -44,9 +44,18 @@ class Row:
 
 def row(md: dict[str, Any], pods: list[str], before: Readings, after: Readings, elapsed: float) -> Row:
     """One model's row from two readings ``elapsed`` seconds apart of its pods."""
+    from pydantic import ValidationError
+
+    from kubento.api.v1alpha1 import ModelDeploymentSpec
     from kubento.controller.metrics import desired_replicas
 
-    meta, spec, status = md["metadata"], md.get("spec") or {}, md.get("status") or {}
+    from kubento.cli.rollout import read_status
+
+    meta, status = md["metadata"], read_status(md)
+    try:
+        spec: Optional[ModelDeploymentSpec] = ModelDeploymentSpec.model_validate(md.get("spec") or {})
+    except ValidationError:
+        spec = None
     key = [(meta["namespace"], p) for p in pods]
     both = [k for k in key if k in before and k in after]
     window = total(since(before[k], after[k]) for k in both)
@@ -59,9 +68,9 @@ def row(md: dict[str, Any], pods: list[str], before: Readings, after: Readings, 
         error_ratio=window.error_rate,
         p50_seconds=histogram_quantile(0.5, window.buckets) if window.requests else None,
         p95_seconds=histogram_quantile(0.95, window.buckets) if window.requests else None,
-        ready_replicas=int(status.get("readyReplicas") or 0),
+        ready_replicas=int(status.ready_replicas or 0),
         desired_replicas=desired_replicas(spec, status),
-        canary_weight=status.get("canaryWeight") if status.get("rollout") else None,
+        canary_weight=status.canary_weight if status.rollout else None,
     )
 
 
@@ -111,7 +120,7 @@ class Cluster:
 
         from kubento.controller import podhttp
 
-        api = client.ApiClient(kube.configuration())
+        api = client.ApiClient(kube.load_configuration())
         self.custom, self.core = client.CustomObjectsApi(api), client.CoreV1Api(api)
         self.ssl, self.send = podhttp.through_api_server(api)
 

@@ -12,26 +12,23 @@ connection errors) propagate and the work queue backs the model off.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from kubernetes.client.exceptions import ApiException
 
 from kubento.api import v1alpha1 as api
+from kubento.api.v1alpha1 import ModelDeploymentStatus
 from kubento.builders.meta import ANNOTATION_APPLIED_HASH, Owner
-from kubento.controller import cache as kinds
-from kubento.controller import kube, metrics
+from kubento.controller import kinds, metrics
+from kubento.controller.kube import Kube, NotInstalled, rejection
 from kubento.controller.cache import Cache
 from kubento.controller.memory import ModelMemory
 from kubento.controller.plan import Actions
 from kubento.controller.status import Problem
 
 log = logging.getLogger("kubento.apply")
-
-KINDS = {"Deployment": kinds.DEPLOYMENT, "Service": kinds.SERVICE, "HorizontalPodAutoscaler": kinds.HPA,
-         "ScaledObject": kinds.SCALED_OBJECT, "Job": kinds.JOB, "ConfigMap": kinds.CONFIG_MAP}
-
 
 def transient(exc: ApiException) -> bool:
     return exc.status in (409, 429) or (exc.status or 500) >= 500
@@ -42,36 +39,39 @@ class Result:
     problems: list[Problem] = field(default_factory=list)  # refusals found by this pass
 
 
-def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, now: float) -> Result:
-    """Creates, applies, scales and deletes, in that order."""
+def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, now: float, kube: Kube,
+             pool: Executor) -> Result:
+    """Creates, applies, scales and deletes, in that order (after keeping
+    what the plan asked the operator to remember)."""
+    memory.generations.update(actions.remember_generations)
     result = Result()
     transient_error: Optional[BaseException] = None
     for manifest in actions.creates:
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         log.info("creating %s %s/%s", kind, owner.namespace, name)
-        before = cache.version(KINDS[kind], owner.namespace, name)
+        before = cache.version(kind, owner.namespace, name)
         try:
             live = kube.create(manifest)
         except ApiException as exc:
             if transient(exc):
                 raise
             result.problems.append(Problem("BuildJobRejected" if kind == "Job" else "ApplyFailed",
-                                           f"the API server refused {kind} {name}: {kube.rejection(exc)}"))
+                                           f"the API server refused {kind} {name}: {rejection(exc)}"))
             continue
-        cache.wrote(KINDS[kind], live, replaced=before)
+        cache.wrote(kind, live, replaced=before)
         if kind == "Job" and not owner.controls(live):
             result.problems.append(Problem("ChildConflict",
                                            f"Job {name} exists and is not controlled by this ModelDeployment"))
     # A model's children are independent objects: send them together (a new
     # model's Deployment and Service in one round trip's time, not two).
-    for step, sent in zip(actions.applies, _send_all(actions.applies, owner, cache)):
+    for step, sent in zip(actions.applies, _send_all(actions.applies, owner, cache, kube, pool)):
         manifest = step.manifest
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         if isinstance(sent, Problem):
             result.problems.append(sent)
             continue
         if isinstance(sent, ApiException):
-            message = f"the API server rejected {kind} {name}: {kube.rejection(sent)}"
+            message = f"the API server rejected {kind} {name}: {rejection(sent)}"
             memory.rejected[manifest["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]] = (message, now)
             result.problems.append(Problem("ApplyFailed", message))
             continue
@@ -80,7 +80,7 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
             continue
         live, before = sent
         memory.generations[(kind, name)] = (live.get("metadata") or {}).get("generation", 0)
-        cache.wrote(KINDS[kind], live, replaced=before)
+        cache.wrote(kind, live, replaced=before)
     if transient_error is not None:
         raise transient_error  # what was written is in the cache; the queue retries the rest
     for step in actions.scales:
@@ -102,15 +102,14 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
             metrics.pod_checked(owner.namespace, owner.name, condition["reason"])
     for step in actions.deletes:
         log.info("deleting %s %s/%s", step.kind, owner.namespace, step.name)
-        before = cache.version(KINDS[step.kind], owner.namespace, step.name)
+        before = cache.version(step.kind, owner.namespace, step.name)
         kube.delete(step.api_version, step.kind, owner.namespace, step.name, step.propagation)
-        cache.wrote(KINDS[step.kind], None, owner.namespace, step.name, replaced=before)
+        cache.wrote(step.kind, None, owner.namespace, step.name, replaced=before)
         memory.generations.pop((step.kind, step.name), None)
     return result
 
 
-PARALLEL = 16  # applies in flight at once, across all workers
-_POOL = ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="kubento-apply")
+PARALLEL = 16  # applies in flight at once, across all workers (the operator's pool)
 
 
 @dataclass
@@ -118,7 +117,7 @@ class _Raise:
     error: BaseException  # transient (409, 429, 5xx, a connection error): the queue retries the model
 
 
-def _send(step: Any, owner: Owner, cache: Cache) -> Any:
+def _send(step: Any, owner: Owner, cache: Cache, kube: Kube) -> Any:
     """One apply: (live, the cache's version before) when written; a Problem
     (someone else's object, a kind not served); the ApiException of a
     refusal; or _Raise."""
@@ -131,9 +130,9 @@ def _send(step: Any, owner: Owner, cache: Cache) -> Any:
                 return Problem("ChildConflict", f"{kind} {name} already exists and is not controlled by this "
                                "ModelDeployment; kubento leaves it alone (delete or rename it)")
         log.info("applying %s %s/%s (%s)", kind, owner.namespace, name, step.why)
-        before = cache.version(KINDS[kind], owner.namespace, name)
+        before = cache.version(kind, owner.namespace, name)
         return kube.apply(manifest), before
-    except kube.NotInstalled as exc:
+    except NotInstalled as exc:
         return Problem("ApplyFailed", f"the API server does not serve {kind}: {exc}")
     except ApiException as exc:
         return _Raise(exc) if transient(exc) else exc
@@ -141,13 +140,13 @@ def _send(step: Any, owner: Owner, cache: Cache) -> Any:
         return _Raise(exc)
 
 
-def _send_all(steps: list[Any], owner: Owner, cache: Cache) -> list[Any]:
+def _send_all(steps: list[Any], owner: Owner, cache: Cache, kube: Kube, pool: Executor) -> list[Any]:
     if len(steps) <= 1:
-        return [_send(step, owner, cache) for step in steps]
-    return list(_POOL.map(lambda step: _send(step, owner, cache), steps))
+        return [_send(step, owner, cache, kube) for step in steps]
+    return list(pool.map(lambda step: _send(step, owner, cache, kube), steps))
 
 
-def status(body: dict[str, Any], actions: Actions, cache: Cache,
+def status(body: dict[str, Any], previous: ModelDeploymentStatus, actions: Actions, cache: Cache, kube: Kube,
            post_event: Optional[Callable[[dict[str, Any], str, str, str], None]] = None) -> Optional[int]:
     """The status patch, of the version of the model the pass saw (a status
     for an older spec is never written: 409), then the events of its
@@ -167,7 +166,7 @@ def status(body: dict[str, Any], actions: Actions, cache: Cache,
             return exc.status
         if live is not None:
             cache.wrote(kinds.MODEL, live, replaced=before)
-        metrics.count_transitions(meta["namespace"], meta["name"], body.get("status"), actions.new_status)
+        metrics.count_transitions(meta["namespace"], meta["name"], previous, actions.new_status)
     for event in actions.events:
         try:
             (post_event or kube.post_event)(body, *event)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Optional
 
-from kubento.api.v1alpha1 import Autoscaling, ScalingRules
+from kubento.api.v1alpha1 import Autoscaling, AutoscalingStatus, ScalingRules
 from kubento.autoscale.decision import DEFAULT_DOWN, DEFAULT_UP, Policy, Rules, decide
 from kubento.controller import analysis, metrics
 from kubento.controller.analysis import Scrape
@@ -77,15 +77,15 @@ def _value(memory: AutoscalerMemory, metric: str, samples: dict[str, Sample], re
 
 
 def scale(namespace: str, name: str, memory: AutoscalerMemory, scaling: Autoscaling, replicas: int,
-          pods: list[dict[str, Any]], previous: Optional[dict[str, Any]], now: float,
-          scraped: Optional[Scrape], scrape: Callable[[], None], scraping: bool) -> dict[str, Any]:
+          pods: list[dict[str, Any]], previous: Optional[AutoscalingStatus], now: float,
+          scraped: Optional[Scrape], scrape: Callable[[], None], scraping: bool) -> AutoscalingStatus:
     """status.autoscaling for now; its desiredReplicas is the model's size.
     ``replicas`` is the spec's count, where a newly autoscaled model starts.
     ``scraped``: the pods' counters, when a scrape just ended; ``scrape()``
     starts the next one (at most every SAMPLE_SECONDS; ``scraping``: one is
     under way, and its end brings a pass)."""
-    if previous and previous.get("metric") == scaling.metric:
-        current = previous["desiredReplicas"]
+    if previous is not None and previous.metric == scaling.metric:
+        current = previous.desired_replicas
     else:  # just turned on (or another metric): start from the size the model has
         current = min(max(replicas, scaling.min_replicas), scaling.max_replicas)
     ready = sum(1 for p in pods if analysis.is_ready(p))
@@ -109,22 +109,21 @@ def scale(namespace: str, name: str, memory: AutoscalerMemory, scaling: Autoscal
     if not scraping and now - memory.scrape_started >= SAMPLE_SECONDS * 0.9:
         memory.scrape_started = now
         scrape()
-    changed = decision.replicas != current or not previous
-    if previous and not changed and previous.get("reason") == decision.reason \
+    changed = decision.replicas != current or previous is None
+    if previous is not None and not changed and previous.reason == decision.reason \
             and now - memory.published < PUBLISH_SECONDS:
         return previous  # the same decision: fresh inputs at most every PUBLISH_SECONDS (fewer status writes)
     memory.published = now
-    status = {
-        "metric": scaling.metric,
-        "target": float(scaling.effective_target),
-        "panic": decision.panic,
-        "readyReplicas": ready,
-        "desiredReplicas": decision.replicas,
-        "reason": decision.reason,
-        "message": decision.message,
-        "lastScaleTime": rfc3339(now) if changed else (previous or {}).get("lastScaleTime"),
-    }
-    if decision.window_value is not None:
-        status["windowValue"] = round(decision.window_value, 3)
-        status["panicValue"] = round(decision.panic_value or 0.0, 3)
-    return {k: v for k, v in status.items() if v is not None}
+    windowed = decision.window_value is not None
+    return AutoscalingStatus(
+        metric=scaling.metric,
+        target=float(scaling.effective_target),
+        panic=decision.panic,
+        ready_replicas=ready,
+        desired_replicas=decision.replicas,
+        reason=decision.reason,
+        message=decision.message,
+        last_scale_time=rfc3339(now) if changed else previous.last_scale_time if previous is not None else None,
+        window_value=round(decision.window_value, 3) if windowed else None,
+        panic_value=round(decision.panic_value or 0.0, 3) if windowed else None,
+    )

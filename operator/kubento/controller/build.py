@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from kubento.api.v1alpha1 import BuildSource
+from kubento.api.v1alpha1 import BuildSource, BuildStatus
 from kubento.builders.build_job import ANNOTATION_ARCHIVE, ANNOTATION_SETTINGS, settings_hash
 from kubento.builders.meta import Owner
 from kubento.controller.environment import REASONS as ENV_REASONS, failure_reason, step_outcome
@@ -44,14 +44,11 @@ class BuildState:
             return f"the build of {self.source} failed (Job {self.job}); the BuildSucceeded condition shows the end of its log"
         return self.message
 
-    def status(self) -> dict[str, Any]:
-        out = {"source": self.source, "sourceHash": self.source_hash, "job": self.job}
-        if self.phase == "Succeeded":
-            out["archive"] = self.archive
-            for key in ("tag", "sha256"):
-                if getattr(self, key):
-                    out[key] = getattr(self, key)
-        return out
+    def status(self) -> BuildStatus:
+        done = self.phase == "Succeeded"
+        return BuildStatus(source=self.source, source_hash=self.source_hash, job=self.job,
+                           archive=self.archive if done else None, tag=(self.tag or None) if done else None,
+                           sha256=(self.sha256 or None) if done else None)
 
 
 def condition(job: dict[str, Any], type_: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ to the fields kubento uses, so memory stays small and a reconcile pass reads
 nothing from the API server.
 
 kopf sends no DELETED for objects deleted while a watch was away; after
-each complete listing (kubento.controller.watches) :meth:`Cache.relisted`
+each complete listing (kubento.controller.kopfadapter) :meth:`Cache.relisted`
 drops what the listing did not have.
 
 A write kubento makes (a server-side apply, a scale, a delete, a status
@@ -29,110 +29,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from kubento.builders.build_job import LABEL_BUILD_OF
-from kubento.builders.meta import ANNOTATION_APPLIED_HASH, LABEL_MODEL
-from kubento.predictions.gate import ANNOTATION_CHECKS
+from kubento.controller import kinds
+from kubento.controller.kinds import CONFIG_MAP, MODEL
+from kubento.controller.world import World
 
 Key = tuple[str, str]  # (namespace, name) of a ModelDeployment
 OVERLAY_SECONDS = 15.0
 TOMBSTONE_SECONDS = 60.0  # a watch event queued before a relist may still arrive for an object it dropped
-
-# Kinds kept, by the name the rest of the controller uses.
-MODEL = "ModelDeployment"
-DEPLOYMENT = "Deployment"
-POD = "Pod"
-SERVICE = "Service"
-HPA = "HorizontalPodAutoscaler"
-SCALED_OBJECT = "ScaledObject"
-JOB = "Job"
-CONFIG_MAP = "ConfigMap"
-
-
-def _pick(obj: Optional[dict[str, Any]], *keys: str) -> dict[str, Any]:
-    obj = obj or {}
-    return {k: obj[k] for k in keys if obj.get(k) is not None}
-
-
-def _meta(obj: dict[str, Any], annotations: tuple[str, ...] = (ANNOTATION_APPLIED_HASH,)) -> dict[str, Any]:
-    meta = obj.get("metadata") or {}
-    out = _pick(meta, "name", "namespace", "uid", "resourceVersion", "generation", "labels",
-                "creationTimestamp", "deletionTimestamp")
-    refs = [_pick(r, "uid", "controller", "kind", "name") for r in meta.get("ownerReferences") or []]
-    if refs:
-        out["ownerReferences"] = refs
-    kept = {k: v for k, v in (meta.get("annotations") or {}).items() if k in annotations}
-    if kept:
-        out["annotations"] = kept
-    return out
-
-
-def _conditions(status: dict[str, Any], *times: str) -> list[dict[str, Any]]:
-    return [_pick(c, "type", "status", "reason", "message", *times) for c in status.get("conditions") or []]
-
-
-def strip_deployment(obj: dict[str, Any]) -> dict[str, Any]:
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    return {
-        "metadata": _meta(obj, (ANNOTATION_APPLIED_HASH, ANNOTATION_CHECKS)),
-        "spec": {"replicas": spec.get("replicas", 1),
-                 "selector": {"matchLabels": dict(((spec.get("selector") or {}).get("matchLabels")) or {})}},
-        "status": {**_pick(status, "observedGeneration", "replicas", "readyReplicas", "updatedReplicas",
-                           "availableReplicas"), "conditions": _conditions(status)},
-    }
-
-
-def _container_status(cs: dict[str, Any]) -> dict[str, Any]:
-    state = cs.get("state") or {}
-    out = _pick(cs, "name", "ready", "restartCount", "image", "started")
-    out["state"] = {k: _pick(v, "reason", "message", "exitCode") for k, v in state.items() if v is not None}
-    last = ((cs.get("lastState") or {}).get("terminated"))
-    if last:  # how long it ran tells a startup-probe kill (status.pod_problems)
-        out["lastState"] = {"terminated": _pick(last, "reason", "message", "exitCode", "startedAt", "finishedAt")}
-    return out
-
-
-def strip_pod(obj: dict[str, Any]) -> dict[str, Any]:
-    status = obj.get("status") or {}
-    containers = ((obj.get("spec") or {}).get("containers")) or []
-    return {
-        "metadata": _meta(obj),
-        # the startup probes' budgets (a kill by the probe is named as such)
-        "spec": {"containers": [{"name": c.get("name"), "startupProbe": _pick(c.get("startupProbe") or {},
-                                                                               "failureThreshold", "periodSeconds")}
-                                for c in containers if c.get("startupProbe")]},
-        "status": {
-            **_pick(status, "phase", "podIP"),
-            # The times tell prediction checks whether a pod's containers restarted since they passed.
-            "conditions": _conditions(status, "lastTransitionTime", "lastProbeTime"),
-            "containerStatuses": [_container_status(c) for c in status.get("containerStatuses") or []],
-            "initContainerStatuses": [_container_status(c) for c in status.get("initContainerStatuses") or []],
-        },
-    }
-
-
-def strip_service(obj: dict[str, Any]) -> dict[str, Any]:
-    return {"metadata": _meta(obj), "spec": {"selector": dict((obj.get("spec") or {}).get("selector") or {})}}
-
-
-def strip_meta_only(obj: dict[str, Any]) -> dict[str, Any]:
-    return {"metadata": _meta(obj)}
-
-
-def strip_job(obj: dict[str, Any]) -> dict[str, Any]:
-    from kubento.builders.build_job import ANNOTATION_ARCHIVE, ANNOTATION_SETTINGS
-
-    status = obj.get("status") or {}
-    return {"metadata": _meta(obj, (ANNOTATION_ARCHIVE, ANNOTATION_SETTINGS)),
-            "status": {"conditions": _conditions(status)}}
-
-
-def strip_config_map(obj: dict[str, Any]) -> dict[str, Any]:
-    """Content is kept only for ConfigMaps a build reads (see Cache.update)."""
-    out = {"metadata": _meta(obj, ())}
-    for key in ("data", "binaryData"):
-        if obj.get(key):
-            out[key] = dict(obj[key])
-    return out
 
 
 def config_map_source(model: Optional[dict[str, Any]]) -> Optional[str]:
@@ -151,38 +54,9 @@ def config_maps_read(model: Optional[dict[str, Any]]) -> set[str]:
     return {name for name in out if name}
 
 
-def strip_model(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata") or {}
-    out = {k: v for k, v in obj.items() if k != "metadata"}
-    out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
-    return out
-
-
-STRIP: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    MODEL: strip_model,
-    DEPLOYMENT: strip_deployment,
-    POD: strip_pod,
-    SERVICE: strip_service,
-    HPA: strip_meta_only,
-    SCALED_OBJECT: strip_meta_only,
-    JOB: strip_job,
-    CONFIG_MAP: strip_config_map,
-}
-
-
 def model_of(kind: str, obj: dict[str, Any]) -> Optional[str]:
     """The name of the ModelDeployment an object belongs to (None: not one of ours)."""
-    meta = obj.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    if kind == MODEL:
-        return meta.get("name")
-    if kind == JOB:
-        return labels.get(LABEL_BUILD_OF)
-    if kind == POD:
-        return labels.get(LABEL_MODEL) or labels.get(LABEL_BUILD_OF)
-    if kind == CONFIG_MAP:
-        return None
-    return labels.get(LABEL_MODEL)
+    return kinds.of(kind).model_of(obj)
 
 
 @dataclass
@@ -192,31 +66,14 @@ class _Overlay:
     until: float
 
 
-@dataclass
-class World:
-    """One model's objects as cached: the raw material of a pass."""
-
-    model: Optional[dict[str, Any]]
-    deployments: list[dict[str, Any]] = field(default_factory=list)
-    pods: list[dict[str, Any]] = field(default_factory=list)  # model pods and build pods
-    services: list[dict[str, Any]] = field(default_factory=list)
-    hpas: list[dict[str, Any]] = field(default_factory=list)
-    scaled_objects: list[dict[str, Any]] = field(default_factory=list)
-    jobs: list[dict[str, Any]] = field(default_factory=list)
-
-
-_WORLD_FIELDS = {DEPLOYMENT: "deployments", POD: "pods", SERVICE: "services", HPA: "hpas",
-                 SCALED_OBJECT: "scaled_objects", JOB: "jobs"}
-
-
 class Cache:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._clock = clock
         # kind -> (namespace, name) -> stripped object, as watched
-        self._objects: dict[str, dict[Key, dict[str, Any]]] = {kind: {} for kind in STRIP}
+        self._objects: dict[str, dict[Key, dict[str, Any]]] = {kind.name: {} for kind in kinds.REGISTRY}
         # kind -> model key -> names of its objects of that kind
-        self._by_model: dict[str, dict[Key, set[str]]] = {kind: {} for kind in STRIP}
+        self._by_model: dict[str, dict[Key, set[str]]] = {kind.name: {} for kind in kinds.REGISTRY}
         self._overlays: dict[tuple[str, str, str], _Overlay] = {}
         # (kind, namespace, name) -> the resourceVersion of kubento's last write of it: its
         # watch event is an echo, which needs no pass (the pass that wrote runs once more)
@@ -229,16 +86,16 @@ class Cache:
 
     # ---------------------------------------------------------------- writes
 
-    def update(self, kind: str, obj: dict[str, Any]) -> Optional[Key]:
-        """A watch event (added or modified). Returns the model it concerns,
-        or None when there is none or the event only echoes kubento's own write."""
-        stripped = STRIP[kind](obj)
+    def update(self, kind: str, obj: dict[str, Any]) -> list[Key]:
+        """A watch event (added or modified). Returns the models it concerns:
+        none when it only echoes kubento's own write; a ConfigMap's readers."""
+        stripped = kinds.of(kind).strip(obj)
         meta = stripped["metadata"]
         ns, name = meta.get("namespace", ""), meta["name"]
         model = model_of(kind, stripped)
         with self._lock:
             if meta.get("uid") in self._tombstones:
-                return None  # an event from before the relist that found it gone
+                return []  # an event from before the relist that found it gone
             if kind == CONFIG_MAP:
                 if self._config_readers.get((ns, name)):
                     stripped["content"] = True
@@ -251,9 +108,12 @@ class Cache:
             if ov is not None and ov.replaced != meta.get("resourceVersion"):
                 self._overlays.pop((kind, ns, name), None)  # the watch caught up with kubento's write
             echo = self._written.get((kind, ns, name)) == meta.get("resourceVersion")
-        return (ns, model) if model and not echo else None
+            readers = sorted(self._config_readers.get((ns, name), ())) if kind == CONFIG_MAP else []
+        if kind == CONFIG_MAP:
+            return [(ns, m) for m in readers]
+        return [(ns, model)] if model and not echo else []
 
-    def delete(self, kind: str, obj: dict[str, Any]) -> Optional[Key]:
+    def delete(self, kind: str, obj: dict[str, Any]) -> list[Key]:
         meta = obj.get("metadata") or {}
         ns, name = meta.get("namespace", ""), meta.get("name", "")
         with self._lock:
@@ -261,8 +121,11 @@ class Cache:
             self._index(kind, ns, name, old, None)
             self._overlays.pop((kind, ns, name), None)
             self._written.pop((kind, ns, name), None)
+            readers = sorted(self._config_readers.get((ns, name), ())) if kind == CONFIG_MAP else []
+        if kind == CONFIG_MAP:
+            return [(ns, m) for m in readers]
         model = model_of(kind, old or obj)
-        return (ns, model) if model else None
+        return [(ns, model)] if model else []
 
     def relisted(self, kind: str, namespace: Optional[str], uids: set[str]) -> list[Key]:
         """A complete listing of ``kind`` in ``namespace`` (None: every
@@ -286,9 +149,8 @@ class Cache:
                 model = model_of(kind, obj)
                 if model:
                     affected.add((ns, model))
-                if kind == SERVICE:  # found by name, whoever made it (Cache.model)
-                    affected |= {(ns, m) for m in (name, name.removesuffix("-preview"))
-                                 if (ns, m) in self._objects[MODEL]}
+                # found by name, whoever made it (Cache.model)
+                affected |= {(ns, m) for m in kinds.of(kind).models_named(name) if (ns, m) in self._objects[MODEL]}
                 if kind == CONFIG_MAP:
                     affected |= {(ns, m) for m in self._config_readers.get((ns, name), ())}
         return sorted(affected)
@@ -326,7 +188,7 @@ class Cache:
         If the watch already delivered a later version, there is nothing to
         show: the cache is at least as new as the write."""
         if obj is not None:
-            stripped = STRIP[kind](obj)
+            stripped = kinds.of(kind).strip(obj)
             namespace, name = stripped["metadata"].get("namespace", namespace), stripped["metadata"]["name"]
         else:
             stripped = None
@@ -369,15 +231,13 @@ class Cache:
         ns, name = key
         now = self._clock()
         with self._lock:
-            world = World(model=copy.deepcopy(self._current(MODEL, ns, name, now)))
-            for kind, attr in _WORLD_FIELDS.items():
-                names = set(self._by_model[kind].get(key, ()))
-                if kind == SERVICE:
-                    # The names kubento gives them, whoever made them: one
-                    # without kubento's labels is someone else's (a conflict).
-                    names |= {name, f"{name}-preview"}
-                objs = (self._current(kind, ns, n, now) for n in sorted(names))
-                setattr(world, attr, [copy.deepcopy(o) for o in objs if o is not None])
+            world = World(copy.deepcopy(self._current(MODEL, ns, name, now)))
+            for kind in kinds.CHILDREN:
+                # Its objects, and those with the names kubento gives them whoever
+                # made them: one without kubento's labels is someone else's (a conflict).
+                names = set(self._by_model[kind.name].get(key, ())) | set(kind.names_of(name))
+                objs = (self._current(kind.name, ns, n, now) for n in sorted(names))
+                world.children[kind.name] = [copy.deepcopy(o) for o in objs if o is not None]
         return world
 
     def keys(self) -> list[Key]:

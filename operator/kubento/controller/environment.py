@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-from kubento.api.v1alpha1 import PackageIndex, PythonEnvironment
+from kubento.api.v1alpha1 import EnvironmentStatus, PackageIndex, PythonEnvironment
 from kubento.builders.bento import ServedBento, pinned
 from kubento.builders.env_job import (
     ANNOTATION_SETTINGS,
@@ -47,13 +47,12 @@ class EnvState:
     job: str = ""
     result: Optional[dict[str, Any]] = None  # the preparation's result (see runtime.environment.summary)
 
-    def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"source": self.source}
-        if self.job:
-            out["job"] = self.job
-        if self.phase == "Ready" and self.result is not None:
-            out.update({k: v for k, v in self.result.items() if k != "seconds" and v is not None})
-        return out
+    def status(self) -> EnvironmentStatus:
+        result = self.result if self.phase == "Ready" and self.result is not None else {}
+        fields = EnvironmentStatus.model_fields
+        return EnvironmentStatus(source=self.source, job=self.job or None,
+                                 **{k: v for k, v in result.items() if k in fields and k not in ("source", "job")
+                                    and v is not None})
 
     @property
     def packages(self) -> int:
@@ -85,11 +84,11 @@ def failure_reason(text: str, default: str) -> str:
     return head if head in REASONS else default
 
 
-def recorded_result(recorded: Optional[dict[str, Any]], source: str) -> Optional[dict[str, Any]]:
+def recorded_result(recorded: Optional[EnvironmentStatus], source: str) -> Optional[dict[str, Any]]:
     """status.environment's result when it was prepared from ``source``."""
-    if not recorded or recorded.get("source") != source or recorded.get("packages") is None:
+    if recorded is None or recorded.source != source or recorded.packages is None:
         return None
-    return {k: v for k, v in recorded.items() if k not in ("source", "job")}
+    return {k: v for k, v in recorded.model_dump(exclude={"source", "job"}).items() if v is not None}
 
 
 # ------------------------------------------------------------- the Job
@@ -183,7 +182,7 @@ def wanted_job(bento: ServedBento, index: Optional[PackageIndex]) -> str:
 
 def plan_environment(bento: ServedBento, owner: Owner, jobs: list[dict[str, Any]], pods: list[dict[str, Any]],
                      index: Optional[PackageIndex], python: Optional[PythonEnvironment],
-                     recorded: Optional[dict[str, Any]], age: float) -> EnvPlan:
+                     recorded: Optional[EnvironmentStatus], age: float) -> EnvPlan:
     """The environment of an archive: from status when it was prepared from
     the same inputs; else from its Job (created when missing, replaced when
     it failed with settings since changed). ``jobs`` holds this model's
@@ -195,7 +194,8 @@ def plan_environment(bento: ServedBento, owner: Owner, jobs: list[dict[str, Any]
              if j["metadata"]["name"] != name and not j["metadata"].get("deletionTimestamp")]
     result = recorded_result(recorded, source)
     if result is not None:
-        state = EnvState("Ready", "EnvironmentReady", describe(result), source, (recorded or {}).get("job", ""), result)
+        state = EnvState("Ready", "EnvironmentReady", describe(result), source, (recorded.job if recorded else "") or "",
+                         result)
         return EnvPlan(state, with_environment(bento, result), deletes=stale)
     job = next((j for j in jobs if j["metadata"]["name"] == name), None)
     timeout = python.timeout_seconds if python is not None else 1800
@@ -221,7 +221,7 @@ def plan_environment(bento: ServedBento, owner: Owner, jobs: list[dict[str, Any]
     return plan
 
 
-def build_environment(build_state: Any, recorded: Optional[dict[str, Any]]) -> Optional[EnvState]:
+def build_environment(build_state: Any, recorded: Optional[EnvironmentStatus]) -> Optional[EnvState]:
     """The environment a build prepared (its Job's result), for status."""
     if build_state is None:
         return None

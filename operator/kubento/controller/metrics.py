@@ -18,13 +18,12 @@ chart's ServiceMonitor does) so that ``namespace`` stays the model's.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from pydantic import ValidationError
 
-from kubento.api.v1alpha1 import ModelDeploymentSpec
+from kubento.api.v1alpha1 import ModelDeploymentSpec, ModelDeploymentStatus
 from kubento.builders.deployment import model_replicas
 
 if TYPE_CHECKING:
@@ -108,67 +107,66 @@ def serve(port: int) -> None:
 # ------------------------------------------------------------------ pure
 
 
-def desired_replicas(spec: Mapping[str, Any], status: Mapping[str, Any]) -> int:
+def desired_replicas(spec: Optional[ModelDeploymentSpec], status: ModelDeploymentStatus) -> int:
     """What the model should run, as the reconcile pass sizes it: kubento's
-    autoscaler's decision, else kubento.builders.deployment.model_replicas."""
-    own = (status.get("autoscaling") or {}).get("desiredReplicas")
-    if spec.get("autoscaling") and own is not None:
+    autoscaler's decision, else kubento.builders.deployment.model_replicas
+    (0 for a spec that does not validate)."""
+    own = status.autoscaling.desired_replicas if status.autoscaling else None
+    if spec is not None and spec.autoscaling and own is not None:
         return int(own)
-    try:
-        return model_replicas(ModelDeploymentSpec.model_validate(spec))
-    except ValidationError:
-        return int(spec.get("replicas", 1) or 0)
+    return model_replicas(spec) if spec is not None else 0
 
 
-def model_series(spec: Optional[Mapping[str, Any]], status: Optional[Mapping[str, Any]]) -> Series:
+def model_series(spec: Optional[ModelDeploymentSpec], status: Optional[ModelDeploymentStatus]) -> Series:
     """The state gauges of one model: metric name -> {extra label values: value}.
 
-    ``spec`` and ``status`` are the ModelDeployment's, as stored (camelCase).
-    A model without status yet publishes its desired replicas and zeros."""
-    spec, status = spec or {}, status or {}
-    conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("type") in CONDITIONS}
-    ready = conditions.get("Ready", {}).get("status") == "True"
-    phase = status.get("phase")
+    ``spec`` is the model's, as the pass parsed it (None: it does not
+    validate). A model without status yet publishes its desired replicas
+    and zeros."""
+    status = status or ModelDeploymentStatus()
+    conditions = {c.type: c for c in status.conditions if c.type in CONDITIONS}
+    ready = "Ready" in conditions and conditions["Ready"].status == "True"
+    phase = status.phase
     out: Series = {
         "kubento_model_ready": {(): 1.0 if ready else 0.0},
         "kubento_model_phase": {(p,): 1.0 if p == phase else 0.0 for p in PHASES},
         "kubento_model_condition": {
-            (t, str(c.get("status", "Unknown")).lower(), str(c.get("reason") or "")): 1.0
-            for t, c in sorted(conditions.items())
+            (t, c.status.lower(), c.reason or ""): 1.0 for t, c in sorted(conditions.items())
         },
         "kubento_model_desired_replicas": {(): float(desired_replicas(spec, status))},
-        "kubento_model_replicas": {(): float(status.get("replicas") or 0)},
-        "kubento_model_ready_replicas": {(): float(status.get("readyReplicas") or 0)},
-        "kubento_model_canary_weight_ratio": {(): float(status.get("canaryWeight") or 0) / 100},
+        "kubento_model_replicas": {(): float(status.replicas or 0)},
+        "kubento_model_ready_replicas": {(): float(status.ready_replicas or 0)},
+        "kubento_model_canary_weight_ratio": {(): float(status.canary_weight or 0) / 100},
         "kubento_model_revision_info": {
             (role, rev): 1.0
-            for role, rev in (("stable", status.get("stableRevision")), ("current", status.get("currentRevision")),
-                              ("failed", status.get("failedRevision")))
+            for role, rev in (("stable", status.stable_revision), ("current", status.current_revision),
+                              ("failed", status.failed_revision))
             if rev
         },
     }
-    scaling = spec.get("autoscaling")
+    scaling = spec.autoscaling if spec is not None else None
     if scaling:
-        out["kubento_model_autoscaling_min_replicas"] = {(): float(scaling.get("minReplicas", 1))}
-        out["kubento_model_autoscaling_max_replicas"] = {(): float(scaling.get("maxReplicas", 1))}
+        out["kubento_model_autoscaling_min_replicas"] = {(): float(scaling.min_replicas)}
+        out["kubento_model_autoscaling_max_replicas"] = {(): float(scaling.max_replicas)}
     return out
 
 
-def transitions(previous: Optional[Mapping[str, Any]], new: Mapping[str, Any]) -> list[tuple[str, Labels]]:
+def transitions(previous: Optional[ModelDeploymentStatus], new: ModelDeploymentStatus) -> list[tuple[str, Labels]]:
     """Counter increments for one stored status change: (metric name, extra
     label values). Rollouts started and promoted, and a rollback with its
     reason (the RolledBack condition's) as it happens."""
-    previous = previous or {}
+    previous = previous or ModelDeploymentStatus()
     out: list[tuple[str, Labels]] = []
-    before, after = (previous.get("rollout") or {}).get("revision"), (new.get("rollout") or {}).get("revision")
+    before = previous.rollout.revision if previous.rollout else None
+    after = new.rollout.revision if new.rollout else None
     if after and after != before:
         out.append(("kubento_rollout_events_total", ("started",)))
-    old_stable, new_stable = previous.get("stableRevision"), new.get("stableRevision")
+    old_stable, new_stable = previous.stable_revision, new.stable_revision
     if old_stable and new_stable and new_stable != old_stable:
         out.append(("kubento_rollout_events_total", ("promoted",)))
-    if new.get("phase") == "RolledBack" and previous.get("phase") != "RolledBack":
-        cond = next((c for c in new.get("conditions") or [] if c.get("type") == "RolledBack"), {})
-        reason = cond.get("reason") or "RolledBack"
+    if new.phase == "RolledBack" and previous.phase != "RolledBack":
+        cond = next((c for c in new.conditions if c.type == "RolledBack"), None)
+        reason = (cond.reason if cond else "") or "RolledBack"
         out.append(("kubento_rollout_events_total", ("aborted" if reason == "Aborted" else "rolled_back",)))
         if reason in ROLLBACK_REASONS:
             out.append(("kubento_rollbacks_total", (reason,)))
@@ -191,8 +189,8 @@ def _entry(namespace: str, name: str) -> Series:
     return published
 
 
-def publish_model(namespace: str, name: str, spec: Optional[Mapping[str, Any]],
-                  status: Optional[Mapping[str, Any]]) -> None:
+def publish_model(namespace: str, name: str, spec: Optional[ModelDeploymentSpec],
+                  status: Optional[ModelDeploymentStatus]) -> None:
     """Set the model's state gauges from its stored spec and status; label
     sets it no longer has (an old revision, a reason that changed) go."""
     series = model_series(spec, status)
@@ -203,13 +201,13 @@ def publish_model(namespace: str, name: str, spec: Optional[Mapping[str, Any]],
                 published[gauge_name] = series[gauge_name]
             else:
                 published.pop(gauge_name, None)
-        if not (status or {}).get("autoscaling"):
+        if status is None or not status.autoscaling:
             for gauge_name in AUTOSCALER_GAUGES:  # kubento's autoscaler is off (or never was)
                 published.pop(gauge_name, None)
 
 
-def count_transitions(namespace: str, name: str, previous: Optional[Mapping[str, Any]],
-                      new: Mapping[str, Any]) -> None:
+def count_transitions(namespace: str, name: str, previous: Optional[ModelDeploymentStatus],
+                      new: ModelDeploymentStatus) -> None:
     """Count rollouts and rollbacks as a new status is stored."""
     with _guard:
         published = _entry(namespace, name)

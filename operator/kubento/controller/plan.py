@@ -1,12 +1,12 @@
 """One reconcile pass as a pure function: an observed world in, actions out.
 
-``plan(world, inputs)`` decides everything a pass does for one model: the
+``plan(observation)`` decides everything a pass does for one model: the
 bento to serve (building it if needed), which revision Deployments run how
 many pods (kubento.rollout.revisions.decide), the Services and the HPA or
 ScaledObject, build Jobs to create or delete, the whole status, the events
-to post and when to come back. No I/O: the caller observed the world (from
-the watch caches, plus the few reads a new spec needs: its Secrets, a new
-build source) and applies what comes out (controller.apply).
+to post, what the operator should remember and when to come back. No I/O
+and no state: kubento.controller.observe made the Observation, and
+kubento.controller.apply applies what comes out.
 
 A plan only asks for writes that change something: a child is applied when
 it is missing, its applied-hash differs, someone else changed its spec (its
@@ -18,14 +18,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-from pydantic import ValidationError
-
-from kubento.api.v1alpha1 import BuildSource, ModelDeploymentSpec, ModelDeploymentStatus, PackageIndex
-from kubento.builders.bento import DEFAULT_RUNTIME_IMAGE, ServedBento, archive_bento
+from kubento.api.v1alpha1 import (
+    Agreement,
+    AutoscalingStatus,
+    BuildSource,
+    BuildStatus,
+    Condition,
+    HistoryEntry,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    PackageIndex,
+)
+from kubento.builders.bento import ServedBento, archive_bento
 from kubento.builders.build_job import (
     LABEL_SOURCE_HASH,
     build_job,
@@ -45,13 +52,13 @@ from kubento.builders.meta import (
     LABEL_REVISION,
     Owner,
     digest,
-    preview_name,
     rollout_token,
     selector_labels,
     selector_string,
     service_url,
 )
-from kubento.builders.service import preview_service, service
+from kubento.builders.revision import controller_revision, stored_deployment
+from kubento.builders.service import service
 from kubento.controller.build import NO_POD_GRACE, BuildState, build_state, condition as job_condition, usable
 from kubento.controller.environment import (
     EnvState,
@@ -70,13 +77,15 @@ from kubento.controller.status import (
     status_patch,
     transition_events,
 )
+from kubento.controller import kinds
+from kubento.controller.kinds import CONTROLLER_REVISION, DEPLOYMENT, JOB, POD
+from kubento.controller.observation import Inputs, Observation
+from kubento.controller.world import Revisions, World, revisions_of
 from kubento.predictions import gate
-from kubento.predictions.gate import PodResult
-from kubento.rollout.analysis import Verdict, seconds
+from kubento.rollout import strategy as rollout_strategy
+from kubento.rollout.analysis import seconds
 from kubento.rollout.revisions import Decision, Seen, decide, epoch, rfc3339
 
-LEGACY = "legacy-"
-WATCHED_UNFILTERED = {"Service"}  # the cache sees every one in the watched namespaces
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 REJECTION_RETRY_SECONDS = 300.0  # a manifest the API server refused is sent again after this, or when it changes
 
@@ -87,28 +96,6 @@ CANDIDATE_FAILURES = {"CrashLoopBackOff", "OOMKilled", "ImagePullBackOff", "Bent
 
 
 # ------------------------------------------------------------------ inputs
-
-
-@dataclass
-class Inputs:
-    """What the pass knows beyond the cached objects."""
-
-    now: float  # wall clock, seconds (one clock per pass)
-    default_runtime_image: str = DEFAULT_RUNTIME_IMAGE
-    missing_secrets: frozenset[str] = frozenset()  # Secrets named in the spec that do not exist
-    config_map: Optional[dict[str, Any]] = None  # the build source ConfigMap's content (None: missing)
-    snapshots: frozenset[str] = frozenset()  # source snapshot ConfigMaps that exist
-    verdict: Optional[Verdict] = None  # analysis of the current step, when one is due
-    scaling: Optional[dict[str, Any]] = None  # kubento's autoscaler's status.autoscaling
-    keda_served: bool = False
-    default_index: Optional[dict[str, Any]] = None  # the operator's package index (KUBENTO_PACKAGE_INDEX)
-    shared_jobs: list[dict[str, Any]] = field(default_factory=list)  # another model's environment Job this one uses
-    shared_pods: list[dict[str, Any]] = field(default_factory=list)  # and its pods
-    generations: dict[tuple[str, str], int] = field(default_factory=dict)  # memory: children as last seen
-    rejected: dict[str, tuple[str, float]] = field(default_factory=dict)  # memory: applied-hash -> refusal
-    apply_problems: list[Problem] = field(default_factory=list)  # the apply layer's answers, on a second plan
-    check_results: dict[str, PodResult] = field(default_factory=dict)  # prediction checks run now, by pod uid
-    agreement: Optional[dict[str, Any]] = None  # the rollout's candidate compared with stable, now
 
 
 @dataclass(frozen=True)
@@ -141,11 +128,13 @@ class Actions:
     scales: list[Scale] = field(default_factory=list)
     deletes: list[Delete] = field(default_factory=list)
     pod_conditions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # prediction-check gates
-    status: Optional[dict[str, Any]] = None  # a merge patch of status
-    new_status: dict[str, Any] = field(default_factory=dict)
+    status: Optional[dict[str, Any]] = None  # a merge patch of status (its one serialisation: status.to_wire)
+    new_status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     requeue_after: Optional[float] = None
     notes: list[str] = field(default_factory=list)
+    # memory to keep: (kind, name) -> a child's generation as first seen (someone else's edit moves it)
+    remember_generations: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def writes(self) -> int:
@@ -162,75 +151,20 @@ def _sooner(a: Optional[float], b: Optional[float]) -> Optional[float]:
 # --------------------------------------------------------------- the world
 
 
-@dataclass
-class World:
-    """One model and its children as observed (kubento.controller.cache.World)."""
-
-    model: dict[str, Any]
-    deployments: list[dict[str, Any]]
-    pods: list[dict[str, Any]]
-    services: list[dict[str, Any]]
-    hpas: list[dict[str, Any]]
-    scaled_objects: list[dict[str, Any]]
-    jobs: list[dict[str, Any]]
-
-    @property
-    def owner(self) -> Owner:
-        meta = self.model["metadata"]
-        return Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
-
-    def named(self, kind: str, name: str) -> Optional[dict[str, Any]]:
-        pool = {"Service": self.services, "HorizontalPodAutoscaler": self.hpas, "ScaledObject": self.scaled_objects,
-                "Deployment": self.deployments, "Job": self.jobs}[kind]
-        return next((o for o in pool if o["metadata"]["name"] == name), None)
-
-
-@dataclass
-class Revisions:
-    """Every revision Deployment of one model, with its pods."""
-
-    deployments: dict[str, dict[str, Any]]
-    pods: dict[str, list[dict[str, Any]]]
-
-    def seen(self) -> dict[str, Seen]:
-        out = {}
-        for rev, dep in self.deployments.items():
-            st = dep.get("status") or {}
-            pods = self.pods.get(rev, [])
-            failures = [p for p in pod_problems(pods) if p.reason in CANDIDATE_FAILURES]
-            out[rev] = Seen(
-                desired=(dep.get("spec") or {}).get("replicas", 1),
-                ready=st.get("readyReplicas", 0),
-                pods=len(pods),
-                failure=failures[0].message if failures else "",
-            )
-        return out
-
-
-def revisions_of(world: World) -> Revisions:
-    owner = world.owner
-    deployments: dict[str, dict[str, Any]] = {}
-    for dep in world.deployments:
-        rev = ((dep.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION)
-        if rev and owner.controls(dep):
-            selector = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-            if LABEL_REVISION not in selector:
-                # From kubento before per-revision Deployments (its selector is
-                # immutable): an old revision like any other, drained once the
-                # revision's own Deployment is ready.
-                rev = f"{LEGACY}{rev}"
-            deployments[rev] = dep
-    pods: dict[str, list[dict[str, Any]]] = {}
-    model_label = selector_labels(owner)
-    for pod in world.pods:
-        labels = (pod.get("metadata") or {}).get("labels") or {}
-        if any(labels.get(k) != v for k, v in model_label.items()):
-            continue  # a build pod
-        rev = labels.get(LABEL_REVISION) or ""
-        if f"{LEGACY}{rev}" in deployments and rev not in deployments:
-            rev = f"{LEGACY}{rev}"
-        pods.setdefault(rev, []).append(pod)
-    return Revisions(deployments, pods)
+def seen_of(revisions: Revisions) -> dict[str, Seen]:
+    """What the rollout decision needs of each revision's Deployment and pods."""
+    out = {}
+    for rev, dep in revisions.deployments.items():
+        st = dep.get("status") or {}
+        pods = revisions.pods.get(rev, [])
+        failures = [p for p in pod_problems(pods) if p.reason in CANDIDATE_FAILURES]
+        out[rev] = Seen(
+            desired=(dep.get("spec") or {}).get("replicas", 1),
+            ready=st.get("readyReplicas", 0),
+            pods=len(pods),
+            failure=failures[0].message if failures else "",
+        )
+    return out
 
 
 # ------------------------------------------------------------------ secrets
@@ -296,7 +230,7 @@ def _job_finished(job: dict[str, Any]) -> bool:
 
 
 def plan_build(build: BuildSource, world: World, inputs: Inputs, runtime: str,
-               recorded: Optional[dict[str, Any]], index: Optional[PackageIndex] = None) -> BuildPlan:
+               recorded: Optional[BuildStatus], index: Optional[PackageIndex] = None) -> BuildPlan:
     """Where the build of the current source stands and what to do about it:
     create its Job (and the immutable copy of a ConfigMap source), replace a
     failed Job whose settings changed, stop superseded builds, delete old
@@ -311,12 +245,12 @@ def plan_build(build: BuildSource, world: World, inputs: Inputs, runtime: str,
                                         source=source), None)
         content = inputs.config_map
     hash_ = source_hash(build, runtime, content, index_wire(index))
-    ours = [j for j in world.jobs if owner.controls(j) and not is_env_job(j)]
-    if recorded and recorded.get("sourceHash") == hash_ and recorded.get("archive"):
-        state = BuildState("Succeeded", "BuildSucceeded", f"built {recorded.get('tag') or 'the bento'} from "
-                           f"{source} (Job {recorded.get('job', '')})", source=source,
-                           source_hash=hash_, job=recorded.get("job", ""), archive=recorded["archive"],
-                           sha256=recorded.get("sha256"), tag=recorded.get("tag"))
+    ours = [j for j in world.of(JOB) if owner.controls(j) and not is_env_job(j)]
+    if recorded is not None and recorded.source_hash == hash_ and recorded.archive:
+        state = BuildState("Succeeded", "BuildSucceeded", f"built {recorded.tag or 'the bento'} from "
+                           f"{source} (Job {recorded.job})", source=source,
+                           source_hash=hash_, job=recorded.job, archive=recorded.archive,
+                           sha256=recorded.sha256, tag=recorded.tag)
         return BuildPlan(state, _served_build(build, runtime, state))
     name = job_name(owner, hash_)
     job = world.named("Job", name)
@@ -342,7 +276,7 @@ def plan_build(build: BuildSource, world: World, inputs: Inputs, runtime: str,
     creates = []
     if content is not None and not _job_finished(job) and snapshot_name(name) not in inputs.snapshots:
         creates.append(source_snapshot(job, content))  # the Job's pod mounts this copy (it waits until it exists)
-    pods = [p for p in world.pods if ((p.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL) == name]
+    pods = [p for p in world.of(POD) if ((p.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL) == name]
     age = _age(job, inputs.now)
     state = build_state(build, job, pods, hash_, age)
     plan = BuildPlan(state, None, creates=creates, deletes=superseded)
@@ -382,7 +316,8 @@ def environment_job_wanted(spec: ModelDeploymentSpec, inputs: Inputs) -> Optiona
     return wanted_job(bento, index_of(spec.python, inputs.default_index))
 
 
-def served_bento(spec: ModelDeploymentSpec, world: World, inputs: Inputs, previous: dict[str, Any]) -> BentoPlan:
+def served_bento(spec: ModelDeploymentSpec, world: World, inputs: Inputs, previous: ModelDeploymentStatus
+                 ) -> BentoPlan:
     """What the pods should run; for a build source, only once it is built;
     for an archive or a build, with its Python environment once it is ready."""
     if spec.bento.image:
@@ -390,21 +325,21 @@ def served_bento(spec: ModelDeploymentSpec, world: World, inputs: Inputs, previo
     runtime = runtime_image(spec, inputs.default_runtime_image)
     index = index_of(spec.python, inputs.default_index)
     owner = world.owner
-    env_jobs = [j for j in world.jobs if is_env_job(j) and owner.controls(j)]
+    env_jobs = [j for j in world.of(JOB) if is_env_job(j) and owner.controls(j)]
     archive = spec.bento.archive
     if archive:
         base = archive_bento(archive, runtime, spec.image_pull_secrets)
-        jobs = [j for j in world.jobs if is_env_job(j)] + inputs.shared_jobs
+        jobs = [j for j in world.of(JOB) if is_env_job(j)] + inputs.shared_jobs
         name = environment_job_wanted(spec, inputs)
         job = next((j for j in jobs if j["metadata"]["name"] == name), None)
-        env = plan_environment(base, owner, jobs, world.pods + inputs.shared_pods, index, spec.python,
-                               previous.get("environment"), _age(job, inputs.now) if job else 0.0)
+        env = plan_environment(base, owner, jobs, world.of(POD) + inputs.shared_pods, index, spec.python,
+                               previous.environment, _age(job, inputs.now) if job else 0.0)
         return BentoPlan(env.bento, environment=env.state, creates=env.creates,
                          deletes=[Delete("batch/v1", "Job", n, "Background") for n in env.deletes],
                          requeue_after=env.requeue_after)
     assert spec.bento.build is not None
-    build = plan_build(spec.bento.build, world, inputs, runtime, previous.get("build"), index)
-    env_state = build_environment(build.state, previous.get("environment"))
+    build = plan_build(spec.bento.build, world, inputs, runtime, previous.build, index)
+    env_state = build_environment(build.state, previous.environment)
     bento = build.bento
     if bento is not None and env_state is not None and env_state.phase == "Ready":
         bento = with_environment(bento, env_state.result)
@@ -419,8 +354,9 @@ def served_bento(spec: ModelDeploymentSpec, world: World, inputs: Inputs, previo
 
 
 def _needs_apply(live: Optional[dict[str, Any]], manifest: dict[str, Any],
-                 generations: dict[tuple[str, str], int]) -> Optional[str]:
-    """Why ``manifest`` must be applied over ``live``, or None."""
+                 generations: dict[tuple[str, str], int], remember: dict[tuple[str, str], int]) -> Optional[str]:
+    """Why ``manifest`` must be applied over ``live``, or None. A child's
+    generation not in memory yet goes to ``remember``."""
     if live is None:
         return "missing"
     meta = live.get("metadata") or {}
@@ -432,7 +368,9 @@ def _needs_apply(live: Optional[dict[str, Any]], manifest: dict[str, Any],
     if wanted is not None and (live.get("spec") or {}).get("replicas") != wanted:
         return "replicas differ"  # resized while it was not the spec's revision
     key = (manifest["kind"], manifest["metadata"]["name"])
-    seen = generations.setdefault(key, meta.get("generation", 0))
+    seen = generations.get(key)
+    if seen is None:
+        seen = remember[key] = meta.get("generation", 0)
     if meta.get("generation") is not None and seen != meta.get("generation", 0):
         return "changed by someone else"
     return None
@@ -448,6 +386,8 @@ class _Children:
         self.scales: list[Scale] = []
         self.deletes: list[Delete] = []
         self.problems: list[Problem] = []
+        self.remember: dict[tuple[str, str], int] = {}
+        self.repaired: list[tuple[str, str, str]] = []  # events: revision Deployments made again
 
     def apply(self, manifest: dict[str, Any], live: Optional[dict[str, Any]] = None, lookup: bool = True) -> bool:
         """Ask to apply ``manifest`` if the live child differs. False when it
@@ -467,12 +407,12 @@ class _Children:
         if refused is not None and self.inputs.now - refused[1] < REJECTION_RETRY_SECONDS:
             self.problems.append(Problem("ApplyFailed", refused[0]))
             return False
-        why = _needs_apply(live, manifest, self.inputs.generations)
+        why = _needs_apply(live, manifest, self.inputs.generations, self.remember)
         if why:
             # A child missing from a cache that holds only kubento's own may
             # still exist under someone else: the apply layer reads it first.
             # Services are watched unfiltered: missing from the cache is missing.
-            self.applies.append(Apply(manifest, why, read_first=live is None and kind not in WATCHED_UNFILTERED))
+            self.applies.append(Apply(manifest, why, read_first=live is None and kinds.of(kind).watch == "managed"))
         return True
 
     def delete_if_ours(self, api_version: str, kind: str, name: str) -> None:
@@ -485,13 +425,21 @@ def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento
                   rev: Optional[str], decision: Decision, revisions: Revisions) -> _Children:
     """Make the children look like ``decision``: the spec's revision by
     server-side apply, other revisions resized through their scale
-    subresource (their templates stay as they were), then the Services."""
+    subresource (their templates stay as they were), a lost revision
+    Deployment made again from its ControllerRevision, then the Services."""
     out = _Children(world, inputs)
     for r, replicas in decision.replicas.items():
         live = revisions.deployments.get(r)
         if r == rev and bento is not None:
             name = live["metadata"]["name"] if live else None
             out.apply(deployment(spec, out.owner, bento, replicas, name=name), live, lookup=False)
+        elif live is None and r in inputs.stored_revisions:
+            manifest = stored_deployment(out.owner, inputs.stored_revisions[r], replicas)
+            role = "the stable revision" if r == decision.stable else "the revision rolling out"
+            out.repaired.append(("Warning", "RevisionRepaired",
+                                 f"Deployment {manifest['metadata']['name']} of {role} {r} was missing: made again "
+                                 f"from its ControllerRevision with {replicas} replicas"))
+            out.applies.append(Apply(manifest, "missing: made again from its ControllerRevision", read_first=True))
         elif live is not None and (live.get("spec") or {}).get("replicas") != replicas:
             out.scales.append(Scale(live["metadata"]["name"], replicas))
     for r in decision.delete:
@@ -501,12 +449,16 @@ def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento
     if out.problems and not alive and not any(a.manifest["kind"] == "Deployment" for a in out.applies):
         return out  # nothing to serve: no Service pointing nowhere
     out.apply(service(spec, out.owner, decision.selects))
-    if spec.rollout.strategy == "BlueGreen":
-        preview = (decision.rollout or {}).get("revision") or decision.stable or rev
-        if preview:
-            out.apply(preview_service(spec, out.owner, preview))
-    else:
-        out.delete_if_ours("v1", "Service", preview_name(out.owner))
+    # The strategy's own children (BlueGreen's preview Service); those of the others go.
+    showing = (decision.rollout.revision if decision.rollout else None) or decision.stable or rev
+    wanted = rollout_strategy.of(spec.rollout.strategy).children(spec, out.owner, showing)
+    for manifest in wanted:
+        out.apply(manifest)
+    made = {(m["kind"], m["metadata"]["name"]) for m in wanted}
+    for other in rollout_strategy.strategies().values():
+        for api_version, kind, name in other.child_names(out.owner):
+            if (kind, name) not in made:
+                out.delete_if_ours(api_version, kind, name)
     hpa = horizontal_pod_autoscaler(spec, out.owner)
     if hpa is not None:
         out.apply(hpa)
@@ -526,23 +478,47 @@ def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento
     return out
 
 
+def plan_kept_revisions(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento: Optional[ServedBento],
+                        rev: Optional[str], decision: Decision, revisions: Revisions
+                        ) -> tuple[list[dict[str, Any]], list[Delete]]:
+    """Each revision's Deployment kept as a ControllerRevision (created once,
+    from the manifest kubento applies, or as read back for a revision an
+    older kubento made); those of revisions no longer kept (out of history,
+    their Deployment deleted) go."""
+    owner = world.owner
+    kept = {((o.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION): o
+            for o in world.of(CONTROLLER_REVISION) if owner.controls(o)}
+    numbers = {h.revision: h.number for h in decision.history}
+    creates = []
+    if rev is not None and bento is not None and rev not in kept and rev in decision.replicas:
+        manifest = deployment(spec, owner, bento, decision.replicas[rev])
+        creates.append(controller_revision(owner, manifest, numbers.get(rev, 0)))
+    for r, live in sorted(inputs.unkept_deployments.items()):
+        if r not in kept and r != rev and r in revisions.deployments:
+            creates.append(controller_revision(owner, live, numbers.get(r, 0)))
+    wanted = set(numbers) | set(decision.replicas) | {decision.stable, rev}
+    deletes = [Delete("apps/v1", CONTROLLER_REVISION, o["metadata"]["name"]) for r, o in sorted(kept.items())
+               if (r not in wanted or r in decision.delete) and not o["metadata"].get("deletionTimestamp")]
+    return creates, deletes
+
+
 # -------------------------------------------------------- prediction checks
 
 
-def plan_gates(revisions: Revisions, inputs: Inputs, previous: dict[str, Any], stamp: str, rev: Optional[str]
-               ) -> tuple[gate.Gates, dict[str, Seen], Optional[dict[str, Any]]]:
+def plan_gates(revisions: Revisions, inputs: Inputs, previous: ModelDeploymentStatus, stamp: str,
+               rev: Optional[str]) -> tuple[gate.Gates, dict[str, Seen], Optional[Agreement]]:
     """The readiness gates of the pods of revisions with prediction checks
     (kubento.predictions.gate), and what the rollout decision sees: a new
     revision whose pod failed its checks or disagreed with stable has
     failed (rolled back with that reason); a new comparison for status.rollout."""
-    seen = revisions.seen()
+    seen = seen_of(revisions)
     checks = gate.revision_checks(revisions.deployments)
     if not checks:
         return gate.Gates(), seen, None
-    state = previous.get("rollout") or {}
-    stable, candidate = previous.get("stableRevision"), state.get("revision")
+    state = previous.rollout
+    stable, candidate = previous.stable_revision, state.revision if state else None
     new_agreement = inputs.agreement if candidate is not None and candidate == rev else None
-    agreement = new_agreement or state.get("agreement")
+    agreement = new_agreement or (state.agreement if state else None)
     gates = gate.plan_gates(revisions.pods, checks, inputs.check_results, stable=stable, candidate=candidate,
                             agreement=agreement, stamp=stamp)
     for r, (reason, message) in gates.failures.items():
@@ -556,41 +532,43 @@ def plan_gates(revisions: Revisions, inputs: Inputs, previous: dict[str, Any], s
 # ------------------------------------------------------------------- status
 
 
-def _flag(body: dict[str, Any], annotation: str, rev: Optional[str]) -> bool:
+def _flag(body: dict[str, Any], status: ModelDeploymentStatus, annotation: str, rev: Optional[str]) -> bool:
     """`kubento promote|abort` name the rollout they are meant for: a
     leftover annotation never acts on a later one."""
-    state = (body.get("status") or {}).get("rollout") or {}
-    if rev is None or state.get("revision") != rev:
+    state = status.rollout
+    if rev is None or state is None or state.revision != rev:
         return False
     return (body["metadata"].get("annotations") or {}).get(annotation) == rollout_token(state)
 
 
-def analysis_due(spec: ModelDeploymentSpec, previous: dict[str, Any], rev: Optional[str]) -> Optional[tuple[str, int]]:
+def analysis_due(spec: ModelDeploymentSpec, previous: ModelDeploymentStatus, rev: Optional[str]
+                 ) -> Optional[tuple[str, int]]:
     """The window (rollout token, step) whose verdict this pass needs, if any."""
-    state = previous.get("rollout") or {}
-    if spec.rollout.analysis is None or not state.get("stepReached") or state.get("rollback"):
+    state = previous.rollout
+    if spec.rollout.analysis is None or state is None or not state.step_reached or state.rollback:
         return None
-    if state.get("revision") != rev:
+    if state.revision != rev:
         return None  # the spec moved on: that rollout's verdict is not the new one's
-    return rollout_token(state), state.get("step", 0)
+    return rollout_token(state), state.step
 
 
 def observe(spec: ModelDeploymentSpec, generation: int, owner: Owner, rev: Optional[str], problems: list[Problem],
             build: Optional[BuildState], decision: Decision, revisions: Revisions,
-            scaling: Optional[dict[str, Any]], environment: Optional[EnvState] = None) -> Observed:
+            scaling: Optional[AutoscalingStatus], environment: Optional[EnvState] = None) -> Observed:
     """What status is computed from: the serving revision's Deployment and
     pods when nothing rolls out, and the rollout's plan when something does."""
     rolling = decision.plan is not None and not decision.plan.done
     rolled_back = rev is not None and rev == decision.failed and rev != decision.stable
     if rolling:
-        shown = decision.rollout["revision"]
+        assert decision.rollout is not None
+        shown = decision.rollout.revision
     elif rolled_back:
         shown = decision.stable  # the stable revision serves
     else:
         shown = rev if rev in revisions.deployments else decision.stable
     failed_entry = None
     if rolled_back:
-        failed_entry = next((h for h in decision.history if h["revision"] == rev), {"revision": rev})
+        failed_entry = next((h for h in decision.history if h.revision == rev), None)
     deps = revisions.deployments.values()
     return Observed(
         spec=spec,
@@ -606,14 +584,14 @@ def observe(spec: ModelDeploymentSpec, generation: int, owner: Owner, rev: Optio
         rollout=RolloutView(
             plan=decision.plan if rolling else None,
             stable=decision.stable,
-            candidate=(decision.rollout or {}).get("revision"),
+            candidate=decision.rollout.revision if decision.rollout else None,
             rolled_back=failed_entry,
             pods=sum((d.get("status") or {}).get("replicas", 0) for d in deps),
             ready=sum((d.get("status") or {}).get("readyReplicas", 0) for d in deps),
             stable_problems=pod_problems(revisions.pods.get(decision.stable, [])) if rolling and decision.stable else [],
-            record={"stableRevision": decision.stable, "rollout": decision.rollout,
-                    "failedRevision": decision.failed, "history": decision.history,
-                    "canaryWeight": decision.weight, "autoscaling": scaling},
+            record={"stable_revision": decision.stable, "rollout": decision.rollout,
+                    "failed_revision": decision.failed, "history": decision.history,
+                    "canary_weight": decision.weight, "autoscaling": scaling},
         ),
     )
 
@@ -625,19 +603,13 @@ def _rollout_requeue(spec: ModelDeploymentSpec, decision: Decision, inputs: Inpu
     if not state or decision.plan is None or decision.plan.done:
         return None
     now, rollout = inputs.now, spec.rollout
-    since = epoch(state.get("since")) or now
+    since = epoch(state.since) or now
     out: Optional[float] = since + rollout.progress_deadline_seconds - now + 0.5
-    switched = since + rollout.scale_down_delay_seconds - now  # BlueGreen: the old pods' time left
-    if rollout.strategy == "BlueGreen" and state.get("service") == "candidate" and switched > 0:
-        out = _sooner(out, switched + 0.05)
-    reached = epoch(state.get("stepReached"))
+    out = _sooner(out, rollout_strategy.of(rollout.strategy).wake_after(rollout, state, now))
+    reached = epoch(state.step_reached)
     if reached is not None:
-        steps = rollout.steps
-        step = state.get("step", 0)
-        if spec.rollout.strategy == "Canary" and step < len(steps) and steps[step].pause:
-            out = _sooner(out, reached + seconds(steps[step].pause) - now + 0.05)
         out = _sooner(out, reached + rollout.progress_deadline_seconds - now + 0.5)
-        if rollout.analysis is not None and not state.get("rollback"):
+        if rollout.analysis is not None and not state.rollback:
             out = _sooner(out, seconds(rollout.analysis.interval) / 2)
     return max(0.2, out) if out is not None else None
 
@@ -652,24 +624,24 @@ class Pass:
     problems: list[Problem] = field(default_factory=list)
 
 
-def plan(world: World, inputs: Inputs) -> Pass:
-    """Everything one pass over ``world.model`` should do now."""
+def plan(observation: Observation) -> Pass:
+    """Everything one pass over the observed model should do now."""
+    world, inputs, spec = observation.world, observation.inputs, observation.spec
     body = world.model
+    assert body is not None
     meta = body["metadata"]
     owner = world.owner
     generation = meta.get("generation", 1)
-    previous = dict(body.get("status") or {})
+    previous = observation.status
     stamp = rfc3339(inputs.now)
     actions = Actions()
-    try:
-        spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
-    except ValidationError as exc:
+    if spec is None:
         # Admission should have caught this (e.g. a CRD older than the operator).
-        new = dict(previous)
-        new.update({"phase": "Failed", "observedGeneration": generation})
-        ready = {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": " ".join(str(exc).split())}
-        new["conditions"] = merge_conditions(previous.get("conditions", []), [ready], generation, stamp)
-        _finish_status(actions, previous, new)
+        ready = Condition(type="Ready", status="False", reason="InvalidSpec", message=observation.spec_error)
+        new = previous.model_copy(update={
+            "phase": "Failed", "observed_generation": generation,
+            "conditions": merge_conditions(previous.conditions, [ready], generation, stamp)})
+        _finish_status(actions, body.get("status"), previous, new)
         return Pass(actions)
 
     problems: list[Problem] = []
@@ -689,19 +661,21 @@ def plan(world: World, inputs: Inputs) -> Pass:
             problems.insert(0, Problem(environment.reason, environment.message))
     if spec.bento.build is None:
         # The source is no longer a build: its Jobs go.
-        actions.deletes += [Delete("batch/v1", "Job", j["metadata"]["name"], "Background") for j in world.jobs
+        actions.deletes += [Delete("batch/v1", "Job", j["metadata"]["name"], "Background") for j in world.of(JOB)
                             if owner.controls(j) and not is_env_job(j) and not j["metadata"].get("deletionTimestamp")]
     if spec.bento.image:
         # Nor an archive: its environment Jobs go.
-        actions.deletes += [Delete("batch/v1", "Job", j["metadata"]["name"], "Background") for j in world.jobs
+        actions.deletes += [Delete("batch/v1", "Job", j["metadata"]["name"], "Background") for j in world.of(JOB)
                             if owner.controls(j) and is_env_job(j) and not j["metadata"].get("deletionTimestamp")]
     rev = revision(spec, bento) if bento else None
     revisions = revisions_of(world)
-    candidate = rev if rev != previous.get("stableRevision") else None
+    candidate = rev if rev != previous.stable_revision else None
     replicas = model_replicas(spec)
     if inputs.scaling is not None:
-        replicas = inputs.scaling["desiredReplicas"]
+        replicas = inputs.scaling.desired_replicas
     gates, seen, agreement = plan_gates(revisions, inputs, previous, stamp, rev)
+    for r in inputs.stored_revisions:  # lost its Deployment, kept as a ControllerRevision: it still counts
+        seen.setdefault(r, Seen(desired=0, ready=0))
     actions.pod_conditions += gates.conditions
     problems += [Problem(reason, message, blocking=False) for reason, message in gates.problems]
     decision = decide(
@@ -713,26 +687,32 @@ def plan(world: World, inputs: Inputs) -> Pass:
         seen=seen,
         now=inputs.now,
         verdict=inputs.verdict if analysis_due(spec, previous, rev) else None,
-        promote=_flag(body, ANNOTATION_PROMOTE, candidate),
-        abort=_flag(body, ANNOTATION_ABORT, candidate),
+        promote=_flag(body, previous, ANNOTATION_PROMOTE, candidate),
+        abort=_flag(body, previous, ANNOTATION_ABORT, candidate),
         agreement=agreement,
     )
     actions.notes += decision.notes
+    repaired: list[tuple[str, str, str]] = []
     if decision.replicas or decision.delete:
         children = plan_children(spec, world, inputs, bento, rev, decision, revisions)
         actions.applies += children.applies
         actions.scales += children.scales
         actions.deletes += children.deletes
+        actions.remember_generations.update(children.remember)
         problems = children.problems + problems
+        repaired = children.repaired
+    kept_creates, kept_deletes = plan_kept_revisions(spec, world, inputs, bento, rev, decision, revisions)
+    actions.creates += kept_creates
+    actions.deletes += kept_deletes
     problems = inputs.apply_problems + problems
     if bento is not None and rev is not None and environment is not None and environment.phase == "Ready":
         decision = dataclasses.replace(
             decision, history=_with_environment(decision.history, rev, describe_environment(environment.result)))
-    observed = observe(spec, generation, owner, rev or previous.get("currentRevision"), problems,
+    observed = observe(spec, generation, owner, rev or previous.current_revision, problems,
                        build.state if build else None, decision, revisions, inputs.scaling, environment)
     new = compute_status(observed, previous, stamp)
-    _finish_status(actions, previous, new)
-    actions.events += gates.events
+    _finish_status(actions, body.get("status"), previous, new)
+    actions.events += gates.events + repaired
     actions.requeue_after = _sooner(actions.requeue_after, _sooner(gates.requeue_after,
                                                                    _rollout_requeue(spec, decision, inputs)))
     if missing:
@@ -740,43 +720,17 @@ def plan(world: World, inputs: Inputs) -> Pass:
     return Pass(actions, spec, rev, problems)
 
 
-def _with_environment(history: list[dict[str, Any]], rev: str, text: str) -> list[dict[str, Any]]:
+def _with_environment(history: list[HistoryEntry], rev: str, text: str) -> list[HistoryEntry]:
     """History entries of ``rev`` name its Python environment (kubento history)."""
-    if not text or all(h.get("revision") != rev or h.get("environment") == text for h in history):
+    if not text or all(h.revision != rev or h.environment == text for h in history):
         return history
-    return [{**h, "environment": text} if h.get("revision") == rev else h for h in history]
+    return [h.model_copy(update={"environment": text}) if h.revision == rev else h for h in history]
 
 
-def _finish_status(actions: Actions, previous: dict[str, Any], new: dict[str, Any]) -> None:
+def _finish_status(actions: Actions, stored: Optional[dict[str, Any]], previous: ModelDeploymentStatus,
+                   new: ModelDeploymentStatus) -> None:
+    """The status to write: a merge patch from what is stored, and the events of its transitions."""
     actions.new_status = new
-    actions.status = status_patch(previous, new)
+    actions.status = status_patch(stored, new)
     if actions.status is not None:
         actions.events = transition_events(previous, new)
-
-
-def typed_status(status: dict[str, Any]) -> ModelDeploymentStatus:
-    """The status as the API's pydantic model (for readers that want types)."""
-    return ModelDeploymentStatus.model_validate(status)
-
-
-def default_runtime_image() -> str:
-    return os.environ.get("KUBENTO_RUNTIME_IMAGE") or DEFAULT_RUNTIME_IMAGE
-
-
-def default_package_index() -> Optional[dict[str, Any]]:
-    """The operator's package index (KUBENTO_PACKAGE_INDEX, JSON in the shape
-    of spec.python.index; chart value packageIndex), used when the spec sets none."""
-    import json
-
-    raw = os.environ.get("KUBENTO_PACKAGE_INDEX", "").strip()
-    if not raw:
-        return None
-    try:
-        value = json.loads(raw)
-        PackageIndex.model_validate(value)
-    except (ValueError, ValidationError):
-        import logging
-
-        logging.getLogger("kubento.plan").warning("KUBENTO_PACKAGE_INDEX is not a valid package index: ignored")
-        return None
-    return value or None

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 import aiohttp
 
-from kubento.api.v1alpha1 import PredictionChecks, duration_seconds
+from kubento.api.v1alpha1 import Agreement, PredictionChecks, duration_seconds
 from kubento.controller import podhttp
 from kubento.controller.podio import limited
 from kubento.predictions.expect import Response, Tally, judge_response, request_body
@@ -66,7 +66,7 @@ async def check_pods(jobs: list[CheckJob], sender: Sender) -> list[PodResult]:
 
 
 async def compare(stable: dict[str, Any], new: dict[str, Any], stable_port: int, port: int, checks: PredictionChecks,
-                  inputs: CheckInputs, sender: Sender) -> dict[str, Any]:
+                  inputs: CheckInputs, sender: Sender) -> Agreement:
     """Send every input line to a stable and a new pod; their agreement.
     Answers are judged as they come and dropped (four inputs in flight)."""
     spec = checks.compare_with_stable
@@ -83,7 +83,7 @@ async def compare(stable: dict[str, Any], new: dict[str, Any], stable_port: int,
     await limited(INPUTS_AT_ONCE, [lambda line=line: both(line) for line in inputs.lines])
     result = tally.result()
     log.info("compared %s with stable pod %s: %s", new["metadata"].get("name"), stable["metadata"].get("name"),
-             result["message"])
+             result.message)
     return result
 
 
@@ -101,7 +101,7 @@ class Checked:
     """What one checks job found."""
 
     results: dict[str, PodResult]  # pod uid -> result
-    agreement: Optional[dict[str, Any]] = None  # the comparison's, when one ran
+    agreement: Optional[Agreement] = None  # the comparison's, when one ran
     compared_uid: Optional[str] = None
 
 

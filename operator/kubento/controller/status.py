@@ -8,12 +8,17 @@ yields an identical status and the controller writes nothing.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Optional
 
-from kubento.api.v1alpha1 import ModelDeploymentSpec
+from pydantic import ValidationError
+
+from kubento.api.v1alpha1 import Condition, HistoryEntry, ModelDeploymentSpec, ModelDeploymentStatus
 from kubento.builders.bento import FETCH_CONTAINER
+
+log = logging.getLogger("kubento.status")
 
 if TYPE_CHECKING:
     from kubento.controller.build import BuildState
@@ -38,11 +43,11 @@ class RolloutView:
     plan: Optional["Plan"]  # a rollout under way; None when settled
     stable: Optional[str]
     candidate: Optional[str]
-    rolled_back: Optional[dict[str, Any]]  # history entry of the spec's revision, when it was rolled back
+    rolled_back: Optional[HistoryEntry]  # history entry of the spec's revision, when it was rolled back
     pods: int  # all revisions
     ready: int
     stable_problems: list[Problem] = field(default_factory=list)
-    record: dict[str, Any] = field(default_factory=dict)  # status fields the decision owns
+    record: dict[str, Any] = field(default_factory=dict)  # status fields the decision owns (ModelDeploymentStatus's)
 
 
 @dataclass
@@ -174,15 +179,15 @@ def rollout_state(dep: dict[str, Any]) -> RolloutState:
     )
 
 
-def _cond(type_: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
-    return {"type": type_, "status": "True" if ok else "False", "reason": reason, "message": message}
+def _cond(type_: str, ok: bool, reason: str, message: str) -> Condition:
+    return Condition(type=type_, status="True" if ok else "False", reason=reason, message=message)
 
 
 def _joined(problems: list[Problem]) -> str:
     return "; ".join(p.message for p in problems)
 
 
-def desired_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
+def desired_conditions(obs: Observed) -> tuple[str, list[Condition]]:
     """Phase and conditions (without timestamps) for what was observed,
     with BuildSucceeded for a build source (phase Building while it runs:
     whatever revision was serving keeps serving)."""
@@ -192,35 +197,35 @@ def desired_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
     if build is None:
         return phase, conditions
     ok = {"Succeeded": "True", "Failed": "False"}.get(build.phase, "Unknown")
-    conditions.append({"type": "BuildSucceeded", "status": ok, "reason": build.reason, "message": build.message})
+    conditions.append(Condition(type="BuildSucceeded", status=ok, reason=build.reason, message=build.message))
     if build.phase == "Building":
         phase = "Building"
         replace = {"Progressing": _cond("Progressing", True, build.reason, build.message)}
         if build.reason == "Building":  # a build under way is not a problem
             replace["Degraded"] = _cond("Degraded", False, "AsExpected", "")
-        conditions = [replace.get(c["type"], c) for c in conditions]
+        conditions = [replace.get(c.type, c) for c in conditions]
     return phase, conditions
 
 
-def _environment_conditions(obs: Observed, phase: str, conditions: list[dict[str, Any]]
-                            ) -> tuple[str, list[dict[str, Any]]]:
+def _environment_conditions(obs: Observed, phase: str, conditions: list[Condition]
+                            ) -> tuple[str, list[Condition]]:
     """EnvironmentReady, and phase PreparingEnvironment while an archive's
     environment Job runs (whatever revision was serving keeps serving)."""
     env = obs.environment
     if env is None:
         return phase, conditions
     ok = {"Ready": "True", "Failed": "False"}.get(env.phase, "Unknown")
-    conditions = conditions + [{"type": "EnvironmentReady", "status": ok, "reason": env.reason, "message": env.message}]
+    conditions = conditions + [Condition(type="EnvironmentReady", status=ok, reason=env.reason, message=env.message)]
     if env.phase == "Preparing":
         phase = "PreparingEnvironment"
         replace = {"Progressing": _cond("Progressing", True, env.reason, env.message)}
         if env.reason == "PreparingEnvironment":  # under way, not a problem
             replace["Degraded"] = _cond("Degraded", False, "AsExpected", "")
-        conditions = [replace.get(c["type"], c) for c in conditions]
+        conditions = [replace.get(c.type, c) for c in conditions]
     return phase, conditions
 
 
-def _serving_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
+def _serving_conditions(obs: Observed) -> tuple[str, list[Condition]]:
     view = obs.rollout
     if view is None:
         return _deployment_conditions(obs)
@@ -230,9 +235,9 @@ def _serving_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
     entry = view.rolled_back
     if entry is None:
         return phase, conditions + [_cond("RolledBack", False, "AsExpected", "")]
-    aborted = entry.get("outcome") == "Aborted"
-    cause = entry.get("message") or entry.get("reason") or ""
-    text = (f"revision {entry['revision']} was {'aborted' if aborted else 'rolled back'}"
+    aborted = entry.outcome == "Aborted"
+    cause = entry.message or entry.reason or ""
+    text = (f"revision {entry.revision} was {'aborted' if aborted else 'rolled back'}"
             f"{': ' + cause if cause else ''}; revision {view.stable} serves. "
             "Change the spec to roll out again")
     replace = {
@@ -240,11 +245,11 @@ def _serving_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
         "Progressing": _cond("Progressing", False, "RolledBack", text),
         "Degraded": _cond("Degraded", True, "RolledBack", text),
     }
-    rolled_back = _cond("RolledBack", True, entry.get("reason") or ("Aborted" if aborted else "RolledBack"), text)
-    return "RolledBack", [replace.get(c["type"], c) for c in conditions] + [rolled_back]
+    rolled_back = _cond("RolledBack", True, entry.reason or ("Aborted" if aborted else "RolledBack"), text)
+    return "RolledBack", [replace.get(c.type, c) for c in conditions] + [rolled_back]
 
 
-def _rolling_conditions(obs: Observed, view: RolloutView, plan: "Plan") -> tuple[str, list[dict[str, Any]]]:
+def _rolling_conditions(obs: Observed, view: RolloutView, plan: "Plan") -> tuple[str, list[Condition]]:
     """A rollout under way: the stable revision serves (alone or with the
     new one); the plan says where it stands."""
     label = f"revision {view.candidate} ({obs.spec.rollout.strategy}): {plan.message}"
@@ -263,7 +268,7 @@ def _rolling_conditions(obs: Observed, view: RolloutView, plan: "Plan") -> tuple
                            _cond("Progressing", True, reason, label), degraded, quiet]
 
 
-def _deployment_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
+def _deployment_conditions(obs: Observed) -> tuple[str, list[Condition]]:
     """Phase and Ready/Available/Progressing/Degraded.
 
     Ready: the current spec is rolled out and at least one replica serves.
@@ -325,7 +330,7 @@ def _deployment_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
     degraded = (_cond("Degraded", True, problems[0].reason, _joined(problems)) if problems
                 else _cond("Degraded", False, "AsExpected", ""))
 
-    if ready["status"] == "True":
+    if ready.status == "True":
         phase = "Degraded" if problems else "Ready"
     elif failing:
         phase = "Degraded" if serving else "Failed"
@@ -334,65 +339,84 @@ def _deployment_conditions(obs: Observed) -> tuple[str, list[dict[str, Any]]]:
     return phase, [ready, available, progressing, degraded]
 
 
-def merge_conditions(
-    previous: list[dict[str, Any]], desired: list[dict[str, Any]], generation: int, now: str
-) -> list[dict[str, Any]]:
+def merge_conditions(previous: list[Condition], desired: list[Condition], generation: int, now: str
+                     ) -> list[Condition]:
     """Desired conditions, keeping lastTransitionTime where status did not change."""
-    before = {c.get("type"): c for c in previous or []}
+    before = {c.type: c for c in previous or []}
     merged = []
     for cond in desired:
-        old = before.get(cond["type"], {})
-        since = old.get("lastTransitionTime") if old.get("status") == cond["status"] else None
-        merged.append({**cond, "lastTransitionTime": since or now, "observedGeneration": generation})
+        old = before.get(cond.type)
+        since = old.last_transition_time if old is not None and old.status == cond.status else None
+        merged.append(cond.model_copy(update={"last_transition_time": since or now, "observed_generation": generation}))
     return merged
 
 
-def compute_status(obs: Observed, previous: dict[str, Any], now: str) -> dict[str, Any]:
+def compute_status(obs: Observed, previous: ModelDeploymentStatus, now: str) -> ModelDeploymentStatus:
     """The whole status to store. Without a rollout view (unit tests of
     serving alone), history and stableRevision are carried over."""
     phase, conditions = desired_conditions(obs)
     state = rollout_state(obs.deployment) if obs.deployment is not None else None
     view = obs.rollout
     if view is None:
-        status = {k: v for k, v in (previous or {}).items() if k in ("history", "stableRevision", "canaryWeight")}
+        status = ModelDeploymentStatus(history=previous.history, stable_revision=previous.stable_revision,
+                                       canary_weight=previous.canary_weight)
     else:
-        status = {k: v for k, v in view.record.items() if v not in (None, [])}
-    status.update(
-        {
-            "phase": phase,
-            "conditions": merge_conditions((previous or {}).get("conditions", []), conditions, obs.generation, now),
-            "observedGeneration": obs.generation,
-            "replicas": view.pods if view else (state.replicas if state else 0),
-            "readyReplicas": view.ready if view else (state.ready if state else 0),
-            "selector": obs.selector,
-        }
-    )
+        status = ModelDeploymentStatus(**view.record)
+    status.phase = phase
+    status.conditions = merge_conditions(previous.conditions, conditions, obs.generation, now)
+    status.observed_generation = obs.generation
+    status.replicas = view.pods if view else (state.replicas if state else 0)
+    status.ready_replicas = view.ready if view else (state.ready if state else 0)
+    status.selector = obs.selector
     if obs.revision and (obs.deployment is not None or view is not None and view.plan is not None):
-        status["currentRevision"] = obs.revision
-        ready = next(c for c in conditions if c["type"] == "Ready")["status"] == "True"
+        status.current_revision = obs.revision
+        ready = next(c for c in conditions if c.type == "Ready").status == "True"
         if view is None and ready:
-            status["stableRevision"] = obs.revision
-    elif (previous or {}).get("currentRevision"):
-        status["currentRevision"] = previous["currentRevision"]
+            status.stable_revision = obs.revision
+    elif previous.current_revision:
+        status.current_revision = previous.current_revision
     if obs.deployment is not None or view is not None and view.pods:
-        status["url"] = obs.url
+        status.url = obs.url
     if obs.build is not None:
-        status["build"] = obs.build.status()
+        status.build = obs.build.status()
     if obs.environment is not None and obs.environment.phase != "Building":
-        status["environment"] = obs.environment.status()
-    elif obs.environment is not None and (previous or {}).get("environment"):
-        status["environment"] = previous["environment"]  # the last build's, until this one is done
+        status.environment = obs.environment.status()
+    elif obs.environment is not None and previous.environment:
+        status.environment = previous.environment  # the last build's, until this one is done
     return status
 
 
-def status_patch(previous: dict[str, Any], new: dict[str, Any]) -> Optional[dict[str, Any]]:
-    """A JSON merge patch turning ``previous`` into ``new``, or None if equal.
-    Merge patches merge nested objects, so keys gone from a nested object
-    (e.g. build.archive of an older build) are sent as null."""
-    previous = previous or {}
-    if previous == new:
+def to_wire(status: ModelDeploymentStatus) -> dict[str, Any]:
+    """The status as the API stores it (camelCase, no nulls): the one place it is serialised."""
+    return status.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def parse_status(raw: Optional[dict[str, Any]]) -> ModelDeploymentStatus:
+    """A stored status as the API's model (what every pass and the CLI read).
+    The API server stores only what the CRD's schema allows; a field an
+    older kubento wrote differently is dropped rather than failing the pass."""
+    try:
+        return ModelDeploymentStatus.model_validate(raw or {})
+    except ValidationError:
+        kept = {}
+        for key, value in (raw or {}).items():
+            try:
+                ModelDeploymentStatus.model_validate({key: value})
+            except ValidationError:
+                log.warning("status.%s is not what this kubento reads: ignored", key)
+                continue
+            kept[key] = value
+        return ModelDeploymentStatus.model_validate(kept)
+
+
+def status_patch(previous: Optional[dict[str, Any]], new: ModelDeploymentStatus) -> Optional[dict[str, Any]]:
+    """A JSON merge patch turning the stored ``previous`` into ``new``, or None
+    if equal. Merge patches merge nested objects, so keys gone from a nested
+    object (e.g. build.archive of an older build) are sent as null."""
+    previous, wire = previous or {}, to_wire(new)
+    if previous == wire:
         return None
-    return _merge_diff(previous, new)
+    return _merge_diff(previous, wire)
 
 
 def _merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -409,17 +433,21 @@ def _merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
-def transition_events(previous: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _condition(status: ModelDeploymentStatus, type_: str) -> Optional[Condition]:
+    return next((c for c in status.conditions if c.type == type_), None)
+
+
+def transition_events(previous: ModelDeploymentStatus, new: ModelDeploymentStatus) -> list[tuple[str, str, str]]:
     """Events for a pass: a rollout starting, a promotion, and a phase or
     Ready reason change (:func:`transition_event`)."""
-    previous = previous or {}
     events = []
-    before, after = (previous.get("rollout") or {}).get("revision"), (new.get("rollout") or {}).get("revision")
+    before = previous.rollout.revision if previous.rollout else None
+    after = new.rollout.revision if new.rollout else None
     if after and after != before:
+        assert new.rollout is not None
         events.append(("Normal", "RolloutStarted",
-                       f"rolling out revision {after} ({new['rollout'].get('strategy', '')}) "
-                       f"replacing {new.get('stableRevision')}"))
-    old_stable, new_stable = previous.get("stableRevision"), new.get("stableRevision")
+                       f"rolling out revision {after} ({new.rollout.strategy}) replacing {new.stable_revision}"))
+    old_stable, new_stable = previous.stable_revision, new.stable_revision
     if old_stable and new_stable and new_stable != old_stable:
         events.append(("Normal", "Promoted", f"revision {new_stable} serves all traffic (replaced {old_stable})"))
     event = transition_event(previous, new)
@@ -428,33 +456,30 @@ def transition_events(previous: dict[str, Any], new: dict[str, Any]) -> list[tup
     return events
 
 
-def transition_event(previous: dict[str, Any], new: dict[str, Any]) -> Optional[tuple[str, str, str]]:
+def transition_event(previous: ModelDeploymentStatus, new: ModelDeploymentStatus) -> Optional[tuple[str, str, str]]:
     """(type, reason, message) of the event to post when the phase or the
     Ready condition's reason changed; None otherwise."""
-
-    def ready(status: dict[str, Any]) -> dict[str, Any]:
-        return next((c for c in (status or {}).get("conditions", []) if c.get("type") == "Ready"), {})
-
-    old_ready, new_ready = ready(previous), ready(new)
-    if (previous or {}).get("phase") == new.get("phase") and old_ready.get("reason") == new_ready.get("reason"):
+    empty = Condition(type="", status="Unknown", reason="")
+    old_ready, new_ready = _condition(previous, "Ready") or empty, _condition(new, "Ready") or empty
+    if previous.phase == new.phase and old_ready.reason == new_ready.reason:
         return None
-    if not (previous or {}).get("phase") and new.get("phase") == "Pending":
+    if not previous.phase and new.phase == "Pending":
         return None  # a new model's first status says nothing an event would add
-    degraded = next((c for c in new.get("conditions", []) if c.get("type") == "Degraded"), {})
-    if new.get("phase") == "Building" and new_ready.get("reason") != "Building":
-        return "Warning", new_ready.get("reason", ""), new_ready.get("message", "")  # a build that is stuck
-    if new.get("phase") == "PreparingEnvironment" and new_ready.get("reason") != "PreparingEnvironment":
-        return "Warning", new_ready.get("reason", ""), new_ready.get("message", "")
-    if new.get("phase") == "RolledBack":
-        rolled = next((c for c in new.get("conditions", []) if c.get("type") == "RolledBack"), {})
-        return "Warning", "Aborted" if rolled.get("reason") == "Aborted" else "RolledBack", rolled.get("message", "")
-    if new.get("phase") in ("Failed", "Degraded"):
-        reason = degraded.get("reason") or new_ready.get("reason", "Failed")
-        build = next((c for c in new.get("conditions", []) if c.get("type") == "BuildSucceeded"), {})
-        if build.get("status") == "False" and build.get("reason") == reason:
-            return "Warning", reason, build.get("message", "")  # with the end of the build log
-        env = next((c for c in new.get("conditions", []) if c.get("type") == "EnvironmentReady"), {})
-        if env.get("status") == "False" and env.get("reason") == reason:
-            return "Warning", reason, env.get("message", "")  # with the end of pip's log
-        return "Warning", reason, degraded.get("message") or new_ready.get("message", "")
-    return "Normal", new_ready.get("reason", new.get("phase", "")), new_ready.get("message", "")
+    degraded = _condition(new, "Degraded") or empty
+    if new.phase == "Building" and new_ready.reason != "Building":
+        return "Warning", new_ready.reason, new_ready.message  # a build that is stuck
+    if new.phase == "PreparingEnvironment" and new_ready.reason != "PreparingEnvironment":
+        return "Warning", new_ready.reason, new_ready.message
+    if new.phase == "RolledBack":
+        rolled = _condition(new, "RolledBack") or empty
+        return "Warning", "Aborted" if rolled.reason == "Aborted" else "RolledBack", rolled.message
+    if new.phase in ("Failed", "Degraded"):
+        reason = degraded.reason or new_ready.reason or "Failed"
+        build = _condition(new, "BuildSucceeded")
+        if build is not None and build.status == "False" and build.reason == reason:
+            return "Warning", reason, build.message  # with the end of the build log
+        env = _condition(new, "EnvironmentReady")
+        if env is not None and env.status == "False" and env.reason == reason:
+            return "Warning", reason, env.message  # with the end of pip's log
+        return "Warning", reason, degraded.message or new_ready.message
+    return "Normal", new_ready.reason or (new.phase or ""), new_ready.message

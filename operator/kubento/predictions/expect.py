@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 if TYPE_CHECKING:
-    from kubento.api.v1alpha1 import Expectation, PredictionCheck, StableComparison
+    from kubento.api.v1alpha1 import Agreement, Expectation, PredictionCheck, StableComparison
 
 SHORT = 80  # characters of an expected or received value shown in conditions and events
 # Exact decimal arithmetic on any two finite doubles (17 digits, exponents to +-308).
@@ -277,7 +277,9 @@ class Tally:
             self.first = (f"first disagreement: input {show(body, 60)}: stable {show(s[0] if len(s) == 1 else s, 40)}, "
                           f"new {got}")
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> "Agreement":
+        from kubento.api.v1alpha1 import Agreement
+
         spec, agreed, compared = self.spec, self.agreed, self.compared
         rate = agreed / compared if compared else 0.0
         passed = compared > 0 and rate >= spec.min_agreement
@@ -288,11 +290,11 @@ class Tally:
                        f"minAgreement {spec.min_agreement:.0%} with the stable revision")
             if self.first:
                 message += f"; {self.first}"
-        return {"rate": round(rate, 4), "agreed": agreed, "compared": compared, "minAgreement": spec.min_agreement,
-                "passed": passed, "message": message}
+        return Agreement(rate=round(rate, 4), agreed=agreed, compared=compared, min_agreement=spec.min_agreement,
+                         passed=passed, message=message)
 
 
-def agreement(spec: "StableComparison", pairs: Iterable[tuple[Any, Response, Response]]) -> dict[str, Any]:
+def agreement(spec: "StableComparison", pairs: Iterable[tuple[Any, Response, Response]]) -> "Agreement":
     """status.rollout.agreement from (input, stable answer, new answer) triples (see Tally)."""
     tally = Tally(spec)
     for body, stable, new in pairs:

@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 from pydantic import ValidationError
 
-from kubento.api.v1alpha1 import GROUP, PredictionChecks
+from kubento.api.v1alpha1 import GROUP, Agreement, PredictionChecks
 from kubento.predictions.expect import CheckResult, parse_body, parse_lines, request_body, shorten
 
 GATE = f"{GROUP}/prediction-checks"
@@ -191,7 +191,7 @@ class Due:
 
 
 def due(pods: dict[str, list[dict[str, Any]]], checks: dict[str, RevisionChecks], stable: Optional[str],
-        candidate: Optional[str], agreement: Optional[dict[str, Any]]) -> list[Due]:
+        candidate: Optional[str], agreement: Optional[Agreement]) -> list[Due]:
     """Pods whose checks must run now. ``agreement`` is the candidate's
     comparison already recorded in status (then it is not run again)."""
     out = []
@@ -236,7 +236,7 @@ def _differs(previous: Optional[dict[str, Any]], new: dict[str, Any]) -> bool:
 
 def plan_gates(pods: dict[str, list[dict[str, Any]]], checks: dict[str, RevisionChecks],
                results: dict[str, PodResult], *, stable: Optional[str], candidate: Optional[str],
-               agreement: Optional[dict[str, Any]], stamp: str) -> Gates:
+               agreement: Optional[Agreement], stamp: str) -> Gates:
     """What to write on each pod of the revisions that have checks, and
     which revisions failed (a new revision that fails is rolled back).
     ``results`` are this pass's runs by pod uid; ``agreement`` is the
@@ -269,7 +269,7 @@ def plan_gates(pods: dict[str, list[dict[str, Any]]], checks: dict[str, Revision
     return out
 
 
-def _decide(result: PodResult, compare: bool, agreement: Optional[dict[str, Any]],
+def _decide(result: PodResult, compare: bool, agreement: Optional[Agreement],
             previous: Optional[dict[str, Any]], stamp: str) -> dict[str, Any]:
     probe = result.ready_since
     if result.error:
@@ -284,6 +284,6 @@ def _decide(result: PodResult, compare: bool, agreement: Optional[dict[str, Any]
     if agreement is None:
         return _condition(False, "Comparing", f"{result.summary()}; waiting to compare with the stable revision",
                           previous, stamp, None)
-    if not agreement.get("passed"):
-        return _condition(False, MISMATCH, agreement.get("message", ""), previous, stamp, None)
-    return _condition(True, PASSED, f"{result.summary()}; {agreement.get('message', '')}", previous, stamp, probe)
+    if not agreement.passed:
+        return _condition(False, MISMATCH, agreement.message, previous, stamp, None)
+    return _condition(True, PASSED, f"{result.summary()}; {agreement.message}", previous, stamp, probe)

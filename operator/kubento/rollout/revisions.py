@@ -14,7 +14,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from kubento.api.v1alpha1 import Rollout
+from kubento.api.v1alpha1 import Agreement, HistoryEntry, ModelDeploymentStatus, Rollout, RolloutStatus
 from kubento.rollout import strategy
 from kubento.rollout.analysis import Verdict, seconds
 
@@ -36,9 +36,9 @@ class Decision:
     delete: tuple[str, ...]  # revisions whose Deployments go (drained, out of history)
     selects: Optional[str]  # the revision the Service selects; None: every pod of the model
     stable: Optional[str]
-    rollout: Optional[dict[str, Any]]  # status.rollout
+    rollout: Optional[RolloutStatus]  # status.rollout
     failed: Optional[str]  # status.failedRevision
-    history: list[dict[str, Any]]
+    history: list[HistoryEntry]
     plan: Optional[strategy.Plan] = None  # None: no rollout under way
     weight: Optional[int] = None  # status.canaryWeight
     analyze: Optional[str] = None  # the revision whose metrics should be judged now
@@ -55,53 +55,51 @@ def epoch(text: Optional[str]) -> Optional[float]:
     return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
-def _record(history: list[dict[str, Any]], revision: str, now: float, outcome: str, *,
+def _record(history: list[HistoryEntry], revision: str, now: float, outcome: str, *,
             bento: Optional[str] = None, reason: str = "", message: str = "",
-            agreement: Optional[float] = None) -> list[dict[str, Any]]:
+            agreement: Optional[float] = None) -> list[HistoryEntry]:
     """Set ``revision``'s outcome. A revision starting again (a rollback to
     it) moves to the end with a new number, as `kubectl rollout undo` does."""
-    out = [dict(h) for h in history]
-    entry = next((h for h in out if h["revision"] == revision), None)
-    if outcome == "Progressing" or entry is None:
-        if entry is not None:
-            out.remove(entry)
-        number = max((h.get("number", 0) for h in out), default=0) + 1
-        entry = {"number": number, "revision": revision, "bento": bento or (entry or {}).get("bento", "")}
+    out = list(history)
+    old = next((h for h in out if h.revision == revision), None)
+    if outcome == "Progressing" or old is None:
+        if old is not None:
+            out.remove(old)
+        number = max((h.number for h in out), default=0) + 1
+        entry = HistoryEntry(number=number, revision=revision, bento=bento or (old.bento if old else ""),
+                             time=rfc3339(now), outcome=outcome,
+                             environment=old.environment if old else None)
         out.append(entry)
-    entry.update(time=rfc3339(now), outcome=outcome)
-    entry.pop("reason", None)
-    entry.pop("message", None)
-    if reason:
-        entry["reason"] = reason
-    if message:
-        entry["message"] = message
-    if agreement is not None:
-        entry["agreement"] = agreement
-    return out
+    else:
+        entry = old
+    new = entry.model_copy(update={"time": rfc3339(now), "outcome": outcome, "reason": reason or None,
+                                   "message": message or "",
+                                   "agreement": agreement if agreement is not None else entry.agreement})
+    return [new if h is entry else h for h in out]
 
 
-def _supersede(history: list[dict[str, Any]], keep: set[str], now: float) -> list[dict[str, Any]]:
+def _supersede(history: list[HistoryEntry], keep: set[str], now: float) -> list[HistoryEntry]:
     """Entries neither stable nor the candidate any more: a revision that
     served is Superseded, one that never finished rolling out Abandoned (so
     `kubento rollback` never picks it as a good one)."""
     for h in history:
-        if h["revision"] not in keep and h.get("outcome") in ("Serving", "Progressing"):
-            outcome = "Superseded" if h["outcome"] == "Serving" else "Abandoned"
-            history = _record(history, h["revision"], now, outcome)
+        if h.revision not in keep and h.outcome in ("Serving", "Progressing"):
+            outcome = "Superseded" if h.outcome == "Serving" else "Abandoned"
+            history = _record(history, h.revision, now, outcome)
     return history
 
 
-def _bounded(history: list[dict[str, Any]], keep: set[str], limit: int) -> list[dict[str, Any]]:
+def _bounded(history: list[HistoryEntry], keep: set[str], limit: int) -> list[HistoryEntry]:
     """The entries of ``keep`` plus the newest ``limit`` others, oldest first."""
-    others = [h for h in history if h["revision"] not in keep]
-    dropped = {h["revision"] for h in others[: max(0, len(others) - limit)]}
-    return [h for h in history if h["revision"] not in dropped]
+    others = [h for h in history if h.revision not in keep]
+    dropped = {h.revision for h in others[: max(0, len(others) - limit)]}
+    return [h for h in history if h.revision not in dropped]
 
 
 def decide(*, revision: Optional[str], bento: str, rollout: Rollout, replicas: int,
-           previous: dict[str, Any], seen: dict[str, Seen], now: float,
+           previous: ModelDeploymentStatus, seen: dict[str, Seen], now: float,
            verdict: Optional[Verdict] = None, promote: bool = False, abort: bool = False,
-           agreement: Optional[dict[str, Any]] = None) -> Decision:
+           agreement: Optional[Agreement] = None) -> Decision:
     """What every revision's Deployment and the Service should look like now.
 
     ``revision`` is the spec's revision (None while it is not known yet, e.g.
@@ -110,14 +108,21 @@ def decide(*, revision: Optional[str], bento: str, rollout: Rollout, replicas: i
     ``agreement`` is a new comparison of the candidate with stable
     (prediction checks), kept in status.rollout and then in its history entry.
     """
-    stable = previous.get("stableRevision")
+    stable = previous.stable_revision
     if stable not in seen:
-        stable = None  # never set, or its Deployment was deleted
-    failed = previous.get("failedRevision")
-    state = dict(previous.get("rollout") or {}) or None
-    history = [dict(h) for h in previous.get("history") or []]
+        stable = None  # never set, or its Deployment was deleted (and nothing keeps it)
+    failed = previous.failed_revision
+    if stable is None and previous.stable_revision and revision is not None and revision == failed:
+        # The revision that served is gone for good and the spec names the one that failed:
+        # serve nothing rather than the failed revision; a spec change rolls out again.
+        return Decision({revision: 0} if revision in seen else {}, (), None, previous.stable_revision,
+                        None, failed, list(previous.history),
+                        notes=[f"stable revision {previous.stable_revision} is gone and nothing keeps it; "
+                               f"revision {revision} failed: nothing to serve until the spec changes"])
+    state = previous.rollout
+    history = list(previous.history)
     if revision is None:
-        revision = (state or {}).get("revision") or stable
+        revision = (state.revision if state else None) or stable
         if revision is None or revision not in seen:
             return Decision({}, (), None, stable, state, failed, history)
     elif failed is not None and revision != failed:
@@ -138,16 +143,16 @@ def decide(*, revision: Optional[str], bento: str, rollout: Rollout, replicas: i
     wanted = _others_down(seen, wanted, s.ready, replicas)
     others_ready = sum(x.ready for rev, x in seen.items() if rev != serving)
     selects = serving if (s.ready >= replicas or others_ready == 0) else None
-    if state is not None and state.get("revision") != serving:
-        notes.append(f"rollout of {state.get('revision')} abandoned: the spec changed")
+    if state is not None and state.revision != serving:
+        notes.append(f"rollout of {state.revision} abandoned: the spec changed")
     state = None
     if stable is None and s.ready >= replicas and s.desired == replicas:
         stable = serving
         notes.append(f"revision {serving} is stable")
     if stable == serving:
-        if not any(h["revision"] == serving and h.get("outcome") == "Serving" for h in history):
+        if not any(h.revision == serving and h.outcome == "Serving" for h in history):
             history = _record(history, serving, now, "Serving", bento=bento)
-    elif not any(h["revision"] == serving for h in history):
+    elif not any(h.revision == serving for h in history):
         history = _record(history, serving, now, "Progressing", bento=bento)
     keep = {serving, revision}
     history = _bounded(_supersede(history, keep, now), keep, rollout.revision_history_limit)
@@ -165,28 +170,30 @@ def _others_down(seen: dict[str, Seen], wanted: dict[str, int], serving_ready: i
     return out
 
 
-def _rolling(candidate, bento, rollout, replicas, stable, state, failed, history, seen, now,
-             verdict, promote, abort, agreement=None) -> Decision:
+def _rolling(candidate: str, bento: str, rollout: Rollout, replicas: int, stable: str,
+             state: Optional[RolloutStatus], failed: Optional[str], history: list[HistoryEntry],
+             seen: dict[str, Seen], now: float, verdict: Optional[Verdict], promote: bool, abort: bool,
+             agreement: Optional[Agreement] = None) -> Decision:
     notes = []
-    if state is None or state.get("revision") != candidate:
+    if state is None or state.revision != candidate:
         if state is not None:
-            notes.append(f"rollout of {state.get('revision')} abandoned: the spec changed")
+            notes.append(f"rollout of {state.revision} abandoned: the spec changed")
         history = _record(history, candidate, now, "Progressing", bento=bento)
         # The Service keeps selecting stable only if stable alone has the capacity
         # (a spec change right after a BlueGreen switch may find it scaled down).
         full = seen[stable].ready >= replicas
-        state = {"revision": candidate, "number": history[-1]["number"], "strategy": rollout.strategy, "step": 0,
-                 "since": rfc3339(now), "service": "stable" if full else "both"}
+        state = RolloutStatus(revision=candidate, number=history[-1].number, strategy=rollout.strategy, step=0,
+                              since=rfc3339(now), service="stable" if full else "both")
         notes.append(f"rolling out {candidate} ({rollout.strategy}) from {stable}")
-    if promote and not state.get("promoted"):
+    if promote and not state.promoted:
         # A promotion is a new wait for pods: the deadline starts over.
-        state = {**state, "promoted": True, "since": rfc3339(now)}
+        state = state.model_copy(update={"promoted": True, "since": rfc3339(now)})
         notes.append(f"promoting {candidate}")
     s, c = seen[stable], seen.get(candidate, Seen(0, 0))
-    if c.ready > state.get("ready", 0) and not state.get("rollback"):
+    if c.ready > (state.ready or 0) and not state.rollback:
         # Progress: the deadline is for time without any, as a Deployment's is.
-        state = {**state, "since": rfc3339(now)}
-    since = epoch(state.get("since")) or now
+        state = state.model_copy(update={"since": rfc3339(now)})
+    since = epoch(state.since) or now
     observed = strategy.Observed(
         strategy=rollout.strategy,
         replicas=replicas,
@@ -196,67 +203,68 @@ def _rolling(candidate, bento, rollout, replicas, stable, state, failed, history
         since=since,
         deadline=float(rollout.progress_deadline_seconds),
         steps=tuple(strategy.Step(st.weight, seconds(st.pause) if st.pause else None) for st in rollout.steps),
-        step=state.get("step", 0),
-        step_reached=epoch(state.get("stepReached")),
-        service=state.get("service", "stable"),
+        step=state.step,
+        step_reached=epoch(state.step_reached),
+        service=state.service,
         analysis=rollout.analysis is not None,
         verdict=verdict.result if verdict else None,
         verdict_message=verdict.message if verdict else "",
         auto_rollback=rollout.auto_rollback,
-        promote=bool(state.get("promoted")),
+        promote=bool(state.promoted),
         abort=abort,
-        rollback=state.get("rollback"),
-        rollback_message=state.get("rollbackMessage") or "",
+        rollback=state.rollback,
+        rollback_message=state.rollback_message or "",
         scale_down_delay=float(rollout.scale_down_delay_seconds),
     )
     p = strategy.plan(observed)
     if agreement is not None:
-        state = {**state, "agreement": agreement}
-    rate = (state.get("agreement") or {}).get("rate")
+        state = state.model_copy(update={"agreement": agreement})
+    rate = state.agreement.rate if state.agreement else None
     wanted = _others_down(seen, {stable: p.stable, candidate: p.candidate}, s.ready + c.ready, replicas)
     selects = {"stable": stable, "candidate": candidate, "both": None}[p.service]
     if selects is not None and seen.get(selects, Seen(0, 0)).ready == 0 and any(x.ready for x in seen.values()):
         selects = None  # never a Service with no ready pod behind it while another revision has some
     new_stable = stable
+    new_state: Optional[RolloutStatus]
     if p.outcome == "Promoted":
-        new_stable, state = candidate, None
+        new_stable, new_state = candidate, None
         history = _record(history, candidate, now, "Serving", agreement=rate)
         notes.append(f"promoted {candidate}")
     elif p.outcome in ("RolledBack", "Aborted"):
-        failed, state = candidate, None
+        failed, new_state = candidate, None
         history = _record(history, candidate, now, p.outcome, reason=p.reason, message=p.rollback_message or p.message,
                           agreement=rate)
         notes.append(f"{p.outcome.lower()} {candidate}: {p.message}")
     else:
-        since_text = rfc3339(p.since) if p.since is not None else state.get("since")
-        if p.rollback and not state.get("rollback"):
+        since_text = rfc3339(p.since) if p.since is not None else state.since
+        if p.rollback and not state.rollback:
             since_text = rfc3339(now)  # the rollback's own deadline starts now
-        state = {k: v for k, v in {
-            **state,
+        new_state = state.model_copy(update={
             "ready": c.ready,
             "step": p.step,
             "since": since_text,
-            "stepReached": rfc3339(p.step_reached) if p.step_reached is not None else None,
+            "step_reached": rfc3339(p.step_reached) if p.step_reached is not None else None,
             "service": p.service,
-            "requestedWeight": p.requested,
+            "requested_weight": p.requested,
             "rollback": p.rollback,
-            "rollbackMessage": p.rollback_message or None,
-            "analysis": verdict.message if verdict and rollout.analysis is not None else state.get("analysis"),
-        }.items() if v is not None}
+            "rollback_message": p.rollback_message or None,
+            "analysis": verdict.message if verdict and rollout.analysis is not None else state.analysis,
+        })
     keep = {new_stable, candidate}
     history = _bounded(_supersede(history, keep, now), keep, rollout.revision_history_limit)
     delete = _deletable(seen, wanted, history, keep)
     return Decision(
-        _without(wanted, delete), delete, selects, new_stable, state, failed, history,
-        plan=p, weight=None if state is None else p.weight, analyze=candidate if p.analyze else None, notes=notes,
+        _without(wanted, delete), delete, selects, new_stable, new_state, failed, history,
+        plan=p, weight=None if new_state is None else p.weight, analyze=candidate if p.analyze else None,
+        notes=notes,
     )
 
 
-def _deletable(seen: dict[str, Seen], wanted: dict[str, int], history: list[dict[str, Any]],
+def _deletable(seen: dict[str, Seen], wanted: dict[str, int], history: list[HistoryEntry],
                keep: set[str]) -> tuple[str, ...]:
     """Drained revisions that fell out of history: their Deployments go.
     Those still in history stay at zero replicas, for `kubento rollback`."""
-    in_history = {h["revision"] for h in history} | keep
+    in_history = {h.revision for h in history} | keep
     return tuple(sorted(rev for rev, s in seen.items()
                         if rev not in in_history and wanted.get(rev, 0) == 0 and s.pods == 0))
 

@@ -30,9 +30,12 @@ Guarantees (see tests/unit/test_strategy.py):
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
-from typing import Literal, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
+
+if TYPE_CHECKING:
+    from kubento.api.v1alpha1 import ModelDeploymentSpec, Rollout, RolloutStatus
+    from kubento.builders.meta import Owner
 
 Strategy = Literal["RollingUpdate", "Canary", "BlueGreen"]
 Target = Literal["stable", "both", "candidate"]
@@ -108,66 +111,80 @@ class Plan:
 WAITING_FOR_PODS = {"RollingOut", "CanaryStep", "PreviewStarting"}
 
 
-def canary_split(replicas: int, weight: int) -> tuple[int, int]:
-    """(stable, candidate) pods for a canary step of ``weight`` percent.
-
-    Stable keeps ceil((100 - weight) % of replicas) pods, never fewer than
-    one; the candidate gets the most pods whose share of the two stays within
-    ``weight`` (at least one), and the two together exceed ``replicas`` by at
-    most one pod. With few replicas a step is coarser than asked: one replica
-    splits 1 : 1 (50 %) whatever the weight, which status and events say."""
-    if replicas <= 0:
-        return 0, 0
-    if weight >= 100:
-        return 0, replicas
-    stable = max(1, -(-replicas * (100 - weight) // 100))
-    within = stable * weight // (100 - weight)  # largest c with c / (c + stable) <= weight %
-    return stable, max(1, min(within, replicas + 1 - stable))
 
 
-def effective_weight(stable: int, candidate: int) -> int:
-    """Percent of the pods on the candidate."""
-    return round(100 * candidate / (stable + candidate)) if stable + candidate else 0
+@dataclass(frozen=True)
+class Strategy:
+    """One rollout strategy (one module of kubento.rollout each): its steps,
+    the extra children it needs, when it wants another pass and what it
+    says about a rollout under way. The controller and the CLI hold no
+    strategy-specific branch: they ask the strategy of ``spec.rollout``."""
+
+    name: str
+    step: Callable[[Observed], Plan]  # the next step of a healthy rollout (failures, aborts, deadlines: plan())
+    # when a rollout under way needs a pass without any event (seconds from now; None: no timer of its own)
+    wake_after: Callable[["Rollout", "RolloutStatus", float], Optional[float]] = lambda rollout, state, now: None
+    # what to say about a rollout under way beyond the common parts (status, `kubento history`)
+    describe: Callable[["Rollout", "RolloutStatus"], list[str]] = lambda rollout, state: []
+    # the same for `kubento status`, with the effective weight (status.canaryWeight)
+    screen: Callable[["Rollout", "RolloutStatus", Optional[int]], list[str]] = lambda rollout, state, weight: []
+    # why a healthy rollout waits for `kubento promote` (a canary step's pause), or None
+    held: Callable[["Rollout", "RolloutStatus"], Optional[str]] = lambda rollout, state: None
+    # children it needs besides the revisions and the Service: (spec, owner, the revision to show) -> manifests
+    children: Callable[["ModelDeploymentSpec", "Owner", Optional[str]], list[dict[str, Any]]] = \
+        lambda spec, owner, revision: []
+    # every child it may make, as (apiVersion, kind, name): those it does not want now go
+    child_names: Callable[["Owner"], list[tuple[str, str, str]]] = lambda owner: []
+
+
+def strategies() -> dict[str, Strategy]:
+    """Every strategy, by its name in spec.rollout.strategy."""
+    from kubento.rollout import bluegreen, canary, rolling
+
+    return {s.name: s for s in (rolling.STRATEGY, canary.STRATEGY, bluegreen.STRATEGY)}
+
+
+def of(name: str) -> Strategy:
+    return strategies()[name]
 
 
 def plan(o: Observed) -> Plan:
     """What to do now. Called on every event; applying its result and
-    calling again converges on Promoted or RolledBack."""
+    calling again converges on Promoted or RolledBack. Failures, aborts,
+    promotion and deadlines are the same for every strategy; the strategy
+    of ``o.strategy`` takes the next step."""
+    from kubento.rollout import rolling
+
     if o.rollback:
         outcome: Outcome = "Aborted" if o.rollback == "Aborted" else "RolledBack"
-        return _back_to_stable(o, outcome, o.rollback, o.rollback_message)
+        return back_to_stable(o, outcome, o.rollback, o.rollback_message)
     if o.abort:
-        return _back_to_stable(o, "Aborted", "Aborted", "the rollout was aborted")
+        return back_to_stable(o, "Aborted", "Aborted", "the rollout was aborted")
     if o.candidate.failure:
-        return _fail(o, o.candidate.failure_reason, o.candidate.failure)
+        return fail(o, o.candidate.failure_reason, o.candidate.failure)
     if o.analysis and o.verdict == "fail" and not o.promote:
-        return _fail(o, "AnalysisFailed", o.verdict_message or "analysis failed")
+        return fail(o, "AnalysisFailed", o.verdict_message or "analysis failed")
     if o.replicas == 0:
         return Plan(0, 0, "candidate", "Promoted", "Promoted", "replicas is 0", step=o.step)
-    if o.promote or o.strategy == "RollingUpdate" or (o.strategy == "Canary" and not o.steps):
-        p = _shift_all(o)
-    elif o.strategy == "BlueGreen":
-        p = _blue_green(o)
-    else:
-        p = _canary(o)
+    p = rolling.shift_all(o) if o.promote else of(o.strategy).step(o)
     waited = o.now - (p.since if p.since is not None else o.since)
     if p.reason in WAITING_FOR_PODS and waited > o.deadline:
-        return _fail(o, "ProgressDeadlineExceeded",
-                     f"the new revision was not ready within {o.deadline:.0f}s ({o.candidate.ready} of {p.candidate} replicas ready)")
+        return fail(o, "ProgressDeadlineExceeded",
+                    f"the new revision was not ready within {o.deadline:.0f}s ({o.candidate.ready} of {p.candidate} replicas ready)")
     if p.reason == "AnalysisInconclusive" and p.step_reached is not None and o.now - p.step_reached > o.deadline:
-        return _fail(o, "AnalysisInconclusive", f"no analysis verdict within {o.deadline:.0f}s: {p.message}")
+        return fail(o, "AnalysisInconclusive", f"no analysis verdict within {o.deadline:.0f}s: {p.message}")
     return p
 
 
-def _fail(o: Observed, reason: str, message: str) -> Plan:
+def fail(o: Observed, reason: str, message: str) -> Plan:
     if o.auto_rollback:
-        return _back_to_stable(o, "RolledBack", reason, message)
+        return back_to_stable(o, "RolledBack", reason, message)
     # Hold where we are: no new capacity for a failing revision, nothing removed.
     return Plan(o.stable.desired, o.candidate.desired, o.service, "Failed", reason,
                 message + " (autoRollback is off: holding)", step=o.step)
 
 
-def _back_to_stable(o: Observed, outcome: Outcome, reason: str, message: str) -> Plan:
+def back_to_stable(o: Observed, outcome: Outcome, reason: str, message: str) -> Plan:
     """Restore stable capacity first; remove the candidate once stable is
     ready. Meanwhile the candidate keeps only its ready pods (the others serve
     nothing and may hold the resources stable needs), and a stable revision
@@ -183,68 +200,3 @@ def _back_to_stable(o: Observed, outcome: Outcome, reason: str, message: str) ->
                 step=o.step, rollback=reason, rollback_message=message)
 
 
-def _shift_all(o: Observed) -> Plan:
-    """Move everything to the candidate: RollingUpdate surges one pod at a
-    time; stable shrinks only by candidate pods that are ready."""
-    r = o.replicas
-    if o.candidate.ready >= r and o.stable.desired == 0:
-        return Plan(0, r, "candidate", "Promoted", "Promoted", f"the new revision serves all {r} replicas",
-                    step=o.step, weight=100)
-    candidate = min(r, o.candidate.ready + 1) if o.strategy == "RollingUpdate" and not o.promote else r
-    return Plan(max(0, r - o.candidate.ready), candidate, "both", "Progressing", "RollingOut",
-                f"{min(o.candidate.ready, r)} of {r} new replicas ready", step=o.step,
-                weight=round(100 * min(o.candidate.ready, r) / r))
-
-
-def _canary(o: Observed) -> Plan:
-    if o.step >= len(o.steps):
-        return _shift_all(o)
-    step = o.steps[o.step]
-    keep, want = canary_split(o.replicas, step.weight)
-    planned = effective_weight(keep, want)
-    label = f"step {o.step + 1}/{len(o.steps)} ({step.weight}%"
-    if planned != step.weight:
-        label += (f" requested; {want} new + {keep} stable pod{'s' if keep > 1 else ''} = {planned}% "
-                  f"with {o.replicas} replica{'s' if o.replicas > 1 else ''}")
-    label += ")"
-    ready = min(o.candidate.ready, want)
-    base = Plan(max(keep, o.replicas - ready), want, "both", "Progressing", "CanaryStep", "",
-                step=o.step, weight=effective_weight(o.stable.ready, ready), requested=step.weight)
-    if o.candidate.ready < want or o.stable.desired > keep:
-        return replace(base, message=f"{label}: {ready} of {want} canary replicas ready")
-    reached = o.step_reached if o.step_reached is not None else o.now
-    base = replace(base, step_reached=reached, analyze=o.analysis)
-    held = o.now - reached
-    if step.pause is not None and held < step.pause:
-        return replace(base, outcome="Paused", reason="CanaryPaused", message=f"{label}: holding for {step.pause:.0f}s once ready")
-    if o.analysis and o.verdict != "pass":
-        return replace(base, outcome="Paused", reason="AnalysisInconclusive",
-                       message=f"{label}: {o.verdict_message or 'waiting for enough requests'}")
-    following = replace(o, step=o.step + 1, step_reached=None, verdict=None, verdict_message="", since=o.now)
-    return replace(_canary(following), since=o.now)
-
-
-def _blue_green(o: Observed) -> Plan:
-    r = o.replicas
-    if o.service != "candidate":
-        if o.candidate.ready < r:
-            return Plan(max(r, o.stable.desired), r, "stable", "Progressing", "PreviewStarting",
-                        f"{o.candidate.ready} of {r} new replicas ready (not serving yet)", preview=True)
-        reached = o.step_reached if o.step_reached is not None else o.now
-        if o.analysis and o.verdict != "pass":
-            return Plan(r, r, "stable", "Paused", "AnalysisInconclusive",
-                        o.verdict_message or "waiting for an analysis verdict on the preview",
-                        preview=True, analyze=True, step_reached=reached)
-        return Plan(r, r, "candidate", "Progressing", "Switching", "the Service now selects the new revision",
-                    preview=True, weight=100, since=o.now)
-    left = o.since + o.scale_down_delay - o.now
-    if o.stable.desired > 0 and left > 0:
-        # Every node's kube-proxy learns of the switch on its own time; until
-        # then some connections still reach old pods, which must answer them.
-        return Plan(o.stable.desired, r, "candidate", "Progressing", "ScalingDownOld",
-                    f"the Service selects the new revision; the old one keeps its pods {left:.0f}s more "
-                    "while every node catches up", weight=100)
-    if o.stable.desired > 0:
-        return Plan(0, r, "candidate", "Progressing", "ScalingDownOld",
-                    "the Service selects the new revision; removing the old one", weight=100)
-    return Plan(0, r, "candidate", "Promoted", "Promoted", f"the new revision serves all {r} replicas", weight=100)
