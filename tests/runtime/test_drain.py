@@ -25,7 +25,12 @@ HEADERS = {"content-type": "application/json"}
 
 
 def start_server(pod: Pod, http_base: str, echo_archive: Archive, **env: str) -> tuple[subprocess.Popen, int, Path]:
-    fetched = pod.run("fetch", KUBENTO_ARCHIVE_URI=f"{http_base}/echo.bento")
+    return serve_archive(pod, f"{http_base}/echo.bento", **env)
+
+
+def serve_archive(pod: Pod, uri: str, **env: str) -> tuple[subprocess.Popen, int, Path]:
+    """``python -m kubento.runtime fetch`` of ``uri``, then ``serve`` (its output in serve.log), once /readyz answers."""
+    fetched = pod.run("fetch", KUBENTO_ARCHIVE_URI=uri)
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr
     port = free_port("127.0.0.1")
     log_path = pod.root / "serve.log"
