@@ -997,6 +997,12 @@ class OutputStatistics(_Distribution):
     path: FieldPath = Field(default="$", description=f"Where the answer is in an output row: {FIELD_PATH_DESCRIPTION}.")
 
 
+class ProfileSource(Model):
+    """Where a reference profile is (the JSON `kubento profile` writes)."""
+
+    config_map_key_ref: ConfigMapKeyRef = Field(description="The ConfigMap key holding the profile.")
+
+
 class Statistics(Model):
     """Per-revision statistics of one endpoint's inputs and outputs. Every
     request to ``endpoint`` is counted in the model pod (kubento's runtime:
@@ -1018,7 +1024,7 @@ class Statistics(Model):
         default=None, description=f"Where the rows are in a response body ({FIELD_PATH_DESCRIPTION}), e.g. $[*] "
         "for [\"setosa\", \"virginica\"]. Default: the body is one row. Only 2xx answers are counted.")
     output: Optional[OutputStatistics] = Field(default=None, description="The answer counted, if any.")
-    reference: Optional[ConfigMapKeyRef] = Field(
+    reference: Optional[ProfileSource] = Field(
         default=None, description="The reference profile (`kubento profile NAME --from FILE` writes it): the "
         "expected distribution of each field, and the buckets and categories it does not set. Read when the "
         "revision is made: a new profile whose buckets differ is a new revision.")

@@ -48,17 +48,18 @@ def _score(x: Optional[float]) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
-def histogram(f: FieldScore) -> list[str]:
-    """The reference vs live shares of one field, a line per bucket."""
-    live_total = sum(f.live.values())
-    ref_total = sum((f.reference or {}).values())
-    rows = [["bucket", "reference", "", "live", ""]]
-    for label in f.labels:
-        ref = (f.reference or {}).get(label, 0.0) / ref_total if ref_total else None
-        live = f.live.get(label, 0.0) / live_total if live_total else None
-        shown = ("≤ " + label) if label not in ("+Inf", "__other__") and _numeric(label) else label
-        rows.append([shown, "" if ref is None else bar(ref), _pct(ref), "" if live is None else bar(live), _pct(live)])
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+def histogram(labels: tuple[str, ...], columns: dict[str, Optional[dict[str, float]]]) -> list[str]:
+    """Each column's shares (e.g. reference and live) of one field, a line per bucket."""
+    totals = {name: sum(c.values()) if c else 0.0 for name, c in columns.items()}
+    rows = [["bucket"] + [x for name in columns for x in (name, "")]]
+    for label in labels:
+        shown = ("≤ " + label) if label != "+Inf" and _numeric(label) else label
+        row = [shown]
+        for name, counts in columns.items():
+            share = (counts or {}).get(label, 0.0) / totals[name] if totals[name] else None
+            row += ["" if share is None else bar(share), _pct(share)]
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["    " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
@@ -106,7 +107,7 @@ def report(name: str, namespace: str, since: str, revisions: list[tuple[str, int
             if f.note:
                 line += f" [{f.note}]"
             out.append(line)
-            out.extend(histogram(f))
+            out.extend(histogram(f.labels, {"reference": f.reference, "live": f.live}))
     return "\n".join(out)
 
 
@@ -130,12 +131,10 @@ def profile_summary(profile: Any) -> str:
     out = [f"profile of {profile.requests} requests, {profile.rows} input rows"]
     for name, f in [*profile.inputs.items(), *([("output", profile.output)] if profile.output else [])]:
         total = sum(f.counts.values())
-        score = FieldScore(name, total + f.missing, None, None, None, dict(f.counts), dict(f.counts),
-                           tuple(f.labels()))
         missing = f.missing / (total + f.missing) if total + f.missing else 0.0
         out.append(f"  {name} ({f.type}): missing {_pct(missing)}"
                    + (f", mean {f.mean:.4g} [{f.min:.4g}, {f.max:.4g}]" if f.mean is not None else ""))
-        out.extend(histogram(score))
+        out.extend(histogram(tuple(f.labels()), {"share": dict(f.counts)}))
     return "\n".join(out)
 
 
@@ -169,7 +168,7 @@ def _profile(args: argparse.Namespace) -> int:
     stats = spec.monitoring.statistics if spec.monitoring else None
     if stats is None:
         raise Refused(f"{args.name} has no spec.monitoring.statistics: nothing says which fields to profile")
-    ref = stats.reference
+    ref = stats.reference.config_map_key_ref if stats.reference else None
     name = args.configmap or (ref.name if ref else f"{args.name}-profile")
     key = args.key or (ref.key if ref else DEFAULT_KEY)
     source = sys.stdin if args.source == "-" else open(args.source, encoding="utf-8")
@@ -191,8 +190,8 @@ def _profile(args: argparse.Namespace) -> int:
         raise Refused(f"the profile is {len(text.encode())} bytes: too large for a ConfigMap")
     _write_config_map(args.namespace, name, key, text, args.name)
     if ref is None or (ref.name, ref.key) != (name, key):
-        print(f"wrote ConfigMap {name} key {key}; set spec.monitoring.statistics.reference: "
-              f"{{configMapKeyRef: ...}} to {{name: {name}, key: {key}}} to use it", file=sys.stderr)
+        print(f"wrote ConfigMap {name} key {key}; to use it, set spec.monitoring.statistics.reference to "
+              f"{{configMapKeyRef: {{name: {name}, key: {key}}}}}", file=sys.stderr)
     else:
         print(f"wrote ConfigMap {name} key {key} (the reference of {args.name})", file=sys.stderr)
     return 0

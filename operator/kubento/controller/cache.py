@@ -53,7 +53,8 @@ def config_maps_read(model: Optional[dict[str, Any]]) -> set[str]:
     refs = [(c.get("bodyFrom") or {}) for c in checks.get("checks") or []]
     refs.append((checks.get("compareWithStable") or {}).get("inputs") or {})
     out |= {(r.get("configMapKeyRef") or {}).get("name") for r in refs}
-    out.add((((spec.get("monitoring") or {}).get("statistics") or {}).get("reference") or {}).get("name"))
+    reference = (((spec.get("monitoring") or {}).get("statistics") or {}).get("reference") or {})
+    out.add((reference.get("configMapKeyRef") or {}).get("name"))
     return {name for name in out if name}
 
 

@@ -133,7 +133,7 @@ class Observer:
         """The reference profile spec.monitoring.statistics.reference names
         (the watch keeps its ConfigMap: no request once read), or why not."""
         stats = spec.monitoring.statistics if spec.monitoring else None
-        ref = stats.reference if stats else None
+        ref = stats.reference.config_map_key_ref if stats and stats.reference else None
         if ref is None:
             return None, None
         where = f"ConfigMap {ref.name} key {ref.key} (monitoring.statistics.reference)"

@@ -309,7 +309,8 @@ def monitored(bento: ServedBento, spec: ModelDeploymentSpec, model: str, inputs:
     """The bento with what its pods are told of spec.monitoring (the
     profile's buckets resolved) and what its revision is judged with."""
     assert spec.monitoring is not None
-    ref = spec.monitoring.statistics.reference if spec.monitoring.statistics else None
+    stats = spec.monitoring.statistics
+    ref = stats.reference.config_map_key_ref if stats and stats.reference else None
     told, judged = revision_monitoring(spec.monitoring, model, inputs.profile,
                                        f"{ref.name}/{ref.key}" if ref is not None else "")
     compact = {"sort_keys": True, "separators": (",", ":")}
