@@ -415,7 +415,7 @@ class HTTPSink:
 
 class FileSink:
     """JSON lines in ``directory``, one file per process at a time
-    (<pod>-<pid>-<start>.jsonl), closed past ``max_bytes`` or ``max_age``."""
+    (<pod>-<pid>-<start>-<n>.jsonl), closed past ``max_bytes`` or ``max_age``."""
 
     name = "files"
 
@@ -424,6 +424,7 @@ class FileSink:
         self.handle: Optional[Any] = None
         self.opened = 0.0
         self.written = 0
+        self.files_made = 0
 
     def _rotate(self) -> None:
         if self.handle is not None:
@@ -431,7 +432,8 @@ class FileSink:
         os.makedirs(self.files.directory, exist_ok=True)
         self.opened = self.clock()
         stamp = datetime.datetime.fromtimestamp(self.opened, datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        path = os.path.join(self.files.directory, f"{self.pod}-{os.getpid()}-{stamp}.jsonl")
+        self.files_made += 1
+        path = os.path.join(self.files.directory, f"{self.pod}-{os.getpid()}-{stamp}-{self.files_made}.jsonl")
         self.handle = open(path, "ab")
         self.written = 0
 
