@@ -79,6 +79,15 @@ def _step(value: Any, segment: Segment) -> list[Any]:
 
 def select(value: Any, path: Path) -> list[Any]:
     """Every value ``path`` reaches in ``value`` (none: the field is missing)."""
+    if WILDCARD not in path:  # one value at most: no lists to build on the way (the common case, per row)
+        for segment in path:
+            if isinstance(segment, int):
+                if not isinstance(value, list) or not -len(value) <= segment < len(value):
+                    return []
+            elif not isinstance(value, dict) or segment not in value:
+                return []
+            value = value[segment]
+        return [value]
     found = [value]
     for segment in path:
         found = [v for f in found for v in _step(f, segment)]

@@ -37,11 +37,13 @@ imported by ``install`` only).
 from __future__ import annotations
 
 import atexit
+import bisect
 import collections
 import datetime
 import fcntl
 import http.client
 import json
+import math
 import os
 import queue
 import random
@@ -95,7 +97,16 @@ class Field:
         return cls(wire.get("name", name), fields.compile_path(wire.get("path", "$")), wire.get("type", "numeric"),
                    tuple(float(b) for b in wire.get("buckets") or ()), frozenset(wire.get("categories") or ()))
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", tuple(fields.numeric_labels(self.bounds)))
+
     def bucket(self, value: Any) -> Optional[str]:
+        """fields.bucket_of, with the labels made once (this runs for every value of every row)."""
+        if self.kind == "numeric":
+            if value.__class__ is float or value.__class__ is int:
+                if value == value and value not in (math.inf, -math.inf):
+                    return self.labels[bisect.bisect_left(self.bounds, value)]  # type: ignore[attr-defined]
+                return None
         return fields.bucket_of(value, self.kind, self.bounds, self.categories)
 
 
