@@ -1030,7 +1030,7 @@ class Statistics(Model):
         "revision is made: a new profile whose buckets differ is a new revision.")
     interval: Duration = Field(default="30s", description="How often the operator reads the pods' counts.")
     window: Duration = Field(default="10m", description="The scores cover this much recent traffic.")
-    min_rows: int = Field(default=100, ge=1, le=1_000_000, description=(
+    min_rows: int = Field(default=300, ge=1, le=1_000_000, description=(
         "Rows a revision must have sent (or answered) in the window before it gets a score: fewer scores "
         "nothing (see the Data quality docs for the bias of small samples)."))
 
