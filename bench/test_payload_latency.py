@@ -20,17 +20,14 @@ from __future__ import annotations
 import http.client
 import json
 import statistics
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
-from tests.runtime.conftest import Pod, build_archive
+from tests.cloudevents import Receiver
+from tests.runtime.conftest import Pod
 from tests.runtime.test_drain import serve_archive, stop
-from tests.runtime.test_monitor import PROJECT, _files
+from tests.runtime.test_monitor import rules_archive  # noqa: F401 - a fixture: the rules project's archive over HTTP
 
 REQUESTS = 2000  # per setting and load, after WARMUP
 WARMUP = 200
@@ -50,29 +47,6 @@ def settings(sink: str) -> dict[str, dict | None]:
         "statistics, sampling 1.0": {"statistics": STATS, "payloads": {"sampleRate": 1.0, **payloads}},
         "payloads only, sampling 0": {"payloads": {"sampleRate": 0.0, **payloads}},
     }
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.events = 0
-        lock, me = threading.Lock(), self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):  # noqa: N802
-                self.rfile.read(int(self.headers["Content-Length"]))
-                with lock:
-                    me.events += 1
-                self.send_response(202)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 def client_loop(port: int, n: int) -> list[float]:
@@ -101,17 +75,8 @@ def pct(xs: list[float], q: float) -> float:
     return statistics.quantiles(xs, n=1000)[int(q * 1000) - 1] * 1000
 
 
-@pytest.fixture(scope="module")
-def rules_uri(tmp_path_factory):
-    d = tmp_path_factory.mktemp("bench-rules")
-    build_archive(PROJECT, d, "rules")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _files(d))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/rules.bento"
-    server.shutdown()
-
-
-def test_latency_cost_of_sampling(rules_uri, tmp_path: Path) -> None:
+def test_latency_cost_of_sampling(rules_archive, tmp_path: Path) -> None:
+    rules_uri = rules_archive[1]
     receiver = Receiver()
     results: dict[str, dict[int, list]] = {}
     for round_ in range(ROUNDS):
@@ -120,7 +85,7 @@ def test_latency_cost_of_sampling(rules_uri, tmp_path: Path) -> None:
             for d in (pod.root, pod.home, pod.work, pod.pvc):
                 d.mkdir(parents=True, exist_ok=True)
             env = {"KUBENTO_MONITORING": json.dumps({"model": "bench", **config})} if config else {}
-            before = receiver.events
+            before = len(receiver.events)
             server, port, log = serve_archive(pod, rules_uri, **env)
             try:
                 for clients in (1, 4):
@@ -131,7 +96,7 @@ def test_latency_cost_of_sampling(rules_uri, tmp_path: Path) -> None:
                 stop(server)
             sent = WARMUP * 2 + REQUESTS * 2
             if config and config.get("payloads", {}).get("sampleRate") == 1.0:
-                assert receiver.events - before >= 2 * sent * 0.99, (receiver.events - before, sent)
+                assert len(receiver.events) - before >= 2 * sent * 0.99, (len(receiver.events) - before, sent)
             records = sum(1 for line in log.read_text().splitlines() if line.startswith('{"kind":"kubento'))
             if config and config.get("payloads", {}).get("sampleRate") == 0.0:
                 assert records == 0

@@ -29,17 +29,17 @@ import subprocess
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 
-from e2e import monitoring as prometheus_stack
 from e2e import traffic
-from e2e.conftest import IN_CLUSTER, NAMESPACE, run
+from e2e.conftest import IN_CLUSTER, NAMESPACE
 from e2e.support import apply_md, in_cluster, md, settled
-from e2e.test_monitoring import INTERVAL, Webhook, fired, report
+from e2e.test_monitoring import INTERVAL, fired, report, running_stack
+from tests.cloudevents import Receiver
 from tests.helpers import condition, wait_for
 from tests.runtime.conftest import build_archive
 from tests.specs import model_deployment
@@ -58,56 +58,9 @@ RATE = 0.1
 REFERENCE_REQUESTS = 2000
 
 
-class Receiver:
-    """CloudEvents as a payload logger's receiver gets them."""
-
-    def __init__(self, host: str):
-        self.events: list[tuple[dict, bytes]] = []
-        lock, events = threading.Lock(), self.events
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with lock:
-                    events.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(202)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.url = f"http://{host}:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def requests(self) -> list[dict]:
-        return [h for h, _ in self.events if h.get("ce-type") == "org.kubeflow.serving.inference.request"]
-
-
-def rules(helm: str) -> str:
-    args = [helm, "template", "kubento", str(ROOT / "charts" / "kubento"), "--namespace", "kubento-system",
-            "--kube-version", "1.34.4", "--set", "alerts.configMap.enabled=true",
-            "--show-only", "templates/prometheus-rules.yaml"]
-    for key, value in RULE_VALUES.items():
-        args += ["--set", f"{key}={value}"]
-    return yaml.safe_load(run(*args).stdout)["data"]["kubento-rules.yaml"]
-
-
 @pytest.fixture(scope="module")
 def monitoring(cluster, operator, helm, tmp_path_factory):
-    hook = Webhook()
-    stack = prometheus_stack.start(cluster.kubeconfig, rules(helm), tmp_path_factory.mktemp("quality-monitoring"),
-                                   webhook=hook.url, interval=INTERVAL)
-    stack.hook = hook
-    try:
-        wait_for("the operator's scrape to be up", lambda: stack.query('up{job="kubento-operator"} == 1'),
-                 timeout=60, interval=1)
-        yield stack
-    finally:
-        stack.stop()
-        hook.server.shutdown()
+    yield from running_stack(cluster, helm, tmp_path_factory.mktemp("quality-monitoring"), RULE_VALUES)
 
 
 @pytest.fixture(scope="module")

@@ -73,20 +73,21 @@ class Webhook:
         return None
 
 
-def rules(helm: str) -> str:
+def rules(helm: str, values: dict[str, str] = RULE_VALUES) -> str:
     args = [helm, "template", "kubento", str(ROOT / "charts" / "kubento"), "--namespace", "kubento-system",
             "--kube-version", "1.34.4", "--set", "alerts.configMap.enabled=true",
             "--show-only", "templates/prometheus-rules.yaml"]
-    for key, value in RULE_VALUES.items():
+    for key, value in values.items():
         args += ["--set", f"{key}={value}"]
     return yaml.safe_load(run(*args).stdout)["data"]["kubento-rules.yaml"]
 
 
-@pytest.fixture(scope="module")
-def monitoring_stack(cluster, operator, helm, tmp_path_factory):
+def running_stack(cluster, helm, directory, values: dict[str, str] = RULE_VALUES):
+    """Prometheus and Alertmanager with the chart's rules (``values`` set), a
+    webhook on the Alertmanager (``stack.hook``), until the generator ends."""
     hook = Webhook()
-    stack = prometheus_stack.start(cluster.kubeconfig, rules(helm), tmp_path_factory.mktemp("monitoring"),
-                             webhook=hook.url, interval=INTERVAL)
+    stack = prometheus_stack.start(cluster.kubeconfig, rules(helm, values), directory, webhook=hook.url,
+                                   interval=INTERVAL)
     stack.hook = hook
     try:
         # The documented scrape configuration finds the operator (its metrics port) on its own.
@@ -96,6 +97,11 @@ def monitoring_stack(cluster, operator, helm, tmp_path_factory):
     finally:
         stack.stop()
         hook.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def monitoring_stack(cluster, operator, helm, tmp_path_factory):
+    yield from running_stack(cluster, helm, tmp_path_factory.mktemp("monitoring"))
 
 
 @pytest.fixture

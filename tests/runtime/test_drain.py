@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -37,8 +36,7 @@ def serve_archive(pod: Pod, uri: str, **env: str) -> tuple[subprocess.Popen, int
     log_path = pod.root / "serve.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen([sys.executable, "-m", "kubento.runtime", "serve", "--host", "127.0.0.1"],
-                                  env=pod.env(BENTOML_PORT=str(port), **env), stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)  # its workers with it: stop() ends the whole group
+                                  env=pod.env(BENTOML_PORT=str(port), **env), stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while True:
         assert server.poll() is None, f"bentoml serve exited: {log_path.read_text()[-3000:]}"
@@ -51,12 +49,16 @@ def serve_archive(pod: Pod, uri: str, **env: str) -> tuple[subprocess.Popen, int
 
 
 def stop(server: subprocess.Popen) -> None:
-    """End the server and its BentoML workers (killing only the arbiter would leave them running)."""
-    try:
-        os.killpg(server.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    server.wait(10)
+    """End the server and its BentoML workers: SIGTERM, so that BentoML's
+    arbiter stops them (they run in process groups of their own: killing the
+    arbiter alone would leave them serving), then SIGKILL if it lingers."""
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
 
 
 def test_a_keep_alive_client_gets_connection_close_instead_of_a_closed_socket(

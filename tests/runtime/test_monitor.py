@@ -26,6 +26,7 @@ import pytest
 
 from kubento.quality.drift import pod_counts
 from kubento.runtime.monitor import RECORD_KIND, REQUEST_TYPE, RESPONSE_TYPE
+from tests.cloudevents import Receiver
 from tests.runtime.conftest import Archive, Pod, build_archive
 from tests.runtime.test_drain import serve_archive, stop
 
@@ -58,32 +59,6 @@ def _files(root: Path):
         def log_message(self, *args):
             pass
     return Handler
-
-
-class Receiver:
-    """A CloudEvents receiver: every POST's headers and body."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[dict[str, str], bytes]] = []
-        lock, events = threading.Lock(), self.events
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with lock:
-                    events.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(202)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 def post(port: int, body: dict) -> tuple[int, object]:

@@ -25,7 +25,7 @@ import json
 import sys
 from typing import Any, Optional
 
-from kubento.cli.rollout import Refused, answered, default_namespace
+from kubento.cli.rollout import Refused, on_a_model
 from kubento.quality.drift import Counts, FieldScore, RevisionScores, add, difference, score, wanted
 
 BAR = 16  # characters of a full bar
@@ -315,20 +315,6 @@ SAMPLING_KEYS = {("sampled",), ("dropped",), *{("records", s, r) for s in ("stdo
                                                 for r in ("sent", "failed")}}
 
 
-def run_profile(args: argparse.Namespace) -> int:
-    def action() -> int:
-        args.namespace = args.namespace or default_namespace()
-        return _profile(args)
-    return answered(f"kubento profile {args.name}", args.name, action)
-
-
-def run_drift(args: argparse.Namespace) -> int:
-    def action() -> int:
-        args.namespace = args.namespace or default_namespace()
-        return _drift(args)
-    return answered(f"kubento drift {args.name}", args.name, action)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "profile", help="compute a model's reference profile from a dataset and store it in a ConfigMap",
@@ -347,7 +333,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key", metavar="KEY", help="and this key")
     p.add_argument("--dry-run", action="store_true", help="print the profile, write nothing")
     p.add_argument("-o", "--output", choices=["json"], help="print the profile as JSON")
-    p.set_defaults(func=run_profile)
+    p.set_defaults(func=on_a_model("profile", _profile))
 
     d = sub.add_parser(
         "drift", help="drift of a model's inputs and outputs per revision, from its pods' counts",
@@ -361,4 +347,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--window", type=float, default=0.0, metavar="SECONDS",
                    help="count over this many seconds (two readings) instead of since the pods started")
     d.add_argument("-o", "--output", choices=["json"], help="JSON")
-    d.set_defaults(func=run_drift)
+    d.set_defaults(func=on_a_model("drift", _drift))

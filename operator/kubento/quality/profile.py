@@ -195,14 +195,9 @@ class Judged:
     note: str = ""  # why there is no reference, if there is none
 
     def wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"labels": list(self.labels)}
-        if self.reference is not None:
-            out["reference"] = self.reference
-        if self.missing is not None:
-            out["missing"] = self.missing
-        if self.note:
-            out["note"] = self.note
-        return out
+        out = {"labels": list(self.labels), "reference": self.reference, "missing": self.missing,
+               "note": self.note or None}
+        return {k: v for k, v in out.items() if v is not None}
 
     @classmethod
     def of(cls, wire: dict[str, Any]) -> "Judged":
