@@ -157,9 +157,12 @@ def test_drift_alerts_payload_records_and_the_output_shift_gate(cluster, operato
     before = scores(monitoring, name)
     drift_before = json.loads(kubento(cluster, "drift", name, "-n", NAMESPACE, "-o", "json"))
     sampled = drift_before["sampling"]["sampled"]
-    wait_for("every sampled record at the receiver", lambda: len(receiver.requests()) >= sampled, timeout=30)
-    records = [json.loads(line.split(" ", 1)[1]) for line in pod_log(cluster, name).splitlines()
-               if '{"kind":"kubento.payload/v1"' in line]
+    def logged() -> list[dict]:
+        return [json.loads(line.split(" ", 1)[1]) for line in pod_log(cluster, name).splitlines()
+                if '{"kind":"kubento.payload/v1"' in line]
+    wait_for("every sampled record at the receiver and in the log",
+             lambda: len(receiver.requests()) >= sampled and len(logged()) >= sampled, timeout=30)
+    records = logged()
     rate = len(records) / REFERENCE_REQUESTS
     print(f"[quality] sampling {RATE}: {len(records)} records of {REFERENCE_REQUESTS} requests on stdout "
           f"({rate:.3f}), {len(receiver.requests())} at the HTTP receiver; scores before the shift: {before}")
@@ -192,7 +195,7 @@ def test_drift_alerts_payload_records_and_the_output_shift_gate(cluster, operato
     for alert, seconds in fired_after.items():
         report(f"{alert} in Alertmanager after the shift began (for: 5s, window 60s, scrape/eval {INTERVAL})",
                seconds)
-    assert after["input_drift[petal_length]"] > 0.2 and after["feature_missing_ratio[sepal_width]"] > 0.2
+    assert after["input_drift[petal_length]"] > 0.2 and after["feature_missing_ratio[sepal_width]"] > 0.1
     assert fired(monitoring, "KubentoModelInputDrift", model=name)["labels"]["feature"] == "petal_length"
     assert "feature petal_length: drift" in drift_text
 
