@@ -132,7 +132,8 @@ def test_counts_and_payload_records_from_a_real_bentoml_server(pod: Pod, rules_a
                 return pod_counts(resp.read().decode())
         deadline = time.monotonic() + 30
         while (seen := metrics()).get(("rows", "input")) != expected[("rows", "input")] \
-                or len(receiver.events) < 2 * seen.get(("sampled",), 0):
+                or min(seen.get(("records", sink, "sent"), 0) for sink in ("stdout", "http", "files")) \
+                < seen.get(("sampled",), 0):
             assert time.monotonic() < deadline, f"{seen.get(('rows', 'input'))} rows counted of {expected}"
             time.sleep(0.3)
         counted = {k: v for k, v in seen.items() if k[0] in ("rows", "miss", "in", "out")}
@@ -183,3 +184,81 @@ def test_counts_and_payload_records_from_a_real_bentoml_server(pod: Pod, rules_a
         assert pair[REQUEST_TYPE]["headers"]["ce-endpoint"] == "/classify"
     finally:
         stop(server)
+
+
+def rows(n: int, seed: int, petal_scale: float = 1.0) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        petal = rng.choice((1.5, 4.3, 5.6)) + rng.gauss(0, 0.3)
+        out.append({"features": [[round(rng.gauss(5.8, 0.8), 1), 3.0, round(petal * petal_scale, 1), 1.2]]})
+    return out
+
+
+def test_a_profile_the_pods_counts_and_the_output_shift_verdict_agree(pod: Pod, rules_archive, tmp_path: Path) -> None:
+    """What the operator computes from real pods: the profile's bucket labels
+    are the ones the pods count in (scores near 0 for reference-like traffic,
+    high for shifted), and the OutputShift verdict on two servers answering
+    the same requests (one skewed) fails where the same model passes."""
+    from kubento.api.v1alpha1 import Analysis, ModelDeploymentSpec
+    from kubento.quality.drift import score, wanted
+    from kubento.quality.profile import build_profile, judged_of, revision_monitoring
+    from kubento.rollout.analysis import evaluate, parse_metrics
+
+    archive, uri = rules_archive
+    spec = ModelDeploymentSpec.model_validate({"bento": {"archive": {"uri": uri}}, "monitoring": {"statistics": {
+        "endpoint": "/classify", "inputRows": "$.features[*]", "outputRows": "$[*]",
+        "inputs": [{"name": "sepal_length", "path": "$[0]"}, {"name": "petal_length", "path": "$[2]"}],
+        "output": {"path": "$", "categories": CLASSES}}}})
+    reference = [(body, None) for body in rows(1500, seed=1)]  # no answers: the spec lists the classes
+    profile = build_profile(spec.monitoring.statistics, reference)
+    told, judged = revision_monitoring(spec.monitoring, "iris", profile)
+    judged = judged_of(json.dumps(judged))
+    servers = []
+    try:
+        for i, skew in enumerate(("0", "1")):
+            p = Pod(tmp_path / f"pod{i}")
+            for d in (p.root, p.home, p.work, p.pvc):
+                d.mkdir(parents=True)
+            servers.append(serve_archive(p, uri, SKEW=skew, KUBENTO_MONITORING=json.dumps(told)))
+        same, shifted = rows(600, seed=2), rows(600, seed=3, petal_scale=1.8)
+        for _, port, _ in servers:
+            with ThreadPoolExecutor(4) as pool:
+                assert {s for s, _ in pool.map(lambda b: post(port, b), same)} == {200}
+
+        def metrics(port: int) -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+                return resp.read().decode()
+        deadline = time.monotonic() + 30
+        while pod_counts(metrics(servers[0][1])).get(("rows", "output")) != 600:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        stable_text = metrics(servers[0][1])
+        before = score("r", judged, pod_counts(stable_text, wanted(judged)), min_rows=100)
+        assert all(f.drift is not None and f.drift < 0.1 for f in before.inputs), before
+        assert before.output.reference is None  # the reference had no answers: nothing to compare with
+
+        labels = set(judged["output"].labels)
+        deadline = time.monotonic() + 30
+        while pod_counts(metrics(servers[1][1])).get(("rows", "output")) != 600:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        analysis = Analysis.model_validate({"minRequests": 100, "outputShift": {"maxDistance": 0.2}})
+        stable = parse_metrics(stable_text, outputs=labels)
+        skewed = parse_metrics(metrics(servers[1][1]), outputs=labels)
+        verdict = evaluate(skewed, analysis, stable, compare_outputs=True)
+        assert (verdict.result, verdict.rollback_reason) == ("fail", "OutputShift"), verdict.message
+        assert evaluate(stable, analysis, stable, compare_outputs=True).result == "pass"
+
+        for body in shifted:
+            post(servers[0][1], body)
+        deadline = time.monotonic() + 30
+        while pod_counts(metrics(servers[0][1])).get(("rows", "input")) != 1200:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        after = score("r", judged, pod_counts(metrics(servers[0][1]), wanted(judged)), min_rows=100)
+        drift = {f.name: f.drift for f in after.inputs}
+        assert drift["petal_length"] > 0.3 and drift["sepal_length"] < 0.1, drift
+    finally:
+        for server, _, _ in servers:
+            stop(server)

@@ -40,6 +40,7 @@ from kubento.controller.world import LEGACY, World, revisions_of
 from kubento.predictions import gate
 from kubento.quality.profile import parse_profile
 from kubento.rollout.analysis import parse_metrics
+from kubento.runtime.fields import OTHER
 
 if TYPE_CHECKING:
     from kubento.controller.reconcile import Services
@@ -231,7 +232,8 @@ class Observer:
         # analysis.outputShift: both revisions' output counts, by the labels they count in (nothing else)
         counted = [quality.judged(revisions, r) for r in (state.revision, previous.stable_revision)]
         outputs = {label for j in counted if j and j.get("output") for label in j["output"].labels}
-        compare = spec.rollout.analysis.output_shift is not None and all(j and j.get("output") for j in counted)
+        compare = spec.rollout.analysis.output_shift is not None and all(
+            j and j.get("output") and set(j["output"].labels) - {OTHER} for j in counted)
         inputs.verdict = analysis.judge(
             memory.windows, due, spec.rollout.analysis, self.now, scraped if over else None,
             lambda: self._submit(ANALYSIS, analysis.scrape_job(

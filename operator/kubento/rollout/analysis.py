@@ -282,6 +282,8 @@ class Verdict:
 
 
 OUTPUT_SHIFT = "OutputShift"
+NOT_COMPARED = ("a revision counts no output classes or buckets (monitoring.statistics.output: categories or "
+                "buckets, or a profile made with the answers)")
 SHOWN_CLASSES = 6  # of a distribution, in a verdict's message
 
 
@@ -364,7 +366,7 @@ def evaluate(canary: Sample, analysis: Analysis, baseline: Optional[Sample] = No
     if analysis.output_shift is None:
         return verdict("pass", "AnalysisPassed", passed)
     if not compare_outputs or baseline is None:
-        return verdict("pass", "AnalysisPassed", f"{passed}; outputs not compared: the stable revision counts none")
+        return verdict("pass", "AnalysisPassed", f"{passed}; outputs not compared: {NOT_COMPARED}")
     shift = output_shift(canary, baseline, analysis.output_shift)
     judged = Verdict(shift.result, shift.reason, f"{shift.message}; {passed}" if shift.result != "pass"
                      else f"{passed}; {shift.message}", requests, errors, rate, p95, shift.output_distance)
