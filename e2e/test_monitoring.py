@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ from e2e.conftest import NAMESPACE, S3_SECRET, run
 from e2e.support import TrafficCounter, apply_md, example_spec, md, settled
 from e2e.test_rollout import serving
 from e2e.test_sources import project_files, put_project
+from tests.cloudevents import Receiver
 from tests.helpers import condition, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,26 +42,12 @@ RULE_VALUES = {
 INTERVAL = "2s"  # scrape and rule evaluation
 
 
-class Webhook:
+class Webhook(Receiver):
     """Alertmanager's receiver: every notification, with the time it came."""
 
-    def __init__(self, host: str = "127.0.0.1"):
-        self.notifications: list[tuple[float, dict]] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                hook.notifications.append((time.monotonic(), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.url = f"http://{host}:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    @property
+    def notifications(self) -> list[tuple[float, dict]]:
+        return [(at, json.loads(body)) for at, (_, body) in zip(list(self.times), list(self.events))]
 
     def first(self, status: str, **labels: str) -> float | None:
         """When the first notification of an alert with ``labels`` in ``status`` came."""
