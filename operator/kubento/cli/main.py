@@ -2,7 +2,7 @@
 (kubento.cli.deploy), ``kubento status|logs`` (kubento.cli.status),
 ``kubento history|rollback|promote|abort`` (kubento.cli.rollout), ``kubento
 top`` (kubento.cli.top), ``kubento check`` (kubento.cli.check), and
-``kubento build`` / ``kubento push`` (a ``.bento`` archive for
+``kubento profile|drift`` (kubento.cli.quality), ``kubento build`` / ``kubento push`` (a ``.bento`` archive for
 ``bento.archive``, in an OCI registry or S3; they reuse the in-pod helper
 kubento.runtime). For platform engineers: ``kubento run`` (the operator) and
 ``kubento crds``. Also ``kubectl kubento ...``."""
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from kubento import __version__
-from kubento.cli import check, deploy, rollout, status, top
+from kubento.cli import check, deploy, quality, rollout, status, top
 
 
 class ProbeFilter:
@@ -271,6 +271,7 @@ def parser() -> argparse.ArgumentParser:
     rollout.register(sub)  # history, rollback, promote, abort
     top.register(sub)
     check.register(sub)
+    quality.register(sub)  # profile, drift
     helps = {a.dest: a.help for a in sub._choices_actions}
     listed = [name for _, names in GROUPS for name in names]
     assert sorted(listed) == sorted(sub.choices), (sorted(listed), sorted(sub.choices))
@@ -283,6 +284,7 @@ def parser() -> argparse.ArgumentParser:
 GROUPS = [
     ("Serve your model", ["deploy", "status", "logs"]),
     ("Steer its rollouts", ["history", "promote", "abort", "rollback", "check", "top"]),
+    ("Watch its data", ["profile", "drift"]),
     ("Archives by hand", ["build", "push"]),
     ("Run the operator (platform engineers)", ["run", "crds"]),
 ]

@@ -7,7 +7,7 @@ kubento last applied them (someone else's edit shows as a new generation),
 manifests the API server refused (not retried in a loop), the Secrets last
 checked, the analysis windows, the autoscaler's samples, and prediction
 checks that got no answer yet (retried a few times before a pod fails),
-and the jobs of requests to its pods under way (kubento.controller.podio).
+the data-quality windows, and the jobs of requests to its pods under way (kubento.controller.podio).
 
 One model is handled by one worker at a time (the work queue guarantees
 it), so a ModelMemory needs no lock of its own; the registry's dict does.
@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from kubento.autoscale.decision import Decision as ScaleDecision
 from kubento.autoscale.decision import Memory as ScaleMemory
+from kubento.controller.quality import QualityMemory
 from kubento.rollout.analysis import Sample
 
 Key = tuple[str, str]
@@ -66,6 +67,7 @@ class ModelMemory:
     windows: dict[tuple[str, int], Any] = field(default_factory=dict)
     autoscaler: AutoscalerMemory = field(default_factory=AutoscalerMemory)
     predictions: PredictionMemory = field(default_factory=PredictionMemory)
+    quality: QualityMemory = field(default_factory=QualityMemory)  # drift windows per pod (controller.quality)
     # purpose (checks, analysis, autoscaler) -> its job of requests to pods, while it runs or until a pass takes it
     jobs: dict[str, Future] = field(default_factory=dict)
     checked: Optional[Future] = None  # the checks job whose results this pass uses (forgotten once written)
