@@ -19,6 +19,18 @@ from kubento import __version__
 from kubento.cli import check, deploy, quality, rollout, status, top
 
 
+def quiet_logs(liveness_url: str) -> None:
+    """What would drown what the operator did: kopf's line for every handler
+    call on every watch event (most of its work at a thousand models), and
+    for every liveness probe — the kubelet's access line and kopf's "Activity
+    'workers' succeeded." (several every 10 s). Failures still show."""
+    import logging
+
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("kopf.activities.probe").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").addFilter(ProbeFilter(liveness_url))
+
+
 class ProbeFilter:
     """Drops aiohttp's access lines of successful requests to the liveness
     endpoint's path (a failing probe is still logged)."""
@@ -41,13 +53,7 @@ def _run(args: argparse.Namespace) -> int:
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
     if not args.verbose:
-        # kopf logs every handler call on every watch event at info: at a
-        # thousand models that is most of the operator's work.
-        import logging
-
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-        # The kubelet's probes of the liveness endpoint (several every 10 s) would be most of the log.
-        logging.getLogger("aiohttp.access").addFilter(ProbeFilter(args.liveness))
+        quiet_logs(args.liveness)
     if not args.namespace and not args.all_namespaces:
         print("kubento run: give -n/--namespace (repeatable) or -A/--all-namespaces", file=sys.stderr)
         return 2
