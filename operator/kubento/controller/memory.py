@@ -72,6 +72,7 @@ class ModelMemory:
     jobs: dict[str, Future] = field(default_factory=dict)
     checked: Optional[Future] = None  # the checks job whose results this pass uses (forgotten once written)
     verified: bool = False  # a pass of this leader read the model itself (reconcile's verify)
+    conflicted: bool = False  # its last status was refused as stale (409): the next pass reads the model
     write_streak: int = 0  # passes in a row that wrote something (a pass that keeps writing is a fight: slow down)
 
 
