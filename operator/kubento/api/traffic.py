@@ -157,9 +157,9 @@ class TrafficStatus(Model):
         description="replicas: the Service selects the pods (a canary's weight is a share of pods); gateway: "
         "kubento's HTTPRoute splits requests by weight.")
     route: Optional[str] = Field(default=None, description="The model's HTTPRoute (gateway mode).")
-    backends: list[BackendWeight] = Field(default_factory=list, description="The route's weighted backends.")
+    backends: Optional[list[BackendWeight]] = Field(default=None, description="The route's weighted backends.")
     mirror: Optional[int] = Field(default=None, description="Percent of requests mirrored to the candidate.")
-    parents: list[RouteParentStatus] = Field(default_factory=list, description="Each Gateway's view of the route.")
+    parents: Optional[list[RouteParentStatus]] = Field(default=None, description="Each Gateway's view of the route.")
     mirror_check: Optional[MirrorCheck] = Field(default=None, description="The last probe of mirroring.")
 
 
