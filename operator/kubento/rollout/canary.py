@@ -123,6 +123,8 @@ def describe(rollout: "Rollout", state: "RolloutStatus") -> list[str]:
     if not steps:
         return []
     i = min(state.step, len(steps) - 1)
+    if steps[i].mirror:
+        return [f"step {i + 1}/{len(steps)} (shadow: {steps[i].mirror}% of requests mirrored)"]
     requested = state.requested_weight if state.requested_weight is not None else steps[i].weight
     return [f"step {i + 1}/{len(steps)} (weight {requested}% requested)"]
 
@@ -133,8 +135,8 @@ def screen(rollout: "Rollout", state: "RolloutStatus", effective: Optional[int])
         return []
     i = min(state.step, len(steps) - 1)
     requested = state.requested_weight if state.requested_weight is not None else steps[i].weight
-    parts = [f"step {i + 1}/{len(steps)}, weight {requested}% requested / "
-             f"{f'{effective}%' if effective is not None else '-'} effective"]
+    parts = [f"step {i + 1}/{len(steps)}, " + (f"shadow: {steps[i].mirror}% of requests mirrored" if steps[i].mirror else
+             f"weight {requested}% requested / {f'{effective}%' if effective is not None else '-'} effective")]
     if state.promoted:
         parts.append("promoted")
     elif state.step_reached:
@@ -151,8 +153,9 @@ def held(rollout: "Rollout", state: "RolloutStatus") -> Optional[str]:
     steps = rollout.steps
     current = steps[min(state.step, len(steps) - 1)] if steps else None
     weight = state.requested_weight if state.requested_weight is not None else (current.weight if current else "?")
+    what = f"shadow, {current.mirror}% mirrored" if current is not None and current.mirror else f"{weight}%"
     pause = f" for {current.pause}" if current is not None and current.pause else ""
-    return f"the canary holds at step {state.step + 1}/{len(steps)} ({weight}%){pause}"
+    return f"the canary holds at step {state.step + 1}/{len(steps)} ({what}){pause}"
 
 
 STRATEGY = Strategy("Canary", step, wake_after=wake_after, describe=describe, screen=screen, held=held)
