@@ -72,11 +72,12 @@ class Clients:
     answer only inside the cluster (KUBENTO_E2E_IN_CLUSTER)."""
 
     def __init__(self, cluster, url: str, body: bytes, expected, threads: int, timeout: float, pause: float,
-                 fail_pause: float, keep_alive: bool | str = False):
+                 fail_pause: float, keep_alive: bool | str = False, headers: dict[str, str] | None = None):
         self.cluster = cluster
         self.keep_alive = keep_alive
         self.args = {"url": url, "body": body.decode(), "expected": expected, "threads": threads,
-                     "timeout": timeout, "pause": pause, "fail_pause": fail_pause, "keep_alive": keep_alive}
+                     "timeout": timeout, "pause": pause, "fail_pause": fail_pause, "keep_alive": keep_alive,
+                     "headers": headers}
         self.ok = 0
         self.failures: Counter[str] = Counter()
         self.versions: Counter[str] = Counter()  # good answers per model version (X-Model-Version)
@@ -103,7 +104,7 @@ class Clients:
             if IN_CLUSTER:
                 in_cluster(self.cluster, "post", {"url": a["url"], "body": a["body"], "timeout": 5})
             else:
-                traffic.post(a["url"], a["body"].encode(), timeout=5)
+                traffic.post_versioned(a["url"], a["body"].encode(), 5, a["headers"])
             return True
         except Exception:  # noqa: BLE001 - refused, reset, 5xx: not answering yet
             return False
@@ -119,7 +120,7 @@ class Clients:
         if not IN_CLUSTER:
             self._threads = [threading.Thread(target=traffic.client_loop, daemon=True, args=(
                 a["url"], a["body"].encode(), a["expected"], a["timeout"], a["pause"], a["fail_pause"],
-                self._stop, self._report, a["keep_alive"])) for _ in range(a["threads"])]
+                self._stop, self._report, a["keep_alive"], a["headers"])) for _ in range(a["threads"])]
             for t in self._threads:
                 t.start()
             return
