@@ -188,13 +188,19 @@ def test_a_gateway_that_does_not_allow_the_namespace_is_named_with_its_reason():
     assert ("Warning", "NotAllowedByListeners") in [e[:2] for e in events]
 
 
-def test_a_shadow_step_probes_first_and_rolls_back_where_the_gateway_cannot_mirror():
+def shadow_rollout() -> RoutedToy:
+    """A model of 2 replicas serving v1, rolling v2 out with a shadow step (mirror 50 %) first."""
     steps = [{"weight": 0, "mirror": 50, "pause": "20s"}, {"weight": 50}]
     spec = {**VALID_SPEC, "replicas": 2, "rollout": {"strategy": "Canary", "steps": steps},
             "traffic": {"gateway": GATEWAY}}
     toy = RoutedToy({**spec, "env": [{"name": "V", "value": "1"}]})
     settle(toy, inputs=inputs(toy))
     change(toy, {**spec, "env": [{"name": "V", "value": "2"}]})
+    return toy
+
+
+def test_a_shadow_step_probes_first_and_rolls_back_where_the_gateway_cannot_mirror():
+    toy = shadow_rollout()
     probe_rules = []
     for _ in range(10):
         toy.step(inputs(toy))
@@ -215,12 +221,7 @@ def test_a_shadow_step_probes_first_and_rolls_back_where_the_gateway_cannot_mirr
 
 
 def test_a_shadow_step_mirrors_once_the_probe_passed():
-    steps = [{"weight": 0, "mirror": 50, "pause": "20s"}, {"weight": 50}]
-    spec = {**VALID_SPEC, "replicas": 2, "rollout": {"strategy": "Canary", "steps": steps},
-            "traffic": {"gateway": GATEWAY}}
-    toy = RoutedToy({**spec, "env": [{"name": "V", "value": "1"}]})
-    settle(toy, inputs=inputs(toy))
-    change(toy, {**spec, "env": [{"name": "V", "value": "2"}]})
+    toy = shadow_rollout()
     for _ in range(5):
         toy.step(inputs(toy))
     v2 = toy.model["status"]["rollout"]["revision"]
