@@ -8,14 +8,15 @@ HTTP 500 to every request of the rule (it mirrors only through its own
 TraefikService kind). So before a shadow step, the route carries a probe
 rule (``x-kubento-probe: mirror`` to stable, mirroring every request to the
 candidate; kubento.builders.route), and kubento sends one GET of the model's
-``/readyz`` through it to each Gateway that accepted the route and has an
-address, and one through the ``<header>: stable`` rule (no filter) to tell
+``/readyz`` through it to each Gateway that accepted the route (at its
+address in status, else at the route's host name), and one through the ``<header>: stable`` rule (no filter) to tell
 the filter from the model. A 2xx through the probe rule: the Gateway
 mirrors (or at least the filter breaks nothing); a 5xx there and a 2xx
 without it: it does not implement the filter, and the shadow step fails
 with MirrorNotSupported before the filter touches a real request. A
-Gateway without an address in its status cannot be probed (Unknown: the
-step goes ahead, and its analysis shows whether mirrored requests arrive).
+Gateway kubento cannot reach (no address, a host name that does not
+resolve where the operator runs) gives Unknown: the step goes ahead, and
+its analysis shows whether mirrored requests arrive.
 
 The Gateways' addresses are set by whoever runs them (not the model's
 tenant); the requests go as every request kubento makes (podhttp: no
@@ -36,8 +37,9 @@ from kubento.controller import podhttp
 
 ANSWER_CAP = 64 << 10
 DEADLINE = 5.0
-ATTEMPTS = 20  # a 404 (or no answer) means the Gateway has not programmed the rule yet: again, 0.5 s apart
+ATTEMPTS = 20  # a 404 means the Gateway has not programmed the rule yet: again, 0.5 s apart
 PAUSE = 0.5
+UNANSWERED = 2  # attempts when nothing answers (an address not reachable from the operator: Unknown)
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,9 @@ def verdict(revision: str, results: list[tuple[Target, Any, Any]]) -> MirrorChec
 
 def unprobed(revision: str) -> MirrorCheck:
     return MirrorCheck(revision=revision, supported="Unknown",
-                       message="no Gateway that accepted the route has an address in its status to probe: not "
-                       "checked; the shadow step's analysis shows whether mirrored requests arrive")
+                       message="no Gateway that accepted the route has an address in its status, nor the route a "
+                       "host name, to probe: not checked; the shadow step's analysis shows whether mirrored "
+                       "requests arrive")
 
 
 def job(revision: str, targets: list[Target], prefix: str, header: str
@@ -91,9 +94,10 @@ def job(revision: str, targets: list[Target], prefix: str, header: str
     async def run(session: aiohttp.ClientSession) -> MirrorCheck:
         results = []
         for target in targets:
-            for _ in range(ATTEMPTS):
+            for attempt in range(ATTEMPTS):
                 probe = await send(session, target, {PROBE_HEADER: PROBE_VALUE})
-                if probe.status not in (None, 404):
+                # 404: the Gateway has not programmed the rule yet; no answer at all: a few times only
+                if probe.status != 404 and (probe.status is not None or attempt >= UNANSWERED):
                     break
                 await asyncio.sleep(PAUSE)
             control = await send(session, target, {header: "stable"})

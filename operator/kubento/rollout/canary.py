@@ -89,8 +89,8 @@ def _routed_step(o: Observed) -> Plan:
     before = o.steps[o.step - 1].weight if o.step else 0  # what the route carries until this step's pods are ready
     label = (f"step {o.step + 1}/{len(o.steps)} (" + (f"{current.weight}% of requests" if current.weight
                                                       else f"shadow: {current.mirror}% of requests mirrored") + ")")
-    base = Plan(r, max(want, o.candidate.desired), "both", "Progressing", "CanaryStep", "", step=o.step,
-                weight=before, requested=current.weight, route=before)
+    base = Plan(r, want, "both", "Progressing", "CanaryStep", "", step=o.step, weight=before, requested=current.weight,
+                route=before)
     if o.candidate.ready < want:
         return replace(base, message=f"{label}: {min(o.candidate.ready, want)} of {want} canary replicas ready")
     if current.mirror:
