@@ -4,7 +4,9 @@ send predictions through its Service (also from many threads at once)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -49,6 +51,15 @@ def predict(cluster, name, rows):
     if IN_CLUSTER:
         return json.loads(in_cluster(cluster, "post", {"url": f"http://{ip}/classify", "body": body, "timeout": 10}))
     return json.loads(traffic.post(f"http://{ip}/classify", body.encode(), timeout=10))
+
+
+def kubento(cluster, *args: str) -> str:
+    """The kubento CLI as a user runs it, against the e2e cluster's namespace: its stdout."""
+    env = {**os.environ, "KUBECONFIG": cluster.kubeconfig}
+    proc = subprocess.run([sys.executable, "-m", "kubento.cli.main", *args, "-n", NAMESPACE], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"kubento {' '.join(args)}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+    return proc.stdout
 
 
 def http_get(cluster, url: str, timeout: float = 10) -> str:
