@@ -90,7 +90,7 @@ def answer(admin, namespace, name, status="True", reason="Accepted", message="ro
 
 
 def main_rule(route):
-    return [r for r in route["spec"]["rules"] if not any(m.get("headers") for m in r["matches"])][-1]
+    return [r for r in route["spec"]["rules"] if not any(m.get("headers") for m in r["matches"])][0]
 
 
 def weights(route):

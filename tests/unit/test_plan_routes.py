@@ -53,7 +53,7 @@ class RoutedToy(Toy):
                 "conditions": [{"type": "Accepted", "observedGeneration": gen, "message": "", **self.answer},
                                {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs",
                                 "observedGeneration": gen}]} for ref in route["spec"]["parentRefs"]]}
-            main = [r for r in route["spec"]["rules"] if not any(m.get("headers") for m in r["matches"])][-1]
+            main = [r for r in route["spec"]["rules"] if not any(m.get("headers") for m in r["matches"])][0]
             self.carried.append({b["name"]: b["weight"] for b in main["backendRefs"]})
 
     def route(self) -> dict:
@@ -84,8 +84,8 @@ def test_a_model_in_gateway_mode_gets_its_route_and_a_service_per_revision():
     assert route["spec"]["hostnames"] == ["iris.example.com"]
     assert route["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     headers = [[(h["name"], h["value"]) for h in r["matches"][0].get("headers", [])] for r in route["spec"]["rules"]]
-    assert headers == [[("x-kubento-revision", "stable")], [("x-kubento-revision", rev)], []]
-    main = route["spec"]["rules"][-1]
+    assert headers == [[], [("x-kubento-revision", "stable")], [("x-kubento-revision", rev)]]
+    main = route["spec"]["rules"][0]
     assert main["backendRefs"] == [{"group": "", "kind": "Service", "name": f"iris-{rev}", "port": 80, "weight": 100}]
     assert main["timeouts"] == {"request": "30s"} and "filters" not in main
     assert main["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
@@ -115,7 +115,7 @@ def test_replicas_mode_says_so_and_has_no_route():
 def test_a_path_prefix_is_rewritten_away_and_the_url_has_it():
     toy = RoutedToy({**VALID_SPEC, "traffic": {"gateway": {**GATEWAY, "pathPrefix": "/models/iris"}}})
     settle(toy, inputs=inputs(toy))
-    main = toy.route()["spec"]["rules"][-1]
+    main = toy.route()["spec"]["rules"][0]
     assert main["matches"][0]["path"] == {"type": "PathPrefix", "value": "/models/iris"}
     assert main["filters"] == [{"type": "URLRewrite", "urlRewrite": {"path": {
         "type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}]
@@ -206,8 +206,10 @@ def test_a_shadow_step_probes_first_and_rolls_back_where_the_gateway_cannot_mirr
         toy.step(inputs(toy))
         rules = toy.route()["spec"]["rules"]
         probe_rules += [r for r in rules if any(h["name"] == "x-kubento-probe" for h in r["matches"][0].get("headers", []))]
-        assert not rules[-1].get("filters")  # never a mirror on real traffic before the probe
+        assert not rules[0].get("filters")  # never a mirror on real traffic before the probe
     assert probe_rules and probe_rules[0]["filters"][0]["requestMirror"]["percent"] == 100
+    assert probe_rules[0]["filters"][1] == {"type": "ResponseHeaderModifier", "responseHeaderModifier": {
+        "set": [{"name": "x-kubento-probe", "value": "mirror"}]}}  # its answers tell it from the main rule's
     v2 = toy.model["status"]["rollout"]["revision"]
     refused = MirrorCheck(revision=v2, supported="False", message="Gateway infra/public answers HTTP 500 to a request "
                           "through a rule with the RequestMirror filter and HTTP 200 to the same request without it")
@@ -229,7 +231,7 @@ def test_a_shadow_step_mirrors_once_the_probe_passed():
     toy.step(inputs(toy, mirror_check=ok))
     for _ in range(4):
         toy.step(inputs(toy))
-    main = toy.route()["spec"]["rules"][-1]
+    main = toy.route()["spec"]["rules"][0]
     assert main["filters"] == [{"type": "RequestMirror", "requestMirror": {"backendRef": {
         "group": "", "kind": "Service", "name": f"iris-{v2}", "port": 80}, "percent": 50}}]
     assert [b["weight"] for b in main["backendRefs"]] == [100]
@@ -243,12 +245,12 @@ def test_retries_where_the_cluster_has_the_field_and_a_note_where_not():
                                                                        "codes": [502, 503]}}}}
     toy = RoutedToy(spec)
     settle(toy, inputs=inputs(toy, retry_served=False))
-    assert "retry" not in toy.route()["spec"]["rules"][-1]
+    assert "retry" not in toy.route()["spec"]["rules"][0]
     accepted = next(c for c in toy.model["status"]["conditions"] if c["type"] == "RouteAccepted")
     assert accepted["status"] == "True" and "no rules[].retry" in accepted["message"]
     toy = RoutedToy(spec)
     settle(toy, inputs=inputs(toy, retry_served=True))
-    assert toy.route()["spec"]["rules"][-1]["retry"] == {"attempts": 2, "backoff": "100ms", "codes": [502, 503]}
+    assert toy.route()["spec"]["rules"][0]["retry"] == {"attempts": 2, "backoff": "100ms", "codes": [502, 503]}
 
 
 def test_without_the_gateway_api_the_model_is_served_as_in_replicas_mode_and_says_why():
@@ -329,7 +331,10 @@ def test_the_mirror_probe_tells_a_broken_filter_from_a_broken_model():
     from kubento.predictions.expect import Response
 
     t = Target("infra/public", "http://203.0.113.7:8080", "iris.example.com")
-    assert verdict("v2", [(t, Response(200), Response(200))]).supported == "True"
+    assert verdict("v2", [(t, Response(200, header="mirror"), Response(200))]).supported == "True"
+    # a 200 without the probe rule's mark came through the main rule (the probe rule not programmed yet)
+    fell = verdict("v2", [(t, Response(200), Response(200))])
+    assert fell.supported == "Unknown" and "without the probe rule's mark" in fell.message
     no = verdict("v2", [(t, Response(500), Response(200))])
     assert no.supported == "False" and "does not implement the filter" in no.message
     assert verdict("v2", [(t, Response(500), Response(503))]).supported == "Unknown"  # the model itself fails

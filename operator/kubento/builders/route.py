@@ -3,18 +3,26 @@ it names (spec.traffic.gateway; kubento.rollout.traffic decides what the
 route carries).
 
 The route's rules, all under the spec's path prefix (Gateway API gives a
-rule with more header matches precedence over one with fewer, so the
-header rules win over the main rule):
+rule with more header matches precedence over one with fewer, whatever the
+order, so the header rules win over the main rule):
 
-- ``x-kubento-probe: mirror`` (only before a shadow step): to stable, with a
-  RequestMirror of every request to the candidate: kubento probes through
-  it whether the Gateways mirror before the filter touches real traffic;
-- ``<header>: candidate`` to the revision rolling out (once it has a ready
-  pod), ``<header>: stable`` to the stable one, ``<header>: <revision>``
+- the main rule, always the first: every request without kubento's headers,
+  split by weight between revisions (``backendRefs[].weight``: percent),
+  with a RequestMirror during a shadow step. First, so that header rules
+  coming and going never renumber it: Envoy Gateway names a rule's upstream
+  cluster by its index, and a renumbered main rule answered 503
+  (``cluster_not_found``: the route's update reached Envoy after the old
+  cluster was removed) to a request of the e2e tier's BlueGreen switch;
+- ``<header>: stable`` to the stable revision, ``<header>: candidate`` to
+  the revision rolling out (once it has a ready pod), ``<header>: <revision>``
   to every revision that runs pods;
-- the main rule: every other request, split by weight between revisions
-  (``backendRefs[].weight``: percent), with a RequestMirror during a
-  shadow step.
+- ``x-kubento-probe: mirror`` (only before a shadow step), last: to stable,
+  with a RequestMirror of every request to the candidate: kubento probes
+  through it whether the Gateways mirror before the filter touches real
+  traffic. Its answers carry ``x-kubento-probe: mirror`` too (a
+  ResponseHeaderModifier): until a Gateway has programmed the rule, a probe
+  falls through to the main rule and answers 200 without it (seen on
+  Traefik, whose 200 was taken for a working mirror).
 
 A path prefix other than ``/`` is removed before the model sees the request
 (URLRewrite ReplacePrefixMatch); the request timeout and retry apply to
@@ -83,6 +91,9 @@ def http_route(spec: ModelDeploymentSpec, owner: Owner, route: Route, retry_serv
                             "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}})
         if mirror is not None:
             filters.append(_mirror(owner, *mirror))
+        if header == (PROBE_HEADER, PROBE_VALUE):
+            filters.append({"type": "ResponseHeaderModifier",
+                            "responseHeaderModifier": {"set": [{"name": PROBE_HEADER, "value": PROBE_VALUE}]}})
         out: dict[str, Any] = {"matches": [_match(gateway, header)]}
         if filters:
             out["filters"] = filters
@@ -99,16 +110,15 @@ def http_route(spec: ModelDeploymentSpec, owner: Owner, route: Route, retry_serv
         return out
 
     header = gateway.revision_header
-    rules = []
+    rules = [rule([_backend(owner, rev, w) for rev, w in route.weights], mirror=route.mirror)]
+    if route.stable is not None and route.stable in route.revisions:
+        rules.append(rule([_backend(owner, route.stable)], (header, "stable")))
+    if route.candidate is not None:
+        rules.append(rule([_backend(owner, route.candidate)], (header, "candidate")))
+    rules += [rule([_backend(owner, rev)], (header, rev)) for rev in route.revisions]
     if route.probe is not None:
         to, mirrored = route.probe
         rules.append(rule([_backend(owner, to)], (PROBE_HEADER, PROBE_VALUE), (mirrored, 100)))
-    if route.candidate is not None:
-        rules.append(rule([_backend(owner, route.candidate)], (header, "candidate")))
-    if route.stable is not None and route.stable in route.revisions:
-        rules.append(rule([_backend(owner, route.stable)], (header, "stable")))
-    rules += [rule([_backend(owner, rev)], (header, rev)) for rev in route.revisions]
-    rules.append(rule([_backend(owner, rev, w) for rev, w in route.weights], mirror=route.mirror))
     parents = []
     for p in gateway.parent_refs:
         ref: dict[str, Any] = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": p.name}

@@ -54,9 +54,9 @@ def _revision(owner: Owner, service: str) -> Optional[str]:
 
 
 def main_rule(route: dict[str, Any]) -> Optional[dict[str, Any]]:
-    """The rule every request without kubento's headers takes (the last without a header match)."""
+    """The rule every request without kubento's headers takes (the first without a header match)."""
     rules = [r for r in (route.get("spec") or {}).get("rules") or [] if not r.get("headers")]
-    return rules[-1] if rules else None
+    return rules[0] if rules else None
 
 
 def has_probe(route: Optional[dict[str, Any]]) -> bool:

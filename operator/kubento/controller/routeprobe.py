@@ -10,7 +10,11 @@ rule (``x-kubento-probe: mirror`` to stable, mirroring every request to the
 candidate; kubento.builders.route), and kubento sends one GET of the model's
 ``/readyz`` through it to each Gateway that accepted the route (at its
 address in status, else at the route's host name), and one through the ``<header>: stable`` rule (no filter) to tell
-the filter from the model. A 2xx through the probe rule: the Gateway
+the filter from the model. The probe rule marks its answers (the answer
+header ``x-kubento-probe: mirror``): an answer without the mark came
+through another rule (the Gateway has not programmed the probe rule yet; a
+200 from the main rule once passed for a working mirror on Traefik) and is
+sent again, like a 404. A marked 2xx through the probe rule: the Gateway
 mirrors (or at least the filter breaks nothing); a 5xx there and a 2xx
 without it: it does not implement the filter, and the shadow step fails
 with MirrorNotSupported before the filter touches a real request. A
@@ -37,7 +41,7 @@ from kubento.controller import podhttp
 
 ANSWER_CAP = 64 << 10
 DEADLINE = 5.0
-ATTEMPTS = 20  # a 404 means the Gateway has not programmed the rule yet: again, 0.5 s apart
+ATTEMPTS = 20  # a 404 or an unmarked 2xx: the Gateway has not programmed the rule yet: again, 0.5 s apart
 PAUSE = 0.5
 UNANSWERED = 2  # attempts when nothing answers (an address not reachable from the operator: Unknown)
 
@@ -58,7 +62,12 @@ def verdict(revision: str, results: list[tuple[Target, Any, Any]]) -> MirrorChec
     lines, states = [], []
     for target, probe, control in results:
         said = lambda r: f"HTTP {r.status}" if r.status is not None else (r.error or "no answer")  # noqa: E731
-        if probe.status is not None and 200 <= probe.status < 300:
+        if probe.status is not None and 200 <= probe.status < 300 and probe.header != PROBE_VALUE:
+            states.append("Unknown")
+            lines.append(f"Gateway {target.gateway} answered {said(probe)} without the probe rule's mark "
+                         f"({PROBE_HEADER}: {PROBE_VALUE}): through another rule (the probe rule not programmed, "
+                         "or the Gateway does not apply ResponseHeaderModifier)")
+        elif probe.status is not None and 200 <= probe.status < 300:
             states.append("True")
             lines.append(f"Gateway {target.gateway} answered {said(probe)} through a RequestMirror rule")
         elif probe.status is not None and probe.status >= 500 and control.status is not None and \
@@ -89,15 +98,18 @@ def job(revision: str, targets: list[Target], prefix: str, header: str
 
     async def send(session: aiohttp.ClientSession, target: Target, extra: dict[str, str]) -> Any:
         headers = {**({"Host": target.host} if target.host else {}), **extra}
-        return await podhttp.request(session, target.base + path, deadline=DEADLINE, cap=ANSWER_CAP, headers=headers)
+        return await podhttp.request(session, target.base + path, deadline=DEADLINE, cap=ANSWER_CAP, headers=headers,
+                                     read_header=PROBE_HEADER)
 
     async def run(session: aiohttp.ClientSession) -> MirrorCheck:
         results = []
         for target in targets:
             for attempt in range(ATTEMPTS):
                 probe = await send(session, target, {PROBE_HEADER: PROBE_VALUE})
-                # 404: the Gateway has not programmed the rule yet; no answer at all: a few times only
-                if probe.status != 404 and (probe.status is not None or attempt >= UNANSWERED):
+                # 404, or a 2xx without the probe rule's mark: the Gateway has not programmed the rule yet;
+                # no answer at all: a few times only
+                fell_through = probe.status is not None and 200 <= probe.status < 300 and probe.header != PROBE_VALUE
+                if probe.status != 404 and not fell_through and (probe.status is not None or attempt >= UNANSWERED):
                     break
                 await asyncio.sleep(PAUSE)
             control = await send(session, target, {header: "stable"})
