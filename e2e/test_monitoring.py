@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ from e2e.conftest import NAMESPACE, S3_SECRET, run
 from e2e.support import TrafficCounter, apply_md, example_spec, md, settled
 from e2e.test_rollout import serving
 from e2e.test_sources import project_files, put_project
+from tests.cloudevents import Receiver
 from tests.helpers import condition, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,26 +42,12 @@ RULE_VALUES = {
 INTERVAL = "2s"  # scrape and rule evaluation
 
 
-class Webhook:
+class Webhook(Receiver):
     """Alertmanager's receiver: every notification, with the time it came."""
 
-    def __init__(self, host: str = "127.0.0.1"):
-        self.notifications: list[tuple[float, dict]] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                hook.notifications.append((time.monotonic(), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.url = f"http://{host}:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    @property
+    def notifications(self) -> list[tuple[float, dict]]:
+        return [(at, json.loads(body)) for at, (_, body) in zip(list(self.times), list(self.events))]
 
     def first(self, status: str, **labels: str) -> float | None:
         """When the first notification of an alert with ``labels`` in ``status`` came."""
@@ -73,20 +58,21 @@ class Webhook:
         return None
 
 
-def rules(helm: str) -> str:
+def rules(helm: str, values: dict[str, str] = RULE_VALUES) -> str:
     args = [helm, "template", "kubento", str(ROOT / "charts" / "kubento"), "--namespace", "kubento-system",
             "--kube-version", "1.34.4", "--set", "alerts.configMap.enabled=true",
             "--show-only", "templates/prometheus-rules.yaml"]
-    for key, value in RULE_VALUES.items():
+    for key, value in values.items():
         args += ["--set", f"{key}={value}"]
     return yaml.safe_load(run(*args).stdout)["data"]["kubento-rules.yaml"]
 
 
-@pytest.fixture(scope="module")
-def monitoring_stack(cluster, operator, helm, tmp_path_factory):
+def running_stack(cluster, helm, directory, values: dict[str, str] = RULE_VALUES):
+    """Prometheus and Alertmanager with the chart's rules (``values`` set), a
+    webhook on the Alertmanager (``stack.hook``), until the generator ends."""
     hook = Webhook()
-    stack = prometheus_stack.start(cluster.kubeconfig, rules(helm), tmp_path_factory.mktemp("monitoring"),
-                             webhook=hook.url, interval=INTERVAL)
+    stack = prometheus_stack.start(cluster.kubeconfig, rules(helm, values), directory, webhook=hook.url,
+                                   interval=INTERVAL)
     stack.hook = hook
     try:
         # The documented scrape configuration finds the operator (its metrics port) on its own.
@@ -96,6 +82,11 @@ def monitoring_stack(cluster, operator, helm, tmp_path_factory):
     finally:
         stack.stop()
         hook.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def monitoring_stack(cluster, operator, helm, tmp_path_factory):
+    yield from running_stack(cluster, helm, tmp_path_factory.mktemp("monitoring"))
 
 
 @pytest.fixture

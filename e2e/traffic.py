@@ -193,6 +193,70 @@ def tally(url: str, body: bytes, requests: int, timeout: float, keep_alive: bool
     return out
 
 
+# The iris dataset's measurements per class (mean, standard deviation of sepal
+# length, sepal width, petal length, petal width, cm): reference-like inputs.
+IRIS = {"setosa": ((5.01, 0.35), (3.43, 0.38), (1.46, 0.17), (0.25, 0.11)),
+        "versicolor": ((5.94, 0.52), (2.77, 0.31), (4.26, 0.47), (1.33, 0.20)),
+        "virginica": ((6.59, 0.64), (2.97, 0.32), (5.55, 0.55), (2.03, 0.27))}
+
+
+def iris_bodies(n: int, seed: int, petal_scale: float = 1.0, missing_every: int = 0) -> list[tuple[dict, str]]:
+    """``n`` one-row /classify bodies drawn like the iris dataset (each with
+    the class it was drawn from, and a customer whose email a payload log must
+    drop): petal length times ``petal_scale``; every ``missing_every``-th
+    request with sepal width null (a feature arriving empty)."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        cls = rng.choice(sorted(IRIS))
+        row = [round(max(0.1, rng.gauss(m, sd)), 1) for m, sd in IRIS[cls]]
+        row[2] = round(row[2] * petal_scale, 1)
+        if missing_every and i % missing_every == 0:
+            row[1] = None
+        out.append(({"features": [row], "customer": {"id": f"c{i % 50}", "email": f"user{i % 50}@example.com"}}, cls))
+    return out
+
+
+def send_bodies(url: str, bodies: list[dict], threads: int, timeout: float, keep_alive: bool = True) -> Counter[str]:
+    """POST each body once, from ``threads`` keep-alive connections (or a new
+    connection each: every revision behind a Service gets its share); answers
+    by HTTP status (or failure)."""
+    out: Counter[str] = Counter()
+    lock = threading.Lock()
+    work = list(bodies)
+
+    def loop() -> None:
+        conn = RawConnection(url, timeout)
+        try:
+            while True:
+                with lock:
+                    if not work:
+                        return
+                    body = work.pop()
+                try:
+                    if keep_alive:
+                        result = str(conn.post(json.dumps(body).encode())[0])
+                    else:
+                        post(url, json.dumps(body).encode(), timeout)
+                        result = "200"
+                except urllib.error.HTTPError as exc:
+                    result = str(exc.code)
+                except Exception as exc:  # noqa: BLE001 - counted
+                    result = type(exc).__name__
+                with lock:
+                    out[result] += 1
+        finally:
+            conn.close()
+    runners = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
+    for t in runners:
+        t.start()
+    for t in runners:
+        t.join()
+    return out
+
+
 def counter(metrics: str, name: str, **labels: str) -> float:
     """The sum of a Prometheus counter's samples whose labels include
     ``labels``, in a /metrics text (e.g. BentoML's bentoml_service_request_total
@@ -220,6 +284,12 @@ def _main(argv: list[str]) -> int:
         return 0
     if mode == "shares":  # answers per model version, as JSON
         sys.stdout.write(json.dumps(shares(args["url"], args["body"].encode(), args["requests"], args["timeout"])))
+        return 0
+    if mode == "iris":  # iris_bodies sent by send_bodies: answers by status, as JSON
+        bodies = [b for b, _ in iris_bodies(args["n"], args["seed"], args.get("petal_scale", 1.0),
+                                            args.get("missing_every", 0))]
+        sys.stdout.write(json.dumps(send_bodies(args["url"], bodies, args["threads"], args["timeout"],
+                                                args.get("keep_alive", True))))
         return 0
     if mode == "tally":  # a Tally, as JSON
         sys.stdout.write(json.dumps(tally(args["url"], args["body"].encode(), args["requests"], args["timeout"],

@@ -94,6 +94,20 @@ def checks(**changes: Any) -> dict[str, Any]:
     return with_(VALID_SPEC, predictionChecks={"checks": [{**GOLDEN, **changes}]})
 
 
+ARCHIVE_SPEC: dict[str, Any] = {"bento": {"archive": {"uri": "s3://models/iris.bento"}}}
+CANARY = {"strategy": "Canary", "steps": [{"weight": 50}]}
+
+
+def monitored(monitoring: dict[str, Any]) -> dict[str, Any]:
+    """An archive's spec with ``monitoring``."""
+    return with_(ARCHIVE_SPEC, monitoring=monitoring)
+
+
+def stats(**changes: Any) -> dict[str, Any]:
+    """monitoring with statistics of /classify (one feature), changed by ``changes``."""
+    return {"statistics": {"endpoint": "/classify", "inputs": [{"name": "a", "path": "$[0]"}], **changes}}
+
+
 COMPARE = {"inputs": {"configMapKeyRef": {"name": "iris-rows", "key": "rows.jsonl"}}, "path": "/classify",
            "minAgreement": 0.95}
 
@@ -595,6 +609,43 @@ INVALID = [
         with_(VALID_SPEC, predictionChecks={"compareWithStable": {"path": "/classify", "minAgreement": 0.9}}),
         "spec.predictionChecks.compareWithStable.inputs",
     ),
+    # Data quality (issue #28)
+    Invalid("monitoring-with-an-image", with_(VALID_SPEC, monitoring={"payloads": {"sampleRate": 0.1}}),
+            "spec.monitoring", message="bento.archive and bento.build only"),
+    Invalid("monitoring-with-nothing", monitored({}), "spec.monitoring", message="payloads, statistics or both"),
+    Invalid("sample-rate-above-1", monitored({"payloads": {"sampleRate": 1.5}}), "spec.monitoring.payloads.sampleRate"),
+    Invalid("payloads-without-a-sink", monitored({"payloads": {"sampleRate": 0.1, "stdout": False}}),
+            "spec.monitoring.payloads", message="at least one sink"),
+    Invalid("payload-sink-not-http", monitored({"payloads": {"sampleRate": 0.1, "http": {"url": "ftp://x/"}}}),
+            "spec.monitoring.payloads.http.url"),
+    Invalid("payload-files-leave-the-volume",
+            monitored({"payloads": {"sampleRate": 0.1, "files": {"claimName": "logs", "path": "a/../../etc"}}}),
+            "spec.monitoring.payloads.files.path"),
+    Invalid("drop-path-not-from-root", monitored({"payloads": {"sampleRate": 0.1, "drop": ["user.email"]}}),
+            "spec.monitoring.payloads.drop[0]"),
+    Invalid("feature-path-not-a-field-path", monitored(stats(inputs=[{"name": "a", "path": "$[?@.x]"}])),
+            "spec.monitoring.statistics.inputs[0].path"),
+    Invalid("feature-name-not-a-label", monitored(stats(inputs=[{"name": "a b", "path": "$[0]"}])),
+            "spec.monitoring.statistics.inputs[0].name"),
+    Invalid("buckets-not-ascending", monitored(stats(inputs=[{"name": "a", "path": "$[0]", "buckets": [2, 1]}])),
+            "spec.monitoring.statistics.inputs[0].buckets", message="strictly ascending"),
+    Invalid("categories-of-a-number",
+            monitored(stats(inputs=[{"name": "a", "path": "$[0]", "categories": ["x"]}])),
+            "spec.monitoring.statistics.inputs[0].categories", message="type categorical"),
+    Invalid("duplicate-feature-names",
+            monitored(stats(inputs=[{"name": "a", "path": "$[0]"}, {"name": "a", "path": "$[1]"}])),
+            "spec.monitoring.statistics.inputs[1]", message="Duplicate value"),
+    Invalid("output-shift-without-outputs",
+            with_(monitored(stats()), rollout={**CANARY, "analysis": {"outputShift": {"maxDistance": 0.2}}}),
+            "spec.rollout", message="needs monitoring.statistics.output"),
+    Invalid("output-shift-without-a-canary",
+            with_(monitored(stats(output={"categories": ["a"]})),
+                  rollout={"strategy": "BlueGreen", "analysis": {"outputShift": {"maxDistance": 0.2}}}),
+            "spec.rollout", message="needs strategy Canary"),
+    Invalid("output-shift-distance-0",
+            with_(monitored(stats(output={"categories": ["a"]})),
+                  rollout={**CANARY, "analysis": {"outputShift": {"maxDistance": 0}}}),
+            "spec.rollout.analysis.outputShift.maxDistance"),
     # traffic.gateway (issue #25)
     Invalid("shadow-step-without-mirror", with_(VALID_SPEC, traffic=GATEWAY, rollout={"strategy": "Canary", "steps": [
         {"weight": 0}]}), "spec.rollout.steps[0].weight", message="shadow step"),

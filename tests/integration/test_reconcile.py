@@ -349,3 +349,44 @@ def test_changes_made_by_others_to_the_deployment_are_reverted(controlplane, adm
         == VALID_SPEC["bento"]["image"],
         timeout=3 * RESYNC_SECONDS + 10,
     )
+
+
+def test_a_stalled_model_watch_costs_a_read_per_refused_status_not_the_model(controlplane, admin, namespace, md,
+                                                                              operator):
+    """The operator's watch of one model stops delivering (as a stream that
+    hangs would): a spec change is missed until a status patch is refused as
+    stale (409); the next pass reads the model and catches up."""
+    from kubento.controller.kinds import MODEL
+
+    name = md(VALID_SPEC)
+    settle(controlplane, admin, namespace, name)
+    op = operator.operator
+    cache, kube = op.cache, op.services.kube
+    read: set[str] = set()  # versions the operator read itself (reconcile's verify)
+    real_update, real_get = cache.update, kube.get_model
+
+    def get_model(ns, model):
+        live = real_get(ns, model)
+        if live is not None:
+            read.add(live["metadata"]["resourceVersion"])
+        return live
+
+    def update(kind, obj):
+        stalled = kind == MODEL and obj["metadata"]["name"] == name
+        if stalled and obj["metadata"].get("resourceVersion") not in read:
+            return []
+        return real_update(kind, obj)
+
+    cache.update, kube.get_model = update, get_model
+    try:
+        md({**VALID_SPEC, "replicas": 2}, name=name)  # never reaches the cache through the watch
+        time.sleep(3 * RESYNC_SECONDS)  # resyncs on the stale cache: nothing to write
+        assert newest_deployment(controlplane, namespace, name)["spec"]["replicas"] == 1
+        play_deployment_controller(admin, namespace, name, ready=0)  # its status must change: a patch, refused
+        wait_for("the new spec applied after a read", lambda: newest_deployment(controlplane, namespace, name)
+                 ["spec"]["replicas"] == 2, timeout=30)
+        assert read, "the operator read the model"
+        settle(controlplane, admin, namespace, name)
+        assert md_get(controlplane, namespace, name)["status"]["observedGeneration"] == 2
+    finally:
+        cache.update, kube.get_model = real_update, real_get

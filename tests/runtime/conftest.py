@@ -122,22 +122,26 @@ class Archive:
     sha256: str
 
 
-@pytest.fixture(scope="session")
-def echo_archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
-    """The echo project built and exported once with the bentoml CLI."""
-    d = tmp_path_factory.mktemp("echo-archive")
+def build_archive(project: Path, d: Path, name: str) -> Archive:
+    """``project`` built and exported with the bentoml CLI into ``d``/``name``.bento."""
     bentoml = Path(sys.executable).parent / "bentoml"
     assert bentoml.exists(), f"bentoml is not installed next to {sys.executable} (pip install -e '.[test]')"
     env = clean_env(BENTOML_HOME=str(d / "home"))
-    built = subprocess.run([str(bentoml), "build", "-o", "tag", "."], cwd=PROJECT, env=env,
+    built = subprocess.run([str(bentoml), "build", "-o", "tag", "."], cwd=project, env=env,
                            capture_output=True, text=True, timeout=120)
     assert built.returncode == 0, built.stdout + built.stderr
     tag = built.stdout.strip().rsplit("__tag__:", 1)[-1]
-    out = d / "echo.bento"
+    out = d / f"{name}.bento"
     exported = subprocess.run([str(bentoml), "export", tag, str(out)], env=env, capture_output=True, text=True,
                               timeout=120)
     assert exported.returncode == 0, exported.stdout + exported.stderr
     return Archive(out, tag, sha256(out))
+
+
+@pytest.fixture(scope="session")
+def echo_archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    """The echo project built and exported once with the bentoml CLI."""
+    return build_archive(PROJECT, tmp_path_factory.mktemp("echo-archive"), "echo")
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,12 @@ HEADERS = {"content-type": "application/json"}
 
 
 def start_server(pod: Pod, http_base: str, echo_archive: Archive, **env: str) -> tuple[subprocess.Popen, int, Path]:
-    fetched = pod.run("fetch", KUBENTO_ARCHIVE_URI=f"{http_base}/echo.bento")
+    return serve_archive(pod, f"{http_base}/echo.bento", **env)
+
+
+def serve_archive(pod: Pod, uri: str, **env: str) -> tuple[subprocess.Popen, int, Path]:
+    """``python -m kubento.runtime fetch`` of ``uri``, then ``serve`` (its output in serve.log), once /readyz answers."""
+    fetched = pod.run("fetch", KUBENTO_ARCHIVE_URI=uri)
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr
     port = free_port("127.0.0.1")
     log_path = pod.root / "serve.log"
@@ -44,9 +49,16 @@ def start_server(pod: Pod, http_base: str, echo_archive: Archive, **env: str) ->
 
 
 def stop(server: subprocess.Popen) -> None:
+    """End the server and its BentoML workers: SIGTERM, so that BentoML's
+    arbiter stops them (they run in process groups of their own: killing the
+    arbiter alone would leave them serving), then SIGKILL if it lingers."""
     if server.poll() is None:
-        server.kill()
-        server.wait(10)
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
 
 
 def test_a_keep_alive_client_gets_connection_close_instead_of_a_closed_socket(

@@ -25,8 +25,9 @@ FORBIDDEN = {"kopf", "kubernetes", "pydantic", "yaml", "bentoml", "boto3", "boto
 # The modules that run inside BentoML's own server processes (the model
 # server's drain at stop, kubento.runtime.drain) may also import what that
 # server is made of, inside functions only: importing them loads none of it.
-SERVER_SIDE = {"drain.py", "serving.py", "worker.py"}
-SERVER_IMPORTS = {"uvicorn", "_bentoml_impl", "bentoml_cli"}
+SERVER_SIDE = {"drain.py", "serving.py", "worker.py", "monitor.py"}
+# prometheus_client: BentoML's metrics registry (the monitor's counters join it)
+SERVER_IMPORTS = {"uvicorn", "_bentoml_impl", "bentoml_cli", "prometheus_client"}
 
 
 def test_sources_import_only_stdlib_minio_dulwich_oras_and_the_runtime() -> None:
@@ -61,7 +62,7 @@ def test_runs_from_a_copy_of_only_the_runtime_files(tmp_path: Path) -> None:
         f"sys.path.insert(0, {str(tmp_path)!r})\n"
         "import kubento.runtime, kubento.runtime.__main__, kubento.runtime.storage, kubento.runtime.bento, "
         "kubento.runtime.source, kubento.runtime.environment, kubento.runtime.drain, kubento.runtime.serving, "
-        "kubento.runtime.worker, kubento.runtime.oci\n"
+        "kubento.runtime.worker, kubento.runtime.oci, kubento.runtime.fields, kubento.runtime.monitor\n"
         "assert kubento.runtime.__file__.startswith(sys.path[0]), kubento.runtime.__file__\n"
         "print(json.dumps(sorted(set(sys.modules) - before)))\n"
     )
@@ -74,7 +75,7 @@ def test_runs_from_a_copy_of_only_the_runtime_files(tmp_path: Path) -> None:
     assert {m for m in loaded if m.startswith("kubento")} <= {
         "kubento", "kubento.runtime", "kubento.runtime.__main__", "kubento.runtime.storage", "kubento.runtime.bento",
         "kubento.runtime.source", "kubento.runtime.environment", "kubento.runtime.drain", "kubento.runtime.serving",
-        "kubento.runtime.worker", "kubento.runtime.oci"}
+        "kubento.runtime.worker", "kubento.runtime.oci", "kubento.runtime.fields", "kubento.runtime.monitor"}
 
     helped = subprocess.run([sys.executable, "-m", "kubento.runtime", "--help"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=60, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})

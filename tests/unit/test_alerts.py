@@ -29,6 +29,7 @@ ALERTS = {
     "KubentoModelNotReady", "KubentoModelUnavailable", "KubentoModelRolledBack", "KubentoModelErrorRatioHigh",
     "KubentoModelLatencyHigh", "KubentoModelAtMaxReplicas", "KubentoModelBuildFailing", "KubentoModelEnvironmentFailing", "KubentoOperatorDown",
     "KubentoOperatorNotReconciling", "KubentoOperatorReconcileErrors",
+    "KubentoModelInputDrift", "KubentoModelFeatureMissing", "KubentoModelOutputShift",
 }
 
 

@@ -228,3 +228,12 @@ def test_a_model_without_checks_keeps_the_revision_it_had_before_checks_existed(
     assert revision(ModelDeploymentSpec.model_validate(FULL_SPEC)) == "58352cb01e"
     assert _revision(ModelDeploymentSpec.model_validate(archive),
                      ServedBento("runtime:1", archive_uri="s3://b/k.bento")) == "fec13089cf"
+
+
+def test_an_upgraded_operator_keeps_every_existing_models_revision():
+    """The hashes the last released operator gave these specs (main at 39b3bd1):
+    a changed hash would roll out every model in the cluster on upgrade."""
+    released = {"image": "ca8bfbe0c1", "full": "58352cb01e", "archive": "5d4a37a863"}
+    now = {name: revision(ModelDeploymentSpec.model_validate(raw))
+           for name, raw in (("image", VALID_SPEC), ("full", FULL_SPEC), ("archive", ARCHIVE))}
+    assert now == released

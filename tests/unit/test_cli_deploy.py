@@ -192,3 +192,14 @@ def test_the_operators_log_drops_the_kubelets_successful_probes_only():
     assert not keep(line('10.244.0.1 [06/Dec/2026:22:00:00 +0000] "GET /healthz HTTP/1.1" 200 160 "-" "kube-probe/1.34"'))
     assert keep(line('10.244.0.1 [06/Dec/2026:22:00:00 +0000] "GET /healthz HTTP/1.1" 500 160 "-" "kube-probe/1.34"'))
     assert keep(line('10.244.0.9 [06/Dec/2026:22:00:00 +0000] "GET /other HTTP/1.1" 200 1 "-" "curl"'))
+
+
+def test_the_operators_log_keeps_a_failing_liveness_probe_and_drops_the_passing_ones():
+    import logging
+
+    from kubento.cli.main import quiet_logs
+
+    quiet_logs("http://0.0.0.0:8080/healthz")
+    probe = logging.getLogger("kopf.activities.probe")
+    assert not probe.isEnabledFor(logging.INFO)  # "Activity 'workers' succeeded." every probe
+    assert probe.isEnabledFor(logging.ERROR)  # kopf logs a failing probe handler as an error

@@ -188,6 +188,17 @@ STATUSES = [READY, CANARY, ROLLED_BACK, {**READY, "conditions": READY["condition
 SPECS = [IMAGE, {**IMAGE, "autoscaling": {"metric": "concurrency", "minReplicas": 1, "maxReplicas": 4}}]
 
 
+def full_quality():
+    """Scores of two revisions with every gauge: MAX_FEATURES features each, outputs against both."""
+    from kubento.quality.drift import FieldScore, RevisionScores
+
+    def field(name):
+        return FieldScore(name, 500, 0.1, 0.0, 0.2, {"a": 1.0}, {"a": 1.0}, ("a",))
+    revisions = [RevisionScores(rev, tuple(field(f"f{i}") for i in range(metrics.MAX_FEATURES)), field("output"),
+                                500, 500, against_stable=0.3) for rev in ("r1", "r2", "r3")]
+    return revisions
+
+
 def test_series_per_model_stay_bounded(ns):
     """Every combination of a status and a spec, after a rollback was
     counted, with kubento's autoscaler deciding: never more than
@@ -206,11 +217,12 @@ def test_series_per_model_stay_bounded(ns):
             for reason in metrics.GATE_REASONS:  # and prediction checks with every gate reason
                 metrics.pod_checked(ns, name, reason)
             metrics.agreement(ns, name, 0.6)
+            metrics.quality(ns, name, full_quality())  # and data quality: every feature, two revisions
         publish(ns, name, spec, status)
         counts[(bool(spec.get("autoscaling")), status.get("phase"), len(status["conditions"]))] = len(exposed(ns, name))
     print(f"\nseries per model (autoscaled, phase, conditions): {counts}; bound {MAX_SERIES_PER_MODEL}")
     assert max(counts.values()) <= MAX_SERIES_PER_MODEL
-    assert counts[(False, "Ready", 5)] == 1 + 8 + 5 + 3 + 1 + 2 + 4 + 7  # a settled model: 31
+    assert counts[(False, "Ready", 5)] == 1 + 8 + 5 + 3 + 1 + 2 + 4 + 8  # a settled model: 32
 
 
 def test_a_thousand_models(ns):
@@ -218,4 +230,4 @@ def test_a_thousand_models(ns):
         publish(ns, f"model-{i}", {**IMAGE, "replicas": 2}, READY)
     total = len(exposed(ns))
     print(f"\n1,000 settled models: {total} series")
-    assert total == 31 * 1000
+    assert total == 32 * 1000

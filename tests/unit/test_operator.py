@@ -94,3 +94,13 @@ def test_config_from_the_charts_environment_and_arguments():
     assert (config.workers, config.resync_seconds, config.runtime_image) == (2, 60.0, "registry.example/runtime:1")
     assert config.package_index == {"url": "https://pypi.example/simple"}
     assert Config.from_env({"KUBENTO_PACKAGE_INDEX": "not json"}).package_index is None
+
+
+def test_after_a_status_refused_as_stale_the_next_pass_reads_the_model():
+    # The watch should bring the newer version; if it lags or stalls, the pass reads it (once per conflict).
+    op, passes = leading(Outcome(writes=0, requeue_after=1.0, conflict=True), Outcome(writes=1, requeue_after=None),
+                         Outcome(writes=0, requeue_after=None))
+    for _ in range(3):
+        op.queue.add(KEY)
+        op.work_one(timeout=0.1)
+    assert passes.calls == [(KEY, False), (KEY, True), (KEY, False)]

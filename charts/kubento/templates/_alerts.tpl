@@ -173,6 +173,71 @@ groups:
         the revision that was serving keeps serving. The EnvironmentReady condition names the package and ends with the tail of
         {{`pip's log (kubectl describe md {{ $labels.model }} -n {{ $labels.namespace }}). Fix the bento's requirements or`}}
         spec.python (index, caBundle, secretRef); a changed bento or index prepares again.
+- name: kubento.data-quality
+  # The operator's gauges (kubento.controller.quality): a score per revision and feature of the spec.
+  rules:
+  - alert: KubentoModelInputDrift
+    expr: |
+      max by (namespace, model, revision, feature) (kubento_model_input_drift) > {{ $a.inputDrift.threshold }}
+    for: {{ $a.inputDrift.for }}
+    labels:
+      severity: {{ $a.inputDrift.severity }}
+      {{- with $a.labels }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    annotations:
+      summary: {{`Feature {{ $labels.feature }} of ModelDeployment {{ $labels.namespace }}/{{ $labels.model }} drifted ({{ $value | printf "%.2f" }} from the reference)`}}
+      description: >-
+        {{`The distribution of feature {{ $labels.feature }} sent to revision {{ $labels.revision }} of ModelDeployment`}}
+        {{`{{ $labels.namespace }}/{{ $labels.model }} is {{ $value | printf "%.2f" }} from the reference profile's`}}
+        (Jensen-Shannon distance, 0 to 1; threshold {{ $a.inputDrift.threshold }}) over its statistics.window. See which
+        {{`buckets moved with kubento drift {{ $labels.model }} -n {{ $labels.namespace }}: a client or an upstream`}}
+        pipeline changed what it sends, or the world did (retrain, then profile the new data with kubento profile).
+  - alert: KubentoModelFeatureMissing
+    expr: |
+      (
+        (
+          max by (namespace, model, revision, feature) (kubento_model_feature_missing_ratio)
+          - on (namespace, model, revision, feature)
+          max by (namespace, model, revision, feature) (kubento_model_feature_reference_missing_ratio)
+        )
+        or
+        (
+          max by (namespace, model, revision, feature) (kubento_model_feature_missing_ratio)
+          unless on (namespace, model, revision, feature)
+          max by (namespace, model, revision, feature) (kubento_model_feature_reference_missing_ratio)
+        )
+      ) > {{ $a.featureMissing.threshold }}
+    for: {{ $a.featureMissing.for }}
+    labels:
+      severity: {{ $a.featureMissing.severity }}
+      {{- with $a.labels }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    annotations:
+      summary: {{`Feature {{ $labels.feature }} of ModelDeployment {{ $labels.namespace }}/{{ $labels.model }} is missing in {{ $value | humanizePercentage }} more rows`}}
+      description: >-
+        {{`Revision {{ $labels.revision }} of ModelDeployment {{ $labels.namespace }}/{{ $labels.model }} gets feature`}}
+        {{`{{ $labels.feature }} missing, null or unusable in {{ $value | humanizePercentage }} more of its input rows than the`}}
+        reference profile (threshold {{ $a.featureMissing.threshold }}). A client stopped sending it or sends it empty;
+        {{`the payload records (spec.monitoring.payloads) show which requests, kubento drift {{ $labels.model }} how many.`}}
+  - alert: KubentoModelOutputShift
+    expr: |
+      max by (namespace, model, revision, against) (kubento_model_output_shift) > {{ $a.outputShift.threshold }}
+    for: {{ $a.outputShift.for }}
+    labels:
+      severity: {{ $a.outputShift.severity }}
+      {{- with $a.labels }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    annotations:
+      summary: {{`The answers of ModelDeployment {{ $labels.namespace }}/{{ $labels.model }} shifted ({{ $value | printf "%.2f" }} from {{ $labels.against }})`}}
+      description: >-
+        {{`Revision {{ $labels.revision }} of ModelDeployment {{ $labels.namespace }}/{{ $labels.model }} answers a distribution`}}
+        {{`{{ $value | printf "%.2f" }} from the {{ $labels.against }} one`}} (Jensen-Shannon distance, 0 to 1; threshold
+        {{ $a.outputShift.threshold }}). Against reference: the inputs drifted or the model changed behaviour; against
+        stable: this new revision answers the same traffic differently (rollout.analysis.outputShift rolls it back).
+        {{`Compare with kubento drift {{ $labels.model }} -n {{ $labels.namespace }}.`}}
 - name: kubento.operator
   rules:
   - alert: KubentoOperatorDown

@@ -101,6 +101,10 @@ def structural(node: Any, defs: dict[str, Any]) -> Any:
             out[key] = structural(value, defs)
         elif key == "const":  # a one-value Literal; CRDs have no const (it would be ignored)
             out["enum"] = [value]
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            # pydantic's gt/lt, JSON Schema 2020 style; the API server's OpenAPI v3 has a bound and a flag
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
         elif key == "anyOf":
             out[key] = [{k: v for k, v in variant.items() if k != "title"} for variant in value]
         else:

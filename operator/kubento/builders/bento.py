@@ -54,6 +54,10 @@ class ServedBento:
     pull_secrets: tuple[str, ...] = ()
     ca_bundle: Optional[tuple[str, str]] = None
     plain_http: bool = False
+    # spec.monitoring as its pods are told (KUBENTO_MONITORING: the profile's buckets resolved), and what
+    # its statistics are judged with (its Deployment's annotation): kubento.quality.profile.revision_monitoring
+    monitoring: Optional[str] = None
+    judged: Optional[str] = None
 
     def describe(self) -> str:
         return self.archive_uri or self.image

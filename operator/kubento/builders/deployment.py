@@ -38,6 +38,8 @@ from kubento.builders.meta import (
 from kubento.builders.overlay import apply_overlay
 from kubento.builders.validate import validated
 from kubento.predictions.gate import ANNOTATION_CHECKS, GATE, checks_annotation
+from kubento.quality.profile import ANNOTATION_MONITORING, PAYLOADS_MOUNT, PAYLOADS_VOLUME
+from kubento.runtime.monitor import CONFIG_ENV as MONITORING_ENV
 
 CONTAINER_NAME = MODEL_CONTAINER
 PORT_NAME = MODEL_PORT_NAME
@@ -79,7 +81,25 @@ def _env(spec: ModelDeploymentSpec, bento: ServedBento) -> list[dict[str, Any]]:
     if bento.archive_uri:
         ours.append({"name": "BENTOML_HOME", "value": BENTOML_HOME})
     ours += server_env(bento)
+    if bento.monitoring:
+        ours += monitoring_env(bento.monitoring)
     return ours + [e.model_dump(by_alias=True, exclude_none=True, mode="json") for e in spec.env]
+
+
+def monitoring_env(told: str) -> list[dict[str, Any]]:
+    """What kubento.runtime.monitor reads: its configuration, and where it runs (the downward API)."""
+    def field(path: str) -> dict[str, Any]:
+        return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
+    return [{"name": MONITORING_ENV, "value": told},
+            {"name": "KUBENTO_NAMESPACE", **field("metadata.namespace")},
+            {"name": "KUBENTO_POD", **field("metadata.name")},
+            {"name": "KUBENTO_REVISION", **field(f"metadata.labels['{LABEL_REVISION}']")}]
+
+
+def payload_claim(spec: ModelDeploymentSpec) -> str | None:
+    """The PersistentVolumeClaim payload records are written to, if any."""
+    payloads = spec.monitoring.payloads if spec.monitoring else None
+    return payloads.files.claim_name if payloads and payloads.files else None
 
 
 def _resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
@@ -134,6 +154,8 @@ def container(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
         mounts += server_mounts(bento)
     if spec.shm_size is not None:
         mounts.append({"name": SHM_VOLUME, "mountPath": SHM_PATH})
+    if bento.monitoring and payload_claim(spec):
+        mounts.append({"name": PAYLOADS_VOLUME, "mountPath": PAYLOADS_MOUNT})
     mounts += _wire(spec.volume_mounts)
     if mounts:
         out["volumeMounts"] = mounts
@@ -173,6 +195,9 @@ def pod_spec(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
         volumes += archive_volumes(bento)
     if spec.shm_size is not None:
         volumes.append({"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": str(spec.shm_size)}})
+    claim = payload_claim(spec)
+    if bento.monitoring and claim:
+        volumes.append({"name": PAYLOADS_VOLUME, "persistentVolumeClaim": {"claimName": claim}})
     volumes += _wire(spec.volumes)
     if volumes:
         pod["volumes"] = volumes
@@ -292,5 +317,7 @@ def deployment(spec: ModelDeploymentSpec, owner: Owner, bento: ServedBento, repl
         meta["annotations"][ANNOTATION_SPEC] = snapshot
     if spec.prediction_checks is not None:
         meta["annotations"][ANNOTATION_CHECKS] = checks_annotation(spec.prediction_checks, spec.port)
+    if bento.judged:
+        meta["annotations"][ANNOTATION_MONITORING] = bento.judged
     manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": dep_spec}
     return validated(with_applied_hash(manifest))

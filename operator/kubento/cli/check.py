@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 if TYPE_CHECKING:
     from kubento.api.v1alpha1 import ModelDeploymentStatus
 
-from kubento.cli.rollout import NothingToDo, Refused, _table, answered, default_namespace, read_status
+from kubento.cli.rollout import NothingToDo, Refused, _table, on_a_model, read_status
 
 
 # ------------------------------------------------------------------ decisions
@@ -119,12 +119,7 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def run(args: argparse.Namespace) -> int:
-    def action() -> int:
-        args.namespace = args.namespace or default_namespace()
-        return _check(args)
-
-    return answered(f"kubento check {args.name}", args.name, action)
+run = on_a_model("check", _check)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

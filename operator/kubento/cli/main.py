@@ -2,7 +2,7 @@
 (kubento.cli.deploy), ``kubento status|logs`` (kubento.cli.status),
 ``kubento history|rollback|promote|abort`` (kubento.cli.rollout), ``kubento
 top`` (kubento.cli.top), ``kubento check`` (kubento.cli.check), and
-``kubento build`` / ``kubento push`` (a ``.bento`` archive for
+``kubento profile|drift`` (kubento.cli.quality), ``kubento build`` / ``kubento push`` (a ``.bento`` archive for
 ``bento.archive``, in an OCI registry or S3; they reuse the in-pod helper
 kubento.runtime). For platform engineers: ``kubento run`` (the operator) and
 ``kubento crds``. Also ``kubectl kubento ...``."""
@@ -16,7 +16,19 @@ import time
 from pathlib import Path
 
 from kubento import __version__
-from kubento.cli import check, deploy, rollout, status, top
+from kubento.cli import check, deploy, quality, rollout, status, top
+
+
+def quiet_logs(liveness_url: str) -> None:
+    """What would drown what the operator did: kopf's line for every handler
+    call on every watch event (most of its work at a thousand models), and
+    for every liveness probe — the kubelet's access line and kopf's "Activity
+    'workers' succeeded." (several every 10 s). Failures still show."""
+    import logging
+
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("kopf.activities.probe").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").addFilter(ProbeFilter(liveness_url))
 
 
 class ProbeFilter:
@@ -41,13 +53,7 @@ def _run(args: argparse.Namespace) -> int:
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
     if not args.verbose:
-        # kopf logs every handler call on every watch event at info: at a
-        # thousand models that is most of the operator's work.
-        import logging
-
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-        # The kubelet's probes of the liveness endpoint (several every 10 s) would be most of the log.
-        logging.getLogger("aiohttp.access").addFilter(ProbeFilter(args.liveness))
+        quiet_logs(args.liveness)
     if not args.namespace and not args.all_namespaces:
         print("kubento run: give -n/--namespace (repeatable) or -A/--all-namespaces", file=sys.stderr)
         return 2
@@ -271,6 +277,7 @@ def parser() -> argparse.ArgumentParser:
     rollout.register(sub)  # history, rollback, promote, abort
     top.register(sub)
     check.register(sub)
+    quality.register(sub)  # profile, drift
     helps = {a.dest: a.help for a in sub._choices_actions}
     listed = [name for _, names in GROUPS for name in names]
     assert sorted(listed) == sorted(sub.choices), (sorted(listed), sorted(sub.choices))
@@ -283,6 +290,7 @@ def parser() -> argparse.ArgumentParser:
 GROUPS = [
     ("Serve your model", ["deploy", "status", "logs"]),
     ("Steer its rollouts", ["history", "promote", "abort", "rollback", "check", "top"]),
+    ("Watch its data", ["profile", "drift"]),
     ("Archives by hand", ["build", "push"]),
     ("Run the operator (platform engineers)", ["run", "crds"]),
 ]

@@ -399,6 +399,17 @@ def answered(command: str, name: str, action: Callable[[], int]) -> int:
     return 1
 
 
+def on_a_model(command: str, do: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A ``kubento COMMAND NAME [-n NS]`` entry point: ``do(args)`` in the
+    namespace given (or the default one), its failures ``answered``."""
+    def run(args: argparse.Namespace) -> int:
+        def action() -> int:
+            args.namespace = args.namespace or default_namespace()
+            return do(args)
+        return answered(f"kubento {command} {args.name}", args.name, action)
+    return run
+
+
 def run(args: argparse.Namespace) -> int:
     def action() -> int:
         args.namespace = args.namespace or default_namespace()

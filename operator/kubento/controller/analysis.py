@@ -68,7 +68,7 @@ class Scrape:
     """The counters of a model's ready pods at one moment (a podio job's result)."""
 
     at: float  # when it began (wall clock)
-    samples: dict[str, dict[str, Sample]]  # group (e.g. candidate, stable) -> pod uid -> counters
+    samples: dict[str, dict[str, Any]]  # group (e.g. candidate, stable) -> pod uid -> counters (what parse made)
     errors: dict[str, str]  # pod name -> why it gave no counters
     tag: Any = None  # what it was taken for (an analysis window's key)
 
@@ -81,12 +81,14 @@ class Scrape:
         return f"no metrics from pod {name}: {self.errors[name]}{more}"
 
 
-def _answer_sample(text: str) -> Sample:
+def _answer_sample(group: str, text: str) -> Sample:
     return parse_metrics(text)
 
 
-def scrape_job(groups: dict[str, list[dict[str, Any]]], port: int, at: float, tag: Any = None):  # noqa: ANN201
-    """A podio job reading /metrics of every ready pod of each group."""
+def scrape_job(groups: dict[str, list[dict[str, Any]]], port: int, at: float, tag: Any = None,  # noqa: ANN201
+               parse: Callable[[str, str], Any] = _answer_sample):
+    """A podio job reading /metrics of every ready pod of each group
+    (``parse(group, text)``: a Sample unless said otherwise)."""
     pods = [(group, p) for group, members in groups.items() for p in members
             if (p.get("status") or {}).get("podIP") and is_ready(p)]
 
@@ -104,7 +106,7 @@ def scrape_job(groups: dict[str, list[dict[str, Any]]], port: int, at: float, ta
                 continue
             try:
                 # Parsing a few MiB takes a while: not on the loop, where other requests' deadlines run.
-                samples[group][pod["metadata"]["uid"]] = await asyncio.to_thread(_answer_sample, answer.body)
+                samples[group][pod["metadata"]["uid"]] = await asyncio.to_thread(parse, group, answer.body)
             except ValueError:
                 errors[name] = "its /metrics is not Prometheus' text format"
         for name, why in errors.items():
@@ -114,12 +116,14 @@ def scrape_job(groups: dict[str, list[dict[str, Any]]], port: int, at: float, ta
 
 
 def judge(windows: dict[tuple[str, int], tuple[Window, Window]], key: tuple[str, int], analysis: Analysis,
-          now: float, scraped: Optional[Scrape], scrape: Callable[[], None], scraping: bool) -> Verdict:
+          now: float, scraped: Optional[Scrape], scrape: Callable[[], None], scraping: bool,
+          compare_outputs: bool = False) -> Verdict:
     """The verdict of the window ``key`` (rollout token, step) so far,
     re-judged every ``interval`` from a scrape begun at or after its time.
     ``windows`` is the model's memory of them; ``scraped`` the model's last
     scrape, if one just ended; ``scrape()`` starts one (``scraping``: one
-    is under way; its end brings a pass)."""
+    is under way; its end brings a pass). ``compare_outputs``: both
+    revisions count their outputs (for analysis.outputShift)."""
     interval = seconds(analysis.interval)
     if scraped is not None and scraped.tag != key:
         scraped = None  # begun for an earlier step, or another rollout
@@ -140,7 +144,7 @@ def judge(windows: dict[tuple[str, int], tuple[Window, Window]], key: tuple[str,
     if scraped is not None and scraped.at >= due_at:
         canary = candidate.counts(scraped.samples["candidate"])
         baseline = stable.counts(scraped.samples["stable"]) if scraped.samples["stable"] else None
-        verdict = evaluate(canary, analysis, baseline)
+        verdict = evaluate(canary, analysis, baseline, compare_outputs)
         candidate.last, candidate.judged = replace(verdict, message=_with(verdict.message, scraped)), scraped.at
         log.info("analysis %s step %d: %s", key[0], key[1], candidate.last.message)
         return candidate.last

@@ -45,12 +45,16 @@ def config_map_source(model: Optional[dict[str, Any]]) -> Optional[str]:
 
 
 def config_maps_read(model: Optional[dict[str, Any]]) -> set[str]:
-    """Every ConfigMap a model reads: its build source and its prediction checks' inputs."""
+    """Every ConfigMap a model reads: its build source, its prediction checks'
+    inputs and its reference profile (spec.monitoring.statistics.reference)."""
     out = {config_map_source(model)}
-    checks = ((model or {}).get("spec") or {}).get("predictionChecks") or {}
+    spec = (model or {}).get("spec") or {}
+    checks = spec.get("predictionChecks") or {}
     refs = [(c.get("bodyFrom") or {}) for c in checks.get("checks") or []]
     refs.append((checks.get("compareWithStable") or {}).get("inputs") or {})
     out |= {(r.get("configMapKeyRef") or {}).get("name") for r in refs}
+    reference = (((spec.get("monitoring") or {}).get("statistics") or {}).get("reference") or {})
+    out.add((reference.get("configMapKeyRef") or {}).get("name"))
     return {name for name in out if name}
 
 

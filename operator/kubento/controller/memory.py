@@ -7,7 +7,7 @@ kubento last applied them (someone else's edit shows as a new generation),
 manifests the API server refused (not retried in a loop), the Secrets last
 checked, the analysis windows, the autoscaler's samples, and prediction
 checks that got no answer yet (retried a few times before a pod fails),
-the Gateways of its route (gateway mode), and the jobs of requests to its
+the data-quality windows, the Gateways of its route (gateway mode), and the jobs of requests to its
 pods (or through its route) under way (kubento.controller.podio).
 
 One model is handled by one worker at a time (the work queue guarantees
@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 from kubento.autoscale.decision import Decision as ScaleDecision
 from kubento.autoscale.decision import Memory as ScaleMemory
+from kubento.controller.quality import QualityMemory
 from kubento.rollout.analysis import Sample
 
 Key = tuple[str, str]
@@ -79,10 +80,12 @@ class ModelMemory:
     windows: dict[tuple[str, int], Any] = field(default_factory=dict)
     autoscaler: AutoscalerMemory = field(default_factory=AutoscalerMemory)
     predictions: PredictionMemory = field(default_factory=PredictionMemory)
+    quality: QualityMemory = field(default_factory=QualityMemory)  # drift windows per pod (controller.quality)
     # purpose (checks, analysis, autoscaler) -> its job of requests to pods, while it runs or until a pass takes it
     jobs: dict[str, Future] = field(default_factory=dict)
     checked: Optional[Future] = None  # the checks job whose results this pass uses (forgotten once written)
     verified: bool = False  # a pass of this leader read the model itself (reconcile's verify)
+    conflicted: bool = False  # its last status was refused as stale (409): the next pass reads the model
     write_streak: int = 0  # passes in a row that wrote something (a pass that keeps writing is a fight: slow down)
 
 

@@ -28,6 +28,7 @@ from kubento.builders.deployment import model_replicas
 
 if TYPE_CHECKING:
     from kubento.autoscale.decision import Decision
+    from kubento.quality.drift import RevisionScores
 
 RECONCILE_SECONDS = Histogram("kubento_reconcile_duration_seconds", "Time one reconcile pass took.",
                               buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -68,6 +69,20 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
                                             "waits.", ("reason",)),
     "kubento_prediction_agreement_ratio": ("gauge", "Share of compareWithStable inputs on which the last new "
                                            "revision compared agreed with stable.", ()),
+    # Data quality (spec.monitoring.statistics; kubento.controller.quality), over statistics.window, per
+    # serving revision (stable, and the one rolling out), per feature of the spec: bounded label sets.
+    "kubento_model_input_drift": ("gauge", "Jensen-Shannon distance (0-1) of a feature's distribution from the "
+                                  "reference profile's.", ("revision", "feature")),
+    "kubento_model_feature_missing_ratio": ("gauge", "Share of input rows without the feature (missing, null or "
+                                            "unusable).", ("revision", "feature")),
+    "kubento_model_feature_reference_missing_ratio": ("gauge", "The same share in the reference profile.",
+                                                      ("revision", "feature")),
+    "kubento_model_output_shift": ("gauge", "Jensen-Shannon distance (0-1) of the output distribution from the "
+                                   "reference profile's (against=reference) or, for a revision rolling out, from "
+                                   "the stable revision's over the same window (against=stable).",
+                                   ("revision", "against")),
+    "kubento_model_monitored_rows": ("gauge", "Rows counted in the window, by side (input, output).",
+                                     ("revision", "side")),
 }
 
 PHASES = ("Pending", "Building", "PreparingEnvironment", "Progressing", "Ready", "Degraded", "RolledBack", "Failed")
@@ -75,7 +90,7 @@ CONDITIONS = ("Ready", "Available", "Progressing", "Degraded", "RolledBack", "Bu
 ROLES = ("stable", "current", "failed")
 EVENTS = ("started", "promoted", "rolled_back", "aborted")
 ROLLBACK_REASONS = ("CandidateFailed", "ProgressDeadlineExceeded", "AnalysisFailed", "AnalysisInconclusive",
-                    "PredictionCheckFailed", "PredictionMismatch", "Aborted")
+                    "PredictionCheckFailed", "PredictionMismatch", "OutputShift", "Aborted")
 # The reasons a pod's prediction-check gate can have (kubento.predictions.gate).
 GATE_REASONS = ("ChecksPassed", "PredictionCheckFailed", "PredictionMismatch", "CheckRetrying", "Comparing",
                 "CheckInputsMissing", "ContainersNotReady")
@@ -87,10 +102,16 @@ STATE_GAUGES = ("kubento_model_ready", "kubento_model_phase", "kubento_model_con
                 "kubento_model_autoscaling_max_replicas")
 AUTOSCALER_GAUGES = ("kubento_autoscaler_desired_replicas", "kubento_autoscaler_ready_replicas",
                      "kubento_autoscaler_metric_value", "kubento_autoscaler_panic")
+QUALITY_GAUGES = ("kubento_model_input_drift", "kubento_model_feature_missing_ratio",
+                  "kubento_model_feature_reference_missing_ratio", "kubento_model_output_shift",
+                  "kubento_model_monitored_rows")
+QUALITY_REVISIONS = 2  # stable and the one rolling out
+MAX_FEATURES = 32  # spec.monitoring.statistics.inputs
 MAX_SERIES_PER_MODEL = (1 + len(PHASES) + len(CONDITIONS) + 4 + len(ROLES) + 2  # state gauges
                         + len(EVENTS) + len(ROLLBACK_REASONS)  # counters, each made at 0
                         + 5  # autoscaler: desired, ready, panic, value{stable,panic}
-                        + len(GATE_REASONS) + 1)  # prediction checks: pods checked by reason, agreement
+                        + len(GATE_REASONS) + 1  # prediction checks: pods checked by reason, agreement
+                        + QUALITY_REVISIONS * (3 * MAX_FEATURES + 2 + 2))  # data quality
 
 Labels = tuple[str, ...]  # the label values after namespace and model
 Series = dict[str, dict[Labels, float]]  # metric name -> extra label values -> value
@@ -242,6 +263,38 @@ def agreement(namespace: str, name: str, rate: float) -> None:
     """A new revision was compared with stable (predictionChecks.compareWithStable)."""
     with _guard:
         _entry(namespace, name)["kubento_prediction_agreement_ratio"] = {(): float(rate)}
+
+
+def quality_series(scores: "list[RevisionScores]") -> Series:
+    """The data-quality gauges of a model's scored revisions (pure)."""
+    out: Series = {g: {} for g in QUALITY_GAUGES}
+    for r in scores[:QUALITY_REVISIONS]:
+        for f in r.inputs[:MAX_FEATURES]:
+            if f.drift is not None:
+                out["kubento_model_input_drift"][(r.revision, f.name)] = f.drift
+            if f.missing_ratio is not None:
+                out["kubento_model_feature_missing_ratio"][(r.revision, f.name)] = f.missing_ratio
+                if f.reference_missing is not None:
+                    out["kubento_model_feature_reference_missing_ratio"][(r.revision, f.name)] = f.reference_missing
+        if r.output is not None and r.output.drift is not None:
+            out["kubento_model_output_shift"][(r.revision, "reference")] = r.output.drift
+        if r.against_stable is not None:
+            out["kubento_model_output_shift"][(r.revision, "stable")] = r.against_stable
+        out["kubento_model_monitored_rows"][(r.revision, "input")] = r.input_rows
+        out["kubento_model_monitored_rows"][(r.revision, "output")] = r.output_rows
+    return {g: v for g, v in out.items() if v}
+
+
+def quality(namespace: str, name: str, scores: "list[RevisionScores]") -> None:
+    """Replace the model's data-quality gauges (revisions no longer scored go)."""
+    series = quality_series(scores)
+    with _guard:
+        published = _entry(namespace, name)
+        for gauge_name in QUALITY_GAUGES:
+            if gauge_name in series:
+                published[gauge_name] = series[gauge_name]
+            else:
+                published.pop(gauge_name, None)
 
 
 def forget(namespace: str, name: str) -> None:

@@ -18,6 +18,7 @@ from kubento.builders.bento import DEFAULT_RUNTIME_IMAGE
 from kubento.controller.status import Problem, parse_status
 from kubento.controller.world import World
 from kubento.predictions.gate import PodResult
+from kubento.quality.profile import Profile
 from kubento.rollout.analysis import Verdict
 
 
@@ -41,6 +42,8 @@ class Inputs:
     apply_problems: list[Problem] = field(default_factory=list)  # the apply layer's answers, on a second plan
     check_results: dict[str, PodResult] = field(default_factory=dict)  # prediction checks run now, by pod uid
     agreement: Optional[Agreement] = None  # the rollout's candidate compared with stable, now
+    profile: Optional[Profile] = None  # spec.monitoring.statistics.reference, parsed
+    profile_problem: Optional[tuple[str, str]] = None  # (reason, message): why it could not be read
     # Revisions kept as ControllerRevisions whose Deployment is missing but must serve (stable, a
     # candidate): revision -> the ControllerRevision, read to make the Deployment again.
     stored_revisions: dict[str, dict[str, Any]] = field(default_factory=dict)

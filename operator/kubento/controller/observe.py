@@ -31,7 +31,7 @@ from kubento.builders.env_job import JOB_PREFIX, LABEL_BUILD_OF
 from kubento.builders.keda import KEDA_API_VERSION
 from kubento.builders.route import ROUTE_API_VERSION
 from kubento.builders.meta import LABEL_REVISION, rollout_token, selector_labels
-from kubento.controller import analysis, autoscaler, podio, probe, route as routing, routeprobe
+from kubento.controller import analysis, autoscaler, podio, probe, quality, route as routing, routeprobe
 from kubento.controller.cache import Cache, Key
 from kubento.controller.environment import JOB_NAME_LABEL, recorded_result
 from kubento.controller.kinds import CONFIG_MAP, CONTROLLER_REVISION, HTTP_ROUTE, JOB, POD, SCALED_OBJECT
@@ -41,12 +41,15 @@ from kubento.controller.observation import Inputs, Observation
 from kubento.controller.plan import analysis_due, environment_job_wanted, referenced_secrets
 from kubento.controller.world import LEGACY, World, revisions_of
 from kubento.predictions import gate
+from kubento.quality.profile import parse_profile
+from kubento.rollout.analysis import parse_metrics
+from kubento.runtime.fields import OTHER
 
 if TYPE_CHECKING:
     from kubento.controller.reconcile import Services
 
 # What a model's jobs of requests to its pods are for (one of each at a time).
-CHECKS, ANALYSIS, AUTOSCALER, ROUTE_PROBE = "checks", "analysis", "autoscaler", "route-probe"
+CHECKS, ANALYSIS, AUTOSCALER, QUALITY, ROUTE_PROBE = "checks", "analysis", "autoscaler", "quality", "route-probe"
 GATEWAY_RECHECK_CAP = 30.0  # a missing Gateway, or a route not accepted: its Gateways are read again at most this often
 
 
@@ -83,6 +86,7 @@ class Observer:
                 snapshot_name(j["metadata"]["name"]) for j in world.of(JOB)
                 if self.cache.exists(CONFIG_MAP, owner.namespace, snapshot_name(j["metadata"]["name"])))
         self._shared_environment_job(spec, world, inputs, obs.status)
+        inputs.profile, inputs.profile_problem = self._profile(spec, owner.namespace)
         if world.of(SCALED_OBJECT):
             inputs.keda_served = True  # watched: KEDA is there (and one of ours may have to go)
         elif spec.autoscaling and spec.autoscaling.provider == "keda":
@@ -92,6 +96,7 @@ class Observer:
         previous = obs.status
         wake = soonest(wake, self._autoscaler(spec, world, previous, inputs))
         wake = soonest(wake, self._analysis(spec, world, previous, inputs))
+        wake = soonest(wake, self._quality(spec, world, previous))
         wake = soonest(wake, self._gateway_mode(spec, world, previous, inputs))
         inputs.check_results, inputs.agreement, checks_wake = self._prediction_checks(world, previous)
         self._kept_revisions(world, previous, inputs)
@@ -129,6 +134,25 @@ class Observer:
             return None
         self.cache.update(CONFIG_MAP, live)
         return {"data": live.get("data") or {}, "binaryData": live.get("binaryData") or {}}
+
+    def _profile(self, spec: ModelDeploymentSpec, namespace: str) -> tuple[Any, Optional[tuple[str, str]]]:
+        """The reference profile spec.monitoring.statistics.reference names
+        (the watch keeps its ConfigMap: no request once read), or why not."""
+        stats = spec.monitoring.statistics if spec.monitoring else None
+        ref = stats.reference.config_map_key_ref if stats and stats.reference else None
+        if ref is None:
+            return None, None
+        where = f"ConfigMap {ref.name} key {ref.key} (monitoring.statistics.reference)"
+        content = self.config_map(namespace, ref.name)
+        text = ((content or {}).get("data") or {}).get(ref.key)
+        if content is None or text is None:
+            missing = "does not exist" if content is None else "has no such key"
+            return None, ("ProfileNotFound", f"{where} {missing}: no drift scores against a reference (make it with "
+                          f"kubento profile); counting with the spec's buckets and categories")
+        try:
+            return parse_profile(text), None
+        except ValueError as exc:
+            return None, ("ProfileInvalid", f"{where}: {exc}")
 
     def _shared_environment_job(self, spec: ModelDeploymentSpec, world: World, inputs: Inputs,
                                 status: ModelDeploymentStatus) -> None:
@@ -293,11 +317,29 @@ class Observer:
         revisions = revisions_of(world)
         groups = {"candidate": revisions.pods.get(state.revision, []),
                   "stable": revisions.pods.get(previous.stable_revision or "", [])}
+        # analysis.outputShift: both revisions' output counts, by the labels they count in (nothing else)
+        counted = [quality.judged(revisions, r) for r in (state.revision, previous.stable_revision)]
+        outputs = {label for j in counted if j and j.get("output") for label in j["output"].labels}
+        compare = spec.rollout.analysis.output_shift is not None and all(
+            j and j.get("output") and set(j["output"].labels) - {OTHER} for j in counted)
         inputs.verdict = analysis.judge(
             memory.windows, due, spec.rollout.analysis, self.now, scraped if over else None,
-            lambda: self._submit(ANALYSIS, analysis.scrape_job(groups, spec.port, self.now, tag=due)),
-            podio.busy(memory.jobs, ANALYSIS))
+            lambda: self._submit(ANALYSIS, analysis.scrape_job(
+                groups, spec.port, self.now, tag=due, parse=lambda _, text: parse_metrics(text, outputs=outputs))),
+            podio.busy(memory.jobs, ANALYSIS), compare_outputs=compare)
         return max(0.2, analysis.next_judgement(memory.windows, due, spec.rollout.analysis, self.now))
+
+    def _quality(self, spec: ModelDeploymentSpec, world: World, previous: ModelDeploymentStatus) -> Optional[float]:
+        """Drift scores of the serving revisions, from the last read of their pods (controller.quality)."""
+        memory = self.memory
+        over, scraped = podio.take(memory.jobs, QUALITY)
+        owner = world.owner
+        return quality.observe(
+            owner.namespace, owner.name, memory.quality, spec.monitoring.statistics if spec.monitoring else None,
+            revisions_of(world), previous, previous.current_revision, self.now, scraped if over else None,
+            lambda groups, parse: self._submit(QUALITY, analysis.scrape_job(groups, spec.port, self.now,
+                                                                             parse=parse)),
+            podio.busy(memory.jobs, QUALITY))
 
     def _prediction_checks(self, world: World, previous: ModelDeploymentStatus
                            ) -> tuple[dict[str, gate.PodResult], Optional[Agreement], Optional[float]]:

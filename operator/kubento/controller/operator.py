@@ -157,8 +157,8 @@ class Operator:
                 # A leader's first pass over a model reads the model itself: the
                 # cache of a replica that was cut off may lag behind the Lease.
                 outcome = self.run_pass(key, self.services, memory,
-                                        verify=self.elector is not None and not memory.verified)
-            memory.verified = True
+                                        verify=(self.elector is not None and not memory.verified) or memory.conflicted)
+            memory.verified, memory.conflicted = True, outcome.conflict
         except Exception as exc:  # noqa: BLE001 - a worker outlives any one model
             metrics.RECONCILE_ERRORS.inc()
             delay = self.queue.failed(key)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
@@ -83,6 +84,7 @@ from kubento.controller.kinds import CONTROLLER_REVISION, DEPLOYMENT, HTTP_ROUTE
 from kubento.controller.observation import Inputs, Observation
 from kubento.controller.world import Revisions, World, revisions_of
 from kubento.predictions import gate
+from kubento.quality.profile import revision_monitoring
 from kubento.rollout import strategy as rollout_strategy
 from kubento.rollout.analysis import seconds
 from kubento.rollout.revisions import Decision, Seen, decide, epoch, rfc3339
@@ -302,6 +304,19 @@ class BentoPlan:
     creates: list[dict[str, Any]] = field(default_factory=list)
     deletes: list[Delete] = field(default_factory=list)
     requeue_after: Optional[float] = None
+
+
+def monitored(bento: ServedBento, spec: ModelDeploymentSpec, model: str, inputs: Inputs) -> ServedBento:
+    """The bento with what its pods are told of spec.monitoring (the
+    profile's buckets resolved) and what its revision is judged with."""
+    assert spec.monitoring is not None
+    stats = spec.monitoring.statistics
+    ref = stats.reference.config_map_key_ref if stats and stats.reference else None
+    told, judged = revision_monitoring(spec.monitoring, model, inputs.profile,
+                                       f"{ref.name}/{ref.key}" if ref is not None else "")
+    compact = {"sort_keys": True, "separators": (",", ":")}
+    return dataclasses.replace(bento, monitoring=json.dumps(told, **compact),
+                               judged=json.dumps(judged, **compact) if judged is not None else None)
 
 
 def environment_job_wanted(spec: ModelDeploymentSpec, inputs: Inputs) -> Optional[str]:
@@ -675,6 +690,10 @@ def plan(observation: Observation) -> Pass:
     else:
         served = served_bento(spec, world, inputs, previous)
         bento, build, environment = served.bento, served.build, served.environment
+        if bento is not None and spec.monitoring is not None:
+            bento = monitored(bento, spec, owner.name, inputs)
+        if spec.monitoring is not None and inputs.profile_problem is not None:
+            problems.append(Problem(*inputs.profile_problem, blocking=False))
         actions.creates += served.creates
         actions.deletes += served.deletes
         actions.requeue_after = _sooner(actions.requeue_after, served.requeue_after)

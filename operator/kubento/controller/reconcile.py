@@ -54,13 +54,15 @@ class Outcome:
     writes: int
     requeue_after: Optional[float]
     deleted: bool = False
+    conflict: bool = False  # the status was refused: the model changed since the cache's version
 
 
 def reconcile(key: Key, services: Services, memory: ModelMemory, *, clock: Callable[[], float] = time.time,
               monotonic: Callable[[], float] = time.monotonic, recheck_cap: float = SECRET_RECHECK_CAP,
               post_event: Optional[Callable[..., None]] = None, verify: bool = False) -> Outcome:
     """One pass over the model ``key``: observe, plan, apply. ``verify``:
-    read the model first (a new leader's first pass: its cache may lag)."""
+    read the model first (a new leader's first pass, or the pass after a
+    status refused as stale: the cache may lag)."""
     cache, kube = services.cache, services.kube
     if verify:
         seen = cache.version(MODEL, *key)
@@ -70,6 +72,8 @@ def reconcile(key: Key, services: Services, memory: ModelMemory, *, clock: Calla
             if live is None:
                 cache.delete(MODEL, {"metadata": {"namespace": key[0], "name": key[1]}})
             elif live["metadata"].get("resourceVersion") != seen:
+                log.info("%s/%s: read the model: version %s, the watch had brought %s", key[0], key[1],
+                         live["metadata"].get("resourceVersion"), seen)
                 cache.update(MODEL, live)
     world = cache.model(key)
     if world.model is None or (world.model.get("metadata") or {}).get("deletionTimestamp"):
@@ -96,6 +100,7 @@ def reconcile(key: Key, services: Services, memory: ModelMemory, *, clock: Calla
         return Outcome(actions.writes, None, deleted=True)
     metrics.publish_model(key[0], key[1], observation.spec, actions.new_status)
     wake = soonest(observation.wake_after, actions.requeue_after)
-    if refused == 409:  # another version is on its way through the watch (which brings a pass); in case not:
-        return Outcome(actions.writes, soonest(CONFLICT_RETRY_SECONDS, wake))
+    if refused == 409:  # another version is on its way through the watch (which brings a pass); in case
+        # the watch lags or stalls, the next pass reads the model itself (one GET per conflict).
+        return Outcome(actions.writes, soonest(CONFLICT_RETRY_SECONDS, wake), conflict=True)
     return Outcome(actions.writes, wake)

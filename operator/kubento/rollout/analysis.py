@@ -23,6 +23,13 @@ unknown paths included, but not ``/metrics`` itself; an exception raised by an
 API is counted as 500. The prefix ``bentoml_service`` is BentoML's
 ``api_server.metrics.namespace`` setting.
 
+With ``analysis.outputShift``, the answers are compared too: kubento's
+runtime counts each revision's output rows by class or bucket
+(``kubento_output_total{bucket}``, kubento.runtime.monitor), and the
+candidate's distribution over the window must stay within ``maxDistance``
+(Jensen-Shannon distance, kubento.quality.drift) of the stable revision's
+over the same window (both serve the same traffic mix), else ``OutputShift``.
+
 A verdict is ``pass``, ``fail`` or ``inconclusive``; too few requests is
 always ``inconclusive``, never ``pass``.
 """
@@ -30,7 +37,7 @@ always ``inconclusive``, never ``pass``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Collection, Iterable, Literal, Optional
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -38,7 +45,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kubento.api.v1alpha1 import duration_seconds
 
 if TYPE_CHECKING:
-    from kubento.api.v1alpha1 import Analysis
+    from kubento.api.v1alpha1 import Analysis, OutputShift
 
 NAMESPACE = "bentoml_service"
 
@@ -49,6 +56,8 @@ INFRA_NAMES = frozenset({"livez", "readyz", "healthz", "metrics", "docs.json", "
 INFRA_DIRS = frozenset({"static_content", "assets"})
 
 Buckets = tuple[tuple[float, float], ...]
+Outputs = tuple[tuple[str, float], ...]  # output rows by class or bucket label, sorted
+OUTPUTS_NAME = "kubento_output_total"  # kubento.runtime.monitor's counter
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,7 @@ class Sample:
     duration_sum: float = 0.0  # seconds, over all requests
     duration_count: float = 0.0
     in_progress: float = 0.0  # requests being answered now (a gauge, not a counter)
+    outputs: Outputs = ()  # kubento's output counts (only the labels asked for)
 
     @property
     def error_rate(self) -> Optional[float]:
@@ -88,21 +98,30 @@ def is_infra(endpoint: str, exclude: Collection[str] = ()) -> bool:
     return segments[-1] in INFRA_NAMES or any(s in INFRA_DIRS for s in segments)
 
 
-def parse_metrics(text: str, *, namespace: str = NAMESPACE, exclude: Collection[str] = ()) -> Sample:
+def parse_metrics(text: str, *, namespace: str = NAMESPACE, exclude: Collection[str] = (),
+                  outputs: Collection[str] = ()) -> Sample:
     """One pod's ``/metrics`` text as a ``Sample`` of its API endpoints.
 
     Sums over endpoints, services and every other label; probe and docs
     endpoints (``is_infra``) and ``exclude`` (e.g. a custom ``livez`` path) are
-    left out. A pod that has served nothing yet gives zeros. Raises
-    ``ValueError`` on text that is not Prometheus' exposition format.
+    left out. A pod that has served nothing yet gives zeros. ``outputs``: the
+    output labels (classes, buckets) whose counts to keep (anything else the
+    pod exports is ignored). Raises ``ValueError`` on text that is not
+    Prometheus' exposition format.
     """
     requests_name = f"{namespace}_request_total"
     hist = f"{namespace}_request_duration_seconds"
     in_progress_name = f"{namespace}_request_in_progress"
     requests = errors = dsum = dcount = in_progress = 0.0
     buckets: dict[float, float] = {}
+    out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
+            if s.name == OUTPUTS_NAME and outputs:
+                label = s.labels.get("bucket", "")
+                if label in outputs and math.isfinite(s.value):
+                    out[label] = out.get(label, 0.0) + s.value
+                continue
             if s.name not in (requests_name, in_progress_name, f"{hist}_bucket", f"{hist}_sum", f"{hist}_count"):
                 continue
             if is_infra(s.labels.get("endpoint", ""), exclude):
@@ -120,7 +139,15 @@ def parse_metrics(text: str, *, namespace: str = NAMESPACE, exclude: Collection[
                 dsum += s.value
             else:
                 dcount += s.value
-    return Sample(requests, errors, tuple(sorted(buckets.items())), dsum, dcount, in_progress)
+    return Sample(requests, errors, tuple(sorted(buckets.items())), dsum, dcount, in_progress,
+                  tuple(sorted(out.items())))
+
+
+def _outputs(a: Outputs, b: Outputs, sign: float) -> Outputs:
+    merged = dict(a)
+    for label, n in b:
+        merged[label] = merged.get(label, 0.0) + sign * n
+    return tuple(sorted(merged.items()))
 
 
 def _count_at(buckets: Buckets, le: float) -> float:
@@ -151,12 +178,14 @@ def since(before: Optional[Sample], after: Sample) -> Sample:
     if before is None:
         return after
     buckets = _combine(after.buckets, before.buckets, -1.0)
+    outputs = _outputs(after.outputs, before.outputs, -1.0)
     if (after.requests < before.requests or after.errors < before.errors
-            or after.duration_count < before.duration_count or any(c < 0 for _, c in buckets)):
+            or after.duration_count < before.duration_count or any(c < 0 for _, c in buckets)
+            or any(c < 0 for _, c in outputs)):
         return after
     return Sample(after.requests - before.requests, after.errors - before.errors, buckets,
                   max(after.duration_sum - before.duration_sum, 0.0), after.duration_count - before.duration_count,
-                  after.in_progress)
+                  after.in_progress, outputs)
 
 
 def total(samples: Iterable[Sample]) -> Sample:
@@ -165,7 +194,7 @@ def total(samples: Iterable[Sample]) -> Sample:
     for s in samples:
         out = Sample(out.requests + s.requests, out.errors + s.errors, _combine(out.buckets, s.buckets, 1.0),
                      out.duration_sum + s.duration_sum, out.duration_count + s.duration_count,
-                     out.in_progress + s.in_progress)
+                     out.in_progress + s.in_progress, _outputs(out.outputs, s.outputs, 1.0))
     return out
 
 
@@ -238,12 +267,24 @@ class Verdict:
 
     result: Result
     reason: str  # AnalysisPassed, ErrorRateTooHigh, LatencyTooHigh, ErrorRateAndLatencyTooHigh,
-    #              NotEnoughRequests, NoLatencyData
+    #              NotEnoughRequests, NoLatencyData, OutputShift, NotEnoughOutputs
     message: str
     requests: float = 0.0
     errors: float = 0.0
     error_rate: Optional[float] = None
     p95_seconds: Optional[float] = None
+    output_distance: Optional[float] = None
+
+    @property
+    def rollback_reason(self) -> str:
+        """The rollout's reason when this verdict fails it."""
+        return OUTPUT_SHIFT if self.reason == OUTPUT_SHIFT else "AnalysisFailed"
+
+
+OUTPUT_SHIFT = "OutputShift"
+NOT_COMPARED = ("a revision counts no output classes or buckets (monitoring.statistics.output: categories or "
+                "buckets, or a profile made with the answers)")
+SHOWN_CLASSES = 6  # of a distribution, in a verdict's message
 
 
 def _num(x: float) -> str:
@@ -268,7 +309,8 @@ def _describe(s: Sample) -> str:
     return f"error rate {_pct(s.error_rate or 0.0)} ({_num(s.errors)} of {_num(s.requests)} requests){latency}"
 
 
-def evaluate(canary: Sample, analysis: Analysis, baseline: Optional[Sample] = None) -> Verdict:
+def evaluate(canary: Sample, analysis: Analysis, baseline: Optional[Sample] = None,
+             compare_outputs: bool = False) -> Verdict:
     """Judge the new revision's requests of one window against ``analysis``.
 
     Fewer than ``minRequests`` requests (or none at all, even with
@@ -276,7 +318,10 @@ def evaluate(canary: Sample, analysis: Analysis, baseline: Optional[Sample] = No
     ``maxErrorRate`` or a p95 latency above ``maxLatencyP95`` fails (both
     named when both fail); with a latency limit but no latency data the
     verdict is ``inconclusive``. ``baseline`` (the stable revision over the
-    same window) only adds context to the message.
+    same window) only adds context to the message, unless
+    ``analysis.outputShift`` is set and ``compare_outputs`` (both revisions
+    count their outputs): then a verdict that would pass also needs the
+    outputs to (``output_shift``).
 
     The p95 is estimated from BentoML's buckets; one in the ``+Inf`` bucket is
     reported as the largest finite bound (180s by default), so a limit at or
@@ -317,4 +362,54 @@ def evaluate(canary: Sample, analysis: Analysis, baseline: Optional[Sample] = No
         return verdict("fail", "ErrorRateTooHigh", error_part)
     if failed_latency:
         return verdict("fail", "LatencyTooHigh", f"{latency_part} ({_num(requests)} requests)")
-    return verdict("pass", "AnalysisPassed", f"{error_part}" + (f", {latency_part}" if latency_part else ""))
+    passed = f"{error_part}" + (f", {latency_part}" if latency_part else "")
+    if analysis.output_shift is None:
+        return verdict("pass", "AnalysisPassed", passed)
+    if not compare_outputs or baseline is None:
+        return verdict("pass", "AnalysisPassed", f"{passed}; outputs not compared: {NOT_COMPARED}")
+    shift = output_shift(canary, baseline, analysis.output_shift)
+    judged = Verdict(shift.result, shift.reason, f"{shift.message}; {passed}" if shift.result != "pass"
+                     else f"{passed}; {shift.message}", requests, errors, rate, p95, shift.output_distance)
+    return replace(judged, message=judged.message + context)
+
+
+def _distribution(outputs: Outputs) -> str:
+    total_ = sum(n for _, n in outputs)
+    top = sorted(((n, label) for label, n in outputs if n > 0), reverse=True)[:SHOWN_CLASSES]
+    more = "" if len([1 for _, n in outputs if n > 0]) <= SHOWN_CLASSES else ", ..."
+    return ", ".join(f"{label} {n / total_ * 100:.0f}%" for n, label in top) + more + f" of {_num(total_)}"
+
+
+def output_shift(candidate: Sample, stable: Sample, criterion: OutputShift) -> Verdict:
+    """The new revision's answers against the stable revision's over the same
+    window: ``fail`` (``OutputShift``) when their distributions are further
+    apart than ``maxDistance``; ``inconclusive`` until each has given
+    ``minOutputs`` answers."""
+    from kubento.quality.drift import js_distance
+
+    a, b = dict(candidate.outputs), dict(stable.outputs)
+    na, nb = sum(a.values()), sum(b.values())
+    if na < criterion.min_outputs or nb < criterion.min_outputs:
+        return Verdict("inconclusive", "NotEnoughOutputs",
+                       f"outputs: {_num(na)} new and {_num(nb)} stable answers counted < minOutputs "
+                       f"{criterion.min_outputs}: not enough to compare")
+    distance = js_distance(a, b)
+    assert distance is not None
+    shifted = distance > criterion.max_distance
+    message = (f"output distribution {distance:.3f} {'>' if shifted else '<='} maxDistance "
+               f"{criterion.max_distance:g} from stable's (Jensen-Shannon; new: {_distribution(candidate.outputs)}; "
+               f"stable: {_distribution(stable.outputs)})")
+    return Verdict("fail" if shifted else "pass", OUTPUT_SHIFT if shifted else "AnalysisPassed", message,
+                   output_distance=distance)
+
+
+def output_shift_on_mirrored_traffic(candidate: Sample, stable: Sample, criterion: OutputShift) -> Verdict:
+    """HOOK for a Gateway API shadow step (RequestMirror; the routes are built
+    on another branch): before the new revision takes any weight, judge its
+    answers to the mirrored requests against the stable revision's answers to
+    the same window's requests. The new revision's pods count mirrored
+    requests like any other (kubento.runtime.monitor sees every request), so
+    a shadow step's window (controller.analysis.Window of both revisions) can
+    call this with its sums; a ``fail`` rolls back with OutputShift as in a
+    canary step. Nothing calls it yet."""
+    return output_shift(candidate, stable, criterion)

@@ -220,6 +220,7 @@ def _rolling(candidate: str, bento: str, rollout: Rollout, replicas: int, stable
         analysis=rollout.analysis is not None,
         verdict=verdict.result if verdict else None,
         verdict_message=verdict.message if verdict else "",
+        verdict_reason=verdict.rollback_reason if verdict else "AnalysisFailed",
         auto_rollback=rollout.auto_rollback,
         promote=bool(state.promoted),
         abort=abort,

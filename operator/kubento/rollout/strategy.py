@@ -85,6 +85,7 @@ class Observed:
     analysis: bool = False  # spec.rollout.analysis is set
     verdict: Optional[VerdictResult] = None  # of the current step's window
     verdict_message: str = ""
+    verdict_reason: str = "AnalysisFailed"  # the rollback's reason if the verdict fails (OutputShift, or this)
     auto_rollback: bool = True
     promote: bool = False  # `kubento promote`: skip the remaining steps and analysis
     abort: bool = False  # `kubento abort`: back to stable
@@ -192,7 +193,7 @@ def plan(o: Observed) -> Plan:
     if o.candidate.failure:
         return fail(o, o.candidate.failure_reason, o.candidate.failure)
     if o.analysis and o.verdict == "fail" and not o.promote:
-        return fail(o, "AnalysisFailed", o.verdict_message or "analysis failed")
+        return fail(o, o.verdict_reason, o.verdict_message or "analysis failed")
     if o.replicas == 0:
         return Plan(0, 0, "candidate", "Promoted", "Promoted", "replicas is 0", step=o.step, route=100)
     p = rolling.shift_all(o) if o.promote else of(o.strategy).step(o)

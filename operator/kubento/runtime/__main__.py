@@ -40,7 +40,11 @@ from kubento.runtime import Failure, bentoml_home, tag_file, truncate_utf8, work
 from kubento.runtime import bento, environment, source, storage
 
 FETCH_MESSAGE_LIMIT = 1000  # one line for a condition message
-BUILD_MESSAGE_LIMIT = 3500  # Kubernetes keeps 4096 bytes
+# Kubernetes keeps 4096 bytes of a container's termination message, and 12 KiB for
+# all of a pod's: a build Job's pod has six containers (its steps), so each keeps
+# 2048 bytes, cut from the end. A failed step's message (its headline and the end
+# of its output, where the error is) fits that.
+BUILD_MESSAGE_LIMIT = 2000
 
 
 def _env(name: str) -> str:

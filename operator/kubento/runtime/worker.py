@@ -1,5 +1,7 @@
 """``python -m kubento.runtime.worker ARGS`` — one of BentoML's HTTP workers
-that drains its keep-alive connections at SIGTERM (kubento.runtime.drain).
+that drains its keep-alive connections at SIGTERM (kubento.runtime.drain) and,
+with ``KUBENTO_MONITORING``, records and counts what goes in and comes out
+(kubento.runtime.monitor).
 BentoML's arbiter starts it in place of its own ``_bentoml_impl.worker.service``
 (kubento.runtime.serving), with the same arguments; everything else is
 BentoML's worker, unchanged."""
@@ -8,9 +10,10 @@ from __future__ import annotations
 
 
 def main() -> None:
-    from kubento.runtime import drain
+    from kubento.runtime import drain, monitor
 
     drain.install()
+    monitor.install()  # inside the drain: its middleware wraps BentoML's app first
     from _bentoml_impl.worker.service import main as bentoml_worker
 
     bentoml_worker()  # a click command: reads sys.argv

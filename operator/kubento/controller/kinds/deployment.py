@@ -8,12 +8,13 @@ from kubento.builders.meta import ANNOTATION_APPLIED_HASH
 from kubento.controller.kinds import DEPLOYMENT, Kind
 from kubento.controller.kinds.strip import conditions, meta, pick
 from kubento.predictions.gate import ANNOTATION_CHECKS
+from kubento.quality.profile import ANNOTATION_MONITORING
 
 
 def strip(obj: dict[str, Any]) -> dict[str, Any]:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     return {
-        "metadata": meta(obj, (ANNOTATION_APPLIED_HASH, ANNOTATION_CHECKS)),
+        "metadata": meta(obj, (ANNOTATION_APPLIED_HASH, ANNOTATION_CHECKS, ANNOTATION_MONITORING)),
         "spec": {"replicas": spec.get("replicas", 1),
                  "selector": {"matchLabels": dict(((spec.get("selector") or {}).get("matchLabels")) or {})}},
         "status": {**pick(status, "observedGeneration", "replicas", "readyReplicas", "updatedReplicas",
