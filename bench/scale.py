@@ -71,7 +71,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 class ControlPlane(controlplane.ControlPlane):
-    def __init__(self, port: int = 36943, etcd_port: int = 32879) -> None:
+    def __init__(self, port: int = 26943, etcd_port: int = 22879) -> None:
         super().__init__(Path(tempfile.gettempdir()) / "kubento-cp-scale", port, etcd_port)
 
     def install(self) -> tuple[Path, Path]:

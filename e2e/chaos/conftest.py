@@ -5,7 +5,7 @@ The leader-election test runs on the local node cluster with real pods
 (e2e/conftest.py's fixtures).
 
 Ports: $KUBENTO_CP_PORT + 100 and $KUBENTO_CP_ETCD_PORT + 100 (defaults
-36543 and 32479), directory $KUBENTO_CP_DIR-chaos: beside the integration
+26543 and 22479), directory $KUBENTO_CP_DIR-chaos: beside the integration
 tier's control plane, never on it.
 """
 
@@ -59,8 +59,8 @@ class Chaos:
 @pytest.fixture
 def chaos() -> Chaos:
     base = os.environ.get("KUBENTO_CP_DIR", "/tmp/kubento-controlplane")
-    cp = ControlPlane(f"{base}-chaos", int(os.environ.get("KUBENTO_CP_PORT", "36443")) + 100,
-                      int(os.environ.get("KUBENTO_CP_ETCD_PORT", "32379")) + 100)
+    cp = ControlPlane(f"{base}-chaos", int(os.environ.get("KUBENTO_CP_PORT", "26443")) + 100,
+                      int(os.environ.get("KUBENTO_CP_ETCD_PORT", "22379")) + 100)
     try:
         cp.up()
     except RuntimeError as exc:  # fail, never skip: this tier means nothing without a real API server

@@ -154,8 +154,9 @@ class Operator:
         self.progress.began(key)
         try:
             with metrics.RECONCILE_SECONDS.time():
-                # A leader's first pass over a model reads the model itself: the
-                # cache of a replica that was cut off may lag behind the Lease.
+                # A leader's first pass over a model reads the model itself (the cache
+                # of a replica that was cut off may lag behind the Lease), and so does
+                # the pass after a status refused as stale (the model's watch may lag).
                 outcome = self.run_pass(key, self.services, memory,
                                         verify=(self.elector is not None and not memory.verified) or memory.conflicted)
             memory.verified, memory.conflicted = True, outcome.conflict
