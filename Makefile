@@ -57,7 +57,7 @@ chaos-short: deps venv kube helm  ## two replicas, leader killed and stopped und
 chaos: deps venv kube helm  ## chaos tier: operators SIGKILLed/SIGTERMed, API server restarted and cut off under a churn of 100 models (figures)
 	$(PYTEST) e2e/chaos -s -p no:logging
 
-bench: deps venv kube helm  ## benchmarks on the local cluster (print figures: apply -> Ready per bento source, rollback time, autoscaling; PNG in bench/out)
+bench: deps venv kube helm  ## benchmarks on the local cluster (print figures: apply -> Ready per bento source, rollback time, autoscaling, what a Gateway costs; PNG in bench/out)
 	$(PY) -m pip install -q -e '.[test,bench]' -c e2e/images/constraints.txt
 	$(PYTEST) bench -s -p no:logging
 

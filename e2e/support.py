@@ -4,7 +4,9 @@ send predictions through its Service (also from many threads at once)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -51,6 +53,15 @@ def predict(cluster, name, rows):
     return json.loads(traffic.post(f"http://{ip}/classify", body.encode(), timeout=10))
 
 
+def kubento(cluster, *args: str) -> str:
+    """The kubento CLI as a user runs it, against the e2e cluster's namespace: its stdout."""
+    env = {**os.environ, "KUBECONFIG": cluster.kubeconfig}
+    proc = subprocess.run([sys.executable, "-m", "kubento.cli.main", *args, "-n", NAMESPACE], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"kubento {' '.join(args)}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+    return proc.stdout
+
+
 def http_get(cluster, url: str, timeout: float = 10) -> str:
     """GET ``url`` (a Service or pod address) from where it answers."""
     if IN_CLUSTER:
@@ -72,11 +83,12 @@ class Clients:
     answer only inside the cluster (KUBENTO_E2E_IN_CLUSTER)."""
 
     def __init__(self, cluster, url: str, body: bytes, expected, threads: int, timeout: float, pause: float,
-                 fail_pause: float, keep_alive: bool | str = False):
+                 fail_pause: float, keep_alive: bool | str = False, headers: dict[str, str] | None = None):
         self.cluster = cluster
         self.keep_alive = keep_alive
         self.args = {"url": url, "body": body.decode(), "expected": expected, "threads": threads,
-                     "timeout": timeout, "pause": pause, "fail_pause": fail_pause, "keep_alive": keep_alive}
+                     "timeout": timeout, "pause": pause, "fail_pause": fail_pause, "keep_alive": keep_alive,
+                     "headers": headers}
         self.ok = 0
         self.failures: Counter[str] = Counter()
         self.versions: Counter[str] = Counter()  # good answers per model version (X-Model-Version)
@@ -103,7 +115,7 @@ class Clients:
             if IN_CLUSTER:
                 in_cluster(self.cluster, "post", {"url": a["url"], "body": a["body"], "timeout": 5})
             else:
-                traffic.post(a["url"], a["body"].encode(), timeout=5)
+                traffic.post_versioned(a["url"], a["body"].encode(), 5, a["headers"])
             return True
         except Exception:  # noqa: BLE001 - refused, reset, 5xx: not answering yet
             return False
@@ -119,7 +131,7 @@ class Clients:
         if not IN_CLUSTER:
             self._threads = [threading.Thread(target=traffic.client_loop, daemon=True, args=(
                 a["url"], a["body"].encode(), a["expected"], a["timeout"], a["pause"], a["fail_pause"],
-                self._stop, self._report, a["keep_alive"])) for _ in range(a["threads"])]
+                self._stop, self._report, a["keep_alive"], a["headers"])) for _ in range(a["threads"])]
             for t in self._threads:
                 t.start()
             return

@@ -6,7 +6,10 @@ X-Model-Version header, so every answer names the revision that gave it.
 The measured share must be within 10 points of the effective weight status
 reports (status.canaryWeight: the share of ready pods), and the effective
 weight never above the requested one by more than one candidate pod beside
-the stable pods allows. The table is printed with ``-s``.
+the stable pods allows. A keep-alive client (one http.client connection)
+is measured beside them: kube-proxy picks a pod per connection, so it gets
+0 or 100 % whatever the weight (the replicas mode's limit; gateway mode
+splits per request: e2e/test_gateway_routes.py). The table is printed with ``-s``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 import threading
 import time
 
-from e2e.support import apply_md, example_spec, md, settled, shares
+from e2e.conftest import NAMESPACE
+from e2e.support import IRIS_ROWS, apply_md, example_spec, md, settled, shares, tally
 from kubento.rollout.canary import canary_split, effective_weight
 from tests.helpers import condition, wait_for
 
@@ -43,10 +47,12 @@ def _measure(cluster, name: str, replicas: int, rows: list, errors: list) -> Non
             status = wait_for(f"{name} to hold step {step + 1}", held, timeout=240, interval=0.3)
             time.sleep(1.5)  # the endpoints of the newly ready pods reach kube-proxy
             counts = shares(cluster, name, REQUESTS)
+            ip = cluster.get("service", name, "-n", NAMESPACE)["spec"]["clusterIP"]
+            kept = tally(cluster, f"http://{ip}/classify", REQUESTS, keep_alive=True, rows=IRIS_ROWS[:1])
             after = md(cluster, name)["status"]
             assert (after.get("rollout") or {}).get("step") == step, f"{name}: the step ended while measuring"
             rows.append((replicas, weight, status["rollout"].get("requestedWeight"), status.get("canaryWeight"),
-                         100 * counts.get("2", 0) / sum(counts.values()), dict(counts)))
+                         100 * counts.get("2", 0) / sum(counts.values()), dict(counts), kept))
     except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
         errors.append(exc)
 
@@ -73,12 +79,13 @@ def test_each_canary_step_sends_the_share_status_reports(cluster, model, images)
     took = time.monotonic() - start
 
     print(f"\n[canary share] {REQUESTS} requests per step on new connections, all three models in {took:.0f}s")
-    print("replicas  requested  effective(status)  measured  answers")
-    for r, w, requested, effective, measured, counts in sorted(rows):
-        print(f"{r:>8}  {requested:>8}%  {effective:>16}%  {measured:>7.1f}%  {counts}")
+    print("replicas  requested  effective(status)  measured  answers   keep-alive (one connection)")
+    for r, w, requested, effective, measured, counts, kept in sorted(rows, key=lambda x: x[:2]):
+        print(f"{r:>8}  {requested:>8}%  {effective:>16}%  {measured:>7.1f}%  {counts}   {kept.share('2'):.0f} % {kept}")
     assert not errors, errors
     assert len(rows) == len(REPLICAS) * len(WEIGHTS)
-    for r, w, requested, effective, measured, counts in rows:
+    for r, w, requested, effective, measured, counts, kept in rows:
+        assert not kept.failures and kept.connections == 1 and kept.share("2") in (0.0, 100.0), (r, w, kept)
         stable, candidate = canary_split(r, w)
         assert requested == w
         assert effective == effective_weight(stable, candidate), (r, w, effective)  # all the step's pods ready

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from e2e.conftest import NAMESPACE, OPERATOR_NAMESPACE, S3_SECRET
-from e2e.support import TrafficCounter, apply_md, example_spec, md, settled
+from e2e.support import TrafficCounter, apply_md, example_spec, kubento, md, settled
 from e2e.test_sources import project_files, put_project
 from tests.helpers import condition, wait_for
 
@@ -259,9 +259,6 @@ def test_a_deleted_stable_deployment_is_made_again_after_an_abort(cluster, model
     revision under a request loop: kubento makes it again from its
     ControllerRevision at once; the model serves again as soon as its pods
     are ready; the aborted revision never gets a pod."""
-    import subprocess
-    import sys
-
     spec = {**example_spec(images), "replicas": 2,
             "rollout": {"strategy": "Canary", "steps": [{"weight": 50, "pause": "1h"}]}}
     name = serving(cluster, model, "keep", spec)
@@ -270,10 +267,7 @@ def test_a_deleted_stable_deployment_is_made_again_after_an_abort(cluster, model
     wait_for("the canary step to hold", lambda: condition(md(cluster, name), "Ready").get("reason") == "CanaryPaused",
              timeout=180, interval=0.5)
     v2 = md(cluster, name)["status"]["rollout"]["revision"]
-    env = {**os.environ, "KUBECONFIG": cluster.kubeconfig}
-    aborted = subprocess.run([sys.executable, "-m", "kubento.cli.main", "abort", name, "-n", NAMESPACE], env=env,
-                             capture_output=True, text=True, timeout=60)
-    assert aborted.returncode == 0, aborted.stderr
+    kubento(cluster, "abort", name)
     wait_for("the abort", lambda: md(cluster, name)["status"].get("phase") == "RolledBack"
              and not cluster.get("pods", "-n", NAMESPACE, "-l", f"serving.kubento.io/revision={v2}")["items"],
              timeout=120, interval=0.5)

@@ -77,7 +77,7 @@ class RawConnection:
 
 def client_loop(url: str, body: bytes, expected, timeout: float, pause: float, fail_pause: float,
                 stop: threading.Event, report: Callable[[str | None, str | None], None],
-                keep_alive: bool | str = False) -> None:
+                keep_alive: bool | str = False, headers: dict[str, str] | None = None) -> None:
     """POST ``body`` to ``url`` until ``stop`` is set; report(None, version)
     for each good answer (any answer when ``expected`` is None, else one equal
     to it), report(reason, None) for each failed request. By default each
@@ -85,7 +85,8 @@ def client_loop(url: str, body: bytes, expected, timeout: float, pause: float, f
     ``keep_alive`` sends them on one pooled httpx connection, as BentoML's own
     SyncHTTPClient does: the client that sees a pod stop under it;
     ``keep_alive="raw"`` on one http.client connection (RawConnection), which
-    does not even check that the server has not closed it meanwhile."""
+    does not even check that the server has not closed it meanwhile.
+    ``headers`` go with every request (e.g. the Host of a Gateway's route)."""
     client = raw_conn = None
     if keep_alive == "raw":
         raw_conn = RawConnection(url, timeout)
@@ -97,15 +98,15 @@ def client_loop(url: str, body: bytes, expected, timeout: float, pause: float, f
         while not stop.is_set():
             try:
                 if raw_conn is not None:
-                    status, raw, version = raw_conn.post(body)
+                    status, raw, version = raw_conn.post(body, headers)
                     if status >= 400:
                         raise urllib.error.HTTPError(url, status, f"HTTP {status}", None, None)  # type: ignore[arg-type]
                 elif client is not None:
-                    resp = client.post(url, content=body, headers={"content-type": "application/json"})
+                    resp = client.post(url, content=body, headers={"content-type": "application/json", **(headers or {})})
                     resp.raise_for_status()
                     raw, version = resp.content, resp.headers.get(VERSION_HEADER, "?")
                 else:
-                    raw, version = post_versioned(url, body, timeout)
+                    raw, version = post_versioned(url, body, timeout, headers)
                 if expected is None:
                     report(None, version)
                 else:
@@ -304,7 +305,7 @@ def _main(argv: list[str]) -> int:
 
     threads = [threading.Thread(target=client_loop, daemon=True, args=(
         args["url"], args["body"].encode(), args["expected"], args["timeout"], args["pause"], args["fail_pause"],
-        stop, report, args.get("keep_alive", False))) for _ in range(args["threads"])]
+        stop, report, args.get("keep_alive", False), args.get("headers"))) for _ in range(args["threads"])]
     for t in threads:
         t.start()
     with lock:

@@ -111,6 +111,8 @@ def stats(**changes: Any) -> dict[str, Any]:
 COMPARE = {"inputs": {"configMapKeyRef": {"name": "iris-rows", "key": "rows.jsonl"}}, "path": "/classify",
            "minAgreement": 0.95}
 
+GATEWAY = {"gateway": {"parentRefs": [{"name": "gw", "namespace": "infra"}]}}
+
 INVALID = [
     Invalid("two-sources", {"bento": {"image": "a:1", "archive": {"uri": "s3://b/k.bento"}}}, "spec.bento", message="exactly one of image, archive or build"),
     Invalid("no-source", {"bento": {}}, "spec.bento", message="exactly one of image, archive or build"),
@@ -644,4 +646,34 @@ INVALID = [
             with_(monitored(stats(output={"categories": ["a"]})),
                   rollout={**CANARY, "analysis": {"outputShift": {"maxDistance": 0}}}),
             "spec.rollout.analysis.outputShift.maxDistance"),
+    # traffic.gateway (issue #25)
+    Invalid("shadow-step-without-mirror", with_(VALID_SPEC, traffic=GATEWAY, rollout={"strategy": "Canary", "steps": [
+        {"weight": 0}]}), "spec.rollout.steps[0].weight", message="shadow step"),
+    Invalid("mirror-with-weight", with_(VALID_SPEC, traffic=GATEWAY, rollout={"strategy": "Canary", "steps": [
+        {"weight": 10, "mirror": 50}]}), "spec.rollout.steps[0].mirror", message="shadow step"),
+    Invalid("mirror-without-gateway", with_(VALID_SPEC, rollout={"strategy": "Canary", "steps": [
+        {"weight": 0, "mirror": 100}, {"weight": 50}]}), "spec.rollout.steps", message="needs traffic.gateway"),
+    Invalid("mirror-over-100", with_(VALID_SPEC, traffic=GATEWAY, rollout={"strategy": "Canary", "steps": [
+        {"weight": 0, "mirror": 150}]}), "spec.rollout.steps[0].mirror"),
+    Invalid("gateway-without-parents", with_(VALID_SPEC, traffic={"gateway": {"parentRefs": []}}),
+            "spec.traffic.gateway.parentRefs"),
+    Invalid("gateway-same-parent-twice", with_(VALID_SPEC, traffic={"gateway": {"parentRefs": [{"name": "gw"}, {"name": "gw"}]}}),
+            "spec.traffic.gateway.parentRefs", message="must be unique"),
+    Invalid("gateway-bad-hostname", with_(VALID_SPEC, traffic={"gateway": {"parentRefs": [{"name": "gw"}],
+                                                                           "hostnames": ["Iris.Example.com"]}}),
+            "spec.traffic.gateway.hostnames[0]"),
+    Invalid("gateway-ip-hostname-wildcard-inside", with_(VALID_SPEC, traffic={"gateway": {
+        "parentRefs": [{"name": "gw"}], "hostnames": ["iris.*.example.com"]}}), "spec.traffic.gateway.hostnames[0]"),
+    Invalid("gateway-relative-path", with_(VALID_SPEC, traffic={"gateway": {"parentRefs": [{"name": "gw"}],
+                                                                            "pathPrefix": "iris"}}),
+            "spec.traffic.gateway.pathPrefix"),
+    Invalid("gateway-fractional-timeout", with_(VALID_SPEC, traffic={"gateway": {"parentRefs": [{"name": "gw"}],
+                                                                                 "requestTimeout": "1.5s"}}),
+            "spec.traffic.gateway.requestTimeout"),
+    Invalid("gateway-retry-4xx", with_(VALID_SPEC, traffic={"gateway": {"parentRefs": [{"name": "gw"}],
+                                                                        "retry": {"attempts": 2, "codes": [404]}}}),
+            "spec.traffic.gateway.retry.codes[0]"),
+    Invalid("gateway-bad-header", with_(VALID_SPEC, traffic={"gateway": {"parentRefs": [{"name": "gw"}],
+                                                                         "revisionHeader": "x revision"}}),
+            "spec.traffic.gateway.revisionHeader"),
 ]

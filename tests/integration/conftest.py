@@ -78,7 +78,14 @@ def controlplane() -> ControlPlane:
     ).stdout.strip()
     cp = ControlPlane(Path(proc.stdout.strip().splitlines()[-1]), kube_bin)
     cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    # The Gateway API's standard channel (HTTPRoute, Gateway), as a cluster with a Gateway has it: gateway
+    # mode's routes are validated by the real schema and CEL (tests/integration/test_routes.py).
+    gateway_crds = subprocess.run([str(ROOT / "e2e" / "gateway" / "build.sh"), "crds"], capture_output=True, text=True)
+    if gateway_crds.returncode != 0:
+        pytest.fail(f"the Gateway API CRDs could not be collected:\n{gateway_crds.stderr}", pytrace=False)
+    cp.kubectl("apply", "--server-side", "-f", str(Path(gateway_crds.stdout.strip()) / "gateway-api"))
     helpers.wait_established(cp.kubectl, "modeldeployments.serving.kubento.io")
+    helpers.wait_established(cp.kubectl, "httproutes.gateway.networking.k8s.io")
     yield cp
     if not os.environ.get("KUBENTO_KEEP_CLUSTER"):
         subprocess.run([script, "down"], env=env, capture_output=True)

@@ -137,6 +137,27 @@ def test_the_status_screen():
     assert any(x.split()[:3] == ["10s", "Normal", "RolloutStep"] for x in lines)
 
 
+def test_the_status_screen_in_gateway_mode_shows_the_route_and_a_shadow_step():
+    from datetime import datetime, timezone
+
+    shadow = md(phase="Progressing", ready="False", stable="r1",
+                steps=[{"weight": 0, "mirror": 100, "pause": "1h"}, {"weight": 50}],
+                rollout={"revision": "r2", "strategy": "Canary", "step": 0, "since": T, "requestedWeight": 0,
+                         "stepReached": "2026-12-01T00:00:00Z", "service": "both"})
+    shadow["status"]["conditions"].append({"type": "RouteAccepted", "status": "True", "reason": "Accepted",
+                                           "message": "accepted by infra/public"})
+    shadow["status"]["url"] = "http://iris.example.com:8080/"
+    shadow["status"]["traffic"] = {"mode": "gateway", "route": "iris", "backends": [{"revision": "r1", "weight": 100}],
+                                   "mirror": 100}
+    view = status.read_view(shadow)
+    screen = status.render(view, {}, [], datetime(2026, 12, 1, 0, 1, tzinfo=timezone.utc))
+    assert "Strategy:   Canary, steps mirror 100%, 50%" in screen
+    assert "Traffic:    HTTPRoute iris: r1 100%; 100% mirrored to r2; accepted; http://iris.example.com:8080/" in screen
+    assert "step 1/2, shadow: 100% of requests mirrored" in screen
+    assert view.held.startswith("the canary holds at step 1/2 (shadow, 100% mirrored) for 1h")
+    assert status.traffic_line(status.read_view(md())) is None  # replicas mode: no line (the quick start's screen)
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "kubento.cli.main", *args], capture_output=True, text=True, timeout=60)
 

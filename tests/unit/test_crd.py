@@ -55,7 +55,7 @@ def test_cross_field_rules_and_printer_columns_are_present():
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert "exactly one of image, archive or build" in str(spec["properties"]["bento"]["x-kubernetes-validations"])
     assert [c["name"] for c in version["additionalPrinterColumns"]] == [
-        "Ready", "Phase", "Revision", "Stable", "Weight", "Requested", "Replicas", "Available", "URL", "Age",
+        "Ready", "Phase", "Revision", "Stable", "Weight", "Requested", "Traffic", "Replicas", "Available", "URL", "Age",
     ]
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
     assert spec["properties"]["autoscaling"]["properties"]["metric"]["enum"] == ["cpu", "memory", "concurrency", "rps"]

@@ -86,6 +86,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [apps]
   resources: [controllerrevisions]
   verbs: [get, list, watch, create, delete]
+# traffic.gateway: the model's Gateway API HTTPRoute (only if the Gateway API is installed).
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end -}}
 
 {{/* The tag of both images: image.tag, or the chart's appVersion. */}}

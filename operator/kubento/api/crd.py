@@ -34,6 +34,7 @@ PRINTER_COLUMNS = [
     {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision", "priority": 1},
     {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight", "priority": 1},
     {"name": "Requested", "type": "integer", "jsonPath": ".status.rollout.requestedWeight", "priority": 1},
+    {"name": "Traffic", "type": "string", "jsonPath": ".status.traffic.mode", "priority": 1},
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
     {"name": "Available", "type": "integer", "jsonPath": ".status.readyReplicas", "priority": 1},
     {"name": "URL", "type": "string", "jsonPath": ".status.url"},

@@ -38,6 +38,7 @@ from kubento.api.common import (  # noqa: F401 - the API's vocabulary, re-export
     quantity_value,
     rules as _rules,
 )
+from kubento.api.traffic import Traffic, TrafficStatus
 from kubento.api.k8s import SHM_PATH, SHM_VOLUME, Rule, k8s_model, resource_rules
 from kubento.runtime.fields import PATH_PATTERN
 
@@ -580,18 +581,48 @@ class Autoscaling(Model):
 
 
 class RolloutStep(Model):
-    """One canary step: send ``weight`` percent of replicas to the new
-    revision, then hold for ``pause`` while analysis runs."""
+    """One canary step: send ``weight`` percent to the new revision, then hold
+    for ``pause`` while analysis runs. In gateway mode a step may instead
+    mirror requests to it (a shadow step: weight 0, mirror > 0)."""
+
+    model_config = ConfigDict(json_schema_extra=_rules(
+        cel("self.weight > 0 || has(self.mirror)", "weight 0 is a shadow step: it needs mirror (e.g. 100)", ".weight"),
+        cel("!has(self.mirror) || self.weight == 0",
+            "mirror is for a shadow step (weight 0): a step with weight sends requests to the new revision instead",
+            ".mirror"),
+    ))
 
     weight: int = Field(
-        ge=1,
+        ge=0,
         le=100,
         description=(
-            "Percent of the pods on the new revision (1-100), and so of new connections through the Service. "
-            "Never exceeded where the replica count allows; the stable revision keeps at least one pod."
+            "Percent on the new revision (0-100; 0 only for a shadow step). Replicas mode: percent of the pods, "
+            "and so of new connections through the Service, never exceeded where the replica count allows; the "
+            "stable revision keeps at least one pod. Gateway mode (traffic.gateway): percent of requests, exact "
+            "per request, set on the route once the new revision runs ceil(weight% x replicas) ready pods (at "
+            "least one); the stable revision keeps its replicas."
+        ),
+    )
+    mirror: Optional[int] = Field(
+        default=None, ge=1, le=100,
+        description=(
+            "Gateway mode, shadow step (weight 0): percent of requests the route also sends to the new revision "
+            "(a RequestMirror filter; its answers are discarded), which runs ceil(mirror% x replicas) pods (at "
+            "least one). Analysis judges it under that load before it takes any weight. A Gateway that refuses or "
+            "breaks the filter fails the step (reason MirrorNotSupported), found by a probe before the filter "
+            "touches the route's traffic."
         ),
     )
     pause: Optional[Duration] = Field(default=None, description="How long to hold this step, e.g. 30s, 5m.")
+
+    @model_validator(mode="after")
+    def _shadow(self) -> "RolloutStep":
+        if self.weight == 0 and self.mirror is None:
+            raise ValueError("weight 0 is a shadow step: it needs mirror (e.g. 100)")
+        if self.mirror is not None and self.weight != 0:
+            raise ValueError("mirror is for a shadow step (weight 0): a step with weight sends requests to the new "
+                             "revision instead")
+        return self
 
 
 class Analysis(Model):
@@ -664,7 +695,9 @@ class Rollout(Model):
             "is coarser than asked with few replicas (1 replica: 1 new + 1 stable pod, 50%; status.canaryWeight "
             "shows the effective weight). "
             "BlueGreen: the new revision starts in full behind the <name>-preview Service; the main Service "
-            "switches once it is Ready."
+            "switches once it is Ready. In gateway mode (traffic.gateway) weights are shares of requests on the "
+            "model's HTTPRoute: see traffic.gateway and steps[].weight; BlueGreen's preview is the new revision's "
+            "own Service and the route's header rule, and the switch moves the route."
         ),
     )
     steps: list[RolloutStep] = Field(
@@ -1228,6 +1261,10 @@ POD_RULES = (
 )
 
 
+MIRROR_NEEDS_GATEWAY = ("rollout.steps[].mirror needs traffic.gateway (a RequestMirror filter on the model's "
+                        "HTTPRoute)")
+
+
 class ModelDeploymentSpec(Model):
     """A BentoML service to serve: where the bento comes from, how its pods
     run, how it scales and how new versions roll out."""
@@ -1256,6 +1293,12 @@ class ModelDeploymentSpec(Model):
                 "autoscaling on cpu or memory needs resources.requests for that resource "
                 "(utilization is measured against the request)",
                 ".autoscaling",
+            ),
+            cel(
+                "!has(self.rollout) || !has(self.rollout.steps) || self.rollout.steps.all(s, !has(s.mirror)) || "
+                "(has(self.traffic) && has(self.traffic.gateway))",
+                MIRROR_NEEDS_GATEWAY,
+                ".rollout.steps",
             ),
             *(r.entry() for r in POD_RULES),
             cel("!has(self.monitoring) || !has(self.bento.image)", MONITORING_NEEDS_RUNTIME, ".monitoring"),
@@ -1390,6 +1433,8 @@ class ModelDeploymentSpec(Model):
     )
     autoscaling: Optional[Autoscaling] = Field(default=None, description="Scale between minReplicas and maxReplicas.")
     rollout: Rollout = Field(default_factory=Rollout, description="How new revisions replace the running one.")
+    traffic: Optional[Traffic] = Field(
+        default=None, description="How requests reach the model: its Service only (unset), or also a Gateway.")
     prediction_checks: Optional[PredictionChecks] = Field(
         default=None,
         description=(
@@ -1424,6 +1469,8 @@ class ModelDeploymentSpec(Model):
         names = [e.name for e in self.env]
         if len(names) != len(set(names)):
             raise ValueError("env names must be unique")
+        if any(st.mirror is not None for st in self.rollout.steps) and (self.traffic is None or self.traffic.gateway is None):
+            raise ValueError(MIRROR_NEEDS_GATEWAY)
         scaling = self.autoscaling
         if scaling and scaling.metric in ("cpu", "memory"):
             if self.resources is None or scaling.metric not in self.resources.requests:
@@ -1457,14 +1504,15 @@ class ModelDeploymentSpec(Model):
 
 Phase = Literal["Pending", "Building", "PreparingEnvironment", "Progressing", "Ready", "Degraded", "RolledBack", "Failed"]
 ConditionType = Literal["Ready", "Progressing", "Available", "Degraded", "RolledBack", "BuildSucceeded",
-                        "EnvironmentReady"]
+                        "EnvironmentReady", "RouteAccepted"]
 
 
 class Condition(Model):
     """An observation of one aspect of the ModelDeployment."""
 
     type: str = Field(
-        description="Ready, Progressing, Available, Degraded, RolledBack, BuildSucceeded or EnvironmentReady.")
+        description="Ready, Progressing, Available, Degraded, RolledBack, BuildSucceeded, EnvironmentReady or "
+        "RouteAccepted (gateway mode: every Gateway accepted the model's HTTPRoute and resolved its backends).")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason for the last transition.")
     message: str = Field(default="", description="Human-readable detail.")
@@ -1595,7 +1643,8 @@ class ModelDeploymentStatus(Model):
     stable_revision: Optional[str] = Field(default=None, description="Last revision that became Ready.")
     canary_weight: Optional[int] = Field(
         default=None,
-        description="Effective weight: percent of the model's ready pods on the new revision (see rollout.requestedWeight).",
+        description="Effective weight. Replicas mode: percent of the model's ready pods on the new revision (see "
+        "rollout.requestedWeight). Gateway mode: percent of requests the model's HTTPRoute sends to it.",
     )
     rollout: Optional[RolloutStatus] = Field(default=None, description="The rollout under way, if any.")
     failed_revision: Optional[str] = Field(
@@ -1610,7 +1659,12 @@ class ModelDeploymentStatus(Model):
         default=None, description="The Python environment of the current bento (archive and build)."
     )
     autoscaling: Optional[AutoscalingStatus] = Field(default=None, description="kubento's own autoscaler (concurrency/rps).")
-    url: Optional[str] = Field(default=None, description="In-cluster URL of the model's Service.")
+    url: Optional[str] = Field(
+        default=None,
+        description="The model's URL: in gateway mode, once a Gateway accepted the route, the external one (its "
+        "listener's scheme and port, the route's first host name or the Gateway's address, the path prefix); "
+        "otherwise the in-cluster URL of the model's Service.")
+    traffic: Optional[TrafficStatus] = Field(default=None, description="How requests reach the model.")
     replicas: Optional[int] = Field(default=None, description="Model server pods (all revisions).")
     ready_replicas: Optional[int] = Field(default=None, description="Pods passing their readiness probe.")
     selector: Optional[str] = Field(default=None, description="Label selector of the pods (scale subresource).")

@@ -61,6 +61,8 @@ class View:
     ready_replicas: Optional[int]
     environment: Optional["EnvironmentStatus"]
     history: list["HistoryEntry"] = field(default_factory=list)
+    traffic: Optional["TrafficStatus"] = None
+    url: Optional[str] = None
 
     @property
     def strategy(self) -> str:
@@ -129,7 +131,7 @@ def read_view(md: dict[str, Any]) -> View:
         stable_revision=status.stable_revision, failed_revision=status.failed_revision,
         rollout=status.rollout, canary_weight=status.canary_weight,
         replicas=status.replicas, ready_replicas=status.ready_replicas,
-        environment=status.environment, history=list(status.history))
+        environment=status.environment, history=list(status.history), traffic=status.traffic, url=status.url)
 
 
 # ------------------------------------------------------------------ rendering
@@ -189,8 +191,11 @@ def render(view: View, pods: dict[str, tuple[int, int]], events: list[dict[str, 
     lines = [f"Name:       {view.name}  (namespace {view.namespace})",
              f"Phase:      {view.phase}{why}",
              f"Bento:      {view.bento}",
-             f"Strategy:   {view.strategy}" + (f", steps {', '.join(str(s.weight) + '%' for s in view.steps)}"
+             f"Strategy:   {view.strategy}" + (f", steps {', '.join(_step(s) for s in view.steps)}"
                                                 if view.steps else "")]
+    traffic = traffic_line(view)
+    if traffic:
+        lines.append(f"Traffic:    {traffic}")
     env = view.environment
     if env is not None and (env.hash or env.job):
         what = f"{env.packages} packages" if env.packages is not None else "preparing"
@@ -233,6 +238,27 @@ def render(view: View, pods: dict[str, tuple[int, int]], events: list[dict[str, 
                          e.get("type", ""), e.get("reason", ""), _cut(e.get("message", ""), 90)])
         lines.append(_table(rows))
     return "\n".join(lines)
+
+
+def _step(step: Any) -> str:
+    return f"mirror {step.mirror}%" if step.mirror else f"{step.weight}%"
+
+
+def traffic_line(view: View) -> Optional[str]:
+    """Gateway mode: the route's split, mirror and acceptance, and the URL (nothing in replicas mode)."""
+    t = view.traffic
+    if t is None or t.mode != "gateway":
+        return None
+    split = ", ".join(f"{b.revision} {b.weight}%" for b in t.backends or []) or "no backend yet"
+    parts = [f"HTTPRoute {t.route}: {split}"]
+    if t.mirror:
+        parts.append(f"{t.mirror}% mirrored to {view.rollout.revision if view.rollout else 'the candidate'}")
+    route = view.conditions.get("RouteAccepted")
+    if route is not None:
+        parts.append("accepted" if route.status == "True" else f"{route.reason}: {_cut(route.message, 80)}")
+    if route is not None and route.status == "True" and view.url:
+        parts.append(view.url)
+    return "; ".join(parts)
 
 
 def one_line(view: View, pods: dict[str, tuple[int, int]]) -> str:

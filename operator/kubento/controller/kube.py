@@ -53,6 +53,7 @@ class Kube:
         self.api_client = client.ApiClient(configuration)
         self._dynamic: Optional[dynamic.DynamicClient] = None
         self._missing: dict[tuple[str, str], float] = {}  # (apiVersion, kind) -> when found missing
+        self._fields: dict[tuple[str, str, tuple[str, ...]], tuple[bool, float]] = {}  # has_field, and when
         self._discovery = threading.RLock()  # the client's discovery cache is not thread-safe (a miss rebuilds it)
 
     def dynamic_client(self) -> dynamic.DynamicClient:
@@ -81,6 +82,26 @@ class Kube:
         except NotInstalled:
             return False
         return True
+
+    def has_field(self, crd: str, version: str, path: tuple[str, ...], recheck: float = 300.0) -> bool:
+        """Whether the CRD ``crd`` declares the field at ``path`` (object
+        properties, and ``[]`` for a list's items) in ``version``'s schema,
+        e.g. an optional Gateway API field of the experimental channel.
+        Looked up again after ``recheck`` seconds."""
+        key = (crd, version, path)
+        known = self._fields.get(key)
+        if known is not None and time.monotonic() - known[1] < recheck:
+            return known[0]
+        try:
+            obj = self._resource("apiextensions.k8s.io/v1", "CustomResourceDefinition").get(name=crd).to_dict()
+        except (NotFoundError, NotInstalled):
+            obj = {}
+        schema = next((v.get("schema", {}).get("openAPIV3Schema", {}) for v in (obj.get("spec") or {}).get("versions") or []
+                       if v.get("name") == version), {})
+        for part in path:
+            schema = (schema.get("items") if part == "[]" else (schema.get("properties") or {}).get(part)) or {}
+        self._fields[key] = (bool(schema), time.monotonic())
+        return bool(schema)
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> Optional[dict[str, Any]]:
         try:

@@ -7,7 +7,8 @@ kubento last applied them (someone else's edit shows as a new generation),
 manifests the API server refused (not retried in a loop), the Secrets last
 checked, the analysis windows, the autoscaler's samples, and prediction
 checks that got no answer yet (retried a few times before a pod fails),
-the data-quality windows, and the jobs of requests to its pods under way (kubento.controller.podio).
+the data-quality windows, the Gateways of its route (gateway mode), and the jobs of requests to its
+pods (or through its route) under way (kubento.controller.podio).
 
 One model is handled by one worker at a time (the work queue guarantees
 it), so a ModelMemory needs no lock of its own; the registry's dict does.
@@ -37,6 +38,17 @@ class SecretCheck:
 
 
 @dataclass
+class GatewayCheck:
+    """The Gateways of a model's route as last read (gateway mode)."""
+
+    keys: frozenset[tuple[str, str]]  # (namespace, name) of each
+    seen: str  # the route's status when they were read (a change reads them again)
+    found: dict[tuple[str, str], Optional[dict[str, Any]]]  # stripped (controller.route), None: missing
+    checked: float  # monotonic time of the read
+    attempts: int = 0  # reads in a row that found one missing or the route not accepted
+
+
+@dataclass
 class AutoscalerMemory:
     metric: Optional[str] = None  # the metric the windows were sampled for
     decision_memory: ScaleMemory = field(default_factory=ScaleMemory)
@@ -63,6 +75,7 @@ class ModelMemory:
     # applied-hash -> (the API server's refusal, when): not sent again until it expires
     rejected: dict[str, tuple[str, float]] = field(default_factory=dict)
     secrets: Optional[SecretCheck] = None
+    gateways: Optional[GatewayCheck] = None
     # (rollout token, step) -> (candidate window, stable window), see controller.analysis
     windows: dict[tuple[str, int], Any] = field(default_factory=dict)
     autoscaler: AutoscalerMemory = field(default_factory=AutoscalerMemory)

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from pydantic import ValidationError
 
+from kubento.api.traffic import MirrorCheck
 from kubento.api.v1alpha1 import Agreement, AutoscalingStatus, ModelDeploymentSpec, ModelDeploymentStatus
 from kubento.builders.bento import DEFAULT_RUNTIME_IMAGE
 from kubento.controller.status import Problem, parse_status
@@ -49,6 +50,12 @@ class Inputs:
     # Revisions with a Deployment but no ControllerRevision yet (made before kubento kept them):
     # revision -> the Deployment as read, to keep it.
     unkept_deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Gateway mode (spec.traffic.gateway):
+    routes_served: bool = True  # the cluster serves Gateway API's HTTPRoute
+    retry_served: bool = False  # and its HTTPRoute has rules[].retry (the experimental channel)
+    # the route's Gateways, by (namespace, name), as looked up: stripped (controller.route), None when missing
+    gateways: dict[tuple[str, str], Optional[dict[str, Any]]] = field(default_factory=dict)
+    mirror_check: Optional[MirrorCheck] = None  # a probe of the Gateways' mirroring, done now
 
 
 @dataclass

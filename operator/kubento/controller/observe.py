@@ -20,20 +20,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from kubento.api.traffic import MirrorCheck
 from kubento.api.v1alpha1 import Agreement, ModelDeploymentSpec, ModelDeploymentStatus
 from kubento.builders.build_job import snapshot_name
 from kubento.builders.deployment import OWN_METRICS
 from kubento.builders.env_job import JOB_PREFIX, LABEL_BUILD_OF
 from kubento.builders.keda import KEDA_API_VERSION
+from kubento.builders.route import ROUTE_API_VERSION
 from kubento.builders.meta import LABEL_REVISION, rollout_token, selector_labels
-from kubento.controller import analysis, autoscaler, podio, probe, quality
+from kubento.controller import analysis, autoscaler, podio, probe, quality, route as routing, routeprobe
 from kubento.controller.cache import Cache, Key
 from kubento.controller.environment import JOB_NAME_LABEL, recorded_result
-from kubento.controller.kinds import CONFIG_MAP, CONTROLLER_REVISION, JOB, POD, SCALED_OBJECT
-from kubento.controller.kube import REDISCOVER_SECONDS
-from kubento.controller.memory import ModelMemory, SecretCheck
+from kubento.controller.kinds import CONFIG_MAP, CONTROLLER_REVISION, HTTP_ROUTE, JOB, POD, SCALED_OBJECT
+from kubento.controller.kube import REDISCOVER_SECONDS, NotInstalled
+from kubento.controller.memory import GatewayCheck, ModelMemory, SecretCheck
 from kubento.controller.observation import Inputs, Observation
 from kubento.controller.plan import analysis_due, environment_job_wanted, referenced_secrets
 from kubento.controller.world import LEGACY, World, revisions_of
@@ -46,7 +49,8 @@ if TYPE_CHECKING:
     from kubento.controller.reconcile import Services
 
 # What a model's jobs of requests to its pods are for (one of each at a time).
-CHECKS, ANALYSIS, AUTOSCALER, QUALITY = "checks", "analysis", "autoscaler", "quality"
+CHECKS, ANALYSIS, AUTOSCALER, QUALITY, ROUTE_PROBE = "checks", "analysis", "autoscaler", "quality", "route-probe"
+GATEWAY_RECHECK_CAP = 30.0  # a missing Gateway, or a route not accepted: its Gateways are read again at most this often
 
 
 def soonest(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -93,6 +97,7 @@ class Observer:
         wake = soonest(wake, self._autoscaler(spec, world, previous, inputs))
         wake = soonest(wake, self._analysis(spec, world, previous, inputs))
         wake = soonest(wake, self._quality(spec, world, previous))
+        wake = soonest(wake, self._gateway_mode(spec, world, previous, inputs))
         inputs.check_results, inputs.agreement, checks_wake = self._prediction_checks(world, previous)
         self._kept_revisions(world, previous, inputs)
         obs.wake_after, obs.checked = soonest(wake, checks_wake), self.memory.checked
@@ -189,6 +194,89 @@ class Observer:
                 live = self.services.kube.get("apps/v1", "Deployment", owner.namespace, dep["metadata"]["name"])
                 if live is not None:
                     inputs.unkept_deployments[rev] = live
+
+    # ------------------------------------------------------------ gateway mode
+
+    def _gateway_mode(self, spec: ModelDeploymentSpec, world: World, previous: ModelDeploymentStatus,
+                      inputs: Inputs) -> Optional[float]:
+        """Whether the cluster serves HTTPRoute (and its retry field, when the
+        spec asks for retries), the route's Gateways, and the mirror probe."""
+        gateway = routing.gateway_of(spec)
+        if gateway is None:
+            self.memory.gateways = None
+            return None
+        kube, owner = self.services.kube, world.owner
+        if world.named(HTTP_ROUTE, owner.name) is None:  # watched: a route in the cache means the kind is served
+            inputs.routes_served = kube.served(ROUTE_API_VERSION, "HTTPRoute")
+            if not inputs.routes_served:
+                return REDISCOVER_SECONDS
+        if gateway.retry is not None:
+            inputs.retry_served = kube.has_field("httproutes.gateway.networking.k8s.io", "v1",
+                                                 ("spec", "rules", "[]", "retry"))
+        wake = self._gateways(spec, world, inputs)
+        return soonest(wake, self._mirror_probe(spec, world, previous, inputs))
+
+    def _gateways(self, spec: ModelDeploymentSpec, world: World, inputs: Inputs) -> Optional[float]:
+        """The route's Gateways, read when they change, when the route's status
+        changes, and again with backoff while one is missing or the route is not
+        accepted; a settled model's are not read again."""
+        gateway, owner, memory = routing.gateway_of(spec), world.owner, self.memory
+        assert gateway is not None
+        keys = frozenset(routing.key(p, owner.namespace) for p in gateway.parent_refs)
+        live = world.named(HTTP_ROUTE, owner.name)
+        seen = repr(((live or {}).get("status") or {}).get("parents"))
+        check = memory.gateways
+        wait = min(GATEWAY_RECHECK_CAP, 2.0 ** max(0, (check.attempts if check else 0) - 1))
+        if check is None or check.keys != keys or check.seen != seen or (check.attempts and self.mono - check.checked >= wait):
+            found: dict[tuple[str, str], Optional[dict[str, Any]]] = {}
+            for ns, name in sorted(keys):
+                try:
+                    obj = self.services.kube.get("gateway.networking.k8s.io/v1", "Gateway", ns, name)
+                except NotInstalled:
+                    continue  # not known: the route's status tells
+                except ApiException as exc:
+                    if exc.status != 403:
+                        raise
+                    continue  # not allowed to read it (the chart grants get): the route's status tells
+                found[(ns, name)] = routing.strip_gateway(obj) if obj is not None else None
+            view = routing.view(spec, owner, world.of(HTTP_ROUTE), found, None, None)
+            troubled = any(v is None for v in found.values()) or any(p.status.accepted != "True" for p in view.parents)
+            attempts = (check.attempts + 1 if check and check.keys == keys else 1) if troubled else 0
+            check = memory.gateways = GatewayCheck(keys, seen, found, self.mono, attempts)
+        inputs.gateways = dict(check.found)
+        if not check.attempts:
+            return None
+        return max(0.1, check.checked + min(GATEWAY_RECHECK_CAP, 2.0 ** (check.attempts - 1)) - self.mono)
+
+    def _mirror_probe(self, spec: ModelDeploymentSpec, world: World, previous: ModelDeploymentStatus,
+                      inputs: Inputs) -> Optional[float]:
+        """Before a shadow step: once the route's probe rule is on every Gateway,
+        a probe through it (kubento.controller.routeprobe), off the workers."""
+        memory, owner = self.memory, world.owner
+        over, result = podio.take(memory.jobs, ROUTE_PROBE)
+        state = previous.rollout
+        gateway = routing.gateway_of(spec)
+        if state is None or gateway is None:
+            return None
+        done = previous.traffic.mirror_check if previous.traffic else None
+        if done is not None and done.revision == state.revision:
+            return None
+        if over and isinstance(result, MirrorCheck) and result.revision == state.revision:
+            inputs.mirror_check = result
+            return None
+        v = routing.view(spec, owner, world.of(HTTP_ROUTE), inputs.gateways, None, None)
+        if not routing.has_probe(v.live) or not v.seen.acked or podio.busy(memory.jobs, ROUTE_PROBE):
+            return None
+        targets = []
+        for p in v.parents:
+            at = routing.address(p, gateway) if p.status.accepted == "True" else None
+            if at is not None:
+                targets.append(routeprobe.Target(p.status.gateway, at[0], at[1]))
+        if not targets:
+            inputs.mirror_check = routeprobe.unprobed(state.revision)
+            return None
+        self._submit(ROUTE_PROBE, routeprobe.job(state.revision, targets, gateway.path_prefix, gateway.revision_header))
+        return None
 
     # ------------------------------------------------------------ the model's pods
 

@@ -46,6 +46,7 @@ from kubento.builders.deployment import OWN_METRICS, deployment, model_replicas,
 from kubento.builders.env_job import index_of, index_wire, is_env_job
 from kubento.builders.hpa import horizontal_pod_autoscaler
 from kubento.builders.keda import KEDA_API_VERSION, scaled_object
+from kubento.builders.route import ROUTE_API_VERSION
 from kubento.builders.meta import (
     ANNOTATION_ABORT,
     ANNOTATION_APPLIED_HASH,
@@ -78,8 +79,8 @@ from kubento.controller.status import (
     status_patch,
     transition_events,
 )
-from kubento.controller import kinds
-from kubento.controller.kinds import CONTROLLER_REVISION, DEPLOYMENT, JOB, POD
+from kubento.controller import kinds, route as routing
+from kubento.controller.kinds import CONTROLLER_REVISION, DEPLOYMENT, HTTP_ROUTE, JOB, POD, SERVICE
 from kubento.controller.observation import Inputs, Observation
 from kubento.controller.world import Revisions, World, revisions_of
 from kubento.predictions import gate
@@ -404,7 +405,8 @@ class _Children:
         self.remember: dict[tuple[str, str], int] = {}
         self.repaired: list[tuple[str, str, str]] = []  # events: revision Deployments made again
 
-    def apply(self, manifest: dict[str, Any], live: Optional[dict[str, Any]] = None, lookup: bool = True) -> bool:
+    def apply(self, manifest: dict[str, Any], live: Optional[dict[str, Any]] = None, lookup: bool = True,
+              read_first: bool = False) -> bool:
         """Ask to apply ``manifest`` if the live child differs. False when it
         cannot be (someone else's object, or refused before)."""
         kind, name = manifest["kind"], manifest["metadata"]["name"]
@@ -427,7 +429,9 @@ class _Children:
             # A child missing from a cache that holds only kubento's own may
             # still exist under someone else: the apply layer reads it first.
             # Services are watched unfiltered: missing from the cache is missing.
-            self.applies.append(Apply(manifest, why, read_first=live is None and kinds.of(kind).watch == "managed"))
+            # A Service named only by revision (gateway mode) may be someone else's too: read it first.
+            self.applies.append(Apply(manifest, why, read_first=live is None and (
+                read_first or kinds.of(kind).watch == "managed")))
         return True
 
     def delete_if_ours(self, api_version: str, kind: str, name: str) -> None:
@@ -437,7 +441,8 @@ class _Children:
 
 
 def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento: Optional[ServedBento],
-                  rev: Optional[str], decision: Decision, revisions: Revisions) -> _Children:
+                  rev: Optional[str], decision: Decision, revisions: Revisions,
+                  view: Optional[routing.View] = None) -> _Children:
     """Make the children look like ``decision``: the spec's revision by
     server-side apply, other revisions resized through their scale
     subresource (their templates stay as they were), a lost revision
@@ -474,6 +479,7 @@ def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento
         for api_version, kind, name in other.child_names(out.owner):
             if (kind, name) not in made:
                 out.delete_if_ours(api_version, kind, name)
+    plan_route(out, spec, inputs, decision, view)
     hpa = horizontal_pod_autoscaler(spec, out.owner)
     if hpa is not None:
         out.apply(hpa)
@@ -491,6 +497,23 @@ def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento
     else:
         out.apply(wanted)
     return out
+
+
+def plan_route(out: _Children, spec: ModelDeploymentSpec, inputs: Inputs, decision: Decision,
+               view: Optional[routing.View]) -> None:
+    """Gateway mode: the HTTPRoute and the revisions' Services it names; those
+    no longer named (or, out of gateway mode, all of them) go."""
+    made: set[str] = set()
+    if view is not None and decision.route is not None and decision.route.weights:
+        for manifest in routing.children(spec, out.owner, view, decision.route, inputs.retry_served):
+            out.apply(manifest, read_first=manifest["kind"] == SERVICE)
+            made.add(manifest["metadata"]["name"])
+    for svc in out.world.of(SERVICE):
+        name = svc["metadata"]["name"]
+        if LABEL_REVISION in ((svc.get("metadata") or {}).get("labels") or {}) and name not in made:
+            out.delete_if_ours("v1", SERVICE, name)
+    if out.owner.name not in made:
+        out.delete_if_ours(ROUTE_API_VERSION, HTTP_ROUTE, out.owner.name)
 
 
 def plan_kept_revisions(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento: Optional[ServedBento],
@@ -697,6 +720,7 @@ def plan(observation: Observation) -> Pass:
         seen.setdefault(r, Seen(desired=0, ready=0))
     actions.pod_conditions += gates.conditions
     problems += [Problem(reason, message, blocking=False) for reason, message in gates.problems]
+    view = traffic_view(spec, world, inputs, previous)
     decision = decide(
         revision=rev,
         bento=bento.describe() if bento else "",
@@ -709,11 +733,13 @@ def plan(observation: Observation) -> Pass:
         promote=_flag(body, previous, ANNOTATION_PROMOTE, candidate),
         abort=_flag(body, previous, ANNOTATION_ABORT, candidate),
         agreement=agreement,
+        route=view.seen if view else None,
+        mirror_check=view.mirror_check if view else None,
     )
     actions.notes += decision.notes
     repaired: list[tuple[str, str, str]] = []
     if decision.replicas or decision.delete:
-        children = plan_children(spec, world, inputs, bento, rev, decision, revisions)
+        children = plan_children(spec, world, inputs, bento, rev, decision, revisions, view)
         actions.applies += children.applies
         actions.scales += children.scales
         actions.deletes += children.deletes
@@ -727,8 +753,23 @@ def plan(observation: Observation) -> Pass:
     if bento is not None and rev is not None and environment is not None and environment.phase == "Ready":
         decision = dataclasses.replace(
             decision, history=_with_environment(decision.history, rev, describe_environment(environment.result)))
+    route_condition = None
+    if view is not None:
+        retry = ("retry: this cluster's HTTPRoute has no rules[].retry (Gateway API's experimental channel): not "
+                 "applied" if spec.traffic and spec.traffic.gateway and spec.traffic.gateway.retry
+                 and not inputs.retry_served else "")
+        route_condition = routing.accepted_condition(view.parents, retry)
+        if route_condition.status == "False":
+            problems.append(Problem(route_condition.reason, route_condition.message, blocking=False))
+    elif rollout_strategy.gateway_mode(spec):
+        problems.append(Problem("GatewayAPINotInstalled", "traffic.gateway: this cluster does not serve Gateway API's "
+                                f"HTTPRoute ({ROUTE_API_VERSION}); install the Gateway API CRDs. Meanwhile the model is "
+                                "served through its Service, as in replicas mode", blocking=False))
     observed = observe(spec, generation, owner, rev or previous.current_revision, problems,
                        build.state if build else None, decision, revisions, inputs.scaling, environment)
+    observed.traffic = routing.traffic_status(spec, owner, view, decision.route)
+    observed.route_condition = route_condition
+    observed.external_url = routing.external_url(spec, view.parents) if view is not None else None
     new = compute_status(observed, previous, stamp)
     _finish_status(actions, body.get("status"), previous, new)
     actions.events += gates.events + repaired
@@ -737,6 +778,15 @@ def plan(observation: Observation) -> Pass:
     if missing:
         actions.requeue_after = _sooner(actions.requeue_after, None)  # the Secret check schedules itself
     return Pass(actions, spec, rev, problems)
+
+
+def traffic_view(spec: ModelDeploymentSpec, world: World, inputs: Inputs, previous: ModelDeploymentStatus
+                 ) -> Optional[routing.View]:
+    """Gateway mode (and the cluster serves HTTPRoute): the route as observed; None in replicas mode."""
+    if not rollout_strategy.gateway_mode(spec) or not inputs.routes_served:
+        return None
+    checked = previous.traffic.mirror_check if previous.traffic is not None else None
+    return routing.view(spec, world.owner, world.of(HTTP_ROUTE), inputs.gateways, checked, inputs.mirror_check)
 
 
 def _with_environment(history: list[HistoryEntry], rev: str, text: str) -> list[HistoryEntry]:

@@ -60,9 +60,11 @@ def pod_url(ip: str, port: int, path: str) -> str:
 
 
 async def request(session: aiohttp.ClientSession, url: str, *, method: str = "GET", body: Optional[bytes] = None,
-                  deadline: float, cap: int, headers: Optional[Mapping[str, str]] = None) -> Response:
+                  deadline: float, cap: int, headers: Optional[Mapping[str, str]] = None,
+                  read_header: Optional[str] = None) -> Response:
     """One request; never raises (but for cancellation). ``deadline``: seconds
-    for all of it. The answer's body is read up to ``cap`` bytes."""
+    for all of it. The answer's body is read up to ``cap`` bytes; the answer
+    header ``read_header`` (its first 64 characters) into Response.header."""
     start = time.monotonic()
     sent = dict(headers or {})
     if body is not None:
@@ -88,7 +90,8 @@ async def request(session: aiohttp.ClientSession, url: str, *, method: str = "GE
                     if len(data) > cap:
                         return Response(resp.status, "", took(),
                                         f"answered more than {size(cap)}: kubento reads at most {size(cap)}", final=True)
-                return Response(resp.status, data.decode("utf-8", "replace"), took())
+                header = shorten(resp.headers.get(read_header, ""), 64) if read_header else ""
+                return Response(resp.status, data.decode("utf-8", "replace"), took(), header=header)
     except TimeoutError:
         what = "no complete answer" if status is not None else "no answer"
         return Response(None, "", took(), f"{what} within {deadline:g}s")

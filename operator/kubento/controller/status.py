@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import ValidationError
 
+from kubento.api.traffic import TrafficStatus
 from kubento.api.v1alpha1 import Condition, HistoryEntry, ModelDeploymentSpec, ModelDeploymentStatus
 from kubento.builders.bento import FETCH_CONTAINER
 
@@ -65,6 +66,9 @@ class Observed:
     build: Optional["BuildState"] = None  # bento.build only
     environment: Optional["EnvState"] = None  # archive and build: the bento's Python environment
     rollout: Optional[RolloutView] = None  # None: status without revisions (unit tests of serving alone)
+    traffic: Optional[TrafficStatus] = None  # status.traffic
+    route_condition: Optional[Condition] = None  # gateway mode: RouteAccepted
+    external_url: Optional[str] = None  # gateway mode: the model's URL through a Gateway that accepted its route
 
 
 # Container waiting reasons that mean the pod will not start on its own.
@@ -355,6 +359,8 @@ def compute_status(obs: Observed, previous: ModelDeploymentStatus, now: str) -> 
     """The whole status to store. Without a rollout view (unit tests of
     serving alone), history and stableRevision are carried over."""
     phase, conditions = desired_conditions(obs)
+    if obs.route_condition is not None:
+        conditions = conditions + [obs.route_condition]
     state = rollout_state(obs.deployment) if obs.deployment is not None else None
     view = obs.rollout
     if view is None:
@@ -376,7 +382,8 @@ def compute_status(obs: Observed, previous: ModelDeploymentStatus, now: str) -> 
     elif previous.current_revision:
         status.current_revision = previous.current_revision
     if obs.deployment is not None or view is not None and view.pods:
-        status.url = obs.url
+        status.url = obs.external_url or obs.url
+    status.traffic = obs.traffic
     if obs.build is not None:
         status.build = obs.build.status()
     if obs.environment is not None and obs.environment.phase != "Building":
@@ -453,7 +460,22 @@ def transition_events(previous: ModelDeploymentStatus, new: ModelDeploymentStatu
     event = transition_event(previous, new)
     if event is not None:
         events.append(event)
+    route = route_event(previous, new)
+    if route is not None and (event is None or event[1] != route[1]):
+        events.append(route)
     return events
+
+
+def route_event(previous: ModelDeploymentStatus, new: ModelDeploymentStatus) -> Optional[tuple[str, str, str]]:
+    """Gateway mode: an event when a Gateway stops or starts accepting the model's route."""
+    before, after = _condition(previous, "RouteAccepted"), _condition(new, "RouteAccepted")
+    if after is None or (before is not None and (before.status, before.reason) == (after.status, after.reason)):
+        return None
+    if after.status == "False":
+        return "Warning", after.reason, after.message
+    if after.status == "True" and before is not None and before.status == "False":
+        return "Normal", "RouteAccepted", after.message
+    return None
 
 
 def transition_event(previous: ModelDeploymentStatus, new: ModelDeploymentStatus) -> Optional[tuple[str, str, str]]:

@@ -178,6 +178,7 @@ class Response:
     seconds: float = 0.0
     error: str = ""  # why there was no (usable) answer: a timeout, a refusal, a redirect, too large
     final: bool = False  # an answer no retry will change (a redirect, too large, not HTTP): it fails now
+    header: str = ""  # the value of the one answer header the caller asked for (podhttp.request's read_header)
 
 
 @dataclass(frozen=True)

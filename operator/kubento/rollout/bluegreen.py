@@ -2,13 +2,19 @@
 the model's Service switches once all its replicas are ready (and, with
 analysis, its requests through the preview pass); the old revision keeps its
 pods for ``scaleDownDelaySeconds`` after the switch, so a node whose
-kube-proxy has not caught up yet still reaches a pod that answers."""
+kube-proxy has not caught up yet still reaches a pod that answers.
+
+In gateway mode the switch is the route's: every request goes to the new
+revision once it is ready (its own Service and the route's header rule are
+the preview; no <name>-preview Service), and the old revision keeps its pods
+until the route sends it nothing and the delay has passed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Optional
 
-from kubento.rollout.strategy import Observed, Plan, Strategy
+from kubento.rollout.strategy import Observed, Plan, Strategy, gateway_mode
 
 if TYPE_CHECKING:
     from kubento.api.v1alpha1 import ModelDeploymentSpec, Rollout, RolloutStatus
@@ -16,6 +22,11 @@ if TYPE_CHECKING:
 
 
 def step(o: Observed) -> Plan:
+    p = _step(o)
+    return replace(p, route=p.weight) if o.gateway else p
+
+
+def _step(o: Observed) -> Plan:
     r = o.replicas
     if o.service != "candidate":
         if o.candidate.ready < r:
@@ -29,6 +40,9 @@ def step(o: Observed) -> Plan:
         return Plan(r, r, "candidate", "Progressing", "Switching", "the Service now selects the new revision",
                     preview=True, weight=100, since=o.now)
     left = o.since + o.scale_down_delay - o.now
+    if o.gateway and o.stable.desired > 0 and o.carries != (100, 0):
+        return Plan(o.stable.desired, r, "candidate", "Progressing", "Switching",
+                    "the route is moving every request to the new revision", weight=100)
     if o.stable.desired > 0 and left > 0:
         # Every node's kube-proxy learns of the switch on its own time; until
         # then some connections still reach old pods, which must answer them.
@@ -51,10 +65,11 @@ def wake_after(rollout: "Rollout", state: "RolloutStatus", now: float) -> Option
 
 
 def children(spec: "ModelDeploymentSpec", owner: "Owner", revision: Optional[str]) -> list[dict[str, Any]]:
-    """The preview Service, selecting the revision being rolled out (else the serving one)."""
+    """The preview Service, selecting the revision being rolled out (else the
+    serving one); none in gateway mode (the revision's own Service is the preview)."""
     from kubento.builders.service import preview_service
 
-    return [preview_service(spec, owner, revision)] if revision else []
+    return [preview_service(spec, owner, revision)] if revision and not gateway_mode(spec) else []
 
 
 def child_names(owner: "Owner") -> list[tuple[str, str, str]]:

@@ -1,7 +1,13 @@
 """Canary: the new revision takes each step's weight of the replicas (a
 replica ratio in which stable keeps its share), holds for the step's pause
 and, with analysis, until its own requests pass; then the next step, then
-everything."""
+everything.
+
+In gateway mode a step's weight is a share of requests on the model's
+HTTPRoute: the new revision runs the pods for that share (pods_for), stable
+keeps all its replicas, and the step is reached once the route carries the
+weight. A shadow step (weight 0, mirror m) runs the pods for m% of requests
+and mirrors m% to them, once a probe found that the Gateways mirror."""
 
 from __future__ import annotations
 
@@ -9,7 +15,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Optional
 
 from kubento.rollout.rolling import shift_all
-from kubento.rollout.strategy import Observed, Plan, Strategy
+from kubento.rollout.strategy import Observed, Plan, Strategy, fail
+from kubento.rollout.traffic import pods_for
 
 if TYPE_CHECKING:
     from kubento.api.v1alpha1 import Rollout, RolloutStatus
@@ -41,6 +48,8 @@ def step(o: Observed) -> Plan:
     """The current step: its pods, then its pause and analysis, then the next step."""
     if o.step >= len(o.steps):  # every step done (or none given): everything moves
         return shift_all(o)
+    if o.gateway:
+        return _routed_step(o)
     current = o.steps[o.step]
     keep, want = canary_split(o.replicas, current.weight)
     planned = effective_weight(keep, want)
@@ -54,6 +63,12 @@ def step(o: Observed) -> Plan:
                 step=o.step, weight=effective_weight(o.stable.ready, ready), requested=current.weight)
     if o.candidate.ready < want or o.stable.desired > keep:
         return replace(base, message=f"{label}: {ready} of {want} canary replicas ready")
+    return _hold_or_next(o, base, label)
+
+
+def _hold_or_next(o: Observed, base: Plan, label: str) -> Plan:
+    """A step whose pods (and, in gateway mode, route) are in place: its pause, its analysis, then the next step."""
+    current = o.steps[o.step]
     reached = o.step_reached if o.step_reached is not None else o.now
     base = replace(base, step_reached=reached, analyze=o.analysis)
     held = o.now - reached
@@ -64,6 +79,31 @@ def step(o: Observed) -> Plan:
                        message=f"{label}: {o.verdict_message or 'waiting for enough requests'}")
     following = replace(o, step=o.step + 1, step_reached=None, verdict=None, verdict_message="", since=o.now)
     return replace(step(following), since=o.now)
+
+
+def _routed_step(o: Observed) -> Plan:
+    """Gateway mode: the step's pods, then its weight (or mirror) on the route, then its pause and analysis."""
+    r, current = o.replicas, o.steps[o.step]
+    share = current.weight or current.mirror
+    want = pods_for(r, share)
+    before = o.steps[o.step - 1].weight if o.step else 0  # what the route carries until this step's pods are ready
+    label = (f"step {o.step + 1}/{len(o.steps)} (" + (f"{current.weight}% of requests" if current.weight
+                                                      else f"shadow: {current.mirror}% of requests mirrored") + ")")
+    base = Plan(r, want, "both", "Progressing", "CanaryStep", "", step=o.step, weight=before, requested=current.weight,
+                route=before)
+    if o.candidate.ready < want:
+        return replace(base, message=f"{label}: {min(o.candidate.ready, want)} of {want} canary replicas ready")
+    if current.mirror:
+        if o.mirror_failure:
+            return fail(o, "MirrorNotSupported", o.mirror_failure)
+        if not o.mirror_probed:
+            return replace(base, probe=True, message=f"{label}: checking that the Gateways mirror requests")
+    wanted = (current.weight, current.mirror)
+    routed = replace(base, weight=current.weight, route=current.weight, mirror=current.mirror)
+    if o.carries != wanted:
+        return replace(routed, message=f"{label}: the route is taking the step's "
+                       + ("weight" if current.weight else "mirror"))
+    return _hold_or_next(o, routed, label)
 
 
 def wake_after(rollout: "Rollout", state: "RolloutStatus", now: float) -> Optional[float]:
@@ -83,6 +123,8 @@ def describe(rollout: "Rollout", state: "RolloutStatus") -> list[str]:
     if not steps:
         return []
     i = min(state.step, len(steps) - 1)
+    if steps[i].mirror:
+        return [f"step {i + 1}/{len(steps)} (shadow: {steps[i].mirror}% of requests mirrored)"]
     requested = state.requested_weight if state.requested_weight is not None else steps[i].weight
     return [f"step {i + 1}/{len(steps)} (weight {requested}% requested)"]
 
@@ -93,8 +135,8 @@ def screen(rollout: "Rollout", state: "RolloutStatus", effective: Optional[int])
         return []
     i = min(state.step, len(steps) - 1)
     requested = state.requested_weight if state.requested_weight is not None else steps[i].weight
-    parts = [f"step {i + 1}/{len(steps)}, weight {requested}% requested / "
-             f"{f'{effective}%' if effective is not None else '-'} effective"]
+    parts = [f"step {i + 1}/{len(steps)}, " + (f"shadow: {steps[i].mirror}% of requests mirrored" if steps[i].mirror else
+             f"weight {requested}% requested / {f'{effective}%' if effective is not None else '-'} effective")]
     if state.promoted:
         parts.append("promoted")
     elif state.step_reached:
@@ -111,8 +153,9 @@ def held(rollout: "Rollout", state: "RolloutStatus") -> Optional[str]:
     steps = rollout.steps
     current = steps[min(state.step, len(steps) - 1)] if steps else None
     weight = state.requested_weight if state.requested_weight is not None else (current.weight if current else "?")
+    what = f"shadow, {current.mirror}% mirrored" if current is not None and current.mirror else f"{weight}%"
     pause = f" for {current.pause}" if current is not None and current.pause else ""
-    return f"the canary holds at step {state.step + 1}/{len(steps)} ({weight}%){pause}"
+    return f"the canary holds at step {state.step + 1}/{len(steps)} ({what}){pause}"
 
 
 STRATEGY = Strategy("Canary", step, wake_after=wake_after, describe=describe, screen=screen, held=held)

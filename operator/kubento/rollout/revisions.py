@@ -14,8 +14,9 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from kubento.api.traffic import MirrorCheck
 from kubento.api.v1alpha1 import Agreement, HistoryEntry, ModelDeploymentStatus, Rollout, RolloutStatus
-from kubento.rollout import strategy
+from kubento.rollout import strategy, traffic
 from kubento.rollout.analysis import Verdict, seconds
 
 
@@ -43,6 +44,7 @@ class Decision:
     weight: Optional[int] = None  # status.canaryWeight
     analyze: Optional[str] = None  # the revision whose metrics should be judged now
     notes: list[str] = field(default_factory=list)  # what changed, for the log
+    route: Optional[traffic.Route] = None  # gateway mode: what the model's HTTPRoute should carry
 
 
 def rfc3339(t: float) -> str:
@@ -99,7 +101,8 @@ def _bounded(history: list[HistoryEntry], keep: set[str], limit: int) -> list[Hi
 def decide(*, revision: Optional[str], bento: str, rollout: Rollout, replicas: int,
            previous: ModelDeploymentStatus, seen: dict[str, Seen], now: float,
            verdict: Optional[Verdict] = None, promote: bool = False, abort: bool = False,
-           agreement: Optional[Agreement] = None) -> Decision:
+           agreement: Optional[Agreement] = None, route: Optional[traffic.RouteSeen] = None,
+           mirror_check: Optional[MirrorCheck] = None) -> Decision:
     """What every revision's Deployment and the Service should look like now.
 
     ``revision`` is the spec's revision (None while it is not known yet, e.g.
@@ -107,6 +110,8 @@ def decide(*, revision: Optional[str], bento: str, rollout: Rollout, replicas: i
     starts). ``seen`` holds every revision Deployment the model has.
     ``agreement`` is a new comparison of the candidate with stable
     (prediction checks), kept in status.rollout and then in its history entry.
+    ``route`` is the model's HTTPRoute as it is, in gateway mode (None: replicas
+    mode); ``mirror_check`` the last probe of the Gateways' mirroring.
     """
     stable = previous.stable_revision
     if stable not in seen:
@@ -130,7 +135,7 @@ def decide(*, revision: Optional[str], bento: str, rollout: Rollout, replicas: i
 
     if stable is not None and revision not in (stable, failed):
         return _rolling(revision, bento, rollout, replicas, stable, state, failed, history, seen, now,
-                        verdict, promote, abort, agreement)
+                        verdict, promote, abort, agreement, route, mirror_check)
 
     # Settled: the spec's revision serves alone (first deploy, no change,
     # a reverted spec), or the spec is the revision that failed and stable serves.
@@ -156,8 +161,10 @@ def decide(*, revision: Optional[str], bento: str, rollout: Rollout, replicas: i
         history = _record(history, serving, now, "Progressing", bento=bento)
     keep = {serving, revision}
     history = _bounded(_supersede(history, keep, now), keep, rollout.revision_history_limit)
+    wanted, routed = _routed(wanted, seen, route, {serving: 100}, stable=serving, notes=notes)
     delete = _deletable(seen, wanted, history, keep)
-    return Decision(_without(wanted, delete), delete, selects, stable, state, failed, history, notes=notes)
+    return Decision(_without(wanted, delete), delete, selects, stable, state, failed, history, notes=notes,
+                    route=routed)
 
 
 def _others_down(seen: dict[str, Seen], wanted: dict[str, int], serving_ready: int, replicas: int) -> dict[str, int]:
@@ -173,7 +180,8 @@ def _others_down(seen: dict[str, Seen], wanted: dict[str, int], serving_ready: i
 def _rolling(candidate: str, bento: str, rollout: Rollout, replicas: int, stable: str,
              state: Optional[RolloutStatus], failed: Optional[str], history: list[HistoryEntry],
              seen: dict[str, Seen], now: float, verdict: Optional[Verdict], promote: bool, abort: bool,
-             agreement: Optional[Agreement] = None) -> Decision:
+             agreement: Optional[Agreement] = None, route: Optional[traffic.RouteSeen] = None,
+             mirror_check: Optional[MirrorCheck] = None) -> Decision:
     notes = []
     if state is None or state.revision != candidate:
         if state is not None:
@@ -194,6 +202,8 @@ def _rolling(candidate: str, bento: str, rollout: Rollout, replicas: int, stable
         # Progress: the deadline is for time without any, as a Deployment's is.
         state = state.model_copy(update={"since": rfc3339(now)})
     since = epoch(state.since) or now
+    carried = route.carries(candidate) if route is not None else (0, 0)
+    checked = mirror_check if mirror_check is not None and mirror_check.revision == candidate else None
     observed = strategy.Observed(
         strategy=rollout.strategy,
         replicas=replicas,
@@ -202,7 +212,8 @@ def _rolling(candidate: str, bento: str, rollout: Rollout, replicas: int, stable
         now=now,
         since=since,
         deadline=float(rollout.progress_deadline_seconds),
-        steps=tuple(strategy.Step(st.weight, seconds(st.pause) if st.pause else None) for st in rollout.steps),
+        steps=tuple(strategy.Step(st.weight, seconds(st.pause) if st.pause else None, st.mirror or 0)
+                    for st in rollout.steps),
         step=state.step,
         step_reached=epoch(state.step_reached),
         service=state.service,
@@ -216,6 +227,12 @@ def _rolling(candidate: str, bento: str, rollout: Rollout, replicas: int, stable
         rollback=state.rollback,
         rollback_message=state.rollback_message or "",
         scale_down_delay=float(rollout.scale_down_delay_seconds),
+        gateway=route is not None,
+        route=carried[0],
+        mirror=carried[1],
+        acked=route.acked if route is not None else True,
+        mirror_probed=checked is not None,
+        mirror_failure=checked.message if checked is not None and checked.supported == "False" else "",
     )
     p = strategy.plan(observed)
     if agreement is not None:
@@ -253,12 +270,31 @@ def _rolling(candidate: str, bento: str, rollout: Rollout, replicas: int, stable
         })
     keep = {new_stable, candidate}
     history = _bounded(_supersede(history, keep, now), keep, rollout.revision_history_limit)
+    if new_state is None:  # done: the route's every request to the revision that serves
+        weights, routing = {new_stable: 100}, {}
+    else:
+        weights = {stable: 100 - p.route, candidate: p.route}
+        routing = {"candidate": candidate, "mirror": p.mirror, "probe": p.probe}
+    wanted, routed = _routed(wanted, seen, route, weights, stable=new_stable, notes=notes, **routing)
     delete = _deletable(seen, wanted, history, keep)
     return Decision(
         _without(wanted, delete), delete, selects, new_stable, new_state, failed, history,
         plan=p, weight=None if new_state is None else p.weight, analyze=candidate if p.analyze else None,
-        notes=notes,
+        notes=notes, route=routed,
     )
+
+
+def _routed(wanted: dict[str, int], seen: dict[str, Seen], route: Optional[traffic.RouteSeen],
+            weights: dict[str, int], *, stable: Optional[str], notes: list[str], candidate: Optional[str] = None,
+            mirror: int = 0, probe: bool = False) -> tuple[dict[str, int], Optional[traffic.Route]]:
+    """Gateway mode: the replicas, with the pods of revisions the route still
+    sends to kept until it stops (kubento.rollout.traffic.hold), and the route."""
+    if route is None:
+        return wanted, None
+    wanted, held = traffic.hold(wanted, {rev: s.desired for rev, s in seen.items()}, route)
+    notes += [f"revision {rev} keeps its pods until the route sends it nothing" for rev in held]
+    ready = {rev: s.ready for rev, s in seen.items()}
+    return wanted, traffic.route(weights, wanted, ready, stable=stable, candidate=candidate, mirror=mirror, probe=probe)
 
 
 def _deletable(seen: dict[str, Seen], wanted: dict[str, int], history: list[HistoryEntry],

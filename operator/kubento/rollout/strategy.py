@@ -26,6 +26,14 @@ Guarantees (see tests/unit/test_strategy.py):
   still reaches a pod that answers;
 - no data is never a pass: an inconclusive analysis holds the step until
   the deadline, then fails it.
+
+Gateway mode (spec.traffic.gateway, ``Observed.gateway``): each plan also
+says what share of requests the model's HTTPRoute sends to the candidate
+(``Plan.route``) and mirrors to it (``Plan.mirror``); a step counts as
+reached only once the route carries its weight (``Observed.acked``), and a
+revision gives up its pods only after the route stopped sending to it
+(kubento.rollout.traffic). The pods each strategy runs for a share of
+requests are in its module; kubento.rollout.traffic has what they share.
 """
 
 from __future__ import annotations
@@ -55,8 +63,9 @@ class Revision:
 
 @dataclass(frozen=True)
 class Step:
-    weight: int  # percent of replicas on the candidate
+    weight: int  # percent on the candidate: of replicas (replicas mode) or of requests (gateway mode)
     pause: Optional[float] = None  # seconds to hold once reached; None: no hold
+    mirror: int = 0  # gateway mode, shadow step (weight 0): percent of requests mirrored to the candidate
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,18 @@ class Observed:
     rollback: Optional[str] = None  # a rollback under way (its reason, remembered in status)
     rollback_message: str = ""
     scale_down_delay: float = 0.0  # BlueGreen: seconds the old revision keeps its pods after the switch
+    # Gateway mode: the model's HTTPRoute as it is now.
+    gateway: bool = False
+    route: int = 0  # percent of requests its main rule sends to the candidate
+    mirror: int = 0  # percent of requests it mirrors to the candidate
+    acked: bool = True  # every Gateway of the route has seen it as it is (or none can carry it)
+    mirror_probed: bool = False  # a probe found out whether the Gateways mirror (MirrorCheck), for this candidate
+    mirror_failure: str = ""  # and found they do not: why
+
+    @property
+    def carries(self) -> tuple[int, int]:
+        """(weight, mirror) the route carries for the candidate, once acknowledged; (-1, -1) while in flux."""
+        return (self.route, self.mirror) if self.acked else (-1, -1)
 
 
 @dataclass(frozen=True)
@@ -102,6 +123,9 @@ class Plan:
     analyze: bool = False  # the controller should collect a verdict for this step
     rollback: Optional[str] = None  # set once a rollback starts: it finishes whatever happens next
     rollback_message: str = ""  # why, to remember with it
+    route: int = 0  # gateway mode: percent of requests the route should send to the candidate now
+    mirror: int = 0  # gateway mode: percent of requests the route should mirror to the candidate now
+    probe: bool = False  # gateway mode: the route should carry the mirror probe rule (before a shadow step)
 
     @property
     def done(self) -> bool:
@@ -109,7 +133,7 @@ class Plan:
 
 
 # Plans that wait for candidate pods: the deadline applies to them.
-WAITING_FOR_PODS = {"RollingOut", "CanaryStep", "PreviewStarting"}
+WAITING_FOR_PODS = {"RollingOut", "CanaryStep", "PreviewStarting", "Switching"}
 
 
 
@@ -136,6 +160,11 @@ class Strategy:
         lambda spec, owner, revision: []
     # every child it may make, as (apiVersion, kind, name): those it does not want now go
     child_names: Callable[["Owner"], list[tuple[str, str, str]]] = lambda owner: []
+
+
+def gateway_mode(spec: "ModelDeploymentSpec") -> bool:
+    """Whether the model's requests are split by its HTTPRoute (spec.traffic.gateway)."""
+    return spec.traffic is not None and spec.traffic.gateway is not None
 
 
 def strategies() -> dict[str, Strategy]:
@@ -166,10 +195,12 @@ def plan(o: Observed) -> Plan:
     if o.analysis and o.verdict == "fail" and not o.promote:
         return fail(o, o.verdict_reason, o.verdict_message or "analysis failed")
     if o.replicas == 0:
-        return Plan(0, 0, "candidate", "Promoted", "Promoted", "replicas is 0", step=o.step)
+        return Plan(0, 0, "candidate", "Promoted", "Promoted", "replicas is 0", step=o.step, route=100)
     p = rolling.shift_all(o) if o.promote else of(o.strategy).step(o)
     waited = o.now - (p.since if p.since is not None else o.since)
     if p.reason in WAITING_FOR_PODS and waited > o.deadline:
+        if o.gateway and o.candidate.ready >= p.candidate:  # its pods are there: the route was not
+            return fail(o, "ProgressDeadlineExceeded", f"the step was not in place within {o.deadline:.0f}s: {p.message}")
         return fail(o, "ProgressDeadlineExceeded",
                     f"the new revision was not ready within {o.deadline:.0f}s ({o.candidate.ready} of {p.candidate} replicas ready)")
     if p.reason == "AnalysisInconclusive" and p.step_reached is not None and o.now - p.step_reached > o.deadline:
@@ -180,9 +211,10 @@ def plan(o: Observed) -> Plan:
 def fail(o: Observed, reason: str, message: str) -> Plan:
     if o.auto_rollback:
         return back_to_stable(o, "RolledBack", reason, message)
-    # Hold where we are: no new capacity for a failing revision, nothing removed.
+    # Hold where we are: no new capacity for a failing revision, nothing removed (and the route as it is).
     return Plan(o.stable.desired, o.candidate.desired, o.service, "Failed", reason,
-                message + " (autoRollback is off: holding)", step=o.step)
+                message + " (autoRollback is off: holding)", step=o.step, route=o.route, weight=o.route,
+                mirror=0 if reason == "MirrorNotSupported" else o.mirror)
 
 
 def back_to_stable(o: Observed, outcome: Outcome, reason: str, message: str) -> Plan:
@@ -190,7 +222,16 @@ def back_to_stable(o: Observed, outcome: Outcome, reason: str, message: str) -> 
     ready. Meanwhile the candidate keeps only its ready pods (the others serve
     nothing and may hold the resources stable needs), and a stable revision
     that cannot recover within the deadline does not hold the rollback
-    forever (``since`` is when the rollback began)."""
+    forever (``since`` is when the rollback began). In gateway mode the
+    route sends every request back to stable first (once stable has a ready
+    pod); kubento.rollout.traffic keeps the candidate's pods until the
+    route has stopped sending to it."""
+    if o.gateway and o.carries != (0, 0):
+        restoring = o.stable.ready == 0 and o.candidate.ready > 0
+        return Plan(max(o.replicas, o.stable.desired), o.candidate.desired, o.service, "Progressing", reason,
+                    f"{message}; " + ("restoring the stable revision before the route moves back to it" if restoring
+                                      else "moving the route's requests back to the stable revision"),
+                    step=o.step, route=o.route if restoring else 0, rollback=reason, rollback_message=message)
     stuck = o.rollback is not None and o.now - o.since > o.deadline
     if o.stable.ready >= o.replicas or stuck:
         note = f" (the stable revision has {o.stable.ready} of {o.replicas} replicas ready)" if stuck else ""

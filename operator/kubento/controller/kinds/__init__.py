@@ -72,6 +72,7 @@ SCALED_OBJECT = "ScaledObject"
 JOB = "Job"
 CONFIG_MAP = "ConfigMap"
 CONTROLLER_REVISION = "ControllerRevision"
+HTTP_ROUTE = "HTTPRoute"
 
 
 def _registry() -> tuple[Kind, ...]:
@@ -80,6 +81,7 @@ def _registry() -> tuple[Kind, ...]:
         controller_revision,
         deployment,
         hpa,
+        http_route,
         job,
         model,
         pod,
@@ -88,7 +90,7 @@ def _registry() -> tuple[Kind, ...]:
     )
 
     return (model.KIND, deployment.KIND, pod.KIND, service.KIND, hpa.KIND, scaled_object.KIND, job.KIND,
-            config_map.KIND, controller_revision.KIND)
+            config_map.KIND, controller_revision.KIND, http_route.KIND)
 
 
 REGISTRY: tuple[Kind, ...] = _registry()

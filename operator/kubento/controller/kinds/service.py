@@ -1,7 +1,9 @@
-"""A model's Service (and BlueGreen's preview Service)."""
+"""A model's Service (and BlueGreen's preview Service, and in gateway mode
+each revision's Service, <model>-<revision>)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kubento.controller.kinds import SERVICE, Kind
@@ -18,8 +20,12 @@ def names_of(model: str) -> tuple[str, ...]:
     return model, f"{model}{PREVIEW_SUFFIX}"
 
 
+REVISION_SERVICE = re.compile(r"(.+)-[0-9a-f]{10}")  # gateway mode: <model>-<revision>
+
+
 def models_named(name: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys((name, name.removesuffix(PREVIEW_SUFFIX))))
+    per_revision = REVISION_SERVICE.fullmatch(name)
+    return tuple(dict.fromkeys((name, name.removesuffix(PREVIEW_SUFFIX), *(per_revision.groups() if per_revision else ()))))
 
 
 # Watched whatever made them: a Service named like a model may be someone else's.
