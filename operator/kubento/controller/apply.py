@@ -41,46 +41,41 @@ class Result:
 
 def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, now: float, kube: Kube,
              pool: Executor) -> Result:
-    """Creates, applies, scales and deletes, in that order (after keeping
-    what the plan asked the operator to remember)."""
+    """Creates and applies (together), then scales, then deletes (after
+    keeping what the plan asked the operator to remember)."""
     memory.generations.update(actions.remember_generations)
     result = Result()
     transient_error: Optional[BaseException] = None
-    for manifest in actions.creates:
-        kind, name = manifest["kind"], manifest["metadata"]["name"]
-        log.info("creating %s %s/%s", kind, owner.namespace, name)
-        before = cache.version(kind, owner.namespace, name)
-        try:
-            live = kube.create(manifest)
-        except ApiException as exc:
-            if transient(exc):
-                raise
-            result.problems.append(Problem("BuildJobRejected" if kind == "Job" else "ApplyFailed",
-                                           f"the API server refused {kind} {name}: {rejection(exc)}"))
-            continue
-        cache.wrote(kind, live, replaced=before)
-        if kind == "Job" and not owner.controls(live):
-            result.problems.append(Problem("ChildConflict",
-                                           f"Job {name} exists and is not controlled by this ModelDeployment"))
     # A model's children are independent objects: send them together (a new
-    # model's Deployment and Service in one round trip's time, not two).
-    for step, sent in zip(actions.applies, _send_all(actions.applies, owner, cache, kube, pool)):
+    # model's Deployment, Service and ControllerRevision in one round trip's
+    # time, not three).
+    sends = [_Create(m) for m in actions.creates] + list(actions.applies)
+    for step, sent in zip(sends, _send_all(sends, owner, cache, kube, pool)):
         manifest = step.manifest
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         if isinstance(sent, Problem):
             result.problems.append(sent)
             continue
+        if isinstance(sent, _Raise):
+            transient_error = transient_error or sent.error
+            continue
         if isinstance(sent, ApiException):
+            if isinstance(step, _Create):
+                result.problems.append(Problem("BuildJobRejected" if kind == "Job" else "ApplyFailed",
+                                               f"the API server refused {kind} {name}: {rejection(sent)}"))
+                continue
             message = f"the API server rejected {kind} {name}: {rejection(sent)}"
             memory.rejected[manifest["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]] = (message, now)
             result.problems.append(Problem("ApplyFailed", message))
             continue
-        if isinstance(sent, _Raise):
-            transient_error = transient_error or sent.error
-            continue
         live, before = sent
-        memory.generations[(kind, name)] = (live.get("metadata") or {}).get("generation", 0)
         cache.wrote(kind, live, replaced=before)
+        if isinstance(step, _Create):
+            if kind == "Job" and not owner.controls(live):
+                result.problems.append(Problem("ChildConflict",
+                                               f"Job {name} exists and is not controlled by this ModelDeployment"))
+            continue
+        memory.generations[(kind, name)] = (live.get("metadata") or {}).get("generation", 0)
     if transient_error is not None:
         raise transient_error  # what was written is in the cache; the queue retries the rest
     for step in actions.scales:
@@ -113,17 +108,26 @@ PARALLEL = 16  # applies in flight at once, across all workers (the operator's p
 
 
 @dataclass
+class _Create:
+    manifest: dict[str, Any]  # created, never applied: a Job, a ControllerRevision
+
+
+@dataclass
 class _Raise:
     error: BaseException  # transient (409, 429, 5xx, a connection error): the queue retries the model
 
 
 def _send(step: Any, owner: Owner, cache: Cache, kube: Kube) -> Any:
-    """One apply: (live, the cache's version before) when written; a Problem
+    """One create or apply: (live, the cache's version before) when written; a Problem
     (someone else's object, a kind not served); the ApiException of a
     refusal; or _Raise."""
     manifest = step.manifest
     kind, name = manifest["kind"], manifest["metadata"]["name"]
     try:
+        if isinstance(step, _Create):
+            log.info("creating %s %s/%s", kind, owner.namespace, name)
+            before = cache.version(kind, owner.namespace, name)
+            return kube.create(manifest), before
         if step.read_first:
             live = kube.metadata(manifest["apiVersion"], kind, owner.namespace, name)
             if live is not None and not owner.controls(live):
