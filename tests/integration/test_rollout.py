@@ -218,14 +218,18 @@ def test_a_deleted_stable_deployment_comes_back_from_its_controller_revision(con
     aborted revision instead."""
     spec = {**VALID_SPEC, "replicas": 2, "rollout": {"strategy": "Canary", "steps": [{"weight": 50, "pause": "1h"}]}}
     name, v1 = deploy_v1(controlplane, admin, namespace, md, spec)
-    kept = get_json(controlplane, "controllerrevisions", "-n", namespace, "-l",
-                    f"serving.kubento.io/model-deployment={name},{REVISION}={v1}")["items"]
-    assert [k["metadata"]["name"] for k in kept] == [f"{name}-{v1}"]
-    assert kept[0]["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
-    assert kept[0]["data"]["spec"]["template"]["metadata"]["labels"][REVISION] == v1
+
+    def kept_revisions():
+        return get_json(controlplane, "controllerrevisions", "-n", namespace, "-l",
+                        f"serving.kubento.io/model-deployment={name}")["items"]
+    assert kept_revisions() == []  # the spec's own revision: the spec makes it again
 
     md({**spec, "env": [{"name": "MODEL_VERSION", "value": "2"}]}, name=name)
     v2 = wait_for("a rollout", lambda: (status(controlplane, namespace, name).get("rollout") or {}).get("revision"))
+    kept = wait_for("v1 kept once the spec moved on", kept_revisions)
+    assert [k["metadata"]["name"] for k in kept] == [f"{name}-{v1}"]
+    assert kept[0]["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+    assert kept[0]["data"]["spec"]["template"]["metadata"]["labels"][REVISION] == v1
     kubento(controlplane, "abort", name, "-n", namespace)
     wait_for("phase RolledBack", lambda: status(controlplane, namespace, name).get("phase") == "RolledBack")
     wait_for("v2 at zero", lambda: replicas_by_revision(controlplane, namespace, name).get(v2) == 0)

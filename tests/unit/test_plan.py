@@ -20,6 +20,7 @@ from tests.crdschema import status_problems
 from tests.specs import VALID_SPEC
 
 UID = "uid-1"
+REVISION = "serving.kubento.io/revision"
 
 
 def stored_condition(actions, type_):
@@ -43,6 +44,15 @@ class Toy:
         return World(copy.deepcopy(self.model), {k: by_kind(k) for k in (
             "Deployment", "Service", "HorizontalPodAutoscaler", "ScaledObject", "Job", "ControllerRevision")})
 
+    def unkept(self) -> dict:
+        """What the observer reads back (controller.observe): each revision
+        Deployment without a ControllerRevision that status no longer names
+        as the current revision."""
+        current = (self.model.get("status") or {}).get("currentRevision")
+        kept = {n for k, n in self.children if k == "ControllerRevision"}
+        return {d["metadata"]["labels"][REVISION]: copy.deepcopy(d) for (k, n), d in sorted(self.children.items())
+                if k == "Deployment" and n not in kept and d["metadata"]["labels"][REVISION] != current}
+
     def tick(self) -> None:
         """Deployments catch up with their spec."""
         for (kind, _), obj in self.children.items():
@@ -54,7 +64,7 @@ class Toy:
                                                  "reason": "NewReplicaSetAvailable"}]}
 
     def step(self, inputs: Inputs | None = None):
-        inputs = inputs or Inputs(now=self.now)
+        inputs = inputs or Inputs(now=self.now, unkept_deployments=self.unkept())
         inputs = replace(inputs, now=self.now, generations=self.generations)
         actions = plan(Observation.of(self.world(), inputs)).actions
         self.generations.update(actions.remember_generations)  # as the apply layer keeps them
@@ -102,9 +112,9 @@ def test_a_new_model_gets_its_deployment_and_service_then_a_settled_pass_asks_fo
     assert [(a.manifest["kind"], a.why, a.read_first) for a in first.applies] == [
         ("Deployment", "missing", True), ("Service", "missing", False)]
     assert first.status["phase"] == "Pending" and not first.deletes
-    assert [(c["kind"], c["metadata"]["name"]) for c in first.creates] == [  # the revision, kept
-        ("ControllerRevision", first.applies[0].manifest["metadata"]["name"])]
+    assert first.creates == []  # the spec's own revision needs no ControllerRevision: the spec makes it again
     last = settle(toy)
+    assert not any(k == "ControllerRevision" for k, _ in toy.children)  # a model never changed keeps none
     assert toy.model["status"]["phase"] == "Ready"
     assert (last.applies, last.scales, last.deletes, last.status, last.events) == ([], [], [], None, [])
     assert last.requeue_after is None  # settled: only a watch event (or the resync) brings it back
@@ -302,7 +312,9 @@ def test_a_revision_out_of_history_takes_its_controller_revision_with_it():
         settle(toy, 30)
     kept = sorted(n for k, n in toy.children if k == "ControllerRevision")
     deployments = sorted(n for k, n in toy.children if k == "Deployment")
-    assert kept == deployments and len(kept) == 2  # the stable one and one more in history
+    current = f"iris-{toy.model['status']['currentRevision']}"
+    assert len(deployments) == 2 and current in deployments  # the stable one and one more in history
+    assert kept == [n for n in deployments if n != current]  # the one the spec moved on from is kept
 
 
 def test_an_aborted_revision_is_not_served_when_nothing_keeps_the_stable_one():

@@ -177,8 +177,9 @@ class Observer:
     def _kept_revisions(self, world: World, previous: ModelDeploymentStatus, inputs: Inputs) -> None:
         """Read what a ControllerRevision keeps for a revision that must serve
         but lost its Deployment (stable; the candidate of a rollout under
-        way), and a revision Deployment not kept yet (made by an older kubento).
-        Neither happens to a settled model: it costs no request."""
+        way), and a revision Deployment not kept yet that the spec has moved
+        on from (status.currentRevision is another). Neither happens to a
+        settled model: it costs no request."""
         owner = world.owner
         kept = {((o.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION): o
                 for o in world.of(CONTROLLER_REVISION) if owner.controls(o)}
@@ -190,7 +191,7 @@ class Observer:
             if live is not None and isinstance(live.get("data"), dict):
                 inputs.stored_revisions[rev] = live
         for rev, dep in sorted(deployments.items()):
-            if rev not in kept and not rev.startswith(LEGACY):
+            if rev not in kept and rev != previous.current_revision and not rev.startswith(LEGACY):
                 live = self.services.kube.get("apps/v1", "Deployment", owner.namespace, dep["metadata"]["name"])
                 if live is not None:
                     inputs.unkept_deployments[rev] = live

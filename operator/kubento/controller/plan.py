@@ -516,21 +516,19 @@ def plan_route(out: _Children, spec: ModelDeploymentSpec, inputs: Inputs, decisi
         out.delete_if_ours(ROUTE_API_VERSION, HTTP_ROUTE, out.owner.name)
 
 
-def plan_kept_revisions(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento: Optional[ServedBento],
-                        rev: Optional[str], decision: Decision, revisions: Revisions
+def plan_kept_revisions(world: World, inputs: Inputs, rev: Optional[str], decision: Decision,
+                        revisions: Revisions
                         ) -> tuple[list[dict[str, Any]], list[Delete]]:
-    """Each revision's Deployment kept as a ControllerRevision (created once,
-    from the manifest kubento applies, or as read back for a revision an
-    older kubento made); those of revisions no longer kept (out of history,
-    their Deployment deleted) go."""
+    """Each revision's Deployment kept as a ControllerRevision once the spec
+    has moved on from it (its Deployment as read back: the spec that made it
+    is gone; the spec's own revision can always be made again from the spec,
+    so a model never changed costs no ControllerRevision); those of revisions
+    no longer kept (out of history, their Deployment deleted) go."""
     owner = world.owner
     kept = {((o.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION): o
             for o in world.of(CONTROLLER_REVISION) if owner.controls(o)}
     numbers = {h.revision: h.number for h in decision.history}
     creates = []
-    if rev is not None and bento is not None and rev not in kept and rev in decision.replicas:
-        manifest = deployment(spec, owner, bento, decision.replicas[rev])
-        creates.append(controller_revision(owner, manifest, numbers.get(rev, 0)))
     for r, live in sorted(inputs.unkept_deployments.items()):
         if r not in kept and r != rev and r in revisions.deployments:
             creates.append(controller_revision(owner, live, numbers.get(r, 0)))
@@ -746,7 +744,7 @@ def plan(observation: Observation) -> Pass:
         actions.remember_generations.update(children.remember)
         problems = children.problems + problems
         repaired = children.repaired
-    kept_creates, kept_deletes = plan_kept_revisions(spec, world, inputs, bento, rev, decision, revisions)
+    kept_creates, kept_deletes = plan_kept_revisions(world, inputs, rev, decision, revisions)
     actions.creates += kept_creates
     actions.deletes += kept_deletes
     problems = inputs.apply_problems + problems
