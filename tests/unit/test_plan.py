@@ -12,6 +12,7 @@ from dataclasses import replace
 from hypothesis import given, settings, strategies as st
 
 from kubento.builders.meta import ANNOTATION_APPLIED_HASH
+from kubento.builders.revision import controller_revision
 from kubento.controller.observation import Inputs, Observation
 from kubento.controller.plan import plan
 from kubento.controller.world import World
@@ -20,7 +21,6 @@ from tests.crdschema import status_problems
 from tests.specs import VALID_SPEC
 
 UID = "uid-1"
-REVISION = "serving.kubento.io/revision"
 
 
 def stored_condition(actions, type_):
@@ -44,15 +44,6 @@ class Toy:
         return World(copy.deepcopy(self.model), {k: by_kind(k) for k in (
             "Deployment", "Service", "HorizontalPodAutoscaler", "ScaledObject", "Job", "ControllerRevision")})
 
-    def unkept(self) -> dict:
-        """What the observer reads back (controller.observe): each revision
-        Deployment without a ControllerRevision that status no longer names
-        as the current revision."""
-        current = (self.model.get("status") or {}).get("currentRevision")
-        kept = {n for k, n in self.children if k == "ControllerRevision"}
-        return {d["metadata"]["labels"][REVISION]: copy.deepcopy(d) for (k, n), d in sorted(self.children.items())
-                if k == "Deployment" and n not in kept and d["metadata"]["labels"][REVISION] != current}
-
     def tick(self) -> None:
         """Deployments catch up with their spec."""
         for (kind, _), obj in self.children.items():
@@ -64,7 +55,7 @@ class Toy:
                                                  "reason": "NewReplicaSetAvailable"}]}
 
     def step(self, inputs: Inputs | None = None):
-        inputs = inputs or Inputs(now=self.now, unkept_deployments=self.unkept())
+        inputs = inputs or Inputs(now=self.now)
         inputs = replace(inputs, now=self.now, generations=self.generations)
         actions = plan(Observation.of(self.world(), inputs)).actions
         self.generations.update(actions.remember_generations)  # as the apply layer keeps them
@@ -73,6 +64,10 @@ class Toy:
             if m["kind"] == "ControllerRevision":
                 self.children[(m["kind"], m["metadata"]["name"])] = {
                     **copy.deepcopy(m), "metadata": {**m["metadata"], "uid": f"cr-{m['metadata']['name']}"}}
+        for keep in actions.keeps:  # as the apply layer keeps them: from the Deployment as read
+            kept = controller_revision(self.world().owner, self.children[("Deployment", keep.deployment)], keep.number)
+            self.children[("ControllerRevision", keep.deployment)] = {
+                **kept, "metadata": {**kept["metadata"], "uid": f"cr-{keep.deployment}"}}
         for a in actions.applies:
             key = (a.manifest["kind"], a.manifest["metadata"]["name"])
             live = copy.deepcopy(a.manifest)
@@ -112,7 +107,7 @@ def test_a_new_model_gets_its_deployment_and_service_then_a_settled_pass_asks_fo
     assert [(a.manifest["kind"], a.why, a.read_first) for a in first.applies] == [
         ("Deployment", "missing", True), ("Service", "missing", False)]
     assert first.status["phase"] == "Pending" and not first.deletes
-    assert first.creates == []  # the spec's own revision needs no ControllerRevision: the spec makes it again
+    assert (first.creates, first.keeps) == ([], [])  # the spec's own revision: the spec makes it again
     last = settle(toy)
     assert not any(k == "ControllerRevision" for k, _ in toy.children)  # a model never changed keeps none
     assert toy.model["status"]["phase"] == "Ready"
@@ -300,6 +295,19 @@ def test_a_lost_stable_deployment_is_made_again_from_its_controller_revision_aft
     status = toy.model["status"]
     assert (status["stableRevision"], status["failedRevision"]) == (stable, aborted)
     assert toy.children[("Deployment", f"iris-{aborted}")]["spec"]["replicas"] == 0  # never rolled out again
+
+
+def test_the_revision_a_spec_change_moves_on_from_is_kept_in_that_pass_and_once():
+    toy = Toy(VALID_SPEC)
+    settle(toy)
+    old = toy.model["status"]["stableRevision"]
+    toy.model["spec"] = {**VALID_SPEC, "env": [{"name": "V", "value": "2"}]}
+    toy.model["metadata"]["generation"] = 2
+    first = toy.step()
+    assert [(k.deployment, k.number) for k in first.keeps] == [(f"iris-{old}", 1)]
+    assert any(a.manifest["kind"] == "Deployment" and a.manifest["metadata"]["name"] != f"iris-{old}"
+               for a in first.applies)  # beside the new revision's Deployment, in the same pass
+    assert toy.step().keeps == []  # kept: never asked again
 
 
 def test_a_revision_out_of_history_takes_its_controller_revision_with_it():

@@ -21,11 +21,12 @@ from kubernetes.client.exceptions import ApiException
 from kubento.api import v1alpha1 as api
 from kubento.api.v1alpha1 import ModelDeploymentStatus
 from kubento.builders.meta import ANNOTATION_APPLIED_HASH, Owner
+from kubento.builders.revision import controller_revision
 from kubento.controller import kinds, metrics
 from kubento.controller.kube import Kube, NotInstalled, rejection
 from kubento.controller.cache import Cache
 from kubento.controller.memory import ModelMemory
-from kubento.controller.plan import Actions
+from kubento.controller.plan import Actions, Keep
 from kubento.controller.status import Problem
 
 log = logging.getLogger("kubento.apply")
@@ -47,10 +48,20 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
     result = Result()
     transient_error: Optional[BaseException] = None
     # A model's children are independent objects: send them together (a new
-    # model's Deployment, Service and ControllerRevision in one round trip's
-    # time, not three).
-    sends = [_Create(m) for m in actions.creates] + list(actions.applies)
+    # model's Deployment and Service in one round trip's time, not two; the
+    # revision a spec change moved on from is kept beside the new one's).
+    sends = [_Create(m) for m in actions.creates] + list(actions.applies) + list(actions.keeps)
     for step, sent in zip(sends, _send_all(sends, owner, cache, kube, pool)):
+        if isinstance(step, Keep):
+            if isinstance(sent, _Raise):
+                transient_error = transient_error or sent.error
+            elif isinstance(sent, ApiException):  # refused: logged, tried again next pass (no status for it)
+                log.warning("%s/%s: could not keep revision %s: %s", owner.namespace, owner.name, step.deployment,
+                            rejection(sent))
+            elif sent is not None:
+                live, before = sent
+                cache.wrote(kinds.CONTROLLER_REVISION, live, replaced=before)
+            continue
         manifest = step.manifest
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         if isinstance(sent, Problem):
@@ -121,6 +132,8 @@ def _send(step: Any, owner: Owner, cache: Cache, kube: Kube) -> Any:
     """One create or apply: (live, the cache's version before) when written; a Problem
     (someone else's object, a kind not served); the ApiException of a
     refusal; or _Raise."""
+    if isinstance(step, Keep):
+        return _keep(step, owner, cache, kube)
     manifest = step.manifest
     kind, name = manifest["kind"], manifest["metadata"]["name"]
     try:
@@ -138,6 +151,23 @@ def _send(step: Any, owner: Owner, cache: Cache, kube: Kube) -> Any:
         return kube.apply(manifest), before
     except NotInstalled as exc:
         return Problem("ApplyFailed", f"the API server does not serve {kind}: {exc}")
+    except ApiException as exc:
+        return _Raise(exc) if transient(exc) else exc
+    except Exception as exc:  # noqa: BLE001 - raised in the worker, as before
+        return _Raise(exc)
+
+
+def _keep(step: Keep, owner: Owner, cache: Cache, kube: Kube) -> Any:
+    """Read a revision's Deployment (the cache keeps only its metadata) and
+    create its ControllerRevision: (live, the cache's version before); None
+    when the Deployment is gone; the ApiException of a refusal; or _Raise."""
+    try:
+        live = kube.get("apps/v1", kinds.DEPLOYMENT, owner.namespace, step.deployment)
+        if live is None or not owner.controls(live):
+            return None
+        log.info("keeping revision %s/%s as a ControllerRevision", owner.namespace, step.deployment)
+        before = cache.version(kinds.CONTROLLER_REVISION, owner.namespace, step.deployment)
+        return kube.create(controller_revision(owner, live, step.number)), before
     except ApiException as exc:
         return _Raise(exc) if transient(exc) else exc
     except Exception as exc:  # noqa: BLE001 - raised in the worker, as before

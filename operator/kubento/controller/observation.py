@@ -47,9 +47,6 @@ class Inputs:
     # Revisions kept as ControllerRevisions whose Deployment is missing but must serve (stable, a
     # candidate): revision -> the ControllerRevision, read to make the Deployment again.
     stored_revisions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Revisions with a Deployment but no ControllerRevision yet (made before kubento kept them):
-    # revision -> the Deployment as read, to keep it.
-    unkept_deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Gateway mode (spec.traffic.gateway):
     routes_served: bool = True  # the cluster serves Gateway API's HTTPRoute
     retry_served: bool = False  # and its HTTPRoute has rules[].retry (the experimental channel)

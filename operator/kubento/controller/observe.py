@@ -39,7 +39,7 @@ from kubento.controller.kube import REDISCOVER_SECONDS, NotInstalled
 from kubento.controller.memory import GatewayCheck, ModelMemory, SecretCheck
 from kubento.controller.observation import Inputs, Observation
 from kubento.controller.plan import analysis_due, environment_job_wanted, referenced_secrets
-from kubento.controller.world import LEGACY, World, revisions_of
+from kubento.controller.world import World, revisions_of
 from kubento.predictions import gate
 from kubento.quality.profile import parse_profile
 from kubento.rollout.analysis import parse_metrics
@@ -177,9 +177,7 @@ class Observer:
     def _kept_revisions(self, world: World, previous: ModelDeploymentStatus, inputs: Inputs) -> None:
         """Read what a ControllerRevision keeps for a revision that must serve
         but lost its Deployment (stable; the candidate of a rollout under
-        way), and a revision Deployment not kept yet that the spec has moved
-        on from (status.currentRevision is another). Neither happens to a
-        settled model: it costs no request."""
+        way). That never happens to a settled model: it costs no request."""
         owner = world.owner
         kept = {((o.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION): o
                 for o in world.of(CONTROLLER_REVISION) if owner.controls(o)}
@@ -190,11 +188,6 @@ class Observer:
                                           kept[rev]["metadata"]["name"])
             if live is not None and isinstance(live.get("data"), dict):
                 inputs.stored_revisions[rev] = live
-        for rev, dep in sorted(deployments.items()):
-            if rev not in kept and rev != previous.current_revision and not rev.startswith(LEGACY):
-                live = self.services.kube.get("apps/v1", "Deployment", owner.namespace, dep["metadata"]["name"])
-                if live is not None:
-                    inputs.unkept_deployments[rev] = live
 
     # ------------------------------------------------------------ gateway mode
 

@@ -59,7 +59,7 @@ from kubento.builders.meta import (
     selector_string,
     service_url,
 )
-from kubento.builders.revision import controller_revision, stored_deployment
+from kubento.builders.revision import stored_deployment
 from kubento.builders.service import service
 from kubento.controller.build import NO_POD_GRACE, BuildState, build_state, condition as job_condition, usable
 from kubento.controller.environment import (
@@ -82,7 +82,7 @@ from kubento.controller.status import (
 from kubento.controller import kinds, route as routing
 from kubento.controller.kinds import CONTROLLER_REVISION, DEPLOYMENT, HTTP_ROUTE, JOB, POD, SERVICE
 from kubento.controller.observation import Inputs, Observation
-from kubento.controller.world import Revisions, World, revisions_of
+from kubento.controller.world import LEGACY, Revisions, World, revisions_of
 from kubento.predictions import gate
 from kubento.quality.profile import revision_monitoring
 from kubento.rollout import strategy as rollout_strategy
@@ -122,6 +122,15 @@ class Delete:
     propagation: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class Keep:
+    """Keep a revision's Deployment as a ControllerRevision: the apply layer
+    reads the Deployment (the cache holds only its metadata) and creates it."""
+
+    deployment: str  # the Deployment's name (the ControllerRevision's too)
+    number: int  # the revision's number in status.history (0: none)
+
+
 @dataclass
 class Actions:
     """What one pass asks the apply layer to do, in this order."""
@@ -130,6 +139,7 @@ class Actions:
     applies: list[Apply] = field(default_factory=list)
     scales: list[Scale] = field(default_factory=list)
     deletes: list[Delete] = field(default_factory=list)
+    keeps: list[Keep] = field(default_factory=list)  # revisions to keep as ControllerRevisions (with the applies)
     pod_conditions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # prediction-check gates
     status: Optional[dict[str, Any]] = None  # a merge patch of status (its one serialisation: status.to_wire)
     new_status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
@@ -141,8 +151,8 @@ class Actions:
 
     @property
     def writes(self) -> int:
-        return (len(self.creates) + len(self.applies) + len(self.scales) + len(self.deletes) + len(self.pod_conditions)
-                + (self.status is not None))
+        return (len(self.creates) + len(self.applies) + len(self.keeps) + len(self.scales) + len(self.deletes)
+                + len(self.pod_conditions) + (self.status is not None))
 
 
 def _sooner(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -516,26 +526,24 @@ def plan_route(out: _Children, spec: ModelDeploymentSpec, inputs: Inputs, decisi
         out.delete_if_ours(ROUTE_API_VERSION, HTTP_ROUTE, out.owner.name)
 
 
-def plan_kept_revisions(world: World, inputs: Inputs, rev: Optional[str], decision: Decision,
-                        revisions: Revisions
-                        ) -> tuple[list[dict[str, Any]], list[Delete]]:
+def plan_kept_revisions(world: World, rev: Optional[str], decision: Decision, revisions: Revisions
+                        ) -> tuple[list[Keep], list[Delete]]:
     """Each revision's Deployment kept as a ControllerRevision once the spec
-    has moved on from it (its Deployment as read back: the spec that made it
-    is gone; the spec's own revision can always be made again from the spec,
-    so a model never changed costs no ControllerRevision); those of revisions
-    no longer kept (out of history, their Deployment deleted) go."""
+    has moved on from it (the spec that made it is gone; the spec's own
+    revision can always be made again from the spec, so a model never
+    changed costs no ControllerRevision); those of revisions no longer kept
+    (out of history, their Deployment deleted) go."""
     owner = world.owner
     kept = {((o.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION): o
             for o in world.of(CONTROLLER_REVISION) if owner.controls(o)}
     numbers = {h.revision: h.number for h in decision.history}
-    creates = []
-    for r, live in sorted(inputs.unkept_deployments.items()):
-        if r not in kept and r != rev and r in revisions.deployments:
-            creates.append(controller_revision(owner, live, numbers.get(r, 0)))
+    keeps = [Keep(dep["metadata"]["name"], numbers.get(r, 0)) for r, dep in sorted(revisions.deployments.items())
+             if r not in kept and r != rev and not r.startswith(LEGACY)
+             and not dep["metadata"].get("deletionTimestamp")]
     wanted = set(numbers) | set(decision.replicas) | {decision.stable, rev}
     deletes = [Delete("apps/v1", CONTROLLER_REVISION, o["metadata"]["name"]) for r, o in sorted(kept.items())
                if (r not in wanted or r in decision.delete) and not o["metadata"].get("deletionTimestamp")]
-    return creates, deletes
+    return keeps, deletes
 
 
 # -------------------------------------------------------- prediction checks
@@ -744,8 +752,7 @@ def plan(observation: Observation) -> Pass:
         actions.remember_generations.update(children.remember)
         problems = children.problems + problems
         repaired = children.repaired
-    kept_creates, kept_deletes = plan_kept_revisions(world, inputs, rev, decision, revisions)
-    actions.creates += kept_creates
+    actions.keeps, kept_deletes = plan_kept_revisions(world, rev, decision, revisions)
     actions.deletes += kept_deletes
     problems = inputs.apply_problems + problems
     if bento is not None and rev is not None and environment is not None and environment.phase == "Ready":
