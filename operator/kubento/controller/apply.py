@@ -158,11 +158,12 @@ def _send(step: Any, owner: Owner, cache: Cache, kube: Kube) -> Any:
 
 
 def _keep(step: Keep, owner: Owner, cache: Cache, kube: Kube) -> Any:
-    """Read a revision's Deployment (the cache keeps only its metadata) and
+    """Read a revision's Deployment (the cache keeps only its metadata; the
+    API server's watch cache has it, and an old revision no longer changes) and
     create its ControllerRevision: (live, the cache's version before); None
     when the Deployment is gone; the ApiException of a refusal; or _Raise."""
     try:
-        live = kube.get("apps/v1", kinds.DEPLOYMENT, owner.namespace, step.deployment)
+        live = kube.get_cached("apps/v1", kinds.DEPLOYMENT, owner.namespace, step.deployment)
         if live is None or not owner.controls(live):
             return None
         log.info("keeping revision %s/%s as a ControllerRevision", owner.namespace, step.deployment)

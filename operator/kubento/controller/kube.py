@@ -109,6 +109,13 @@ class Kube:
         except NotFoundError:
             return None
 
+    def get_cached(self, api_version: str, kind: str, namespace: str, name: str) -> Optional[dict[str, Any]]:
+        """An object as the API server's watch cache has it (``resourceVersion=0``:
+        no etcd read), as plain JSON (no dynamic-client wrapping); None on 404.
+        For what does not change any more, e.g. an old revision's Deployment."""
+        path = self._resource(api_version, kind).path(name=name, namespace=namespace)
+        return self._get_json(path + "?resourceVersion=0", "application/json")
+
     def metadata(self, api_version: str, kind: str, namespace: str, name: str) -> Optional[dict[str, Any]]:
         """An object's metadata only, or None when it does not exist: whose it
         is, without its spec, and without the dynamic client's 404 path (which
@@ -117,16 +124,20 @@ class Kube:
 
     def _metadata_at(self, path: str) -> Optional[dict[str, Any]]:
         """A GET of ``path`` as PartialObjectMetadata; None on 404."""
+        obj = self._get_json(path, PARTIAL_METADATA)
+        return None if obj is None else {"metadata": obj.get("metadata") or {}}
+
+    def _get_json(self, path: str, accept: str) -> Optional[dict[str, Any]]:
         c = self.api_client
         method, url, headers, _, _ = c.param_serialize(
-            "GET", path, header_params={"Accept": PARTIAL_METADATA}, auth_settings=["BearerToken"])
+            "GET", path, header_params={"Accept": accept}, auth_settings=["BearerToken"])
         resp = c.call_api(method, url, header_params=headers)
         data = resp.read()
         if resp.status == 404:
             return None
         if resp.status >= 300:
-            raise ApiException(status=resp.status, reason=resp.reason)
-        return {"metadata": json.loads(data).get("metadata") or {}}
+            raise ApiException(status=resp.status, reason=resp.reason, http_resp=resp)
+        return json.loads(data)
 
     def apply(self, manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         """Server-side apply with kubento's field manager, taking ownership of
