@@ -18,6 +18,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -285,6 +286,21 @@ class DeploymentController:
 # ---------------------------------------------------------------- operator
 
 
+def _refuse_if_listening(port: int) -> None:
+    """Fail at once when something already listens on ``port`` (e.g. an
+    operator left by an earlier run): the new one could not serve its
+    metrics or probe and would wait on a test's timeout instead."""
+    if not port:
+        return
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        if sock.connect_ex(("127.0.0.1", port)) != 0:
+            return
+    holder = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout.strip()
+    raise RuntimeError(f"port {port} is taken, the operator cannot start: {holder or 'see ss -ltnp'} "
+                       "(an operator left by an earlier run? stop it first)")
+
+
 class Operator:
     """``kubento run`` as a process (as the chart runs it: JSON logs, leader
     election when ``election_namespace`` is given). Every start appends to
@@ -302,6 +318,8 @@ class Operator:
         self.starts = 0
 
     def start(self) -> None:
+        for port in (self.metrics_port, self.health_port):
+            _refuse_if_listening(port)
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "POD_NAME": self.identity}
         scope = [a for ns in self.namespaces for a in ("-n", ns)] or ["-A"]
         liveness = f"http://127.0.0.1:{self.health_port}/healthz" if self.health_port else ""
