@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Callable, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 # The API server's quantity grammar (resource.ParseQuantity), without the
@@ -202,4 +202,51 @@ def map_keys_rule(fmt: Format, what: str) -> dict[str, str]:
         f"self.all(k, !{fmt.cel_invalid('k')})",
         f"{what}s must be {fmt.what}",
         message_expression=f"'{what} ' + {bad}[0] + ' is invalid: it must be {fmt.what}'",
+    )
+
+
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+
+
+def duration_seconds(duration: str) -> float:
+    """An API Duration (``500ms``, ``30s``, ``5m``, ``1h``, ``1m30s``) in seconds."""
+    if not isinstance(duration, str) or not re.fullmatch(DURATION_PATTERN, duration):
+        raise ValueError(f"{duration!r} is not a duration (e.g. 500ms, 30s, 5m, 1h, 1m30s)")
+    return sum(float(n) * _UNIT_MS[u] for n, u in _DURATION_PART.findall(duration)) / 1000
+
+
+# A request kubento sends to a pod waits at most this long: a deadline for all
+# of it (connect, headers, body), so a tenant's pod cannot hold the operator.
+MAX_REQUEST_TIMEOUT = "60s"
+REQUEST_TIMEOUT_MESSAGE = f"must be more than 0s and at most {MAX_REQUEST_TIMEOUT} (a deadline for the whole request)"
+
+
+def _request_timeout(value: str) -> str:
+    if not 0 < duration_seconds(value) <= duration_seconds(MAX_REQUEST_TIMEOUT):
+        raise ValueError(REQUEST_TIMEOUT_MESSAGE)
+    return value
+
+
+RequestTimeout = Annotated[
+    str, Field(pattern=DURATION_PATTERN, max_length=32, json_schema_extra=rules(cel(
+        f"duration(self) > duration('0s') && duration(self) <= duration('{MAX_REQUEST_TIMEOUT}')",
+        REQUEST_TIMEOUT_MESSAGE))),
+    AfterValidator(_request_timeout),
+]
+
+
+# Lists whose items are unique by name (server-side apply merges them by name).
+LIST_MAP_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+
+
+class SecretReference(Model):
+    """A Secret in the ModelDeployment's namespace."""
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Name of the Secret."
     )
