@@ -32,6 +32,8 @@ MODELS = {
     "NetworkPolicy": client.V1NetworkPolicy,
     "ValidatingAdmissionPolicy": client.V1ValidatingAdmissionPolicy,
     "ValidatingAdmissionPolicyBinding": client.V1ValidatingAdmissionPolicyBinding,
+    "FlowSchema": client.V1FlowSchema,
+    "PriorityLevelConfiguration": client.V1PriorityLevelConfiguration,
 }
 # prometheus-operator's kinds: no client model (e2e/test_monitoring.py runs what they configure).
 MONITORING = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
