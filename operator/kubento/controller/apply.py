@@ -26,7 +26,7 @@ from kubento.controller import kinds, metrics
 from kubento.controller.kube import Kube, NotInstalled, rejection
 from kubento.controller.cache import Cache
 from kubento.controller.memory import ModelMemory
-from kubento.controller.plan import Actions, Keep
+from kubento.controller.actions import Actions, Keep
 from kubento.controller.status import Problem
 
 log = logging.getLogger("kubento.apply")

@@ -1,7 +1,7 @@
 """In-cluster builds (``bento.build``): one Job per source version.
 
 ``build_state`` reads a Job and its pod into a BuildState (pure); what to
-create or delete is decided in kubento.controller.plan.plan_build.
+create or delete is decided in kubento.controller.plan_bento.plan_build.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ from kubento.controller.kinds import CONFIG_MAP, CONTROLLER_REVISION, HTTP_ROUTE
 from kubento.controller.kube import REDISCOVER_SECONDS, NotInstalled
 from kubento.controller.memory import GatewayCheck, ModelMemory, SecretCheck
 from kubento.controller.observation import Inputs, Observation
-from kubento.controller.plan import analysis_due, environment_job_wanted, referenced_secrets
+from kubento.controller.plan import analysis_due
+from kubento.controller.plan_bento import environment_job_wanted, referenced_secrets
 from kubento.controller.world import World, revisions_of
 from kubento.predictions import gate
 from kubento.quality.profile import parse_profile
