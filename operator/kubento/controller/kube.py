@@ -114,7 +114,7 @@ class Kube:
         no etcd read), as plain JSON (no dynamic-client wrapping); None on 404.
         For what does not change any more, e.g. an old revision's Deployment."""
         path = self._resource(api_version, kind).path(name=name, namespace=namespace)
-        return self._get_json(path + "?resourceVersion=0", "application/json")
+        return self._get_json(path, "application/json", [("resourceVersion", "0")])
 
     def metadata(self, api_version: str, kind: str, namespace: str, name: str) -> Optional[dict[str, Any]]:
         """An object's metadata only, or None when it does not exist: whose it
@@ -127,10 +127,11 @@ class Kube:
         obj = self._get_json(path, PARTIAL_METADATA)
         return None if obj is None else {"metadata": obj.get("metadata") or {}}
 
-    def _get_json(self, path: str, accept: str) -> Optional[dict[str, Any]]:
+    def _get_json(self, path: str, accept: str, query: Optional[list[tuple[str, str]]] = None
+                  ) -> Optional[dict[str, Any]]:
         c = self.api_client
         method, url, headers, _, _ = c.param_serialize(
-            "GET", path, header_params={"Accept": accept}, auth_settings=["BearerToken"])
+            "GET", path, query_params=query, header_params={"Accept": accept}, auth_settings=["BearerToken"])
         resp = c.call_api(method, url, header_params=headers)
         data = resp.read()
         if resp.status == 404:
