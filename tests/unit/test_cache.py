@@ -36,6 +36,19 @@ def test_children_are_grouped_by_model_and_stripped():
     assert c.model(("ns", "iris")).of("Deployment") == []
 
 
+def test_a_model_is_kept_without_kubectls_copy_of_its_spec():
+    c = Cache()
+    model = {"metadata": {"name": "iris", "namespace": "ns", "resourceVersion": "1", "uid": "u",
+                          "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{" + "x" * 4000 + "}",
+                                          "team": "ml"},
+                          "managedFields": [{"manager": "kubectl"}]},
+             "spec": {"replicas": 2}, "status": {"phase": "Ready"}}
+    assert c.update(kinds.MODEL, model) == [("ns", "iris")]
+    kept = c.model(("ns", "iris")).model
+    assert kept["metadata"]["annotations"] == {"team": "ml"} and "managedFields" not in kept["metadata"]
+    assert (kept["spec"], kept["status"]) == ({"replicas": 2}, {"phase": "Ready"})
+
+
 def test_a_write_shows_until_the_watch_moves_past_the_version_it_replaced():
     clock = Clock()
     c = Cache(clock=clock)
