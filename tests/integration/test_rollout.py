@@ -252,3 +252,63 @@ def test_a_deleted_stable_deployment_comes_back_from_its_controller_revision(con
     assert (st["stableRevision"], st["failedRevision"]) == (v1, v2)
     assert replicas_by_revision(controlplane, namespace, name) == {v1: 2, v2: 0}
     assert service_selector(controlplane, namespace, name)[REVISION] == v1
+
+
+def test_a_refused_controller_revision_is_a_condition_not_a_retry_per_pass(controlplane, admin, namespace, md):
+    """#24: the API server refuses the ControllerRevision that keeps a revision
+    (here a ValidatingAdmissionPolicy; in a cluster, e.g. an old chart's RBAC):
+    the model serves, is Degraded with reason RevisionNotKept and the API
+    server's message, and kubento does not ask again on every pass."""
+    policy = f"no-revisions-{namespace}"
+    controlplane.kubectl("apply", "-f", "-", input=f"""
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {policy}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules: [{{apiGroups: [apps], apiVersions: [v1], operations: [CREATE], resources: [controllerrevisions]}}]
+  validations: [{{expression: "false", message: "revisions are not kept in this namespace"}}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {policy}}}
+spec:
+  policyName: {policy}
+  validationActions: [Deny]
+  matchResources: {{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {namespace}}}}}}}
+""")
+    probe = {"metadata": {"name": "probe"}, "revision": 1, "data": {}}
+
+    def in_force():  # a policy takes effect some time after it is written
+        try:
+            client.AppsV1Api(admin).create_namespaced_controller_revision(namespace, probe, dry_run="All")
+        except client.ApiException as exc:
+            return exc.status == 422 and "revisions are not kept" in (exc.body or "")
+        return False
+    try:
+        wait_for("the policy in force", in_force, timeout=30, interval=0.2)
+        name, v1 = deploy_v1(controlplane, admin, namespace, md, VALID_SPEC)
+        md({**VALID_SPEC, "env": [{"name": "MODEL_VERSION", "value": "2"}]}, name=name)
+
+        def refused():
+            play_deployment_controller(admin, namespace, name)
+            c = condition(md_get(controlplane, namespace, name), "Degraded")
+            return c.get("reason") == "RevisionNotKept" and c
+        degraded = wait_for("Degraded: RevisionNotKept", refused, timeout=60, interval=0.5)
+        assert f"ControllerRevision {name}-{v1}" in degraded["message"], degraded
+        assert "revisions are not kept in this namespace" in degraded["message"], degraded
+
+        def rolled_out():
+            play_deployment_controller(admin, namespace, name)
+            st = status(controlplane, namespace, name)
+            return (st.get("stableRevision") == st.get("currentRevision") != v1 and not st.get("rollout")
+                    and st.get("readyReplicas") and st)
+        st = wait_for("v2 rolled out and serving", rolled_out, timeout=60, interval=0.5)
+        assert st["phase"] == "Degraded", st  # serving, but its history is not durable: said, not hidden
+        assert condition({"status": st}, "Degraded")["reason"] == "RevisionNotKept"
+        assert get_json(controlplane, "controllerrevisions", "-n", namespace, "-l",
+                        f"serving.kubento.io/model-deployment={name}")["items"] == []
+    finally:
+        controlplane.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", policy,
+                             "--ignore-not-found")

@@ -15,6 +15,7 @@ from kubento.builders.meta import ANNOTATION_APPLIED_HASH
 from kubento.builders.revision import controller_revision
 from kubento.controller.observation import Inputs, Observation
 from kubento.controller.plan import plan
+from kubento.controller.plan_children import kept_key
 from kubento.controller.world import World
 from kubento.controller.status import Problem, to_wire
 from tests.crdschema import status_problems
@@ -308,6 +309,24 @@ def test_the_revision_a_spec_change_moves_on_from_is_kept_in_that_pass_and_once(
     assert any(a.manifest["kind"] == "Deployment" and a.manifest["metadata"]["name"] != f"iris-{old}"
                for a in first.applies)  # beside the new revision's Deployment, in the same pass
     assert toy.step().keeps == []  # kept: never asked again
+
+
+def test_a_refused_keep_is_asked_again_only_after_a_while_and_degrades_the_model_meanwhile():
+    toy = Toy(VALID_SPEC)
+    settle(toy)
+    old = f"iris-{toy.model['status']['stableRevision']}"
+    toy.model["spec"] = {**VALID_SPEC, "env": [{"name": "V", "value": "2"}]}
+    toy.model["metadata"]["generation"] = 2
+    refusal = f"the API server refused ControllerRevision {old}: forbidden"
+    refused = Inputs(now=toy.now, rejected={kept_key(old): (refusal, toy.now)})  # as the apply layer keeps it
+    last = settle(toy, 30, refused)
+    assert last.keeps == [] and not any(k == "ControllerRevision" for k, _ in toy.children)
+    degraded = stored_condition(last, "Degraded") if last.status else next(
+        c for c in toy.model["status"]["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"], degraded["message"]) == ("True", "RevisionNotKept", refusal)
+    assert toy.model["status"]["phase"] == "Degraded"  # serving, but its history is not durable
+    toy.now += 300
+    assert [k.deployment for k in toy.step(refused).keeps] == [old]  # after REJECTION_RETRY_SECONDS
 
 
 def test_a_revision_out_of_history_takes_its_controller_revision_with_it():

@@ -27,6 +27,7 @@ from kubento.controller.kube import Kube, NotInstalled, rejection
 from kubento.controller.cache import Cache
 from kubento.controller.memory import ModelMemory
 from kubento.controller.actions import Actions, Keep
+from kubento.controller.plan_children import kept_key
 from kubento.controller.status import Problem
 
 log = logging.getLogger("kubento.apply")
@@ -55,9 +56,12 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
         if isinstance(step, Keep):
             if isinstance(sent, _Raise):
                 transient_error = transient_error or sent.error
-            elif isinstance(sent, ApiException):  # refused: logged, tried again next pass (no status for it)
-                log.warning("%s/%s: could not keep revision %s: %s", owner.namespace, owner.name, step.deployment,
-                            rejection(sent))
+            elif isinstance(sent, ApiException):  # refused: said in status, asked again after a while
+                message = (f"the API server refused ControllerRevision {step.deployment}: {rejection(sent)}; the "
+                           "revision is not kept (were its Deployment deleted, it could not be made again)")
+                log.warning("%s/%s: %s", owner.namespace, owner.name, message)
+                memory.rejected[kept_key(step.deployment)] = (message, now)
+                result.problems.append(Problem("RevisionNotKept", message, blocking=False))
             elif sent is not None:
                 live, before = sent
                 cache.wrote(kinds.CONTROLLER_REVISION, live, replaced=before)

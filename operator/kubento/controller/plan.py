@@ -233,8 +233,9 @@ def plan(observation: Observation) -> Pass:
         actions.remember_generations.update(children.remember)
         problems = children.problems + problems
         repaired = children.repaired
-    actions.keeps, kept_deletes = plan_kept_revisions(world, rev, decision, revisions)
+    actions.keeps, kept_deletes, not_kept = plan_kept_revisions(world, rev, decision, revisions, inputs)
     actions.deletes += kept_deletes
+    problems = problems + not_kept
     problems = inputs.apply_problems + problems
     if bento is not None and rev is not None and environment is not None and environment.phase == "Ready":
         decision = dataclasses.replace(

@@ -204,13 +204,20 @@ def plan_route(out: _Children, spec: ModelDeploymentSpec, inputs: Inputs, decisi
         out.delete_if_ours(ROUTE_API_VERSION, HTTP_ROUTE, out.owner.name)
 
 
-def plan_kept_revisions(world: World, rev: Optional[str], decision: Decision, revisions: Revisions
-                        ) -> tuple[list[Keep], list[Delete]]:
+def kept_key(deployment: str) -> str:
+    """The key of a refused Keep in the operator's memory of refusals."""
+    return f"{CONTROLLER_REVISION}/{deployment}"
+
+
+def plan_kept_revisions(world: World, rev: Optional[str], decision: Decision, revisions: Revisions, inputs: Inputs
+                        ) -> tuple[list[Keep], list[Delete], list[Problem]]:
     """Each revision's Deployment kept as a ControllerRevision once the spec
     has moved on from it (the spec that made it is gone; the spec's own
     revision can always be made again from the spec, so a model never
     changed costs no ControllerRevision); those of revisions no longer kept
-    (out of history, their Deployment deleted) go."""
+    (out of history, their Deployment deleted) go. A Keep the API server
+    refused is asked again only after REJECTION_RETRY_SECONDS; meanwhile the
+    model is Degraded with the refusal (serving, but its revision not kept)."""
     owner = world.owner
     kept = {((o.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION): o
             for o in world.of(CONTROLLER_REVISION) if owner.controls(o)}
@@ -218,10 +225,16 @@ def plan_kept_revisions(world: World, rev: Optional[str], decision: Decision, re
     keeps = [Keep(dep["metadata"]["name"], numbers.get(r, 0)) for r, dep in sorted(revisions.deployments.items())
              if r not in kept and r != rev and not r.startswith(LEGACY)
              and not dep["metadata"].get("deletionTimestamp")]
+    problems = []
+    for keep in list(keeps):
+        refused = inputs.rejected.get(kept_key(keep.deployment))
+        if refused is not None and inputs.now - refused[1] < REJECTION_RETRY_SECONDS:
+            keeps.remove(keep)
+            problems.append(Problem("RevisionNotKept", refused[0], blocking=False))
     wanted = set(numbers) | set(decision.replicas) | {decision.stable, rev}
     deletes = [Delete("apps/v1", CONTROLLER_REVISION, o["metadata"]["name"]) for r, o in sorted(kept.items())
                if (r not in wanted or r in decision.delete) and not o["metadata"].get("deletionTimestamp")]
-    return keeps, deletes
+    return keeps, deletes, problems
 
 
 # -------------------------------------------------------- prediction checks
