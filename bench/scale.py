@@ -2,6 +2,7 @@
 
     make bench-scale                              # N = 100, 1000 and 3000
     .venv/bin/python -m bench.scale --n 100       # one size
+    .venv/bin/python -m bench.scale --n 1000 --api-priority   # with the chart's APF objects (#29)
 
 For each N, a fresh control plane (e2e/controlplane: etcd, kube-apiserver,
 kube-controller-manager without the Deployment/ReplicaSet controllers), the
@@ -71,13 +72,14 @@ def pct(values: list[float], q: float) -> float:
 
 
 class ControlPlane(controlplane.ControlPlane):
-    def __init__(self, port: int = 26943, etcd_port: int = 22879) -> None:
+    def __init__(self, port: int = 26943, etcd_port: int = 22879, api_priority: bool = False) -> None:
         super().__init__(Path(tempfile.gettempdir()) / "kubento-cp-scale", port, etcd_port)
+        self.api_priority = api_priority
 
     def install(self) -> tuple[Path, Path]:
         """CRD, the chart's RBAC, a ServiceAccount for the plain client;
         returns (operator kubeconfig, plain client kubeconfig)."""
-        self.install_operator("kubento-system", [NAMESPACE, PLAIN])
+        self.install_operator("kubento-system", [NAMESPACE, PLAIN], api_priority=self.api_priority)
         plain_rbac = [
             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "plain", "namespace": PLAIN}},
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "plain", "namespace": PLAIN},
@@ -243,8 +245,8 @@ def audit_requests(audit_log: Path, since: int) -> dict[str, int]:
     return counts
 
 
-def run(n: int, workers: int) -> dict[str, Any]:
-    cp = ControlPlane()
+def run(n: int, workers: int, api_priority: bool = False) -> dict[str, Any]:
+    cp = ControlPlane(api_priority=api_priority)
     say(f"== N = {n}: control plane up")
     cp.up()
     try:
@@ -359,13 +361,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[100, 1000, 3000])
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--api-priority", action="store_true",
+                        help="install the chart's FlowSchema and PriorityLevelConfiguration (apiPriority.enabled)")
     args = parser.parse_args()
     results = []
     for n in args.n:
-        results.append(run(n, args.workers))
+        results.append(run(n, args.workers, args.api_priority))
         say(json.dumps(results[-1], default=str))
     print(f"\nkubento scale bench ({args.workers} workers; {os.cpu_count()} cores shared by the control plane, "
-          "the operator and this client)\n")
+          f"the operator and this client; API Priority and Fairness objects: {'on' if args.api_priority else 'off'})\n")
     print(table(results))
     return 0
 

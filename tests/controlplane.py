@@ -138,9 +138,11 @@ class ControlPlane:
         path.write_text(yaml.safe_dump(cfg))
         return path
 
-    def install_operator(self, operator_namespace: str, namespaces: Sequence[str], watch: Sequence[str] = ()) -> None:
+    def install_operator(self, operator_namespace: str, namespaces: Sequence[str], watch: Sequence[str] = (),
+                         api_priority: bool = False) -> None:
         """The CRD, the namespaces and the chart's RBAC (cluster-wide, or one
-        Role per namespace of ``watch``)."""
+        Role per namespace of ``watch``); with ``api_priority``, the chart's
+        FlowSchema and PriorityLevelConfiguration too (apiPriority.enabled)."""
         self.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         for _ in range(120):  # kubectl wait fails at once while the new CRD has no conditions
             if self.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.serving.kubento.io",
@@ -148,11 +150,13 @@ class ControlPlane:
                 break
             time.sleep(0.5)
         args = ["--set", "watch.namespaces={" + ",".join(watch) + "}"] if watch else []
+        args += ["--set", "apiPriority.enabled=true"] if api_priority else []
         rendered = subprocess.run([helm_bin(), "template", "kubento", str(ROOT / "charts" / "kubento"), "--namespace",
                                    operator_namespace, "--kube-version", "1.34.4", *args],
                                   capture_output=True, text=True, check=True).stdout
         docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] in
-                ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")]
+                ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "FlowSchema",
+                 "PriorityLevelConfiguration")]
         for ns in dict.fromkeys([operator_namespace, *namespaces]):
             self.kubectl("create", "namespace", ns)
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
