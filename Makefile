@@ -35,10 +35,12 @@ test: deps venv kube helm prometheus  ## every tier: unit, chart, integration (r
 KIND_ARGS ?= --build-node-image
 # The kind smoke in `make test`: install by Helm, a prediction through the
 # Service, a rollback under traffic with no failed request, HPA autoscaling
-# (metrics-server on kind).
+# (metrics-server on kind), a canary's weights through Traefik running in the
+# cluster (Gateway API; its image built here).
 KIND_SMOKE ?= e2e/test_e2e.py::test_example_serves_correct_predictions_through_the_service \
 	e2e/test_rollout.py::test_a_revision_crashing_at_start_is_rolled_back_without_a_failed_request \
-	e2e/test_autoscaling.py::test_hpa_on_cpu_scales_up_under_cpu_load
+	e2e/test_autoscaling.py::test_hpa_on_cpu_scales_up_under_cpu_load \
+	e2e/test_gateway_routes.py::test_traefik_canary_shares_held_steps
 
 test-kind: deps venv kube helm  ## the whole e2e suite on a kind cluster (Docker + kind started/built here; root)
 	e2e/kind/run $(KIND_ARGS)

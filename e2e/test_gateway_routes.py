@@ -32,7 +32,10 @@ counted on the candidate's own /metrics.
   predictions through the Service;
 - test_traefik_weights_header_and_mirror_condition: a weight and the header
   rule on Traefik, then a shadow step: MirrorNotSupported, found by the
-  probe, and no failed request (the probe rule never carries real traffic).
+  probe, and no failed request (the probe rule never carries real traffic);
+- test_traefik_canary_shares_held_steps: one replica, a canary held at 10 %
+  then 25 %, the shares on both client kinds and the header rule: the kind
+  smoke's Gateway test (on kind Traefik runs in the cluster).
 
 Every model first passes as_a_user_sees_it: status.url (the listener's port
 and the route's host name), RouteAccepted, `kubectl get md -o wide`, the
@@ -100,7 +103,7 @@ class Through:
                        fail_pause=0, keep_alive=keep_alive, headers={"host": self.host})
 
     def serving(self) -> None:
-        wait_serving(self.url, self.host, body=BODY, timeout=90)
+        wait_serving(self.url, self.host, body=BODY, timeout=90, cluster=self.cluster)
 
 
 def accepted(cluster, name: str):
@@ -425,3 +428,58 @@ def test_traefik_weights_header_and_mirror_condition(cluster, model, images, tra
     assert obj["status"]["traffic"]["mirrorCheck"]["supported"] == "False"
     assert [e for e in events(cluster, name, "RolledBack") if e["type"] == "Warning"]
     assert fresh.failed == 0 and kept.failed == 0 and fresh.ok > 0 and kept.ok > 0, (fresh.summary(), kept.summary())
+
+
+CANARY_WEIGHTS = (10, 25)
+FIRST_PAUSE = "30s"  # the 10 % step's: measuring it took 5 s on kind, 6 s with both cores busy (checked below)
+
+
+def test_traefik_canary_shares_held_steps(cluster, model, images, traefik_gateway):
+    """The weights test the kind tier runs (KIND_SMOKE): one replica, a canary
+    held at 10 % for FIRST_PAUSE then at 25 % (until the model goes), each
+    share measured through Traefik on new connections and on one keep-alive
+    connection (±3 points, no failed request), then the header rule sends
+    every request to the candidate. On the local cluster Traefik is a host
+    process; on kind it runs in the cluster (e2e/gateway/dataplane) and the
+    requests come from the client pod."""
+    host = "canary.routes.kubento.test"
+    steps = [{"weight": CANARY_WEIGHTS[0], "pause": FIRST_PAUSE}, {"weight": CANARY_WEIGHTS[1], "pause": "1h"}]
+    spec = routed(images, traefik_gateway, host, replicas=1, rollout={"strategy": "Canary", "steps": steps})
+    name = model("gw-canary", {**spec, "env": V(1)})
+    as_a_user_sees_it(cluster, name, traefik_gateway, host)
+    through = Through(cluster, traefik_gateway, host)
+    through.serving()
+    apply_md(cluster, name, {**spec, "env": V(2)})
+    rows, header, took = [], {}, {}
+    for step, weight in enumerate(CANARY_WEIGHTS):
+        wait_for(f"{name} to hold {weight}%", lambda: _held(cluster, name, step, weight), timeout=300, interval=0.3)
+        start = time.monotonic()
+        v1, v2 = (lambda st: (st["stableRevision"], st["rollout"]["revision"]))(md(cluster, name)["status"])
+        through.carrying("2", weight)  # the route's status says so before Traefik's router has it
+        pods = replicas(cluster, name)
+        for keep_alive in (False, True):
+            got = through.tally(REQUESTS, keep_alive)
+            rows.append((weight, "keep-alive" if keep_alive else "new connections", got.share("2"), got,
+                         pods[v1], pods.get(v2, 0)))
+        if step == len(CANARY_WEIGHTS) - 1:
+            header = {keep_alive: through.tally(100, keep_alive, {HEADER: "candidate"}) for keep_alive in (False, True)}
+        took[weight] = time.monotonic() - start
+        assert _held(cluster, name, step, weight), f"{name}: step {step} ({weight} %) ended while measuring ({took})"
+
+    print(f"\n[gateway shares] Traefik ({traefik_gateway.url}), replicas 1, {REQUESTS} requests per step and client "
+          f"kind; measured in {', '.join(f'{w} %: {t:.0f}s' for w, t in took.items())}")
+    print("replicas  weight  client            measured  pods stable+new  answers")
+    for w, kind, measured, got, stable, new in rows:
+        print(f"{1:>8}  {w:>5}%  {kind:<16}  {measured:>7.1f}%  {stable:>6} + {new:<6}  {dict(got.versions)}"
+              f"{' failed ' + str(dict(got.failures)) if got.failures else ''}")
+    for keep_alive, got in header.items():
+        print(f"  header {HEADER}: candidate, {'keep-alive' if keep_alive else 'new connections'}: {got}")
+    assert len(rows) == 2 * len(CANARY_WEIGHTS)
+    for w, kind, measured, got, stable, new in rows:
+        assert not got.failures, (w, kind, got)
+        assert abs(measured - w) <= TOLERANCE, (w, kind, measured, got)
+        assert (stable, new) == (1, pods_for(1, w)), (w, stable, new)
+        if kind == "keep-alive":
+            assert got.connections == 1, got
+    for got in header.values():
+        assert got.versions == Counter({"2": 100}) and not got.failures, got
