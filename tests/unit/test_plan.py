@@ -311,6 +311,24 @@ def test_the_revision_a_spec_change_moves_on_from_is_kept_in_that_pass_and_once(
     assert toy.step().keeps == []  # kept: never asked again
 
 
+def test_a_rolling_update_says_its_start_and_its_promotion_once_each():
+    toy = Toy({**VALID_SPEC, "replicas": 1})
+    settle(toy)
+    old = toy.model["status"]["stableRevision"]
+    toy.model["spec"] = {**VALID_SPEC, "replicas": 1, "env": [{"name": "V", "value": "2"}]}
+    toy.model["metadata"]["generation"] = 2
+    events = []
+    for _ in range(20):
+        actions = toy.step()
+        events += actions.events
+        if actions.writes == 0:
+            break
+    new = toy.model["status"]["stableRevision"]
+    assert [e[:2] for e in events] == [("Normal", "RolloutStarted"), ("Normal", "Promoted")]
+    assert events[0][2] == f"rolling out revision {new} (RollingUpdate) replacing {old}"
+    assert events[1][2] == f"revision {new} serves all traffic (replaced {old}); 1 of 1 replicas ready"
+
+
 def test_a_refused_keep_is_asked_again_only_after_a_while_and_degrades_the_model_meanwhile():
     toy = Toy(VALID_SPEC)
     settle(toy)

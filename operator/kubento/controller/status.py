@@ -446,7 +446,10 @@ def _condition(status: ModelDeploymentStatus, type_: str) -> Optional[Condition]
 
 def transition_events(previous: ModelDeploymentStatus, new: ModelDeploymentStatus) -> list[tuple[str, str, str]]:
     """Events for a pass: a rollout starting, a promotion, and a phase or
-    Ready reason change (:func:`transition_event`)."""
+    Ready reason change (:func:`transition_event`). A rollout's start or
+    promotion and the Normal phase change of the same pass are one moment,
+    said once (the promotion's event names the replicas ready): a fleet-wide
+    change posts half the events, each a request the API server serves."""
     events = []
     before = previous.rollout.revision if previous.rollout else None
     after = new.rollout.revision if new.rollout else None
@@ -458,6 +461,10 @@ def transition_events(previous: ModelDeploymentStatus, new: ModelDeploymentStatu
     if old_stable and new_stable and new_stable != old_stable:
         events.append(("Normal", "Promoted", f"revision {new_stable} serves all traffic (replaced {old_stable})"))
     event = transition_event(previous, new)
+    if event is not None and event[0] == "Normal" and events:
+        if events[-1][1] == "Promoted" and event[2]:
+            events[-1] = (*events[-1][:2], f"{events[-1][2]}; {event[2]}")
+        event = None
     if event is not None:
         events.append(event)
     route = route_event(previous, new)
