@@ -25,3 +25,15 @@ def test_apply_body_sends_astral_characters_raw_and_escapes_what_yaml_refuses():
     body = apply_body({"a": "\U0001f916 \x85\x9f\u2028"})
     assert "\U0001f916".encode() in body and b"\\ud83e" not in body
     assert b"\\u0085\\u009f\\u2028" in body
+
+
+def test_a_refusal_reaches_status_bounded():
+    from kubernetes.client.exceptions import ApiException
+    from kubento.controller.kube import REJECTION_MAX, rejection
+    short = ApiException(status=422, reason="Unprocessable")
+    short.body = json.dumps({"message": "denied by policy x"})
+    assert rejection(short) == "denied by policy x"
+    long = ApiException(status=403, reason="Forbidden")
+    long.body = json.dumps({"message": "webhook says: " + "x" * 100_000 + " end"})
+    text = rejection(long)
+    assert len(text) <= REJECTION_MAX and text.startswith("webhook says: ") and text.endswith(" end")

@@ -278,12 +278,16 @@ def apply_body(manifest: dict[str, Any]) -> bytes:
     return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
 
 
+REJECTION_MAX = 1000  # what of a refusal reaches a condition or an event (an admission webhook writes it)
+
+
 def rejection(exc: ApiException) -> str:
-    """The API server's own message for a refused request."""
+    """The API server's own message for a refused request, at most REJECTION_MAX characters."""
     try:
-        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
+        text = json.loads(exc.body or "{}").get("message") or str(exc.reason)
     except ValueError:
-        return str(exc.body or exc.reason)
+        text = str(exc.body or exc.reason)
+    return _shorten(text, REJECTION_MAX)
 
 
 def _shorten(text: str, limit: int) -> str:
