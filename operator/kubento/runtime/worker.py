@@ -1,5 +1,6 @@
 """``python -m kubento.runtime.worker ARGS`` — one of BentoML's HTTP workers
-that drains its keep-alive connections at SIGTERM (kubento.runtime.drain) and,
+that drains its keep-alive connections at SIGTERM (kubento.runtime.drain),
+routes task ids to the replica that owns them (kubento.runtime.tasks) and,
 with ``KUBENTO_MONITORING``, records and counts what goes in and comes out
 (kubento.runtime.monitor).
 BentoML's arbiter starts it in place of its own ``_bentoml_impl.worker.service``
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 
 def main() -> None:
-    from kubento.runtime import drain, monitor
+    from kubento.runtime import drain, monitor, tasks
 
     drain.install()
-    monitor.install()  # inside the drain: its middleware wraps BentoML's app first
+    tasks.install()  # inside the drain; its linger comes before the drain at stop
+    monitor.install()  # innermost: a forwarded task call is recorded by its owner only
     from _bentoml_impl.worker.service import main as bentoml_worker
 
     bentoml_worker()  # a click command: reads sys.argv
