@@ -237,3 +237,16 @@ def test_an_upgraded_operator_keeps_every_existing_models_revision():
     now = {name: revision(ModelDeploymentSpec.model_validate(raw))
            for name, raw in (("image", VALID_SPEC), ("full", FULL_SPEC), ("archive", ARCHIVE))}
     assert now == released
+
+
+def test_a_longer_grace_lets_archive_pods_wait_longer_for_their_tasks():
+    def env(raw):
+        return children(raw)["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]
+
+    linger = {"name": "KUBENTO_TASK_LINGER_SECONDS", "value": "110"}
+    assert linger in env({**ARCHIVE, "terminationGracePeriodSeconds": 120})
+    # unset, the server's default fits the default grace: the pod template is as before
+    assert not [e for e in env(ARCHIVE) if e["name"] == "KUBENTO_TASK_LINGER_SECONDS"]
+    # an image runs its own server: kubento's helper is not in it
+    assert not [e for e in env({**VALID_SPEC, "terminationGracePeriodSeconds": 120})
+                if e["name"] == "KUBENTO_TASK_LINGER_SECONDS"]

@@ -287,7 +287,8 @@ class ModelDeploymentSpec(Model):
         ge=PRESTOP_SECONDS + 1,
         le=86400,
         description=f"Seconds a stopping pod gets to finish its requests (default {DEFAULT_GRACE_SECONDS}); the "
-        f"first {PRESTOP_SECONDS} let the endpoint removal reach every node. Longer than your slowest request.",
+        f"first {PRESTOP_SECONDS} let the endpoint removal reach every node. Longer than your slowest request; a "
+        "bento served from an archive also waits for its task endpoints' tasks (finished and fetched) within it.",
     )
     runtime_class_name: Optional[str] = Field(
         default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN,

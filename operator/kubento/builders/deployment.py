@@ -40,6 +40,7 @@ from kubento.builders.validate import validated
 from kubento.predictions.gate import ANNOTATION_CHECKS, GATE, checks_annotation
 from kubento.quality.profile import ANNOTATION_MONITORING, PAYLOADS_MOUNT, PAYLOADS_VOLUME
 from kubento.runtime.monitor import CONFIG_ENV as MONITORING_ENV
+from kubento.runtime.tasks import LINGER_ENV as TASK_LINGER_ENV
 
 CONTAINER_NAME = MODEL_CONTAINER
 PORT_NAME = MODEL_PORT_NAME
@@ -81,9 +82,21 @@ def _env(spec: ModelDeploymentSpec, bento: ServedBento) -> list[dict[str, Any]]:
     if bento.archive_uri:
         ours.append({"name": "BENTOML_HOME", "value": BENTOML_HOME})
     ours += server_env(bento)
+    if bento.archive_uri and spec.termination_grace_period_seconds is not None:
+        # kubento's server (kubento.runtime.tasks) waits this long at stop for its tasks; unset, its
+        # default (25 s) fits the default grace.
+        ours.append({"name": TASK_LINGER_ENV, "value": str(task_linger_seconds(spec.termination_grace_period_seconds))})
     if bento.monitoring:
         ours += monitoring_env(bento.monitoring)
     return ours + [e.model_dump(by_alias=True, exclude_none=True, mode="json") for e in spec.env]
+
+
+TASK_LINGER_MARGIN = 5  # for the drain of keep-alive connections and BentoML's own shutdown
+
+
+def task_linger_seconds(grace: int) -> int:
+    """How long a stopping pod waits for its tasks: its grace, less the preStop pause and a margin."""
+    return max(0, grace - PRESTOP_SECONDS - TASK_LINGER_MARGIN)
 
 
 def monitoring_env(told: str) -> list[dict[str, Any]]:
