@@ -117,6 +117,41 @@ class BuildStatus(Model):
     sha256: Optional[str] = Field(default=None, description="SHA-256 of the built archive; pods check it when they fetch.")
 
 
+class BentoServiceResources(Model):
+    """A service's ``resources`` as its bento declares them (BentoML's @bentoml.service)."""
+
+    cpu: Optional[str] = Field(default=None, max_length=64, description="CPU, as a Kubernetes quantity.")
+    memory: Optional[str] = Field(default=None, max_length=64, description="Memory, as a Kubernetes quantity.")
+    gpu: Optional[int] = Field(default=None, ge=0, description="GPUs.")
+    gpu_type: Optional[str] = Field(default=None, max_length=63, description="The GPU type it asks for.")
+
+
+class BentoService(Model):
+    """One BentoML service of the bento, with the settings its bento.yaml keeps."""
+
+    name: str = Field(max_length=63, description="The service's name (its class).")
+    depends_on: list[str] = Field(default_factory=list, max_length=16,
+                                  description="Services of the same bento it calls (bentoml.depends).")
+    resources: Optional[BentoServiceResources] = Field(default=None, description="Its declared resources.")
+    workers: Optional[str] = Field(
+        default=None, max_length=16, pattern=r"^([0-9]+|cpu_count)$",
+        description="Its worker processes: a number, or cpu_count (one per CPU BentoML counts).")
+    timeout: Optional[float] = Field(default=None, description="traffic.timeout: seconds a request may take.")
+    concurrency: Optional[int] = Field(default=None, description="traffic.concurrency: requests in progress it "
+                                       "is sized for.")
+    max_concurrency: Optional[int] = Field(default=None, description="traffic.max_concurrency: requests in "
+                                           "progress per worker beyond which it answers 429.")
+
+
+class BentoServices(Model):
+    """The bento's BentoML services (1.2+), read from its bento.yaml when its environment was prepared. Today
+    every service runs in each of the model's pods."""
+
+    entry: str = Field(max_length=63, description="The entry service: the one the model's Service reaches.")
+    services: list[BentoService] = Field(default_factory=list, max_length=16, description="The entry first.")
+    more: Optional[int] = Field(default=None, description="Services not listed (status keeps a few).")
+
+
 class EnvironmentStatus(Model):
     """The Python environment of the current bento (see spec.python)."""
 
@@ -138,6 +173,9 @@ class EnvironmentStatus(Model):
     )
     python: Optional[str] = Field(default=None, description="Python version (major.minor) it was prepared with.")
     reused: Optional[bool] = Field(default=None, description="Found in the store, prepared earlier for the same dependency set.")
+    services: Optional[BentoServices] = Field(
+        default=None, description="The bento's services, read from its bento.yaml by the same Job: their declared "
+        "resources are the pods' defaults (see spec.resources).")
 
 
 class ModelDeploymentStatus(Model):

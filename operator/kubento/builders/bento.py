@@ -58,6 +58,9 @@ class ServedBento:
     # its statistics are judged with (its Deployment's annotation): kubento.quality.profile.revision_monitoring
     monitoring: Optional[str] = None
     judged: Optional[str] = None
+    # its BentoML services as its preparation read them (kubento.api.status.BentoServices, JSON): their
+    # declared resources and timeouts are the pods' defaults (kubento.builders.defaults)
+    services: Optional[str] = None
 
     def describe(self) -> str:
         return self.archive_uri or self.image

@@ -35,6 +35,7 @@ from kubento.builders.meta import (
     selector_labels,
     with_applied_hash,
 )
+from kubento.builders import defaults
 from kubento.builders.overlay import apply_overlay
 from kubento.builders.validate import validated
 from kubento.predictions.gate import ANNOTATION_CHECKS, GATE, checks_annotation
@@ -82,16 +83,24 @@ def _env(spec: ModelDeploymentSpec, bento: ServedBento) -> list[dict[str, Any]]:
     if bento.archive_uri:
         ours.append({"name": "BENTOML_HOME", "value": BENTOML_HOME})
     ours += server_env(bento)
-    if bento.archive_uri and spec.termination_grace_period_seconds is not None:
+    grace = told_grace(spec, bento)
+    if bento.archive_uri and grace is not None:
         # kubento's server (kubento.runtime.tasks) waits this long at stop for its tasks; unset, its
         # default (25 s) fits the default grace.
-        ours.append({"name": TASK_LINGER_ENV, "value": str(task_linger_seconds(spec.termination_grace_period_seconds))})
+        ours.append({"name": TASK_LINGER_ENV, "value": str(task_linger_seconds(grace))})
     if bento.monitoring:
         ours += monitoring_env(bento.monitoring)
     return ours + [e.model_dump(by_alias=True, exclude_none=True, mode="json") for e in spec.env]
 
 
 TASK_LINGER_MARGIN = 5  # for the drain of keep-alive connections and BentoML's own shutdown
+
+
+def told_grace(spec: ModelDeploymentSpec, bento: ServedBento) -> int | None:
+    """The pods' grace period when the spec or the bento's services (their traffic.timeout) say one."""
+    if spec.termination_grace_period_seconds is not None:
+        return spec.termination_grace_period_seconds
+    return defaults.grace_seconds(bento.services, TERMINATION_GRACE_SECONDS, PRESTOP_SECONDS)
 
 
 def task_linger_seconds(grace: int) -> int:
@@ -115,9 +124,10 @@ def payload_claim(spec: ModelDeploymentSpec) -> str | None:
     return payloads.files.claim_name if payloads and payloads.files else None
 
 
-def _resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
+def _resources(spec: ModelDeploymentSpec, bento: ServedBento | None = None) -> dict[str, Any]:
+    """spec.resources; unset, what the bento's services declare (the server container only)."""
     if spec.resources is None:
-        return {}
+        return defaults.resources(bento.services) if bento is not None else {}
     out = {}
     for key in ("requests", "limits"):
         values = getattr(spec.resources, key)
@@ -152,7 +162,7 @@ def container(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
         "image": bento.image,
         "ports": [{"name": PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}],
         "env": _env(spec, bento),
-        "resources": _resources(spec),
+        "resources": _resources(spec, bento),
         "startupProbe": _startup_probe(spec),
         "readinessProbe": _probe("/readyz", 5, 3),
         "livenessProbe": _probe("/livez", 10, 3),
@@ -196,7 +206,7 @@ def pod_spec(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
     existing revisions keep their hash when fields are added."""
     pod: dict[str, Any] = {
         "containers": [container(spec, bento)],
-        "terminationGracePeriodSeconds": spec.termination_grace_period_seconds or TERMINATION_GRACE_SECONDS,
+        "terminationGracePeriodSeconds": told_grace(spec, bento) or TERMINATION_GRACE_SECONDS,
         "securityContext": copy.deepcopy(POD_SECURITY),
     }
     if spec.prediction_checks is not None:

@@ -200,6 +200,8 @@ def render(view: View, pods: dict[str, tuple[int, int]], events: list[dict[str, 
     if env is not None and (env.hash or env.job):
         what = f"{env.packages} packages" if env.packages is not None else "preparing"
         lines.append(f"Python env: {what}" + (f" ({env.hash})" if env.hash else ""))
+    if env is not None and env.services is not None:
+        lines.append(f"Services:   {services_line(env.services)}")
     step = step_line(view)
     if step and view.rollout is not None:
         lines.append(f"Rollout:    {step}")
@@ -242,6 +244,25 @@ def render(view: View, pods: dict[str, tuple[int, int]], events: list[dict[str, 
 
 def _step(step: Any) -> str:
     return f"mirror {step.mirror}%" if step.mirror else f"{step.weight}%"
+
+
+def services_line(app: Any) -> str:
+    """The bento's BentoML services: "Entry -> Model (cpu 2, gpu 1, timeout 120s); one pod runs them all"."""
+    def one(svc: Any) -> str:
+        said = []
+        r = svc.resources
+        if r is not None:
+            said += [f"{k} {v}" for k, v in (("cpu", r.cpu), ("memory", r.memory), ("gpu", r.gpu)) if v]
+        if svc.timeout:
+            said.append(f"timeout {svc.timeout:g}s")
+        calls = f" -> {', '.join(svc.depends_on)}" if svc.depends_on else ""
+        return svc.name + (f" ({', '.join(said)})" if said else "") + calls
+    text = "; ".join(one(s) for s in app.services)
+    if app.more:
+        text += f"; {app.more} more"
+    if len(app.services) + (app.more or 0) > 1:
+        text += " [every service runs in each pod]"
+    return text
 
 
 def traffic_line(view: View) -> Optional[str]:

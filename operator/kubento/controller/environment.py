@@ -18,6 +18,9 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
+from pydantic import ValidationError
+
+from kubento.api.status import BentoServices
 from kubento.api.v1alpha1 import EnvironmentStatus, PackageIndex, PythonEnvironment
 from kubento.builders.bento import ServedBento, pinned
 from kubento.builders.env_job import (
@@ -50,13 +53,25 @@ class EnvState:
     def status(self) -> EnvironmentStatus:
         result = self.result if self.phase == "Ready" and self.result is not None else {}
         fields = EnvironmentStatus.model_fields
-        return EnvironmentStatus(source=self.source, job=self.job or None,
-                                 **{k: v for k, v in result.items() if k in fields and k not in ("source", "job")
-                                    and v is not None})
+        return EnvironmentStatus(source=self.source, job=self.job or None, services=services_of(result),
+                                 **{k: v for k, v in result.items() if k in fields
+                                    and k not in ("source", "job", "services") and v is not None})
 
     @property
     def packages(self) -> int:
         return int((self.result or {}).get("packages") or 0)
+
+
+def services_of(result: Optional[dict[str, Any]]) -> Optional[BentoServices]:
+    """The bento's services a preparation read (its Job's message, or status as kept); None when it
+    read none, or (a runtime image of another kubento) in a form this operator does not know."""
+    raw = (result or {}).get("services")
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return BentoServices.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 def describe(result: Optional[dict[str, Any]]) -> str:
@@ -73,6 +88,9 @@ def with_environment(bento: ServedBento, result: Optional[dict[str, Any]]) -> Se
     """The bento as pods serve it: with its environment when it has one, and
     (oci://) at the digest its tag had when the environment was prepared."""
     bento = pinned(bento, (result or {}).get("archive"))
+    services = services_of(result)
+    if services is not None:
+        bento = replace(bento, services=services.model_dump_json(by_alias=True, exclude_none=True))
     if result and result.get("packages") and result.get("uri"):
         return replace(bento, env_uri=result["uri"], env_sha256=result.get("sha256"))
     return bento

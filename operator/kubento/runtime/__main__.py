@@ -37,7 +37,7 @@ import traceback
 from pathlib import Path
 
 from kubento.runtime import Failure, bentoml_home, tag_file, truncate_utf8, work_dir, write_termination_message
-from kubento.runtime import bento, environment, source, storage
+from kubento.runtime import bento, environment, services, source, storage
 
 FETCH_MESSAGE_LIMIT = 1000  # one line for a condition message
 # Kubernetes keeps 4096 bytes of a container's termination message, and 12 KiB for
@@ -232,7 +232,8 @@ def plan_step() -> int:
             return 0
     planned = environment.plan(requirements, bento_yaml, store, environment.Index.from_env(),
                                image=os.environ.get("KUBENTO_RUNTIME_IMAGE", ""))
-    _save(ENV_STATE, {**planned, "started": started, "pinned": pinned if uri else None})
+    _save(ENV_STATE, {**planned, "started": started, "pinned": pinned if uri else None,
+                      "services": services.read(bento_yaml)})
     return 0
 
 
@@ -309,7 +310,7 @@ def upload_step() -> int:
         result: dict = {"tag": built["tag"], "uri": out_uri, "sha256": digest}
         env = _environment_result(_load(ENV_STATE))
         if env is not None:
-            result["environment"] = environment.summary(env)
+            result["environment"] = _with_services(environment.summary(env), _load(ENV_STATE))
         started = _load(SOURCE_STATE).get("started") or time.time()
         result["seconds"] = round(time.time() - started, 1)
         print(f"build: {built['tag']} -> {out_uri} ({storage.human(size)}, sha256 {digest}) in {result['seconds']}s",
@@ -317,14 +318,22 @@ def upload_step() -> int:
     else:
         planned = _load(ENV_STATE)
         env = _environment_result(planned)
-        result = {"environment": environment.summary(env or {"packages": 0})}
+        result = {"environment": _with_services(environment.summary(env or {"packages": 0}), planned)}
         if planned.get("pinned"):
             # one revision never mixes two pushes of a tag: its pods fetch this digest
             result["environment"]["archive"] = planned["pinned"]
         print(f"prepare: {os.environ.get('KUBENTO_ARCHIVE_URI', '')} -> {json.dumps(result['environment'])}",
               flush=True)
+    if isinstance(result.get("environment"), dict):
+        services.fit(result, result["environment"], BUILD_MESSAGE_LIMIT)
     write_termination_message(json.dumps(result), BUILD_MESSAGE_LIMIT)
     return 0
+
+
+def _with_services(env: dict, planned: dict) -> dict:
+    """The environment's result and the bento's services (read by the plan step)."""
+    found = planned.get("services")
+    return {**env, "services": found} if found else env
 
 
 def _failure_message(command: str, exc: Failure) -> str:
