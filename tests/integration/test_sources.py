@@ -219,7 +219,12 @@ def test_an_archive_environment_is_prepared_once_shared_and_a_failure_names_the_
 
     result = {"environment": {"hash": "0123456789abcdef", "uri": "s3://models/iris/envs/0123456789abcdef.tar.gz",
                               "sha256": "e" * 64, "size": 52_000_000, "unpacked": 160_000_000, "packages": 4,
-                              "python": "3.11", "reused": False}}
+                              "python": "3.11", "reused": False,
+                              # what the Job read from bento.yaml (kubento.runtime.services)
+                              "services": {"entry": "Iris", "services": [
+                                  {"name": "Iris", "dependsOn": ["Scaler"], "resources": {"cpu": "250m"}},
+                                  {"name": "Scaler", "resources": {"cpu": "1", "memory": "256Mi"}, "timeout": 90,
+                                   "workers": "cpu_count", "maxConcurrency": 16}]}}}
     finish_env_job(admin, namespace, job["metadata"]["name"], json.dumps(result))
     for name in (first, second):
         dep = wait_for("the Deployment", lambda: newest_deployment(controlplane, namespace, name), timeout=3 * RESYNC_SECONDS + 10)
@@ -228,6 +233,9 @@ def test_an_archive_environment_is_prepared_once_shared_and_a_failure_names_the_
         assert fetch["KUBENTO_ENV_URI"] == result["environment"]["uri"]
         server = spec_["containers"][0]
         assert {"name": "PYTHONPATH", "value": "/var/lib/kubento/env/site-packages"} in server["env"]
+        # the spec says no resources: what the bento's services declare, for the one pod that runs both
+        assert server["resources"] == {"requests": {"cpu": "1250m", "memory": "256Mi"}}
+        assert spec_["terminationGracePeriodSeconds"] == 5 + 90 + 5
         shown = json.dumps(spec_)
         assert "index-auth" not in shown and "KUBENTO_INDEX" not in shown  # model pods never see the index credentials
         play_deployment_controller(admin, namespace, name)
@@ -235,6 +243,7 @@ def test_an_archive_environment_is_prepared_once_shared_and_a_failure_names_the_
         env = obj["status"]["environment"]
         assert (env["hash"], env["packages"], env["size"]) == ("0123456789abcdef", 4, 52_000_000)
         assert condition(obj, "EnvironmentReady")["status"] == "True"
+        assert env["services"] == result["environment"]["services"]  # kept as the API server stores it
         assert obj["status"]["history"][-1]["environment"] == "0123456789abcdef (4 packages, 49.6 MiB)"
     assert len(env_jobs(controlplane, namespace, "s3://models/iris/")) == 1
     serving = md_get(controlplane, namespace, first)["status"]["currentRevision"]

@@ -130,7 +130,7 @@ class BentoService(Model):
     """One BentoML service of the bento, with the settings its bento.yaml keeps."""
 
     name: str = Field(max_length=63, description="The service's name (its class).")
-    depends_on: list[str] = Field(default_factory=list, max_length=16,
+    depends_on: Optional[list[str]] = Field(default=None, max_length=16,
                                   description="Services of the same bento it calls (bentoml.depends).")
     resources: Optional[BentoServiceResources] = Field(default=None, description="Its declared resources.")
     workers: Optional[str] = Field(
