@@ -161,3 +161,18 @@ def test_kubento_status_names_the_services_and_says_where_they_run() -> None:
     assert services_line(app) == ("Entry (cpu 500m, memory 512Mi) -> Model; Model (cpu 2, memory 1Gi, gpu 1, "
                                   "timeout 120s) [every service runs in each pod]")
     assert services_line(services_of({"services": {"entry": "Svc", "services": [{"name": "Svc"}]}})) == "Svc"
+
+
+def test_the_concurrency_autoscaler_aims_at_what_the_entry_service_is_sized_for() -> None:
+    from kubento.api.v1alpha1 import Autoscaling
+    from kubento.controller.autoscaler import with_bento_target
+
+    app = services_of({"services": {"entry": "Entry", "services": [
+        {"name": "Entry", "concurrency": 4}, {"name": "Model", "concurrency": 32}]}})
+    untold = Autoscaling.model_validate({"metric": "concurrency", "maxReplicas": 5})
+    assert with_bento_target(untold, app).effective_target == 4
+    assert with_bento_target(untold, None).effective_target == 10  # kubento's default
+    told = Autoscaling.model_validate({"metric": "concurrency", "target": 7, "maxReplicas": 5})
+    assert with_bento_target(told, app).effective_target == 7
+    rps = Autoscaling.model_validate({"metric": "rps", "maxReplicas": 5})
+    assert with_bento_target(rps, app).effective_target == 50

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Optional
 
+from kubento.api.status import BentoServices
 from kubento.api.v1alpha1 import Autoscaling, AutoscalingStatus, ScalingRules
 from kubento.autoscale.decision import DEFAULT_DOWN, DEFAULT_UP, Policy, Rules, decide
 from kubento.controller import analysis, metrics
@@ -38,6 +39,17 @@ def _rules(rules: Optional[ScalingRules], default: Rules) -> Rules:
         pods=rules.pods if limited else default.pods,
         period=float(rules.period_seconds),
     )
+
+
+def with_bento_target(scaling: Autoscaling, services: Optional[BentoServices]) -> Autoscaling:
+    """``scaling`` whose concurrency target, when the spec gives none, is the one the bento's entry
+    service is sized for (its traffic.concurrency, as BentoCloud scales on it)."""
+    if scaling.metric != "concurrency" or scaling.target is not None or services is None:
+        return scaling
+    entry = next((s for s in services.services if s.name == services.entry), None)
+    if entry is None or not entry.concurrency:
+        return scaling
+    return scaling.model_copy(update={"target": entry.concurrency})
 
 
 def policy(scaling: Autoscaling) -> Policy:

@@ -291,6 +291,7 @@ class Observer:
         model_pods = [p for p in world.of(POD)
                       if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v
                              for k, v in selector_labels(owner).items())]
+        scaling = autoscaler.with_bento_target(scaling, previous.environment.services if previous.environment else None)
         inputs.scaling = autoscaler.scale(
             owner.namespace, owner.name, memory.autoscaler, scaling, spec.replicas, model_pods,
             previous.autoscaling, self.now, scraped if over else None,
