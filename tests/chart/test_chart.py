@@ -125,9 +125,22 @@ def test_images_default_to_the_charts_version_and_runtime_image_overrides(helm):
     assert runtime_image_env(pod) == "other.example/runtime:2"
 
 
+def test_gpu_settings_reach_the_operator_as_it_reads_them(helm):
+    from kubento.builders.defaults import Gpus
+    from kubento.controller.config import Config
+
+    pod = by_kind(render(helm), "Deployment")[0]["spec"]["template"]["spec"]
+    assert "KUBENTO_GPUS" not in {e["name"] for e in pod["containers"][0]["env"]}
+    pod = by_kind(render(helm, "--set", "gpus.resource=amd.com/gpu",
+                         "--set", "gpus.types.mi300x.node\\.example/accelerator=mi300x"),
+                  "Deployment")[0]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert Config.from_env(env).gpus == Gpus("amd.com/gpu", (("mi300x", (("node.example/accelerator", "mi300x"),)),))
+
+
 @pytest.mark.parametrize(
     "flag, field",
-    [("logFormat=xml", "logFormat"), ("image.registry=registry.example/ml/", "image.registry"),
+    [("gpus.resource=gpu", "gpus"), ("gpus.colour=red", "gpus"), ("logFormat=xml", "logFormat"), ("image.registry=registry.example/ml/", "image.registry"),
      ("image.tag=a:b", "image.tag"), ("resyncSeconds=1", "resyncSeconds"), ("watch.namespaces={Bad_NS}", "watch.namespaces"), ("unknownKey=1", "unknownKey")],
 )
 def test_values_schema_rejects_bad_values(helm, flag, field):

@@ -176,3 +176,32 @@ def test_the_concurrency_autoscaler_aims_at_what_the_entry_service_is_sized_for(
     assert with_bento_target(told, app).effective_target == 7
     rps = Autoscaling.model_validate({"metric": "rps", "maxReplicas": 5})
     assert with_bento_target(rps, app).effective_target == 50
+
+
+def test_gpu_settings_are_checked_when_read() -> None:
+    import pytest
+
+    from kubento.builders.defaults import Gpus, parse_gpus
+
+    assert parse_gpus("") == Gpus()
+    told = parse_gpus('{"resource": "amd.com/gpu", "types": {"mi300x": {"node.example/accelerator": "mi300x"}}}')
+    assert told.resource == "amd.com/gpu" and told.node_selector("mi300x") == {"node.example/accelerator": "mi300x"}
+    assert told.node_selector("h100") == {} and told.node_selector(None) == {}
+    for bad in ('{"resource": "gpu"}', '{"types": {"t4": {}}}', '{"types": {"t4": {"bad key!": "x"}}}',
+                '{"colour": 1}', '[1]'):
+        with pytest.raises(ValueError):
+            parse_gpus(bad)
+
+
+def test_a_bento_asking_for_a_known_gpu_type_lands_on_those_nodes() -> None:
+    from kubento.builders.defaults import parse_gpus
+
+    gpus = parse_gpus('{"resource": "amd.com/gpu", "types": {"nvidia-tesla-t4": {"pool": "t4"}}}')
+    bento = ServedBento("img:1", services=served(services.read(TWO_SERVICES)), gpus=gpus)
+    pod = pod_spec(ModelDeploymentSpec.model_validate(VALID_SPEC), bento)
+    assert pod["nodeSelector"] == {"pool": "t4"}
+    assert pod["containers"][0]["resources"]["limits"] == {"amd.com/gpu": "1"}
+    placed = ModelDeploymentSpec.model_validate({**VALID_SPEC, "nodeSelector": {"zone": "a"}})
+    assert pod_spec(placed, bento)["nodeSelector"] == {"zone": "a"}  # the spec's placement wins
+    unknown = ServedBento("img:1", services=served(services.read(TWO_SERVICES)))
+    assert "nodeSelector" not in pod_spec(ModelDeploymentSpec.model_validate(VALID_SPEC), unknown)

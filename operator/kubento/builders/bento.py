@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit
 
 from kubento import __version__
+from kubento.builders.defaults import Gpus
 from kubento.builders.meta import digest
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class ServedBento:
     # its BentoML services as its preparation read them (kubento.api.status.BentoServices, JSON): their
     # declared resources and timeouts are the pods' defaults (kubento.builders.defaults)
     services: Optional[str] = None
+    gpus: Gpus = Gpus()  # what a GPU is on this cluster (the operator's configuration)
 
     def describe(self) -> str:
         return self.archive_uri or self.image

@@ -10,7 +10,10 @@ model prepared before stays as it was."""
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Optional
 
@@ -18,7 +21,54 @@ from kubento.api.common import quantity_value
 from kubento.api.status import BentoServices
 
 GPU_RESOURCE = "nvidia.com/gpu"  # what BentoML's gpu count asks for on Kubernetes (BentoCloud's too)
+_RESOURCE = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 TIMEOUT_MARGIN = 5  # seconds after the slowest request: the drain and BentoML's own shutdown
+
+
+@dataclass(frozen=True)
+class Gpus:
+    """The cluster's GPUs, as the operator is told (chart value ``gpus``): the
+    extended resource a GPU is, and the node labels of each ``gpu_type`` a bento may ask for."""
+
+    resource: str = GPU_RESOURCE
+    types: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+    def node_selector(self, gpu_type: Optional[str]) -> dict[str, str]:
+        return dict(next((labels for name, labels in self.types if name == gpu_type), ())) if gpu_type else {}
+
+
+def parse_gpus(raw: str) -> Gpus:
+    """``{"resource": "nvidia.com/gpu", "types": {"nvidia-tesla-t4": {"<label>": "<value>"}}}``
+    (KUBENTO_GPUS, JSON). ValueError names what is wrong."""
+    value = json.loads(raw) if raw.strip() else {}
+    if not isinstance(value, dict) or set(value) - {"resource", "types"}:
+        raise ValueError("gpus has resource and types only")
+    resource = value.get("resource") or GPU_RESOURCE
+    if not isinstance(resource, str) or not _RESOURCE.fullmatch(resource):
+        raise ValueError(f"gpus.resource {resource!r} is not an extended resource name (vendor/name)")
+    types = value.get("types") or {}
+    if not isinstance(types, dict):
+        raise ValueError("gpus.types maps a gpu_type to node labels")
+    out = []
+    for name, labels in sorted(types.items()):
+        if not isinstance(labels, dict) or not labels or not all(
+                isinstance(k, str) and _LABEL_KEY.fullmatch(k) and isinstance(v, str) and _LABEL_VALUE.fullmatch(v)
+                for k, v in labels.items()):
+            raise ValueError(f"gpus.types.{name}: node labels, e.g. {{cloud.google.com/gke-accelerator: {name}}}")
+        out.append((str(name), tuple(sorted(labels.items()))))
+    return Gpus(resource, tuple(out))
+
+
+def node_selector(services: Optional[str], gpus: Gpus) -> dict[str, str]:
+    """The node labels of the GPU types the bento's services ask for (those ``gpus`` knows)."""
+    app = parsed(services)
+    out: dict[str, str] = {}
+    for s in app.services if app else []:
+        if s.resources and s.resources.gpu and s.resources.gpu_type:
+            out.update(gpus.node_selector(s.resources.gpu_type))
+    return out
 
 
 def parsed(services: Optional[str]) -> Optional[BentoServices]:
@@ -37,7 +87,7 @@ def _format_memory(total: Decimal) -> str:
     return str(value)
 
 
-def resources(services: Optional[str]) -> dict[str, Any]:
+def resources(services: Optional[str], gpu_resource: str = GPU_RESOURCE) -> dict[str, Any]:
     """The container's resources from the bento's services: cpu and memory
     requests (their sum), and their GPUs as a limit. {} when none declares any."""
     app = parsed(services)
@@ -57,7 +107,7 @@ def resources(services: Optional[str]) -> dict[str, Any]:
         out["requests"] = requests
     gpus = sum(r.gpu or 0 for r in declared)
     if gpus:
-        out["limits"] = {GPU_RESOURCE: str(gpus)}
+        out["limits"] = {gpu_resource: str(gpus)}
     return out
 
 

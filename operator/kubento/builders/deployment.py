@@ -127,7 +127,7 @@ def payload_claim(spec: ModelDeploymentSpec) -> str | None:
 def _resources(spec: ModelDeploymentSpec, bento: ServedBento | None = None) -> dict[str, Any]:
     """spec.resources; unset, what the bento's services declare (the server container only)."""
     if spec.resources is None:
-        return defaults.resources(bento.services) if bento is not None else {}
+        return defaults.resources(bento.services, bento.gpus.resource) if bento is not None else {}
     out = {}
     for key in ("requests", "limits"):
         values = getattr(spec.resources, key)
@@ -230,6 +230,8 @@ def pod_spec(spec: ModelDeploymentSpec, bento: ServedBento) -> dict[str, Any]:
         pod["imagePullSecrets"] = [{"name": s.name} for s in spec.image_pull_secrets]
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)
+    elif spec.affinity is None and defaults.node_selector(bento.services, bento.gpus):
+        pod["nodeSelector"] = defaults.node_selector(bento.services, bento.gpus)  # the GPU type the bento asks for
     if spec.tolerations:
         pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in spec.tolerations]
     if spec.affinity is not None:

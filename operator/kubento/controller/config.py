@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from kubento.api.v1alpha1 import PackageIndex
 from kubento.builders.bento import DEFAULT_RUNTIME_IMAGE
+from kubento.builders.defaults import Gpus, parse_gpus
 from kubento.controller.progress import STALL_SECONDS
 
 log = logging.getLogger("kubento")
@@ -31,6 +32,7 @@ class Config:
     identity: str = ""  # this replica's name on the Lease (default: pod or host name + a random suffix)
     runtime_image: str = DEFAULT_RUNTIME_IMAGE  # for archive and build sources without spec.runtimeImage
     package_index: Optional[dict[str, Any]] = field(default=None, hash=False)  # spec.python.index's default
+    gpus: Gpus = Gpus()  # what a GPU is here: its resource name, the node labels of each gpu_type
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> "Config":
@@ -44,9 +46,19 @@ class Config:
             "identity": env.get("POD_NAME", ""),
             "runtime_image": env.get("KUBENTO_RUNTIME_IMAGE") or DEFAULT_RUNTIME_IMAGE,
             "package_index": package_index(env.get("KUBENTO_PACKAGE_INDEX", "")),
+            "gpus": gpus(env.get("KUBENTO_GPUS", "")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def gpus(raw: str) -> Gpus:
+    """The cluster's GPUs (JSON, chart value gpus); invalid: the defaults, and a warning."""
+    try:
+        return parse_gpus(raw)
+    except ValueError as exc:
+        log.warning("KUBENTO_GPUS is not valid (%s): GPUs are nvidia.com/gpu, no gpu_type is placed", exc)
+        return Gpus()
 
 
 def package_index(raw: str) -> Optional[dict[str, Any]]:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from kubento.api.traffic import MirrorCheck
 from kubento.api.v1alpha1 import Agreement, AutoscalingStatus, ModelDeploymentSpec, ModelDeploymentStatus
 from kubento.builders.bento import DEFAULT_RUNTIME_IMAGE
+from kubento.builders.defaults import Gpus
 from kubento.controller.status import Problem, parse_status
 from kubento.controller.world import World
 from kubento.predictions.gate import PodResult
@@ -35,6 +36,7 @@ class Inputs:
     scaling: Optional[AutoscalingStatus] = None  # kubento's autoscaler's status.autoscaling
     keda_served: bool = False
     default_index: Optional[dict[str, Any]] = None  # the operator's package index (KUBENTO_PACKAGE_INDEX)
+    gpus: Gpus = Gpus()  # the operator's GPU settings (KUBENTO_GPUS)
     shared_jobs: list[dict[str, Any]] = field(default_factory=list)  # another model's environment Job this one uses
     shared_pods: list[dict[str, Any]] = field(default_factory=list)  # and its pods
     generations: dict[tuple[str, str], int] = field(default_factory=dict)  # memory: children as last seen

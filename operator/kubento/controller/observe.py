@@ -72,6 +72,7 @@ class Observer:
     def observe(self, world: World) -> Observation:
         config = self.services.config
         inputs = Inputs(now=self.now, default_runtime_image=config.runtime_image, default_index=config.package_index,
+                        gpus=config.gpus,
                         generations=dict(self.memory.generations), rejected=dict(self.memory.rejected))
         obs = Observation.of(world, inputs)
         spec = obs.spec

@@ -179,6 +179,8 @@ def plan(observation: Observation) -> Pass:
         bento, build, environment = served.bento, served.build, served.environment
         if bento is not None and spec.monitoring is not None:
             bento = monitored(bento, spec, owner.name, inputs)
+        if bento is not None and bento.services:
+            bento = dataclasses.replace(bento, gpus=inputs.gpus)  # what its GPUs are on this cluster
         if spec.monitoring is not None and inputs.profile_problem is not None:
             problems.append(Problem(*inputs.profile_problem, blocking=False))
         actions.creates += served.creates
