@@ -25,3 +25,24 @@ def test_the_environment_job_says_what_services_the_bento_has(pod: Pod, tmp_path
         {"name": "Entry", "dependsOn": ["Model"], "resources": {"cpu": "500m", "memory": "512Mi"}},
         {"name": "Model", "resources": {"cpu": "2", "memory": "1Gi"}, "workers": "2", "timeout": 120,
          "concurrency": 8}]}, env
+
+
+def test_a_two_service_bento_serves_in_one_pod_through_kubentos_helper(tmp_path: Path) -> None:
+    """Today's shape: every service in the pod, the entry calling the model
+    service through BentoML's own wiring, both behind kubento's worker
+    (drain, task routing)."""
+    import urllib.request
+
+    from tests.runtime.test_tasks import Replica, stop
+    from tests.s3server import free_port
+
+    archive = build_archive(PROJECT, tmp_path, "two")
+    replica = Replica(tmp_path / "pod", archive, "127.0.0.1", free_port("127.0.0.1"))
+    try:
+        replica.wait_ready()
+        req = urllib.request.Request(f"http://127.0.0.1:{replica.port}/run", data=json.dumps({"x": 2}).encode(),
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert json.loads(resp.read()) == 6  # Model.predict(2 + 1)
+    finally:
+        stop(replica.server)
