@@ -363,33 +363,43 @@ class TaskRouting:
             if name.lower() in (b"accept", b"content-type", b"authorization"):
                 headers[name.decode("latin-1")] = value.decode("latin-1")
         url = f"{owner.url()}{scope.get('path', '')}?{urlencode({'task_id': public})}"
-        gone = (f"the replica that ran this task ({owner}) has stopped or does not answer; "
-                "its result is lost: submit it again")
+        started = False
         try:
             async with self.client().stream(scope["method"], url, headers=headers, content=body) as resp:
                 if resp.headers.get(OWNER_HEADER) != str(owner):
                     await _answer(send, 502, {"error": f"{owner} is not a kubento task server of this model"})
                     return
-                data = b""
-                async for chunk in resp.aiter_raw():
-                    data += chunk
-                    if len(data) > self.result_limit:
-                        await _answer(send, 502, {"error": f"the answer of {owner} is larger than "
-                                                           f"{self.result_limit} bytes ({LIMIT_ENV})"})
-                        return
+                length = resp.headers.get("content-length", "")
+                if not length.isdigit() or int(length) > self.result_limit:
+                    await _answer(send, 502, {"error": f"the answer of {owner} is larger than "
+                                                       f"{self.result_limit} bytes ({LIMIT_ENV}), or of no length"})
+                    return
                 relayed = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.items()
                            if k.lower() in RELAYED_HEADERS]
-                relayed.append((b"content-length", str(len(data)).encode()))
+                relayed.append((b"content-length", length.encode()))
                 await send({"type": "http.response.start", "status": resp.status_code, "headers": relayed})
-                await send({"type": "http.response.body", "body": data})
-        except (httpx.ConnectError, httpx.ConnectTimeout):
+                started = True
+                sent = 0
+                async for chunk in resp.aiter_raw():  # streamed: a large result is not held here
+                    sent += len(chunk)
+                    if sent > int(length):
+                        raise RuntimeError(f"{owner} sent more than the {length} bytes it announced")
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+        except httpx.HTTPError as exc:
+            if started:  # cut in the middle: the client sees a short answer, never a second one
+                raise
+            if not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+                await _answer(send, 504, {"error": f"{owner}, which owns this task, did not answer in time: "
+                                                   f"{type(exc).__name__}"})
+                return
+            # Nothing to connect to: the pod is gone, and its tasks with it.
+            gone = (f"the replica that ran this task ({owner}) has stopped or does not answer; "
+                    "its result is lost: submit it again")
             if call == "status":
                 await _answer(send, 200, {"task_id": public, "status": "failed", "error": gone})
             else:
                 await _answer(send, 410, {"error": gone})
-        except httpx.HTTPError as exc:
-            await _answer(send, 504, {"error": f"{owner}, which owns this task, did not answer in time: "
-                                               f"{type(exc).__name__}"})
 
 
 def install() -> bool:
