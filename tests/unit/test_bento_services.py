@@ -205,3 +205,11 @@ def test_a_bento_asking_for_a_known_gpu_type_lands_on_those_nodes() -> None:
     assert pod_spec(placed, bento)["nodeSelector"] == {"zone": "a"}  # the spec's placement wins
     unknown = ServedBento("img:1", services=served(services.read(TWO_SERVICES)))
     assert "nodeSelector" not in pod_spec(ModelDeploymentSpec.model_validate(VALID_SPEC), unknown)
+
+
+def test_workers_per_cpu_get_a_cpu_limit_to_count_from() -> None:
+    counted = served({"entry": "A", "services": [
+        {"name": "A", "resources": {"cpu": "2"}, "workers": "cpu_count"}]})
+    assert defaults.resources(counted) == {"requests": {"cpu": "2"}, "limits": {"cpu": "2"}}
+    fixed = served({"entry": "A", "services": [{"name": "A", "resources": {"cpu": "2"}, "workers": "4"}]})
+    assert defaults.resources(fixed) == {"requests": {"cpu": "2"}}

@@ -105,9 +105,16 @@ def resources(services: Optional[str], gpu_resource: str = GPU_RESOURCE) -> dict
                 continue  # not a Kubernetes quantity (BentoML is laxer): not a default
     if requests:
         out["requests"] = requests
+    limits = {}
+    if "cpu" in requests and any(s.workers == "cpu_count" for s in app.services):
+        # BentoML counts CPUs from the container's CPU limit (cgroup quota), else the node's: a worker
+        # per node CPU would not fit what the bento asks for.
+        limits["cpu"] = requests["cpu"]
     gpus = sum(r.gpu or 0 for r in declared)
     if gpus:
-        out["limits"] = {gpu_resource: str(gpus)}
+        limits[gpu_resource] = str(gpus)
+    if limits:
+        out["limits"] = limits
     return out
 
 
