@@ -135,6 +135,27 @@ def test_a_task_submitted_to_one_replica_is_followed_and_fetched_through_any(rep
     assert fetched == 30
 
 
+def test_many_tasks_at_once_all_finish_and_are_fetched(replicas: list[Replica]) -> None:
+    """Submits, polls and fetches at the same time, as a busy Service sees them: kubento's record of
+    fetched results must never get in the way of BentoML's own writes (a task left in_progress)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> str:
+        owner, via = replicas[i % 3], replicas[(i + 1) % 3]
+        task_id = owner.submit(f"busy {i}", seconds=0.05)
+        answer = wait_completed(via, task_id, timeout=60)
+        assert answer["status"] == "completed", answer
+        status, result, _ = via.call("GET", f"/upper/get?{q(task_id)}")
+        assert status == 200, (status, result)
+        return str(result)
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(one, range(200)))
+    assert results == [f"BUSY {i}" for i in range(200)]
+    for r in replicas:
+        assert "database is locked" not in r.log.read_text(), r.logs()
+
+
 def test_bentomls_own_client_follows_a_task_through_another_replica(replicas: list[Replica]) -> None:
     import bentoml
     from _bentoml_impl.client.task import Task

@@ -213,3 +213,10 @@ def test_workers_per_cpu_get_a_cpu_limit_to_count_from() -> None:
     assert defaults.resources(counted) == {"requests": {"cpu": "2"}, "limits": {"cpu": "2"}}
     fixed = served({"entry": "A", "services": [{"name": "A", "resources": {"cpu": "2"}, "workers": "4"}]})
     assert defaults.resources(fixed) == {"requests": {"cpu": "2"}}
+
+
+def test_a_task_services_queue_setting_is_not_a_sizing() -> None:
+    # bentoml gives a service with a task endpoint traffic {external_queue: true, concurrency: 1} (BentoCloud's queue)
+    out = services.services({"services": [{"name": "Tasks", "config": {"traffic": {
+        "external_queue": True, "concurrency": 1, "timeout": 60}}}]})
+    assert out["services"] == [{"name": "Tasks", "timeout": 60}]

@@ -62,8 +62,12 @@ def service_config(config: Any) -> dict[str, Any]:
     if _count(workers) or workers == "cpu_count":
         out["workers"] = str(workers)
     traffic = config.get("traffic") if isinstance(config.get("traffic"), dict) else {}
-    for key, field, parse in (("timeout", "timeout", _seconds), ("concurrency", "concurrency", _count),
-                              ("max_concurrency", "maxConcurrency", _count)):
+    sizing = [("timeout", "timeout", _seconds), ("max_concurrency", "maxConcurrency", _count)]
+    if not traffic.get("external_queue"):
+        # BentoML gives a service with a task endpoint external_queue (BentoCloud's queue) and
+        # concurrency 1 for it: a queue setting, not what a replica is sized for.
+        sizing.append(("concurrency", "concurrency", _count))
+    for key, field, parse in sizing:
         value = parse(traffic.get(key))
         if value is not None:
             out[field] = value

@@ -170,30 +170,45 @@ def result_store() -> Path:
 
 
 # --- what a stopping server waits for -------------------------------------------------------------
+# kubento never writes into BentoML's database: a write from another connection makes BentoML's own
+# next write fail at once ("database is locked": its connection holds a read snapshot, and SQLite
+# does not wait then), and its task stays in_progress. Fetched results are kept in a file of kubento's.
 
-_FETCHED = "CREATE TABLE IF NOT EXISTS kubento_fetched (task_id TEXT PRIMARY KEY)"
+
+def fetched_store(store: Path) -> Path:
+    return store.with_name("kubento-task-fetched.db")
 
 
 def mark_fetched(store: Path, inner: str) -> None:
-    """Record that a client got task ``inner``'s result (a table of kubento's in BentoML's database)."""
-    with sqlite3.connect(store, timeout=5) as db:
-        db.execute(_FETCHED)
-        db.execute("INSERT OR IGNORE INTO kubento_fetched (task_id) VALUES (?)", (inner,))
+    """Record that a client got task ``inner``'s result (kubento's own database beside BentoML's)."""
+    with sqlite3.connect(fetched_store(store), timeout=5) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS fetched (task_id TEXT PRIMARY KEY)")
+        db.execute("INSERT OR IGNORE INTO fetched (task_id) VALUES (?)", (inner,))
 
 
 def unfinished(store: Path) -> int:
-    """Tasks of this server still running, or completed and never fetched."""
+    """Tasks of this server still running, or completed and never fetched (BentoML's database only read)."""
     if not store.exists():
         return 0
     try:
-        with sqlite3.connect(store, timeout=5) as db:
+        db = sqlite3.connect(f"{store.as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
             if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='result'").fetchone():
                 return 0
-            db.execute(_FETCHED)
-            row = db.execute(
-                "SELECT count(*) FROM result WHERE status = 'in_progress' OR (status = 'completed' "
-                "AND task_id NOT IN (SELECT task_id FROM kubento_fetched))").fetchone()
-            return int(row[0])
+            rows = db.execute("SELECT task_id, status FROM result WHERE status IN ('in_progress', 'completed')")
+            running, completed = 0, set()
+            for task_id, status in rows:
+                if status == "in_progress":
+                    running += 1
+                else:
+                    completed.add(task_id)
+        finally:
+            db.close()
+        if completed and fetched_store(store).exists():
+            with sqlite3.connect(fetched_store(store), timeout=5) as mine:
+                if mine.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='fetched'").fetchone():
+                    completed -= {r[0] for r in mine.execute("SELECT task_id FROM fetched")}
+        return running + len(completed)
     except sqlite3.Error as exc:
         print(f"kubento: cannot read the task database {store}: {exc}", file=sys.stderr, flush=True)
         return 0
