@@ -234,7 +234,8 @@ def test_an_archive_environment_is_prepared_once_shared_and_a_failure_names_the_
         server = spec_["containers"][0]
         assert {"name": "PYTHONPATH", "value": "/var/lib/kubento/env/site-packages"} in server["env"]
         # the spec says no resources: what the bento's services declare, for the one pod that runs both
-        assert server["resources"] == {"requests": {"cpu": "1250m", "memory": "256Mi"}}
+        # (Scaler's workers: cpu_count: a CPU limit for BentoML to count)
+        assert server["resources"] == {"requests": {"cpu": "1250m", "memory": "256Mi"}, "limits": {"cpu": "1250m"}}
         assert spec_["terminationGracePeriodSeconds"] == 5 + 90 + 5
         shown = json.dumps(spec_)
         assert "index-auth" not in shown and "KUBENTO_INDEX" not in shown  # model pods never see the index credentials
