@@ -5,6 +5,7 @@ kubento.runtime.drain). ``python -m kubento.runtime serve`` execs it."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 WORKER = "kubento.runtime.worker"
@@ -27,8 +28,19 @@ def use_kubento_worker() -> bool:
     return True
 
 
+# Set on the pods of a bento split into one Deployment per BentoML service (kubento.builders.graph).
+SERVICE_ENV, DEPENDS_ENV = "BENTOML_SERVE_SERVICE_NAME", "BENTOML_SERVE_DEPENDS"
+
+
 def main() -> None:
     use_kubento_worker()
+    if os.environ.get(SERVICE_ENV):
+        # One service of the bento, its dependencies at the URLs BENTOML_SERVE_DEPENDS gives: BentoML's
+        # own entrypoint for that (its containers' and Yatai's), which reads both variables.
+        from bentoml_cli._internal.start import start_command
+
+        sys.argv[1:2] = ["start-http-server"]
+        sys.exit(start_command())  # reads sys.argv: start-http-server TAG ARGS...
     from bentoml_cli.cli import cli
 
     sys.exit(cli())  # reads sys.argv: serve TAG ARGS...

@@ -1,5 +1,7 @@
 """``python -m kubento.runtime.worker ARGS`` — one of BentoML's HTTP workers
 that drains its keep-alive connections at SIGTERM (kubento.runtime.drain),
+answers only its own model when it is another service's dependency
+(kubento.runtime.guard),
 routes task ids to the replica that owns them (kubento.runtime.tasks) and,
 with ``KUBENTO_MONITORING``, records and counts what goes in and comes out
 (kubento.runtime.monitor).
@@ -11,8 +13,9 @@ from __future__ import annotations
 
 
 def main() -> None:
-    from kubento.runtime import drain, monitor, tasks
+    from kubento.runtime import drain, guard, monitor, tasks
 
+    guard.install()  # outermost: a dependency service refuses callers of other models before anything
     drain.install()
     tasks.install()  # inside the drain; its linger comes before the drain at stop
     monitor.install()  # innermost: a forwarded task call is recorded by its owner only
