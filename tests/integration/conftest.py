@@ -173,8 +173,9 @@ def get_json(cp: ControlPlane, *args: str) -> dict[str, Any] | None:
 
 
 def model_deployments(cp: ControlPlane, namespace: str, name: str, *args: str) -> list[dict[str, Any]]:
-    """The model's revision Deployments, oldest first."""
-    items = get_json(cp, "deployments", "-n", namespace, "-l", f"serving.kubento.io/model-deployment={name}", *args)["items"]
+    """The model's revision Deployments, oldest first (not those of its other BentoML services)."""
+    items = get_json(cp, "deployments", "-n", namespace, "-l",
+                     f"serving.kubento.io/model-deployment={name},serving.kubento.io/revision", *args)["items"]
     return sorted(items, key=lambda d: (d["metadata"]["creationTimestamp"], d["metadata"]["name"]))
 
 

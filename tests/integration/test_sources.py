@@ -233,11 +233,35 @@ def test_an_archive_environment_is_prepared_once_shared_and_a_failure_names_the_
         assert fetch["KUBENTO_ENV_URI"] == result["environment"]["uri"]
         server = spec_["containers"][0]
         assert {"name": "PYTHONPATH", "value": "/var/lib/kubento/env/site-packages"} in server["env"]
-        # the spec says no resources: what the bento's services declare, for the one pod that runs both
-        # (Scaler's workers: cpu_count: a CPU limit for BentoML to count)
-        assert server["resources"] == {"requests": {"cpu": "1250m", "memory": "256Mi"}, "limits": {"cpu": "1250m"}}
-        assert spec_["terminationGracePeriodSeconds"] == 5 + 90 + 5
-        shown = json.dumps(spec_)
+        # Two BentoML services: the revision's Deployment runs the entry, sized as it declares (the spec says
+        # no resources), wired to Scaler's own Deployment and Service, which it calls with the revision's token
+        assert server["resources"] == {"requests": {"cpu": "250m"}}
+        served = {e["name"]: e.get("value") for e in server["env"]}
+        rev = dep["metadata"]["labels"]["serving.kubento.io/revision"]
+        apps, core = client.AppsV1Api(admin), client.CoreV1Api(admin)
+        scaler = wait_for("Scaler's Deployment", lambda: apps.list_namespaced_deployment(
+            namespace, label_selector=f"serving.kubento.io/service-of={name},serving.kubento.io/graph-revision={rev}"
+        ).items, timeout=3 * RESYNC_SECONDS + 10)
+        (scaler,) = [apps.api_client.sanitize_for_serialization(d) for d in scaler]
+        dep_name = scaler["metadata"]["name"]
+        assert served["BENTOML_SERVE_SERVICE_NAME"] == "Iris"
+        assert served["BENTOML_SERVE_DEPENDS"] == f"Scaler=http://{dep_name}.{namespace}:80"
+        token = served["BENTO_CLOUD_API_KEY"]
+        assert len(token) == 32 and "KUBENTO_GRAPH_TOKEN" not in served
+        pod_ = scaler["spec"]["template"]
+        own = {e["name"]: e.get("value") for e in pod_["spec"]["containers"][0]["env"]}
+        assert (own["BENTOML_SERVE_SERVICE_NAME"], own["KUBENTO_GRAPH_TOKEN"]) == ("Scaler", token)
+        assert "BENTOML_SERVE_DEPENDS" not in own
+        # Scaler as it declares (workers: cpu_count: a CPU limit for BentoML to count), its timeout as grace
+        assert pod_["spec"]["containers"][0]["resources"] == {"requests": {"cpu": "1", "memory": "256Mi"},
+                                                              "limits": {"cpu": "1"}}
+        assert pod_["spec"]["terminationGracePeriodSeconds"] == 5 + 90 + 5
+        # its pods are not the model's: the model's Service never sends them a request
+        assert "serving.kubento.io/model-deployment" not in pod_["metadata"]["labels"]
+        svc = core.read_namespaced_service(dep_name, namespace)
+        assert svc.spec.selector == scaler["spec"]["selector"]["matchLabels"]
+        assert svc.metadata.owner_references[0].name == name
+        shown = json.dumps(spec_) + json.dumps(scaler)
         assert "index-auth" not in shown and "KUBENTO_INDEX" not in shown  # model pods never see the index credentials
         play_deployment_controller(admin, namespace, name)
         obj = wait_for("Ready", lambda: (o := md_get(controlplane, namespace, name))["status"].get("phase") == "Ready" and o)

@@ -159,7 +159,7 @@ def test_kubento_status_names_the_services_and_says_where_they_run() -> None:
 
     app = services_of({"services": services.read(TWO_SERVICES)})
     assert services_line(app) == ("Entry (cpu 500m, memory 512Mi) -> Model; Model (cpu 2, memory 1Gi, gpu 1, "
-                                  "timeout 120s) [every service runs in each pod]")
+                                  "timeout 120s) [each service in its own Deployment; PODS: the entry's, then the others']")
     assert services_line(services_of({"services": {"entry": "Svc", "services": [{"name": "Svc"}]}})) == "Svc"
 
 

@@ -203,3 +203,20 @@ def test_the_operators_log_keeps_a_failing_liveness_probe_and_drops_the_passing_
     probe = logging.getLogger("kopf.activities.probe")
     assert not probe.isEnabledFor(logging.INFO)  # "Activity 'workers' succeeded." every probe
     assert probe.isEnabledFor(logging.ERROR)  # kopf logs a failing probe handler as an error
+
+
+def test_the_status_screen_counts_the_pods_of_a_revisions_other_bentoml_services():
+    from datetime import datetime, timezone
+
+    def pod(rev: str, service: str, ready: bool) -> dict:
+        return {"metadata": {"labels": {"serving.kubento.io/graph-revision": rev,
+                                        "serving.kubento.io/bento-service": service}},
+                "status": {"conditions": [{"type": "Ready", "status": str(ready)}]}}
+
+    services = status.service_pods_by_revision([pod("r1", "scorer", True), pod("r1", "scorer", False),
+                                                pod("r1", "tokenizer", True), pod("r0", "scorer", True)])
+    assert services == {"r1": {"scorer": (1, 2), "tokenizer": (1, 1)}, "r0": {"scorer": (1, 1)}}
+    screen = status.render(status.read_view(md(stable="r1")), {"r1": (1, 1)}, [],
+                           datetime(2026, 12, 1, 0, 1, tzinfo=timezone.utc), services)
+    row = next(x for x in screen.splitlines() if x.startswith("r1"))
+    assert "1/1 ready, scorer 1/2, tokenizer 1/1" in row, screen

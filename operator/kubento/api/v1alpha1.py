@@ -42,6 +42,9 @@ from kubento.api.environment import (  # noqa: F401 - re-exported: the API in on
 from kubento.api.resources import (  # noqa: F401 - re-exported: the API in one module
     RESOURCE_RULES, Resources,
 )
+from kubento.api.services import (  # noqa: F401 - re-exported: the API in one module
+    SERVICE_KEYS_RULE, SERVICE_NAME_RE, ServiceAutoscaling, ServiceSettings,
+)
 from kubento.api.autoscaling import (  # noqa: F401 - re-exported: the API in one module
     Autoscaling, Behavior, DEFAULT_TARGETS, KEDA_OWN_METRICS, Metric, ScalingRules,
 )
@@ -347,6 +350,12 @@ class ModelDeploymentSpec(Model):
         "container, and every field above (set those there).",
     )
     autoscaling: Optional[Autoscaling] = Field(default=None, description="Scale between minReplicas and maxReplicas.")
+    services: Optional[dict[str, ServiceSettings]] = Field(
+        default=None, max_length=16,
+        description="A bento of several BentoML services runs each in its own Deployment: the settings of those "
+        "other than the entry, by service name (the entry's are replicas, resources and autoscaling).",
+        json_schema_extra=_rules(SERVICE_KEYS_RULE),
+    )
     rollout: Rollout = Field(default_factory=Rollout, description="How new revisions replace the running one.")
     traffic: Optional[Traffic] = Field(
         default=None, description="How requests reach the model: its Service only (unset), or also a Gateway.")
@@ -406,6 +415,14 @@ class ModelDeploymentSpec(Model):
         for key in self.pod_annotations:
             if not QUALIFIED_NAME.valid(key.lower()):
                 raise ValueError(f"podAnnotations: annotation key {key!r} must be {QUALIFIED_NAME.what}")
+        for name, settings in (self.services or {}).items():
+            if not SERVICE_NAME_RE.fullmatch(name):
+                raise ValueError(f"services: {name!r} is not a BentoML service name (its class name, e.g. Model)")
+            if settings.replicas is not None and settings.autoscaling is not None:
+                raise ValueError(f"services.{name}: replicas and autoscaling exclude each other")
+            scaling = settings.autoscaling
+            if scaling and scaling.min_replicas > scaling.max_replicas:
+                raise ValueError(f"services.{name}.autoscaling: minReplicas must be less than or equal to maxReplicas")
         if self.shm_size is not None and quantity_value(self.shm_size) <= 0:
             raise ValueError("shmSize must be greater than 0")
         wire = self.wire()

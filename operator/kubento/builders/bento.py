@@ -63,6 +63,12 @@ class ServedBento:
     # declared resources and timeouts are the pods' defaults (kubento.builders.defaults)
     services: Optional[str] = None
     gpus: Gpus = Gpus()  # what a GPU is on this cluster (the operator's configuration)
+    # A bento split into one Deployment per BentoML service (kubento.builders.graph): the service this
+    # server runs, the URLs of the others, and the token calls between them carry
+    serve_service: Optional[str] = None
+    depends: tuple[tuple[str, str], ...] = ()
+    graph_token: Optional[str] = None
+    guarded: bool = False  # a dependency service: it answers only calls with the token
 
     def describe(self) -> str:
         return self.archive_uri or self.image
@@ -220,7 +226,18 @@ def env_mount() -> dict[str, Any]:
 def server_env(bento: ServedBento) -> list[dict[str, Any]]:
     """The model server's own variables for its bento: the environment's
     packages first on the import path."""
-    return [{"name": "PYTHONPATH", "value": ENV_SITE}] if bento.env_uri else []
+    out = [{"name": "PYTHONPATH", "value": ENV_SITE}] if bento.env_uri else []
+    if bento.serve_service:
+        out.append({"name": "BENTOML_SERVE_SERVICE_NAME", "value": bento.serve_service})
+    if bento.depends:  # BentoML's own option (click splits it on spaces): NAME=URL ...
+        out.append({"name": "BENTOML_SERVE_DEPENDS", "value": " ".join(f"{n}={u}" for n, u in bento.depends)})
+    if bento.graph_token:
+        # BentoML's client sends it as a bearer token on every call to a dependency; a dependency's
+        # kubento helper (kubento.runtime.guard) refuses calls without it
+        out.append({"name": "BENTO_CLOUD_API_KEY", "value": bento.graph_token})
+        if bento.guarded:
+            out.append({"name": "KUBENTO_GRAPH_TOKEN", "value": bento.graph_token})
+    return out
 
 
 def server_mounts(bento: ServedBento) -> list[dict[str, Any]]:

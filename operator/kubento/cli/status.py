@@ -184,7 +184,20 @@ def step_line(view: View) -> Optional[str]:
     return ", ".join(parts)
 
 
-def render(view: View, pods: dict[str, tuple[int, int]], events: list[dict[str, Any]], now: datetime) -> str:
+def service_pods_by_revision(pods: list[dict[str, Any]]) -> dict[str, dict[str, tuple[int, int]]]:
+    """revision -> service -> (ready, total): the pods of a revision's other BentoML services."""
+    from kubento.builders.graph import LABEL_BENTO_SERVICE, LABEL_GRAPH_REVISION
+
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for service in {(p.get("metadata") or {}).get("labels", {}).get(LABEL_BENTO_SERVICE) for p in pods} - {None}:
+        mine = [p for p in pods if (p.get("metadata") or {}).get("labels", {}).get(LABEL_BENTO_SERVICE) == service]
+        for rev, counted in pods_by_revision(mine, LABEL_GRAPH_REVISION).items():
+            out.setdefault(rev, {})[service] = counted
+    return out
+
+
+def render(view: View, pods: dict[str, tuple[int, int]], events: list[dict[str, Any]], now: datetime,
+           services: Optional[dict[str, dict[str, tuple[int, int]]]] = None) -> str:
     """The status screen."""
     ready = view.conditions.get("Ready")
     why = f" ({ready.reason}: {_cut(ready.message, 100)})" if ready and ready.message and not view.ready else ""
@@ -228,7 +241,8 @@ def render(view: View, pods: dict[str, tuple[int, int]], events: list[dict[str, 
                 "candidate" if rev == candidate else
                 "failed" if rev == view.failed_revision else "old")
         r, t = pods.get(rev, (0, 0))
-        rows.append([rev, role, f"{r}/{t} ready", outcome.get(rev, "")])
+        others = "".join(f", {svc} {sr}/{st}" for svc, (sr, st) in sorted(((services or {}).get(rev) or {}).items()))
+        rows.append([rev, role, f"{r}/{t} ready{others}", outcome.get(rev, "")])
     lines.append("")
     lines.append(_table(rows) if len(rows) > 1 else "No revision yet.")
     shown = sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")[-EVENTS_SHOWN:]
@@ -260,8 +274,10 @@ def services_line(app: Any) -> str:
     text = "; ".join(one(s) for s in app.services)
     if app.more:
         text += f"; {app.more} more"
-    if len(app.services) + (app.more or 0) > 1:
+    if app.more:
         text += " [every service runs in each pod]"
+    elif len(app.services) > 1:
+        text += " [each service in its own Deployment; PODS: the entry's, then the others']"
     return text
 
 
@@ -317,12 +333,18 @@ class Cluster:
 
         return _get(self.custom, namespace, name)
 
-    def pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+    def pods(self, namespace: str, name: str, label: str = "") -> list[dict[str, Any]]:
+        """The model's pods (those of its other BentoML services with ``label`` LABEL_SERVICE_OF)."""
         from kubento.builders.meta import LABEL_MODEL
 
-        response = self.core.list_namespaced_pod(namespace, label_selector=f"{LABEL_MODEL}={name}",
+        response = self.core.list_namespaced_pod(namespace, label_selector=f"{label or LABEL_MODEL}={name}",
                                                  _preload_content=False)
         return json.loads(response.data).get("items") or []
+
+    def service_pods(self, namespace: str, name: str) -> dict[str, dict[str, tuple[int, int]]]:
+        from kubento.builders.graph import LABEL_SERVICE_OF
+
+        return service_pods_by_revision(self.pods(namespace, name, LABEL_SERVICE_OF))
 
     def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
         from kubento.api import v1alpha1 as api
@@ -348,7 +370,8 @@ def _status(args: argparse.Namespace) -> int:
     while True:
         view = read_view(cluster.model(args.namespace, args.name))
         pods = pods_by_revision(cluster.pods(args.namespace, args.name), LABEL_REVISION)
-        screen = render(view, pods, cluster.events(args.namespace, args.name), datetime.now(timezone.utc))
+        screen = render(view, pods, cluster.events(args.namespace, args.name), datetime.now(timezone.utc),
+                        cluster.service_pods(args.namespace, args.name))
         if not args.watch:
             print(screen)
             return 0

@@ -28,6 +28,7 @@ from typing import Any, Optional
 from kubento.api.v1alpha1 import AutoscalingStatus, Condition, HistoryEntry, ModelDeploymentSpec, ModelDeploymentStatus
 from kubento.builders.deployment import model_replicas, revision
 from kubento.builders.env_job import is_env_job
+from kubento.builders.graph import Graph, settings_problems, split as split_graph
 from kubento.builders.route import ROUTE_API_VERSION
 from kubento.builders.meta import ANNOTATION_ABORT, ANNOTATION_PROMOTE, Owner, rollout_token, selector_string, service_url
 from kubento.controller.build import BuildState
@@ -171,6 +172,7 @@ def plan(observation: Observation) -> Pass:
 
     problems: list[Problem] = []
     bento, build, environment = None, None, None
+    graph: Optional[Graph] = None
     missing = secret_problem(spec, owner.namespace, inputs.missing_secrets)
     if missing:
         problems.append(missing)
@@ -181,6 +183,9 @@ def plan(observation: Observation) -> Pass:
             bento = monitored(bento, spec, owner.name, inputs)
         if bento is not None and bento.services:
             bento = dataclasses.replace(bento, gpus=inputs.gpus)  # what its GPUs are on this cluster
+        if bento is not None:
+            bento, graph = split_graph(spec, owner, bento)  # several BentoML services: one Deployment each
+            problems += [Problem("ServiceSettingsIgnored", m, blocking=False) for m in settings_problems(spec, graph)]
         if spec.monitoring is not None and inputs.profile_problem is not None:
             problems.append(Problem(*inputs.profile_problem, blocking=False))
         actions.creates += served.creates
@@ -228,7 +233,7 @@ def plan(observation: Observation) -> Pass:
     actions.notes += decision.notes
     repaired: list[tuple[str, str, str]] = []
     if decision.replicas or decision.delete:
-        children = plan_children(spec, world, inputs, bento, rev, decision, revisions, view)
+        children = plan_children(spec, world, inputs, bento, rev, decision, revisions, view, graph)
         actions.applies += children.applies
         actions.scales += children.scales
         actions.deletes += children.deletes

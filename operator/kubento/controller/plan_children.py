@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from kubento.api.v1alpha1 import Agreement, ModelDeploymentSpec, ModelDeploymentStatus
 from kubento.builders.bento import ServedBento
+from kubento.builders import graph
 from kubento.builders.deployment import deployment
 from kubento.builders.hpa import horizontal_pod_autoscaler
 from kubento.builders.keda import KEDA_API_VERSION, scaled_object
@@ -19,7 +20,7 @@ from kubento.builders.revision import stored_deployment
 from kubento.builders.service import service
 from kubento.controller.status import Problem, pod_problems
 from kubento.controller import kinds, route as routing
-from kubento.controller.kinds import CONTROLLER_REVISION, HTTP_ROUTE, SERVICE
+from kubento.controller.kinds import CONTROLLER_REVISION, DEPLOYMENT, HPA, HTTP_ROUTE, SERVICE
 from kubento.controller.actions import Apply, Delete, Keep, Scale
 from kubento.controller.observation import Inputs
 from kubento.controller.world import LEGACY, Revisions, World
@@ -51,6 +52,12 @@ def seen_of(revisions: Revisions) -> dict[str, Seen]:
             pods=len(pods),
             failure=failures[0].message if failures else "",
         )
+    for rev, pods in revisions.service_pods.items():  # a BentoML service of the revision that will not serve
+        failures = [(graph.service_name(p), problem) for p in pods for problem in pod_problems([p])
+                    if problem.reason in CANDIDATE_FAILURES]
+        if rev in out and failures and not out[rev].failure:
+            name, problem = failures[0]
+            out[rev] = replace(out[rev], failure=f"service {name}: {problem.message}")
     return out
 
 
@@ -130,17 +137,22 @@ class _Children:
 
 def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento: Optional[ServedBento],
                   rev: Optional[str], decision: Decision, revisions: Revisions,
-                  view: Optional[routing.View] = None) -> _Children:
+                  view: Optional[routing.View] = None, served_graph: Optional[graph.Graph] = None) -> _Children:
     """Make the children look like ``decision``: the spec's revision by
     server-side apply, other revisions resized through their scale
     subresource (their templates stay as they were), a lost revision
     Deployment made again from its ControllerRevision, then the Services."""
     out = _Children(world, inputs)
+    wanted_services: set[tuple[str, str]] = set()
     for r, replicas in decision.replicas.items():
         live = revisions.deployments.get(r)
         if r == rev and bento is not None:
             name = live["metadata"]["name"] if live else None
             out.apply(deployment(spec, out.owner, bento, replicas, name=name), live, lookup=False)
+            if served_graph is not None:  # its other BentoML services, as many pods as the entry
+                for manifest in graph.dependencies(spec, out.owner, served_graph, r, replicas):
+                    out.apply(manifest)
+                    wanted_services.add((manifest["kind"], manifest["metadata"]["name"]))
         elif live is None and r in inputs.stored_revisions:
             manifest = stored_deployment(out.owner, inputs.stored_revisions[r], replicas)
             role = "the stable revision" if r == decision.stable else "the revision rolling out"
@@ -150,10 +162,12 @@ def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento
             out.applies.append(Apply(manifest, "missing: made again from its ControllerRevision", read_first=True))
         elif live is not None and (live.get("spec") or {}).get("replicas") != replicas:
             out.scales.append(Scale(live["metadata"]["name"], replicas))
+    plan_other_services(out, rev, decision, revisions)
     for r in decision.delete:
         live = revisions.deployments[r]
         out.deletes.append(Delete("apps/v1", "Deployment", live["metadata"]["name"]))
     alive = {r for r in revisions.deployments if r not in decision.delete}
+    plan_services_gone(out, alive | {r for r, pods in revisions.pods.items() if pods}, wanted_services)
     if out.problems and not alive and not any(a.manifest["kind"] == "Deployment" for a in out.applies):
         return out  # nothing to serve: no Service pointing nowhere
     out.apply(service(spec, out.owner, decision.selects))
@@ -185,6 +199,34 @@ def plan_children(spec: ModelDeploymentSpec, world: World, inputs: Inputs, bento
     else:
         out.apply(wanted)
     return out
+
+
+def plan_other_services(out: _Children, rev: Optional[str], decision: Decision, revisions: Revisions) -> None:
+    """The other BentoML services of revisions other than the spec's follow
+    their entry's replicas through the scale subresource (their templates stay
+    as they were): down to 0 once the entry has no pod left (a revision kept
+    for rollback keeps no GPU), back up when it serves again."""
+    for dep in out.world.of(DEPLOYMENT):
+        r = graph.graph_revision(dep)
+        if r is None or r == rev or not out.owner.controls(dep) or dep["metadata"].get("deletionTimestamp"):
+            continue
+        wanted = decision.replicas.get(r, 0)
+        if wanted == 0 and revisions.pods.get(r):
+            continue  # its entry pods are still finishing requests
+        if (dep.get("spec") or {}).get("replicas") != wanted:
+            out.scales.append(Scale(dep["metadata"]["name"], wanted))
+
+
+def plan_services_gone(out: _Children, serving: set[str], wanted: set[tuple[str, str]]) -> None:
+    """The other BentoML services of a revision (and their HPAs) go once it has
+    neither its Deployment nor pods (its entry pods may call them until they
+    stop); an HPA spec.services no longer asks for goes at once."""
+    for kind, api_version in ((DEPLOYMENT, "apps/v1"), (SERVICE, "v1"), (HPA, "autoscaling/v2")):
+        for obj in out.world.of(kind):
+            owned_by = graph.graph_revision(obj)
+            gone = owned_by not in serving or kind == HPA
+            if owned_by and gone and (kind, obj["metadata"]["name"]) not in wanted:
+                out.delete_if_ours(api_version, kind, obj["metadata"]["name"])
 
 
 def plan_route(out: _Children, spec: ModelDeploymentSpec, inputs: Inputs, decision: Decision,

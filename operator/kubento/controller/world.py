@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from kubento.builders.graph import LABEL_GRAPH_REVISION, LABEL_SERVICE_OF
 from kubento.builders.meta import LABEL_REVISION, Owner, selector_labels
 from kubento.controller.kinds import DEPLOYMENT, POD
 
@@ -40,6 +41,8 @@ class Revisions:
 
     deployments: dict[str, dict[str, Any]]
     pods: dict[str, list[dict[str, Any]]]
+    # the pods of its other BentoML services (kubento.builders.graph), by the revision whose they are
+    service_pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def revisions_of(world: World) -> Revisions:
@@ -57,12 +60,16 @@ def revisions_of(world: World) -> Revisions:
             deployments[rev] = dep
     pods: dict[str, list[dict[str, Any]]] = {}
     model_label = selector_labels(owner)
+    service_pods: dict[str, list[dict[str, Any]]] = {}
     for pod in world.of(POD):
         labels = (pod.get("metadata") or {}).get("labels") or {}
+        if labels.get(LABEL_SERVICE_OF) == owner.name and labels.get(LABEL_GRAPH_REVISION):
+            service_pods.setdefault(labels[LABEL_GRAPH_REVISION], []).append(pod)
+            continue
         if any(labels.get(k) != v for k, v in model_label.items()):
             continue  # a build pod
         rev = labels.get(LABEL_REVISION) or ""
         if f"{LEGACY}{rev}" in deployments and rev not in deployments:
             rev = f"{LEGACY}{rev}"
         pods.setdefault(rev, []).append(pod)
-    return Revisions(deployments, pods)
+    return Revisions(deployments, pods, service_pods)

@@ -1,10 +1,11 @@
-"""Pods of revisions and of build/environment Jobs (read, and prediction-check gates set on them)."""
+"""Pods of revisions (and of their other BentoML services) and of build/environment Jobs (read, and prediction-check gates set on them)."""
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
 from kubento.builders.build_job import LABEL_BUILD_OF
+from kubento.builders.graph import LABEL_SERVICE_OF
 from kubento.builders.meta import LABEL_MODEL
 from kubento.controller.kinds import POD, Kind
 from kubento.controller.kinds.strip import conditions, meta, pick
@@ -41,7 +42,7 @@ def strip(obj: dict[str, Any]) -> dict[str, Any]:
 
 def model_of(obj: dict[str, Any]) -> Optional[str]:
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    return labels.get(LABEL_MODEL) or labels.get(LABEL_BUILD_OF)
+    return labels.get(LABEL_MODEL) or labels.get(LABEL_BUILD_OF) or labels.get(LABEL_SERVICE_OF)
 
 
 # Pods are the ReplicaSets' and Jobs' to make; kubento only sets its readiness gate's condition.
