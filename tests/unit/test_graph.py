@@ -70,7 +70,7 @@ def test_the_revision_runs_the_entry_wired_to_its_dependency_which_runs_alone_gu
     # the model's Service selects the model label: a dependency's pods never carry it
     assert LABEL_MODEL not in pod["metadata"]["labels"] and LABEL_MODEL in dep["metadata"]["labels"]
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"] == {
-        graph.LABEL_SERVICE_OF: "iris", graph.LABEL_GRAPH_REVISION: rev, graph.LABEL_BENTO_SERVICE: "model"}
+        graph.LABEL_SERVICE_OF: "iris", graph.LABEL_GRAPH_REVISION: rev, graph.LABEL_BENTO_SERVICE: "Model"}
     assert all(o["metadata"]["ownerReferences"][0]["uid"] == "uid-1" for o in (dep, svc))
 
 
@@ -97,7 +97,7 @@ def test_another_model_or_revision_has_another_token_and_other_names() -> None:
 def test_a_dependencys_names_are_always_dns_labels(model: str, service: str) -> None:
     name = graph.dependency_name(Owner(model, "ns", "u"), "0123456789", service)
     assert len(name) <= 63 and DNS_1035.fullmatch(name), name
-    assert re.fullmatch(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?)?", graph.label_value(service))
+    assert re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", graph.label_value(service))
 
 
 def test_a_revisions_services_go_once_it_has_neither_deployment_nor_pods() -> None:
@@ -163,3 +163,14 @@ def test_other_revisions_services_follow_their_entry_and_keep_nothing_once_drain
     revisions = Revisions({}, {"draining": [{"metadata": {"name": "p"}}]})
     plan_other_services(out, "spec", decision, revisions)
     assert sorted((s.name, s.replicas) for s in out.scales) == [("dep-drained", 0), ("dep-stable", 3)]
+
+
+def test_a_services_own_resources_make_a_new_revision_of_the_graph_its_replicas_do_not() -> None:
+    def entry_revision(services: dict) -> str:
+        spec = ModelDeploymentSpec.model_validate({**VALID_SPEC, "services": services} if services else VALID_SPEC)
+        return revision(spec, graph.split(spec, OWNER, TWO)[0])
+
+    plain = entry_revision({})
+    assert entry_revision({"Model": {"replicas": 3}}) == plain
+    assert entry_revision({"Model": {"autoscaling": {"maxReplicas": 3}}}) == plain
+    assert entry_revision({"Model": {"resources": {"limits": {"memory": "1Gi"}}}}) != plain

@@ -53,7 +53,7 @@ class Graph:
 
     bento: ServedBento  # as prepared: every service's settings
     app: BentoServices
-    key: str  # names the dependencies' objects: the hash of the bento served in one pod
+    key: str  # names the dependencies' objects: the hash of the bento served in one pod (and spec.services' resources)
     token: str
 
     @property
@@ -61,14 +61,22 @@ class Graph:
         return [s for s in self.app.services if s.name != self.app.entry]
 
 
-def label_value(service: str) -> str:
-    """A BentoML service name (a Python class name) as a DNS label part."""
+def dns_part(service: str) -> str:
+    """A BentoML service name (a Python class name) as part of a DNS label."""
     return re.sub(r"[^a-z0-9-]+", "-", service.lower()).strip("-")[:40].strip("-") or "service"
+
+
+def label_value(service: str) -> str:
+    """A BentoML service name as a label value: itself when it is one (a class name mostly is)."""
+    return service if _LABEL_VALUE.fullmatch(service) else dns_part(service)
+
+
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 
 
 def dependency_name(owner: Owner, key: str, service: str) -> str:
     """The Deployment and Service of ``service`` for the revision keyed ``key`` (≤ 63 characters)."""
-    base = f"{owner.name}-{key}-{label_value(service)}"
+    base = f"{owner.name}-{key}-{dns_part(service)}"
     return base if len(base) <= 63 else f"{base[:52].rstrip('-')}-{digest(base, 10)}"
 
 
@@ -84,6 +92,10 @@ def split(spec: ModelDeploymentSpec, owner: Owner, bento: ServedBento) -> tuple[
     if app is None or app.more or len(app.services) < 2 or app.entry not in {s.name for s in app.services}:
         return bento, None
     key = revision(spec, bento)
+    sized = {name: settings.resources.wire() for name, settings in sorted((spec.services or {}).items())
+             if settings.resources is not None}
+    if sized:  # a service's own resources shape its pods: a new revision of the whole graph
+        key = digest([key, sized])
     graph = Graph(bento, app, key, digest([owner.uid, owner.namespace, owner.name, key], TOKEN_LENGTH))
     return served(graph, owner, app.entry), graph
 
