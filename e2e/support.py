@@ -3,6 +3,10 @@ send predictions through its Service (also from many threads at once)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
+import http.server
 import json
 import os
 import subprocess
@@ -12,11 +16,12 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
 from e2e import traffic
-from e2e.conftest import IN_CLUSTER, NAMESPACE
+from e2e.conftest import IN_CLUSTER, NAMESPACE, run
 from tests.helpers import condition, wait_for
 from tests.specs import model_deployment
 
@@ -250,3 +255,24 @@ class Load(Clients):
         url = f"http://{cluster.get('service', name, '-n', NAMESPACE)['spec']['clusterIP']}{path}"
         super().__init__(cluster, url, json.dumps(body).encode(), None, threads=threads, timeout=30, pause=0,
                          fail_pause=0.1)
+
+
+@contextlib.contextmanager
+def served_archive(project: Path, bento: str, host_ip: str, work: Path) -> Iterator[dict[str, str]]:
+    """``project`` as a .bento archive (`bentoml build` and `bentoml export` in
+    a BENTOML_HOME of its own), served over HTTP on the node's address: its
+    bento.archive (uri and sha256)."""
+    home, store = work / "bentoml-home", work / "store"
+    home.mkdir(), store.mkdir()
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+    bentoml = str(Path(sys.executable).with_name("bentoml"))
+    run(bentoml, "build", str(project), env=env, timeout=300)
+    run(bentoml, "export", f"{bento}:latest", str(store / f"{bento}.bento"), env=env, timeout=120)
+    digest = hashlib.sha256((store / f"{bento}.bento").read_bytes()).hexdigest()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(store))
+    server = http.server.ThreadingHTTPServer((host_ip, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield {"uri": f"http://{host_ip}:{server.server_address[1]}/{bento}.bento", "sha256": digest}
+    finally:
+        server.shutdown()

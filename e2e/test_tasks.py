@@ -18,13 +18,8 @@ rolling update) are printed with ``-s``:
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import http.server
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -34,8 +29,8 @@ import pytest
 import yaml
 
 from e2e import taskclient
-from e2e.conftest import IN_CLUSTER, NAMESPACE, run
-from e2e.support import ROOT, apply_md, md, settled
+from e2e.conftest import IN_CLUSTER, NAMESPACE
+from e2e.support import ROOT, apply_md, md, served_archive, settled
 from tests.helpers import wait_for
 
 PROJECT = ROOT / "examples" / "tasks"
@@ -50,22 +45,9 @@ CONNECTION_CLOSED = ("RemoteDisconnected", "BrokenPipeError", "ConnectionResetEr
 
 @pytest.fixture(scope="module")
 def tasks_archive(host_ip, tmp_path_factory) -> dict[str, str]:
-    """examples/tasks as a .bento archive (`bentoml build` and `bentoml
-    export` in a BENTOML_HOME of its own), served over HTTP on the node's
-    address: its bento.archive (uri and sha256)."""
-    home = tmp_path_factory.mktemp("tasks-bentoml-home")
-    store = tmp_path_factory.mktemp("tasks-store")
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
-    bentoml = str(Path(sys.executable).with_name("bentoml"))
-    run(bentoml, "build", str(PROJECT), env=env, timeout=300)
-    run(bentoml, "export", "tasks:latest", str(store / "tasks.bento"), env=env, timeout=120)
-    digest = hashlib.sha256((store / "tasks.bento").read_bytes()).hexdigest()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(store))
-    server = http.server.ThreadingHTTPServer((host_ip, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield {"uri": f"http://{host_ip}:{server.server_address[1]}/tasks.bento", "sha256": digest}
-    server.shutdown()
+    """examples/tasks as a .bento archive served over HTTP on the node's address."""
+    with served_archive(PROJECT, "tasks", host_ip, tmp_path_factory.mktemp("tasks")) as archive:
+        yield archive
 
 
 def tasks_spec(archive: dict[str, str], replicas: int) -> dict:

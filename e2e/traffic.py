@@ -40,6 +40,16 @@ def post_versioned(url: str, body: bytes, timeout: float, headers: dict[str, str
         return resp.read(), resp.headers.get(VERSION_HEADER, "?")
 
 
+def post_status(url: str, body: bytes, content_type: str, timeout: float) -> dict:
+    """POST ``body``; the answer's status and its first 500 characters, whatever the status."""
+    req = urllib.request.Request(url, data=body, headers={"content-type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return {"status": resp.status, "body": resp.read().decode(errors="replace")[:500]}
+    except urllib.error.HTTPError as exc:
+        return {"status": exc.code, "body": exc.read().decode(errors="replace")[:500]}
+
+
 class RawConnection:
     """Python's http.client on one connection, reused request after request:
     the plainest keep-alive client. It opens a new connection only when the
@@ -281,6 +291,12 @@ def _main(argv: list[str]) -> int:
         return 0
     if mode == "post":  # one POST, the body on stdout
         sys.stdout.write(post(args["url"], args["body"].encode(), args["timeout"]).decode())
+        return 0
+    if mode == "status":  # one POST (body in base64, any content type): {"status", "body"} as JSON
+        import base64
+
+        sys.stdout.write(json.dumps(post_status(args["url"], base64.b64decode(args["body"]), args["content_type"],
+                                                args["timeout"])))
         return 0
     if mode == "shares":  # answers per model version, as JSON
         sys.stdout.write(json.dumps(shares(args["url"], args["body"].encode(), args["requests"], args["timeout"])))
