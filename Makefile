@@ -36,11 +36,13 @@ KIND_ARGS ?= --build-node-image
 # The kind smoke in `make test`: install by Helm, a prediction through the
 # Service, a rollback under traffic with no failed request, HPA autoscaling
 # (metrics-server on kind), a canary's weights through Traefik running in the
-# cluster (Gateway API; its image built here).
+# cluster (Gateway API; its image built here), a two-service bento as two
+# Deployments rolled out under traffic (kind's own CoreDNS).
 KIND_SMOKE ?= e2e/test_e2e.py::test_example_serves_correct_predictions_through_the_service \
 	e2e/test_rollout.py::test_a_revision_crashing_at_start_is_rolled_back_without_a_failed_request \
 	e2e/test_autoscaling.py::test_hpa_on_cpu_scales_up_under_cpu_load \
-	e2e/test_gateway_routes.py::test_traefik_canary_shares_held_steps
+	e2e/test_gateway_routes.py::test_traefik_canary_shares_held_steps \
+	e2e/test_graph.py::test_two_services_run_apart_the_dependency_answers_only_its_model_and_a_new_revision_moves_both
 
 test-kind: deps venv kube helm  ## the whole e2e suite on a kind cluster (Docker + kind started/built here; root)
 	e2e/kind/run $(KIND_ARGS)
