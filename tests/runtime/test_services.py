@@ -105,6 +105,9 @@ def test_each_service_serves_in_its_own_server_and_the_dependency_answers_only_i
         status, body = call(model_port, "/predict", json.dumps({"x": 2}).encode(), "application/json",
                             authorization=f"Bearer {token}")
         assert (status, json.loads(body)) == (200, 4), body
+        # its own envs defaults, not the entry's (which BentoML's server alone would give it)
+        status, body = call(model_port, "/greeting", b"{}", "application/json", authorization=f"Bearer {token}")
+        assert (status, body.decode()) == (200, "from Model"), body
         with urllib.request.urlopen(f"http://127.0.0.1:{model_port}/readyz", timeout=5) as resp:
             assert resp.status == 200  # the kubelet's probes need no token
     finally:

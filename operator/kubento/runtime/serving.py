@@ -32,6 +32,21 @@ def use_kubento_worker() -> bool:
 SERVICE_ENV, DEPENDS_ENV = "BENTOML_SERVE_SERVICE_NAME", "BENTOML_SERVE_DEPENDS"
 
 
+def own_envs(tag: str, name: str) -> None:
+    """The ``envs`` defaults of service ``name`` (``@bentoml.service(envs=...)``)
+    into this process's environment, where the pod's own do not set them:
+    BentoML's server applies the entry service's, whichever service it runs
+    (as `bentoml serve` gives each dependency its own)."""
+    from _bentoml_impl.loader import load
+
+    svc = load(tag)
+    if name != svc.name:
+        svc = svc.find_dependent_by_name(name)
+    for env in svc.envs:
+        if env.stage != "build" and env.value and env.name not in os.environ:
+            os.environ[env.name] = env.value
+
+
 def main() -> None:
     use_kubento_worker()
     if os.environ.get(SERVICE_ENV):
@@ -39,6 +54,7 @@ def main() -> None:
         # own entrypoint for that (its containers' and Yatai's), which reads both variables.
         from bentoml_cli._internal.start import start_command
 
+        own_envs(sys.argv[2], os.environ[SERVICE_ENV])
         sys.argv[1:2] = ["start-http-server"]
         sys.exit(start_command())  # reads sys.argv: start-http-server TAG ARGS...
     from bentoml_cli.cli import cli
