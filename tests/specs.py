@@ -679,8 +679,8 @@ INVALID = [
     Invalid("services-not-a-service-name", with_(VALID_SPEC, services={"model-svc": {"replicas": 2}}),
             "spec.services", message="model-svc is not a BentoML service name"),
     Invalid("services-replicas-and-autoscaling", with_(VALID_SPEC, services={
-        "Model": {"replicas": 2, "autoscaling": {"maxReplicas": 3}}}), "spec.services.Model.replicas",
+        "Model": {"replicas": 2, "autoscaling": {"maxReplicas": 3}}}), "spec.services[Model].replicas",
             message="replicas and autoscaling exclude each other"),
     Invalid("services-min-above-max", with_(VALID_SPEC, services={
-        "Model": {"autoscaling": {"minReplicas": 4, "maxReplicas": 3}}}), "spec.services.Model.autoscaling.minReplicas"),
+        "Model": {"autoscaling": {"minReplicas": 4, "maxReplicas": 3}}}), "spec.services[Model].autoscaling.minReplicas"),
 ]

@@ -25,7 +25,7 @@ FORBIDDEN = {"kopf", "kubernetes", "pydantic", "yaml", "bentoml", "boto3", "boto
 # The modules that run inside BentoML's own server processes (the model
 # server's drain at stop, kubento.runtime.drain) may also import what that
 # server is made of, inside functions only: importing them loads none of it.
-SERVER_SIDE = {"drain.py", "serving.py", "worker.py", "monitor.py", "tasks.py"}
+SERVER_SIDE = {"drain.py", "serving.py", "worker.py", "monitor.py", "tasks.py", "guard.py"}
 # prometheus_client: BentoML's metrics registry (the monitor's counters join it); httpx: BentoML's
 # HTTP client (the task forwarder's)
 SERVER_IMPORTS = {"uvicorn", "_bentoml_impl", "bentoml_cli", "prometheus_client", "httpx"}
