@@ -8,14 +8,17 @@ import threading
 import time
 import uuid
 
+from kubento.controller import credentials
+from kubento.controller.kube import Kube
 from kubento.controller.leader import LeaderElector
 from tests.helpers import wait_for
 
 
-def electors(admin, namespace, lease, **kw):
+def electors(controlplane, namespace, lease, **kw):
     made = []
     for identity in ("a", "b"):
-        e = LeaderElector(admin, namespace, lease, identity, lease_seconds=3, renew_deadline=2, retry_seconds=0.2,
+        kube = Kube(credentials.from_kubeconfig(controlplane.admin_kubeconfig))
+        e = LeaderElector(kube, namespace, lease, identity, lease_seconds=3, renew_deadline=2, retry_seconds=0.2,
                           renew_seconds=0.5, **kw)
         threading.Thread(target=e.run, daemon=True).start()
         made.append(e)
@@ -26,8 +29,8 @@ def leaders(es):
     return [e.identity for e in es if e.leading.is_set()]
 
 
-def test_one_leader_then_a_clean_handover_within_a_second(admin, namespace):
-    a, b = electors(admin, namespace, f"lease-{uuid.uuid4().hex[:6]}")
+def test_one_leader_then_a_clean_handover_within_a_second(controlplane, namespace):
+    a, b = electors(controlplane, namespace, f"lease-{uuid.uuid4().hex[:6]}")
     first = wait_for("a leader", lambda: leaders([a, b]), timeout=10)
     assert len(first) == 1
     time.sleep(2)  # renewals keep it: still one, the same
@@ -41,8 +44,8 @@ def test_one_leader_then_a_clean_handover_within_a_second(admin, namespace):
     new.stop()
 
 
-def test_a_killed_leader_is_replaced_after_the_lease_expires(admin, namespace):
-    a, b = electors(admin, namespace, f"lease-{uuid.uuid4().hex[:6]}")
+def test_a_killed_leader_is_replaced_after_the_lease_expires(controlplane, namespace):
+    a, b = electors(controlplane, namespace, f"lease-{uuid.uuid4().hex[:6]}")
     first = wait_for("a leader", lambda: leaders([a, b]), timeout=10)
     old, new = (a, b) if first == ["a"] else (b, a)
     start = time.monotonic()

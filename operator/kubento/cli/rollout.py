@@ -268,9 +268,9 @@ def _apis() -> tuple[Any, Any]:
     """CustomObjectsApi and AppsV1Api, with the operator's credentials logic."""
     from kubernetes import client
 
-    from kubento.controller import kube
+    from kubento.cli.kubeconfig import load_configuration
 
-    api = client.ApiClient(kube.load_configuration())
+    api = client.ApiClient(load_configuration())
     return client.CustomObjectsApi(api), client.AppsV1Api(api)
 
 

@@ -116,11 +116,10 @@ class Cluster:
     def __init__(self) -> None:
         from kubernetes import client
 
-        from kubento.controller import kube
-
+        from kubento.cli.kubeconfig import load_configuration
         from kubento.controller import podhttp
 
-        api = client.ApiClient(kube.load_configuration())
+        api = client.ApiClient(load_configuration())
         self.custom, self.core = client.CustomObjectsApi(api), client.CoreV1Api(api)
         self.ssl, self.send = podhttp.through_api_server(api)
 

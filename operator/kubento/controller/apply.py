@@ -16,14 +16,12 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from kubernetes.client.exceptions import ApiException
-
 from kubento.api import v1alpha1 as api
 from kubento.api.v1alpha1 import ModelDeploymentStatus
 from kubento.builders.meta import ANNOTATION_APPLIED_HASH, Owner
 from kubento.builders.revision import controller_revision
 from kubento.controller import kinds, metrics
-from kubento.controller.kube import Kube, NotInstalled, rejection
+from kubento.controller.kube import ApiError, Kube, NotInstalled, rejection
 from kubento.controller.cache import Cache
 from kubento.controller.memory import ModelMemory
 from kubento.controller.actions import Actions, Keep
@@ -32,7 +30,7 @@ from kubento.controller.status import Problem
 
 log = logging.getLogger("kubento.apply")
 
-def transient(exc: ApiException) -> bool:
+def transient(exc: ApiError) -> bool:
     return exc.status in (409, 429) or (exc.status or 500) >= 500
 
 
@@ -56,7 +54,7 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
         if isinstance(step, Keep):
             if isinstance(sent, _Raise):
                 transient_error = transient_error or sent.error
-            elif isinstance(sent, ApiException):  # refused: said in status, asked again after a while
+            elif isinstance(sent, ApiError):  # refused: said in status, asked again after a while
                 message = (f"the API server refused ControllerRevision {step.deployment}: {rejection(sent)}; the "
                            "revision is not kept (were its Deployment deleted, it could not be made again)")
                 log.warning("%s/%s: %s", owner.namespace, owner.name, message)
@@ -74,7 +72,7 @@ def children(owner: Owner, actions: Actions, cache: Cache, memory: ModelMemory, 
         if isinstance(sent, _Raise):
             transient_error = transient_error or sent.error
             continue
-        if isinstance(sent, ApiException):
+        if isinstance(sent, ApiError):
             if isinstance(step, _Create):
                 result.problems.append(Problem("BuildJobRejected" if kind == "Job" else "ApplyFailed",
                                                f"the API server refused {kind} {name}: {rejection(sent)}"))
@@ -134,7 +132,7 @@ class _Raise:
 
 def _send(step: Any, owner: Owner, cache: Cache, kube: Kube) -> Any:
     """One create or apply: (live, the cache's version before) when written; a Problem
-    (someone else's object, a kind not served); the ApiException of a
+    (someone else's object, a kind not served); the ApiError of a
     refusal; or _Raise."""
     if isinstance(step, Keep):
         return _keep(step, owner, cache, kube)
@@ -155,7 +153,7 @@ def _send(step: Any, owner: Owner, cache: Cache, kube: Kube) -> Any:
         return kube.apply(manifest), before
     except NotInstalled as exc:
         return Problem("ApplyFailed", f"the API server does not serve {kind}: {exc}")
-    except ApiException as exc:
+    except ApiError as exc:
         return _Raise(exc) if transient(exc) else exc
     except Exception as exc:  # noqa: BLE001 - raised in the worker, as before
         return _Raise(exc)
@@ -165,7 +163,7 @@ def _keep(step: Keep, owner: Owner, cache: Cache, kube: Kube) -> Any:
     """Read a revision's Deployment (the cache keeps only its metadata; the
     API server's watch cache has it, and an old revision no longer changes) and
     create its ControllerRevision: (live, the cache's version before); None
-    when the Deployment is gone; the ApiException of a refusal; or _Raise."""
+    when the Deployment is gone; the ApiError of a refusal; or _Raise."""
     try:
         live = kube.get_cached("apps/v1", kinds.DEPLOYMENT, owner.namespace, step.deployment)
         if live is None or not owner.controls(live):
@@ -173,7 +171,7 @@ def _keep(step: Keep, owner: Owner, cache: Cache, kube: Kube) -> Any:
         log.info("keeping revision %s/%s as a ControllerRevision", owner.namespace, step.deployment)
         before = cache.version(kinds.CONTROLLER_REVISION, owner.namespace, step.deployment)
         return kube.create(controller_revision(owner, live, step.number)), before
-    except ApiException as exc:
+    except ApiError as exc:
         return _Raise(exc) if transient(exc) else exc
     except Exception as exc:  # noqa: BLE001 - raised in the worker, as before
         return _Raise(exc)
@@ -197,7 +195,7 @@ def status(body: dict[str, Any], previous: ModelDeploymentStatus, actions: Actio
         before = cache.version(kinds.MODEL, meta["namespace"], meta["name"])
         try:
             live = kube.patch_status(meta["namespace"], meta["name"], actions.status, meta.get("resourceVersion"))
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status not in (404, 409):
                 raise
             log.info("%s/%s: status not written (%s): the model %s", meta["namespace"], meta["name"], exc.status,
@@ -209,7 +207,7 @@ def status(body: dict[str, Any], previous: ModelDeploymentStatus, actions: Actio
     for event in actions.events:
         try:
             (post_event or kube.post_event)(body, *event)
-        except ApiException as exc:  # an event lost is not worth failing the pass
+        except ApiError as exc:  # an event lost is not worth failing the pass
             log.warning("could not post event %s for %s/%s: %s", event[1], meta["namespace"], meta["name"], exc.reason)
     return None
 

@@ -32,7 +32,8 @@ import kopf
 
 from kubento.builders.meta import MANAGED_BY
 from kubento.controller import apply, kinds, kopfadapter
-from kubento.controller.kube import Kube, load_configuration
+from kubento.controller import credentials
+from kubento.controller.kube import Kube
 from kubento.controller.operator import Operator
 
 MANAGED = f"app.kubernetes.io/managed-by={MANAGED_BY}"
@@ -44,9 +45,8 @@ def registry(op: Operator) -> kopf.OperatorRegistry:
     """kopf handlers that feed ``op`` and start and stop it."""
     reg = kopf.OperatorRegistry()
     # Made at once (not at startup): kopf logs in (below) before any startup handler runs.
-    cfg = load_configuration()
-    cfg.connection_pool_maxsize = max(op.config.workers * 2, 10) + apply.PARALLEL
-    kube = Kube(cfg)
+    creds = credentials.load()
+    kube = Kube(creds, pool_size=max(op.config.workers * 2, 10) + apply.PARALLEL)
     uninstall: list[Any] = []
 
     def relisted(group: str, plural: str, namespace: Any, uids: set[str]) -> int:
@@ -75,18 +75,20 @@ def registry(op: Operator) -> kopf.OperatorRegistry:
     @kopf.on.login(registry=reg)
     def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
         """kopf's watches use exactly the credentials of kubento's own API calls."""
-        header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
-        scheme, _, token = (header or "").rpartition(" ")
+        creds.expire()  # kopf logs in again on a 401: a rotated token is read anew
+        header = creds.authorization()
+        scheme, _, token = (header or "").partition(" ")
+        basic = scheme == "Basic"
         return kopf.ConnectionInfo(
-            server=cfg.host,
-            ca_path=cfg.ssl_ca_cert,
-            insecure=not cfg.verify_ssl,
-            username=cfg.username or None,
-            password=cfg.password or None,
-            scheme=scheme or None,
-            token=token or None,
-            certificate_path=cfg.cert_file,
-            private_key_path=cfg.key_file,
+            server=creds.server,
+            ca_path=creds.ca_file,
+            insecure=creds.insecure,
+            username=creds.username if basic else None,
+            password=creds.password if basic else None,
+            scheme=None if basic else scheme or None,
+            token=None if basic else token or None,
+            certificate_path=creds.cert_file,
+            private_key_path=creds.key_file,
             trust_env=settings.networking.trust_env,
         )
 

@@ -17,30 +17,32 @@ import datetime
 import logging
 import threading
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
+from urllib.parse import quote
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
+from kubento.controller.kube import ApiError, Kube
 
 log = logging.getLogger("kubento.leader")
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+def _now() -> str:
+    """MicroTime, as a Lease's times are written."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
-    def __init__(self, api: client.ApiClient, namespace: str, name: str, identity: str, *,
+    def __init__(self, kube: Kube, namespace: str, name: str, identity: str, *,
                  lease_seconds: float = 12.0, renew_deadline: float = 8.0, retry_seconds: float = 1.0,
                  renew_seconds: float = 2.0,
                  on_started: Callable[[], None] = lambda: None, on_stopped: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         assert renew_deadline < lease_seconds
-        self.coordination = client.CoordinationV1Api(api)
+        self.kube = kube
         self.namespace, self.name, self.identity = namespace, name, identity
+        self.path = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace, safe='')}/leases"
         self.lease_seconds, self.renew_deadline, self.retry = lease_seconds, renew_deadline, retry_seconds
         self.renew_every = renew_seconds
-        self._held: Optional[client.V1Lease] = None  # the Lease as last written by this replica
+        self._held: Optional[dict[str, Any]] = None  # the Lease as last written by this replica
         self.on_started, self.on_stopped = on_started, on_stopped
         self.clock = clock
         self.leading = threading.Event()
@@ -80,12 +82,10 @@ class LeaderElector:
         if release and self.leading.is_set():
             self.leading.clear()
             try:
-                lease = self._held or self.coordination.read_namespaced_lease(self.name, self.namespace, _request_timeout=self.timeout)
-                if lease.spec.holder_identity == self.identity:
-                    lease.spec.holder_identity = ""
-                    lease.spec.lease_duration_seconds = 1
-                    lease.spec.renew_time = _now()
-                    self.coordination.replace_namespaced_lease(self.name, self.namespace, lease, _request_timeout=self.timeout)
+                lease = self._held or self._read()
+                if lease["spec"].get("holderIdentity") == self.identity:
+                    lease["spec"].update(holderIdentity="", leaseDurationSeconds=1, renewTime=_now())
+                    self._replace(lease)
                     log.info("%s released the Lease", self.identity)
             except Exception as exc:  # noqa: BLE001 - best effort: it expires anyway
                 log.warning("could not release the Lease: %s", exc)
@@ -96,56 +96,62 @@ class LeaderElector:
         """Take or renew the Lease; True if this replica holds it now."""
         if self._held is not None:
             lease = self._held
-            lease.spec.renew_time = _now()
+            lease["spec"]["renewTime"] = _now()
             try:  # the leader's renewal: from its own copy, guarded by resourceVersion
-                self._held = self.coordination.replace_namespaced_lease(self.name, self.namespace, lease, _request_timeout=self.timeout)
+                self._held = self._replace(lease)
                 return True
-            except ApiException as exc:
+            except ApiError as exc:
                 self._held = None
                 if exc.status != 409:
                     raise
         try:
-            lease = self.coordination.read_namespaced_lease(self.name, self.namespace, _request_timeout=self.timeout)
-        except ApiException as exc:
+            lease = self._read()
+        except ApiError as exc:
             if exc.status != 404:
                 raise
-            body = client.V1Lease(
-                metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
-                spec=self._spec(transitions=0, acquired=True),
-            )
+            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": self.name, "namespace": self.namespace},
+                    "spec": self._spec(transitions=0, acquired=True)}
             try:
-                self._held = self.coordination.create_namespaced_lease(self.namespace, body, _request_timeout=self.timeout)
-            except ApiException as exc2:
+                self._held = self.kube.request("POST", self.path, body, timeout=self.timeout)
+            except ApiError as exc2:
                 if exc2.status == 409:
                     return False  # another replica was faster
                 raise
             return True
-        spec = lease.spec
-        holder = spec.holder_identity or ""
-        record = f"{holder}/{spec.renew_time}/{spec.lease_transitions}"
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        record = f"{holder}/{spec.get('renewTime')}/{spec.get('leaseTransitions')}"
         now = self.clock()
         if self._observed is None or self._observed[0] != record:
             self._observed = (record, now)
-        duration = spec.lease_duration_seconds or self.lease_seconds
+        duration = spec.get("leaseDurationSeconds") or self.lease_seconds
         expired = now - self._observed[1] > duration
         if holder and holder != self.identity and not expired:
             return False
-        transitions = (spec.lease_transitions or 0) + (0 if holder == self.identity else 1)
-        lease.spec = self._spec(transitions, acquired=holder != self.identity, previous=spec)
+        transitions = (spec.get("leaseTransitions") or 0) + (0 if holder == self.identity else 1)
+        lease["spec"] = self._spec(transitions, acquired=holder != self.identity, previous=spec)
         try:
-            self._held = self.coordination.replace_namespaced_lease(self.name, self.namespace, lease, _request_timeout=self.timeout)  # resourceVersion guards it
-        except ApiException as exc:
+            self._held = self._replace(lease)  # resourceVersion guards it
+        except ApiError as exc:
             if exc.status == 409:
                 return False
             raise
         return True
 
-    def _spec(self, transitions: int, acquired: bool, previous: Optional[client.V1LeaseSpec] = None) -> client.V1LeaseSpec:
+    def _read(self) -> dict[str, Any]:
+        return self.kube.request("GET", f"{self.path}/{quote(self.name, safe='')}", timeout=self.timeout)
+
+    def _replace(self, lease: dict[str, Any]) -> dict[str, Any]:
+        """A PUT of the whole Lease: 409 unless its resourceVersion is still the stored one."""
+        return self.kube.request("PUT", f"{self.path}/{quote(self.name, safe='')}", lease, timeout=self.timeout)
+
+    def _spec(self, transitions: int, acquired: bool, previous: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         now = _now()
-        return client.V1LeaseSpec(
-            holder_identity=self.identity,
-            lease_duration_seconds=int(self.lease_seconds),
-            acquire_time=now if acquired or previous is None else previous.acquire_time,
-            renew_time=now,
-            lease_transitions=transitions,
-        )
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(self.lease_seconds),
+            "acquireTime": now if acquired or previous is None else previous.get("acquireTime"),
+            "renewTime": now,
+            "leaseTransitions": transitions,
+        }

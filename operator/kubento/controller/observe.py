@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from kubento.api.traffic import MirrorCheck
@@ -35,7 +34,7 @@ from kubento.controller import analysis, autoscaler, podio, probe, quality, rout
 from kubento.controller.cache import Cache, Key
 from kubento.controller.environment import JOB_NAME_LABEL, recorded_result
 from kubento.controller.kinds import CONFIG_MAP, CONTROLLER_REVISION, HTTP_ROUTE, JOB, POD, SCALED_OBJECT
-from kubento.controller.kube import REDISCOVER_SECONDS, NotInstalled
+from kubento.controller.kube import REDISCOVER_SECONDS, ApiError, NotInstalled
 from kubento.controller.memory import GatewayCheck, ModelMemory, SecretCheck
 from kubento.controller.observation import Inputs, Observation
 from kubento.controller.plan import analysis_due
@@ -230,7 +229,7 @@ class Observer:
                     obj = self.services.kube.get("gateway.networking.k8s.io/v1", "Gateway", ns, name)
                 except NotInstalled:
                     continue  # not known: the route's status tells
-                except ApiException as exc:
+                except ApiError as exc:
                     if exc.status != 403:
                         raise
                     continue  # not allowed to read it (the chart grants get): the route's status tells

@@ -74,7 +74,7 @@ class Operator:
         self.stopping.clear()
         if self.config.election_namespace:
             identity = f"{self.config.identity or socket.gethostname()}-{uuid.uuid4().hex[:6]}"
-            self.elector = LeaderElector(kube.api_client, self.config.election_namespace, self.config.lease_name,
+            self.elector = LeaderElector(kube, self.config.election_namespace, self.config.lease_name,
                                          identity, on_started=self.started_leading, on_stopped=self.stopped_leading)
             self.threads.append(threading.Thread(target=self.elector.run, name="kubento-leader-election", daemon=True))
         else:
