@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -9,6 +10,10 @@ import pytest
 from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent
+
+# Every manifest a test builds is checked against the Kubernetes client's models
+# (kubento.builders.validate; the operator itself leaves that to the API server).
+os.environ["KUBENTO_CHECK_MANIFESTS"] = "1"
 
 # Property tests check decisions, not speed: hypothesis' per-example deadline (200 ms) fails them
 # on a busy machine (seen with 4 builds sharing 2 cores), so there is none.
