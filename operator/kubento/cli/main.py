@@ -45,7 +45,17 @@ class ProbeFilter:
         return not (f'"GET {self.path} ' in text and '" 200 ' in text)
 
 
+def without_typed_client() -> None:
+    """The operator's process never loads the typed Kubernetes client (1,000+
+    modules): kubento.controller speaks plain JSON, and kopf, which imports the
+    client only to recognise its classes (kopf._cogs.helpers.thirdparty), finds
+    it absent. Called before kopf is imported."""
+    if "kubernetes" not in sys.modules:
+        sys.modules["kubernetes"] = None  # type: ignore[assignment]  # import kubernetes -> ImportError
+
+
 def _run(args: argparse.Namespace) -> int:
+    without_typed_client()
     import kopf
 
     kopf.configure(
