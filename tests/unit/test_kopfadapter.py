@@ -272,6 +272,12 @@ KOPF_SHAPES = {
     "DiffBaseStorage.fetch": "(self, *, body)",
     "DiffBaseStorage.store": "(self, *, body, patch, essence)",
     "PersistenceSettings.diffbase_storage": "DiffBaseStorage",
+    "ToggleSet.__init__": "(self, fn)",
+    "ToggleSet.make_toggle": "(self, _ToggleSet__val=False, *, name=None)",
+    "ToggleSet.drop_toggle": "(self, toggle)",
+    "ToggleSet.drop_toggles": "(self, toggles)",
+    "ToggleSet.wait_for": "(self, _ToggleSet__state)",
+    "Toggle.__init__": "(self, _Toggle__state=False, *, name=None, condition=None)",
 }
 
 
@@ -283,7 +289,7 @@ def test_kopfs_internals_have_the_shapes_the_adapter_was_written_for():
         f"kopf {kopf.__version__ if hasattr(kopf, '__version__') else ''} changed internals that "
         "kubento.controller.kopfadapter relies on:\n"
         + "\n".join(f"  {k}:\n    was {was}\n    now {new}" for k, (was, new) in sorted(changed.items()))
-        + "\nRead kopf's _cogs/clients/watching.py and _cogs/configs/diffbase.py, adapt the adapter, run "
+        + "\nRead kopf's _cogs/clients/watching.py, _cogs/configs/diffbase.py and _cogs/aiokits/aiotoggles.py, adapt the adapter, run "
           "tests/integration/test_kopf_contract.py, then update KOPF_SHAPES.")
     assert kopfadapter.problems() == []
     NoDiffBase()  # still every abstract method
@@ -303,3 +309,76 @@ def test_install_refuses_a_kopf_it_cannot_wrap(monkeypatch):
 
     monkeypatch.setattr(watching, "continuous_watch", renamed)
     assert kopfadapter.problems() == ["watching.continuous_watch takes no keyword namespace"]
+
+
+# ------------------------------------------------------------ quiet toggles
+
+
+def readiness_storm(n: int) -> tuple[int, int]:
+    """kopf's indexing readiness as its watcher and workers use it: each of
+    ``n`` objects' workers gets a toggle, drops it once indexed (a few loop
+    turns later), then waits for the whole set; the last one turns it on.
+    Returns (the set's is_on() evaluations, workers that proceeded)."""
+    from kopf._cogs.aiokits import aiotoggles
+
+    async def run() -> tuple[int, int]:
+        ready = aiotoggles.ToggleSet(all)
+        calls = [0]
+        real_is_on = ready.is_on
+
+        def counted() -> bool:
+            calls[0] += 1
+            return real_is_on()
+        ready.is_on = counted  # the waiters' predicate calls it
+        blocker = await ready.make_toggle(name="listing")
+        done = []
+
+        async def worker(toggle, turns):
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            await ready.drop_toggle(toggle)
+            await ready.wait_for(True)
+            done.append(toggle)
+        tasks = []
+        for i in range(n):
+            tasks.append(asyncio.create_task(worker(await ready.make_toggle(name=str(i)), i % 50)))
+            await asyncio.sleep(0)
+        await ready.drop_toggle(blocker)
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        return calls[0], len(done)
+    return asyncio.run(run())
+
+
+def test_kopfs_readiness_wakes_its_waiters_once_not_once_per_object():
+    kopfadapter.quiet_toggles()
+    calls, done = readiness_storm(2000)
+    assert done == 2000  # every worker proceeds once the set is on
+    assert calls < 10 * 2000, calls  # kopf's own notify_all on every toggle: 2,002,300 here (7 CPU s)
+
+
+def test_a_set_that_turns_on_or_off_still_wakes_its_waiters():
+    from kopf._cogs.aiokits import aiotoggles
+
+    kopfadapter.quiet_toggles()
+
+    async def run():
+        paused = aiotoggles.ToggleSet(any)  # kopf's operator_paused: any toggle on pauses
+        flag = await paused.make_toggle(True, name="conflict")
+        waiter = asyncio.create_task(paused.wait_for(False))
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        await paused.drop_toggle(flag)
+        await asyncio.wait_for(waiter, 1)
+        again = asyncio.create_task(paused.wait_for(True))
+        await asyncio.sleep(0.01)
+        await paused.make_toggle(True, name="another")
+        await asyncio.wait_for(again, 1)
+        ready = aiotoggles.ToggleSet(all)
+        toggles = [await ready.make_toggle(name=str(i)) for i in range(3)]
+        on = asyncio.create_task(ready.wait_for(True))
+        await ready.drop_toggles(toggles[:2])
+        await asyncio.sleep(0.01)
+        assert not on.done()
+        await toggles[2].turn_to(True)  # a toggle's own change still notifies (kopf's Toggle.turn_to)
+        await asyncio.wait_for(on, 1)
+    asyncio.run(run())

@@ -44,6 +44,7 @@ log = logging.getLogger("kubento")
 def registry(op: Operator) -> kopf.OperatorRegistry:
     """kopf handlers that feed ``op`` and start and stop it."""
     reg = kopf.OperatorRegistry()
+    kopfadapter.quiet_toggles()  # before kopf's first listing (kubento.controller.kopfadapter)
     # Made at once (not at startup): kopf logs in (below) before any startup handler runs.
     creds = credentials.load()
     kube = Kube(creds, pool_size=max(op.config.workers * 2, 10) + apply.PARALLEL)
