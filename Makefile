@@ -65,8 +65,9 @@ bench: deps venv kube helm  ## benchmarks on the local cluster (print figures: a
 	$(PY) -m pip install -q -e '.[test,bench]' -c e2e/images/constraints.txt
 	$(PYTEST) bench -s -p no:logging
 
-bench-scale: deps venv kube helm  ## scale bench: 100, 1,000 and 3,000 ModelDeployments on a real control plane (figures, ~40 min)
-	$(PY) -m bench.scale --n 100 1000 3000
+SCALE_N ?= 100 1000 3000
+bench-scale: deps venv kube helm  ## scale bench: 100, 1,000 and 3,000 ModelDeployments on a real control plane (figures, ~25 min; SCALE_N="10000" for ten thousand, ~30 min more)
+	$(PY) -m bench.scale --n $(SCALE_N)
 
 unit: deps venv  ## unit tests only (no cluster, seconds; promtool checks the alert rules)
 	$(PYTEST) tests/unit

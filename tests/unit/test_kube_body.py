@@ -28,12 +28,18 @@ def test_apply_body_sends_astral_characters_raw_and_escapes_what_yaml_refuses():
 
 
 def test_a_refusal_reaches_status_bounded():
-    from kubernetes.client.exceptions import ApiException
-    from kubento.controller.kube import REJECTION_MAX, rejection
-    short = ApiException(status=422, reason="Unprocessable")
-    short.body = json.dumps({"message": "denied by policy x"})
+    from kubento.controller.kube import REJECTION_MAX, ApiError, rejection
+    short = ApiError(422, "Unprocessable", json.dumps({"message": "denied by policy x"}).encode())
     assert rejection(short) == "denied by policy x"
-    long = ApiException(status=403, reason="Forbidden")
-    long.body = json.dumps({"message": "webhook says: " + "x" * 100_000 + " end"})
+    long = ApiError(403, "Forbidden", json.dumps({"message": "webhook says: " + "x" * 100_000 + " end"}).encode())
     text = rejection(long)
     assert len(text) <= REJECTION_MAX and text.startswith("webhook says: ") and text.endswith(" end")
+    assert rejection(ApiError(502, "Bad Gateway", b"<html>proxy</html>")) == "<html>proxy</html>"
+
+
+def test_the_cli_s_refusals_are_the_typed_client_s():
+    from kubernetes.client.exceptions import ApiException
+    from kubento.controller.kube import rejection
+    refused = ApiException(status=422, reason="Unprocessable")
+    refused.body = json.dumps({"message": "denied by policy x"})
+    assert rejection(refused) == "denied by policy x"
