@@ -13,12 +13,14 @@ from kubento.cli import main
 main.without_typed_client()
 import kopf
 from kubento.controller import config, handlers, metrics, operator
+from kubento.builders.validate import validated
+validated({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}})  # under a test: no check, no error
 print(json.dumps(sorted(m for m, v in sys.modules.items() if v is not None)))
 """
 
 
 def test_the_operator_process_loads_no_typed_kubernetes_client() -> None:
-    env = {"PATH": "/usr/bin:/bin"}  # not the tests' KUBENTO_CHECK_MANIFESTS
+    env = {"PATH": "/usr/bin:/bin", "KUBENTO_CHECK_MANIFESTS": "1"}  # as `kubento run` started by a test
     proc = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     modules = json.loads(proc.stdout)

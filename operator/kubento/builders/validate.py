@@ -17,7 +17,10 @@ def validated(manifest: dict[str, Any]) -> dict[str, Any]:
     """Return ``manifest`` unchanged; when checking, raise pydantic.ValidationError
     if the Kubernetes model for its kind rejects it (unknown field, wrong type)."""
     if os.environ.get("KUBENTO_CHECK_MANIFESTS") == "1":
-        from kubernetes import client
+        try:
+            from kubernetes import client
+        except ImportError:  # `kubento run` under a test (it inherits the variable) has no typed client
+            return manifest
 
         models = {
             ("apps/v1", "Deployment"): client.V1Deployment,
