@@ -278,28 +278,25 @@ def quiet_toggles() -> None:
     if getattr(cls.drop_toggle, "_kubento", False):
         return
 
-    async def make_toggle(self: Any, val: bool = False, *, name: Optional[str] = None) -> Any:
-        toggle = aiotoggles.Toggle(val, name=name, condition=self._condition)
+    async def changed(self: Any, change: Callable[[set[Any]], None]) -> None:
+        """Change the set's toggles; wake the waiters only if its state changed."""
         async with self._condition:
             before = self.is_on()
-            self._toggles.add(toggle)
+            change(self._toggles)
             if self.is_on() != before:
                 self._condition.notify_all()
+
+    async def make_toggle(self: Any, val: bool = False, *, name: Optional[str] = None) -> Any:
+        toggle = aiotoggles.Toggle(val, name=name, condition=self._condition)
+        await changed(self, lambda toggles: toggles.add(toggle))
         return toggle
 
     async def drop_toggle(self: Any, toggle: Any) -> None:
-        async with self._condition:
-            before = self.is_on()
-            self._toggles.discard(toggle)
-            if self.is_on() != before:
-                self._condition.notify_all()
+        await changed(self, lambda toggles: toggles.discard(toggle))
 
     async def drop_toggles(self: Any, toggles: Any) -> None:
-        async with self._condition:
-            before = self.is_on()
-            self._toggles.difference_update(toggles)
-            if self.is_on() != before:
-                self._condition.notify_all()
+        dropped = list(toggles)
+        await changed(self, lambda held: held.difference_update(dropped))
 
     for fn in (make_toggle, drop_toggle, drop_toggles):
         fn._kubento = True  # type: ignore[attr-defined]
